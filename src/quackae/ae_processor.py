@@ -1,0 +1,562 @@
+"""The seed's controller: configure and launch Lightning's Trainer for ``QuackAutoEncoder``.
+
+Training wires the data module, the model, a Ray Train strategy (``--ray_nodes`` workers of
+one CPU each; 0 trains in-process), a logger (Comet when configured, else CSV under
+``--storage_path``), a learning-rate monitor, checkpoints, early stopping and a device-stats
+monitor, then tests the held-out split. With ``--encode`` a trained checkpoint runs the
+predict loop and ``AutoencoderWriter`` stores one embedding per selected record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+SUMMARY = "train_summary.json"
+COMET_PROJECT = "censored-planet"
+
+# Lightning Trainer arguments exposed as flags, the way the removed Trainer.add_argparse_args did.
+TRAINER_FLAGS = (
+    "accelerator", "devices", "precision", "max_epochs", "min_epochs", "max_steps", "min_steps",
+    "max_time", "limit_train_batches", "limit_val_batches", "limit_test_batches",
+    "limit_predict_batches", "overfit_batches", "val_check_interval", "check_val_every_n_epoch",
+    "num_sanity_val_steps", "log_every_n_steps", "enable_progress_bar", "enable_model_summary",
+    "accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm", "deterministic",
+    "benchmark", "detect_anomaly", "fast_dev_run", "default_root_dir",
+)  # fmt: skip
+
+
+class ProcessorError(Exception):
+    """A user error of the controller; printed as one line."""
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def _trainer_value(text: str) -> Any:
+    """Parse a Trainer flag value: None, a bool, an int, a float or the string itself."""
+    low = text.strip().lower()
+    if low == "none":
+        return None
+    if low in ("true", "false"):
+        return low == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add Lightning Trainer flags with the Trainer's own defaults."""
+    import lightning.pytorch as pl
+
+    params = inspect.signature(pl.Trainer.__init__).parameters
+    group = parser.add_argument_group("Lightning Trainer")
+    for name in TRAINER_FLAGS:
+        default = params[name].default
+        group.add_argument(
+            f"--{name}",
+            type=_trainer_value,
+            default=default,
+            help=f"Trainer({name}=...) (default: %(default)s)",
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The controller's parser: every seed flag with its name and default, plus the Trainer's."""
+    p = argparse.ArgumentParser(
+        prog="python -m quackae.ae_processor",
+        description="Train QuackAutoEncoder on a quackae dataset, or with --encode write the "
+        "latent feature of every (or every selected) record.",
+    )
+    seed = p.add_argument_group("the seed's flags")
+    seed.add_argument("--data_dir", type=str, default="./data", help="dataset directory written by `quackae flatten` (default %(default)s)")
+    seed.add_argument("--batch_size", type=int, default=4, help="sequences per batch (default %(default)s)")
+    seed.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes (default %(default)s)")
+    seed.add_argument("--embed_size", type=int, default=128, help="token embedding size (default %(default)s)")
+    seed.add_argument("--hidden_size", type=int, default=512, help="latent / hidden size (default %(default)s)")
+    seed.add_argument("--encode", action="store_true", help="run the inference loop (needs --checkpoint_path) instead of training")
+    seed.add_argument("--filtered", action="store_true", help="with --encode: only labelled records, uncensored subsampled to balance the censored ones")
+    seed.add_argument("--evaluate", action="store_true", help="with --encode: only undetermined records (wins over --filtered)")
+    seed.add_argument("--checkpoint_path", type=str, default=None, help="checkpoint whose weights start training (manual restart) or drive --encode; only the weights are used")
+    seed.add_argument("--storage_path", type=str, default="./data/encoded", help="where checkpoints, logs (training) or embedding shards (--encode) go (default %(default)s)")
+    seed.add_argument("--l_rate", type=float, default=1e-1, help="AdamW learning rate (default %(default)s)")
+    seed.add_argument("--l_rate_min", type=float, default=1e-3, help="cosine schedule's final learning rate (default %(default)s)")
+    seed.add_argument("--l_rate_max_epoch", type=int, default=-1, help="cosine schedule length in epochs; -1 = --max_epochs (default %(default)s)")
+    seed.add_argument("--exp_label", type=str, default="autoencoder-train", help="experiment label passed to the logger (default %(default)s)")
+    seed.add_argument("--ray_nodes", type=int, default=4, help="Ray Train workers of one CPU each; 0 runs in this process without Ray (default %(default)s)")
+
+    more = p.add_argument_group("quackae additions")
+    more.add_argument("--resume", nargs="?", const="last", default=None, metavar="CKPT", help="continue a killed run with optimizer and epoch state, from CKPT or from <storage_path>/last.ckpt")
+    more.add_argument("--ray_address", type=str, default=os.environ.get("RAY_ADDRESS"), help="join an existing Ray cluster (default: $RAY_ADDRESS, else a local one)")
+    more.add_argument("--max_failures", type=int, default=2, help="Ray Train restarts from the last checkpoint after a worker dies, this many times (default %(default)s)")
+    more.add_argument("--layers", type=int, default=1, help="decoder GRU layers (default %(default)s)")
+    more.add_argument("--teacher_forcing", type=float, default=0.5, help="probability a training batch is teacher-forced rather than sampled (default %(default)s)")
+    more.add_argument("--bucketing", action="store_true", help="batch sequences of similar length together to cut padding")
+    more.add_argument("--seed", type=int, default=1234, help="seeds the 70/10/20 split, shuffling, --filtered sampling and weights (default %(default)s)")
+    more.add_argument("--patience", type=int, default=10, help="early-stopping patience in validation checks (default %(default)s)")
+    more.add_argument("--checkpoint_every_n_steps", type=int, default=None, help="also checkpoint every N training steps (ModelCheckpoint every_n_train_steps)")
+    more.add_argument("--logger", choices=("auto", "comet", "csv"), default="auto", help="auto: Comet when COMET_API_KEY or --comet_offline is set, else CSV (default %(default)s)")
+    more.add_argument("--comet_offline", type=str, default=None, metavar="DIR", help="log a Comet experiment offline into DIR (needs the comet extra)")
+    add_trainer_arguments(p)
+    return p
+
+
+# --------------------------------------------------------------------------- shared wiring
+
+
+def _check_ray_resources(args: argparse.Namespace) -> None:
+    """Fail at once, with what to pass, when the workers asked for cannot all start."""
+    if args.ray_nodes < 0:
+        raise ProcessorError("--ray_nodes must be 0 (no Ray) or more")
+    if args.ray_nodes == 0 or args.ray_address:
+        return
+    cpus = os.cpu_count() or 1
+    if args.ray_nodes > cpus:
+        raise ProcessorError(
+            f"--ray_nodes {args.ray_nodes} asks for {args.ray_nodes} one-CPU workers but this "
+            f"machine has {cpus} CPUs: pass --ray_nodes {cpus} (or 0 to run without Ray, or "
+            "--ray_address to join a cluster)"
+        )
+
+
+def make_logger(args: argparse.Namespace, storage: Path):
+    """CometLogger when Comet is configured (or asked for), else a CSV logger under storage."""
+    want_comet = args.logger == "comet" or (
+        args.logger == "auto" and (os.environ.get("COMET_API_KEY") or args.comet_offline)
+    )
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    if want_comet:
+        try:
+            import comet_ml  # noqa: F401
+            from lightning.pytorch.loggers import CometLogger
+        except ImportError:
+            raise ProcessorError(
+                "Comet logging asked for (COMET_API_KEY, --comet_offline or --logger comet) but "
+                "comet-ml is not installed: pip install 'quackae[comet]', or use --logger csv"
+            ) from None
+        if not (os.environ.get("COMET_API_KEY") or args.comet_offline):
+            raise ProcessorError(
+                "--logger comet needs COMET_API_KEY in the environment or --comet_offline DIR"
+            )
+        if args.comet_offline:
+            os.environ.setdefault("COMET_OFFLINE_DIRECTORY", str(Path(args.comet_offline).resolve()))
+        return CometLogger(
+            project=COMET_PROJECT,
+            name=f"{args.exp_label}: {stamp}",
+            online=not args.comet_offline,
+        )
+    from lightning.pytorch.loggers import CSVLogger
+
+    return CSVLogger(save_dir=str(storage), name="logs", version=args.exp_label.replace("/", "_"))
+
+
+def trainer_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The Trainer flags the user passed (or their Trainer defaults)."""
+    return {name: getattr(args, name) for name in TRAINER_FLAGS}
+
+
+def _load_weights(path: str) -> dict[str, Any]:
+    """A checkpoint's contents, loaded with ``weights_only=True`` (no code can run)."""
+    import torch
+
+    if not Path(path).is_file():
+        raise ProcessorError(f"--checkpoint_path {path}: no such file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is a user error here
+        raise ProcessorError(f"--checkpoint_path {path} is not a readable checkpoint: {e}") from None
+
+
+def check_fits(ckpt: dict[str, Any], dm, path: str) -> dict[str, Any]:
+    """The checkpoint's hyperparameters, after refusing a dataset it was not trained for."""
+    hp = dict(ckpt.get("hyper_parameters", {}))
+    sha = hp.get("tokenizer_sha256", "")
+    if sha and sha != dm.tokenizer_sha256:
+        raise ProcessorError(
+            f"checkpoint {path} was trained on a dataset with another tokenizer "
+            f"({sha[:12]} vs {dm.tokenizer_sha256[:12]} in {dm.data_dir}); use that dataset or "
+            "flatten this one with --tokenizer from the checkpoint's dataset"
+        )
+    if hp.get("layout") and hp["layout"] != dm.layout:
+        raise ProcessorError(
+            f"checkpoint {path} uses another token layout than {dm.data_dir}; re-flatten the "
+            "sources with this quackae version or use the matching checkpoint"
+        )
+    if hp.get("num_embeddings", dm.num_embeddings) != dm.num_embeddings:
+        raise ProcessorError(
+            f"checkpoint {path} has {hp['num_embeddings']} token ids but {dm.data_dir} has "
+            f"{dm.num_embeddings}; they do not fit together"
+        )
+    return hp
+
+
+def build_data(args: argparse.Namespace, mode: str = "all"):
+    """The data module of this run (raises the store's clear error when there is no dataset)."""
+    from quackae.cp_tokenized_data import QuackTokenizedDataModule
+
+    return QuackTokenizedDataModule(
+        args.data_dir,
+        batch_size=args.batch_size,
+        workers=args.num_workers,
+        seed=args.seed,
+        bucketing=args.bucketing,
+        mode=mode,
+    )
+
+
+def build_model(args: argparse.Namespace, dm):
+    """QuackAutoEncoder sized from the dataset manifest, optionally from a checkpoint's weights."""
+    import torch
+
+    from quackae.autoencoder import QuackAutoEncoder
+
+    torch.manual_seed(args.seed)
+    model = QuackAutoEncoder(
+        num_embeddings=dm.num_embeddings,
+        embed_size=args.embed_size,
+        hidden_size=args.hidden_size,
+        layers=args.layers,
+        max_decode_length=dm.get_width(),
+        learning_rate=args.l_rate,
+        learning_rate_min=args.l_rate_min,
+        lr_max_epochs=args.l_rate_max_epoch,
+        teacher_forcing=args.teacher_forcing,
+        pad_id=dm.pad_id,
+        tokenizer_sha256=dm.tokenizer_sha256,
+        layout=dm.layout,
+    )
+    if args.checkpoint_path:
+        ckpt = _load_weights(args.checkpoint_path)
+        check_fits(ckpt, dm, args.checkpoint_path)
+        try:
+            model.load_state_dict(ckpt["state_dict"])
+        except (KeyError, RuntimeError) as e:
+            raise ProcessorError(
+                f"checkpoint {args.checkpoint_path} does not fit this model (--embed_size, "
+                f"--hidden_size, --layers must match the checkpoint's): {str(e).splitlines()[0]}"
+            ) from None
+    return model
+
+
+def _resume_path(args: argparse.Namespace) -> str | None:
+    if args.resume is None:
+        return None
+    path = Path(args.storage_path) / "last.ckpt" if args.resume == "last" else Path(args.resume)
+    if not path.is_file():
+        raise ProcessorError(f"--resume: no checkpoint at {path}; train without --resume first")
+    return str(path.resolve())
+
+
+# --------------------------------------------------------------------------- training
+
+
+def training_callbacks(args: argparse.Namespace, storage: Path) -> list:
+    """LearningRateMonitor, ModelCheckpoint, EarlyStopping, DeviceStatsMonitor, NaN guard."""
+    from lightning.pytorch.callbacks import (
+        DeviceStatsMonitor,
+        EarlyStopping,
+        LearningRateMonitor,
+        ModelCheckpoint,
+    )
+
+    from quackae.autoencoder import FiniteLossGuard
+
+    return [
+        LearningRateMonitor(logging_interval="epoch"),
+        ModelCheckpoint(
+            dirpath=str(storage),
+            filename="{epoch}-{step}-{val_loss:.4f}",
+            monitor="val_loss",
+            mode="min",
+            save_top_k=3,
+            save_last=True,
+            every_n_train_steps=args.checkpoint_every_n_steps,
+        ),
+        EarlyStopping(monitor="val_loss", patience=args.patience, mode="min", check_finite=True),
+        DeviceStatsMonitor(),
+        FiniteLossGuard(),
+    ]
+
+
+def train_worker(config: dict[str, Any]) -> dict[str, Any]:
+    """Fit then test on one process: the in-process path and each Ray Train worker's loop."""
+    import lightning.pytorch as pl
+    import torch
+
+    args = argparse.Namespace(**config["args"])
+    storage = Path(args.storage_path)
+    in_ray = config.get("ray", False)
+    dm = build_data(args)
+    model = build_model(args, dm)
+    callbacks = training_callbacks(args, storage)
+    kwargs = trainer_kwargs(args)
+    if in_ray:
+        import ray.train
+        from ray.train.lightning import (
+            RayDDPStrategy,
+            RayLightningEnvironment,
+            RayTrainReportCallback,
+            prepare_trainer,
+        )
+
+        torch.set_num_threads(1)
+        callbacks.append(RayTrainReportCallback())
+        kwargs.update(devices="auto", strategy=RayDDPStrategy(), plugins=[RayLightningEnvironment()])
+    trainer = pl.Trainer(
+        logger=make_logger(args, storage),
+        callbacks=callbacks,
+        use_distributed_sampler=False,
+        **kwargs,
+    )
+    resume = config.get("resume")
+    if in_ray:
+        trainer = prepare_trainer(trainer)
+        restored = ray.train.get_checkpoint()
+        if restored is not None:
+            with restored.as_directory() as d:
+                trainer.fit(model, datamodule=dm, ckpt_path=str(Path(d) / "checkpoint.ckpt"), weights_only=False)
+        else:
+            trainer.fit(model, datamodule=dm, ckpt_path=resume, weights_only=False)
+    else:
+        trainer.fit(model, datamodule=dm, ckpt_path=resume, weights_only=False)
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_path if checkpoint else ""
+    tested = trainer.test(model, datamodule=dm, ckpt_path=best or None, weights_only=False, verbose=False)
+    summary = {
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "best_val_loss": float(checkpoint.best_model_score) if checkpoint and checkpoint.best_model_score is not None else None,
+        "best_checkpoint": best,
+        "last_checkpoint": str(storage / "last.ckpt"),
+        "test": {k: float(v) for k, v in (tested[0] if tested else {}).items()},
+        "storage_path": str(storage),
+        "workers": int(trainer.world_size),
+    }
+    if trainer.global_rank == 0:
+        (storage / SUMMARY).write_text(json.dumps(summary, indent=1))
+    if in_ray:
+        ray.train.report({k: v for k, v in summary["test"].items()})
+    return summary
+
+
+def _ray_init(args: argparse.Namespace) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if args.ray_address:
+        ray.init(address=args.ray_address, log_to_driver=True)
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        if args.ray_nodes > cpus:
+            raise ProcessorError(
+                f"--ray_nodes {args.ray_nodes} exceeds the {cpus} CPUs of the Ray cluster at "
+                f"{args.ray_address}: pass --ray_nodes {cpus} or add nodes"
+            )
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
+
+
+def run_ray(args: argparse.Namespace, worker, name: str, extra: dict[str, Any]) -> Any:
+    """Run ``worker`` on ``--ray_nodes`` Ray Train workers; one-line error if it fails."""
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    _ray_init(args)
+    storage = Path(args.storage_path).resolve()
+    config = {"args": {**vars(args), "storage_path": str(storage)}, "ray": True, **extra}
+    use_gpu = str(args.accelerator).lower() in ("gpu", "cuda")
+    trainer = TorchTrainer(
+        worker,
+        train_loop_config=config,
+        scaling_config=ScalingConfig(
+            num_workers=args.ray_nodes, use_gpu=use_gpu, resources_per_worker={"CPU": 1}
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=str(storage / "ray"),
+            failure_config=FailureConfig(max_failures=args.max_failures),
+        ),
+    )
+    try:
+        return trainer.fit()
+    except Exception as e:  # noqa: BLE001 - surfaced as one line with the worker's cause
+        cause = _root_cause(e)
+        raise ProcessorError(f"Ray Train run failed: {cause}") from None
+
+
+def _root_cause(exc: BaseException) -> str:
+    seen = exc
+    while seen.__cause__ is not None:
+        seen = seen.__cause__
+    text = str(seen).strip().splitlines()
+    for line in reversed(text):
+        if line.strip():
+            return line.strip()
+    return type(seen).__name__
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    """Fit, test, write and return the run summary."""
+    _check_ray_resources(args)
+    storage = Path(args.storage_path)
+    storage.mkdir(parents=True, exist_ok=True)
+    build_data(args)  # a missing dataset fails here, before Ray starts
+    config = {"resume": _resume_path(args)}
+    if args.ray_nodes == 0:
+        return train_worker({"args": vars(args), **config})
+    run_ray(args, train_worker, f"{args.exp_label}-{time.strftime('%Y%m%d-%H%M%S')}", config)
+    return json.loads((storage / SUMMARY).read_text())
+
+
+def render_summary(s: dict[str, Any]) -> str:
+    """One line: epochs, best val_loss, test metrics, where the checkpoints are."""
+    test = ", ".join(f"{k} {v:.4f}" for k, v in sorted(s["test"].items()))
+    best = s["best_val_loss"]
+    best_text = f"{best:.4f}" if isinstance(best, float) and math.isfinite(best) else "n/a"
+    return (
+        f"trained {s['epochs']} epoch(s), {s['steps']} step(s) on {s['workers']} worker(s); "
+        f"best val_loss {best_text}; test: {test or 'n/a'}; checkpoints in {s['storage_path']}"
+    )
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def encode_mode(args: argparse.Namespace) -> str:
+    """Which rows --encode writes: --evaluate wins over --filtered (the original's semantics)."""
+    return "evaluate" if args.evaluate else "filtered" if args.filtered else "all"
+
+
+def encode_worker(config: dict[str, Any]) -> None:
+    """Predict loop with AutoencoderWriter on one process (in-process or a Ray Train worker)."""
+    import lightning.pytorch as pl
+    import torch
+
+    from quackae.autoencoder import AutoencoderWriter
+
+    args = argparse.Namespace(**config["args"])
+    in_ray = config.get("ray", False)
+    dm = build_data(args, mode=encode_mode(args))
+    dm.exclude_rows(_read_done(config["done_rows_file"]))
+    model = build_model(args, dm)
+    model.freeze()
+    writer = AutoencoderWriter(args.storage_path, run_id=config["run_id"])
+    kwargs = trainer_kwargs(args)
+    kwargs.update(max_epochs=None, enable_checkpointing=False)
+    if in_ray:
+        from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
+
+        torch.set_num_threads(1)
+        kwargs.update(devices="auto", strategy=RayDDPStrategy(), plugins=[RayLightningEnvironment()])
+    trainer = pl.Trainer(
+        logger=make_logger(args, Path(args.storage_path)),
+        callbacks=[writer],
+        use_distributed_sampler=False,
+        **kwargs,
+    )
+    if in_ray:
+        trainer = prepare_trainer(trainer)
+    trainer.predict(model, datamodule=dm, return_predictions=False)
+
+
+def _read_done(path: str) -> list[int]:
+    import numpy as np
+
+    return np.load(path, allow_pickle=False).tolist()
+
+
+def encode(args: argparse.Namespace) -> dict[str, Any]:
+    """Write embeddings of the selected rows; resumes a killed run; returns the inspect summary."""
+    import numpy as np
+
+    from quackae.embeddings import EmbeddingStore
+    from quackae.inspection import inspect_embeddings
+
+    if not args.checkpoint_path:
+        raise ProcessorError(
+            "--encode needs --checkpoint_path: an untrained model's features are noise; train "
+            "first (without --encode) and pass one of its checkpoints"
+        )
+    _check_ray_resources(args)
+    dm = build_data(args, mode=encode_mode(args))
+    ckpt = _load_weights(args.checkpoint_path)
+    hp = check_fits(ckpt, dm, args.checkpoint_path)
+    out = EmbeddingStore(args.storage_path)
+    meta = {
+        "mode": encode_mode(args),
+        "dim": int(hp.get("hidden_size", args.hidden_size)),
+        "checkpoint": str(Path(args.checkpoint_path).resolve()),
+        "dataset": str(Path(args.data_dir).resolve()),
+        "tokenizer_sha256": dm.tokenizer_sha256,
+        "seed": args.seed,
+    }
+    existing = out.read_meta()
+    if existing and existing.get("complete") and all(existing.get(k) == v for k, v in meta.items()):
+        return inspect_embeddings(out.storage)  # the same command after a complete run: nothing to do
+    try:
+        done = out.begin(meta)
+    except ValueError as e:
+        raise ProcessorError(str(e)) from None
+    out.storage.mkdir(parents=True, exist_ok=True)
+    done_file = out.storage / ".done_rows.npy"
+    np.save(done_file, np.fromiter(done, dtype=np.int64, count=len(done)), allow_pickle=False)
+    config = {"done_rows_file": str(done_file), "run_id": f"{int(time.time())}{os.getpid() % 1000:03d}"}
+    if args.ray_nodes == 0:
+        encode_worker({"args": vars(args), **config})
+    else:
+        run_ray(args, encode_worker, f"encode-{time.strftime('%Y%m%d-%H%M%S')}", config)
+    done_file.unlink(missing_ok=True)
+    out.finish(expected=len(dm.predict_indices()))
+    return inspect_embeddings(out.storage)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def main(args: argparse.Namespace) -> None:
+    """The executable logic of the controller (the seed's ``main``)."""
+    if args.encode:
+        info = encode(args)
+        print(
+            f"encoded {info['length']} records ({info['mode']}): censored {info['censored']}, "
+            f"undetermined {info['undetermined']}, uncensored {info['uncensored']}; "
+            f"dim {info['dim']} -> {info['path']}"
+        )
+    else:
+        print(render_summary(train(args)))
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Exceptions printed as one line by the command-line entry point."""
+    from quackae.autoencoder import NonFiniteLossError
+    from quackae.store import StoreError
+
+    return (ProcessorError, StoreError, NonFiniteLossError)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """``python -m quackae.ae_processor`` / ``quackae train``: parse, run, one-line errors."""
+    args = build_parser().parse_args(argv)
+    try:
+        main(args)
+    except user_errors() as e:
+        print(f"ae_processor: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ae_processor: interrupted; rerun with --resume (training) or the same command (--encode)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

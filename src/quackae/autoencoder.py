@@ -1,0 +1,244 @@
+"""The sequence-to-sequence autoencoder over tokenized Censored Planet measurements.
+
+Architecture (as the seed project's model):
+
+* token embedding (``padding_idx = pad_id``);
+* encoder: bidirectional GRU (Cho et al., 2014) over the real tokens of each row,
+  ``hidden_size / 2`` per direction; the latent is both directions' final states, (B, H);
+* decoder: a stack of ``layers`` GRU cells, each started from the latent; the first input is
+  each row's last real token, later inputs are the previous target token (teacher forcing)
+  or the previous greedy prediction (sampling);
+* dot-product attention over the encoder states, scaled by sqrt(H), padding masked
+  (Luong et al., 2015, "Effective Approaches to Attention-based Neural Machine Translation");
+* an MLP on [decoder state ; context] predicts each token; cross-entropy ignores padding.
+
+The loss is the mean cross-entropy over all real target tokens of the batch (the seed summed
+the per-step batch means over time instead; same minimiser, a scale that does not grow with T).
+
+Three ways to decode the same maths (:meth:`QuackAutoEncoder.decode_loss` ``mode``):
+
+``"fast"``    teacher forcing: every decoder input is known, so the decoder runs as one GRU
+              scan (:mod:`quackae.gru`), attention is one batched matmul and the MLP and loss
+              run once over all real positions.
+``"loop"``    teacher forcing, one Python step per token (reference for ``"fast"``).
+``"sample"``  greedy sampling: one Python step per token, the argmax of each prediction fed
+              back as the next input; gradients flow through every step (the token choice
+              itself has no gradient).
+
+Training picks ``"fast"`` with probability ``teacher_forcing`` per batch, else ``"sample"``.
+Validation and test are teacher-forced (``"fast"``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from quackae.gru import FastGRU, GRUCellStack
+
+DecodeMode = Literal["fast", "loop", "sample"]
+
+
+class QuackAutoEncoder(pl.LightningModule):
+    """Sequence-to-sequence GRU autoencoder with attention; the latent is the encoder's final state.
+
+    Batches are (B, T) int64 token ids right-padded with ``pad_id``; every row has at least
+    one real token. All constructor arguments are stored in ``hparams`` (and checkpoints).
+    """
+
+    def __init__(self, num_embeddings: int, embed_size: int, hidden_size: int, layers: int = 1,
+                 max_decode_length: int | None = None, learning_rate: float = 1e-1,
+                 learning_rate_min: float = 1e-4, lr_max_epochs: int = -1,
+                 teacher_forcing: float = 0.5, pad_id: int = 0, tokenizer_sha256: str = "",
+                 layout: dict | None = None) -> None:
+        super().__init__()
+        if hidden_size % 2:
+            raise ValueError(f"hidden_size must be even (two encoder directions), got {hidden_size}")
+        self.save_hyperparameters()
+        self.pad_id = pad_id
+        self.hidden_size = hidden_size
+        self.max_decode_length = max_decode_length
+        self.teacher_forcing = teacher_forcing
+        self.embed = nn.Embedding(num_embeddings, embed_size, padding_idx=pad_id)
+        self.encoder = FastGRU(embed_size, hidden_size // 2, layers, bidirectional=True)
+        self.decoder = GRUCellStack(embed_size, hidden_size, layers)
+        self.predict_word = nn.Sequential(
+            nn.Linear(2 * hidden_size, hidden_size),
+            nn.LeakyReLU(),
+            nn.LayerNorm(hidden_size),
+            nn.Linear(hidden_size, hidden_size),
+            nn.LeakyReLU(),
+            nn.LayerNorm(hidden_size),
+            nn.Linear(hidden_size, num_embeddings),
+        )
+
+    # ----------------------------------------------------------------- encoder
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Encode ``x`` (B, T): latent (B, H) and encoder states (B, T, H), zero at padding."""
+        lengths = x.ne(self.pad_id).sum(dim=1)
+        states, finals = self.encoder(self.embed(x), lengths)
+        latent = finals[-2:].transpose(0, 1).reshape(x.shape[0], self.hidden_size)
+        return latent, states
+
+    # ----------------------------------------------------------------- decoder
+
+    def _decode_steps(self, x: Tensor) -> int:
+        """Number of decoded positions: T, capped by ``max_decode_length``."""
+        steps = x.shape[1]
+        return steps if self.max_decode_length is None else min(steps, self.max_decode_length)
+
+    def _first_input(self, x: Tensor) -> Tensor:
+        """The decoder's first input token: each row's last real token, (B,)."""
+        last = x.ne(self.pad_id).sum(dim=1, keepdim=True) - 1
+        return x.gather(1, last).squeeze(1)
+
+    def _attention_bias(self, x: Tensor, dtype: torch.dtype) -> Tensor:
+        """Additive attention mask (B, 1, T): 0 at real tokens, -inf at padding."""
+        bias = torch.zeros(x.shape, dtype=dtype, device=x.device)
+        return bias.masked_fill_(x.eq(self.pad_id), float("-inf")).unsqueeze(1)
+
+    def _attend(self, h: Tensor, keys_t: Tensor, states: Tensor, bias: Tensor) -> Tensor:
+        """Dot-product attention for queries ``h`` (B, S, H): [h ; context] (B, S, 2H).
+
+        ``keys_t`` are the encoder states pre-scaled by 1/sqrt(H) and transposed, (B, H, T).
+        """
+        weights = torch.baddbmm(bias, h, keys_t).softmax(dim=-1)  # (B, S, T)
+        return torch.cat([h, torch.bmm(weights, states)], dim=-1)
+
+    def _keys(self, states: Tensor) -> Tensor:
+        """Attention keys, computed once per batch: states / sqrt(H), as (B, H, T)."""
+        return (states * (1.0 / math.sqrt(self.hidden_size))).transpose(1, 2)
+
+    def decode_fast(self, x: Tensor, states: Tensor, latent: Tensor, inputs: Tensor) -> Tensor:
+        """Teacher-forced decoder over known ``inputs`` (B, S): features [h ; context] (B, S, 2H)."""
+        h0 = [latent] * len(self.decoder.cells)
+        h = self.decoder(self.embed(inputs), h0)
+        return self._attend(h, self._keys(states), states, self._attention_bias(x, h.dtype))
+
+    def decode_loop(self, x: Tensor, states: Tensor, latent: Tensor, sample: bool) -> Tensor:
+        """Step-by-step decoder; logits (B, S, V). ``sample``: feed back the greedy prediction.
+
+        Per step: the GRU cell stack, attention against precomputed keys, the MLP. The step
+        outputs are stacked once at the end (writing them into a preallocated buffer under
+        autograd would copy the whole buffer's gradient per step: the O(T^2) trap).
+        """
+        steps = self._decode_steps(x)
+        keys_t, bias = self._keys(states), self._attention_bias(x, states.dtype)
+        hidden = [latent] * len(self.decoder.cells)
+        token = self._first_input(x)
+        cell0 = self.decoder.cells[0]
+        gi0 = None
+        if not sample:  # all inputs known: layer 0's input gates in one matmul
+            inputs = self.teacher_inputs(x, steps)
+            gi0 = F.linear(self.embed(inputs), cell0.weight_ih, cell0.bias_ih)
+        logits: list[Tensor] = []
+        for t in range(steps):
+            if gi0 is None:
+                hidden = self.decoder.step(self.embed(token), hidden)
+            else:
+                hidden = self.decoder.step(None, hidden, gi0=gi0[:, t])
+            features = self._attend(hidden[-1].unsqueeze(1), keys_t, states, bias).squeeze(1)
+            logits.append(self.predict_word(features))
+            if sample:
+                token = logits[-1].detach().argmax(dim=-1)
+        return torch.stack(logits, dim=1)
+
+    def teacher_inputs(self, x: Tensor, steps: int) -> Tensor:
+        """Teacher-forced decoder inputs (B, S): last real token, then targets 0..S-2."""
+        return torch.cat([self._first_input(x).unsqueeze(1), x[:, : steps - 1]], dim=1)
+
+    def decode_loss(self, x: Tensor, mode: DecodeMode = "fast") -> tuple[Tensor, Tensor, Tensor]:
+        """Encode and decode ``x`` (B, T); returns (mean loss, correct tokens, real tokens).
+
+        The loss is the cross-entropy averaged over the real (non-pad) target positions;
+        ``mode`` picks the decoder (module docstring). The counts are 0-dim int64 tensors.
+        """
+        latent, states = self(x)
+        steps = self._decode_steps(x)
+        targets = x[:, :steps]
+        real = targets.ne(self.pad_id)
+        if mode == "fast":
+            features = self.decode_fast(x, states, latent, self.teacher_inputs(x, steps))
+            logits = self.predict_word(features[real])
+        elif mode in ("loop", "sample"):
+            logits = self.decode_loop(x, states, latent, sample=mode == "sample")[real]
+        else:
+            raise ValueError(f"unknown decode mode {mode!r}; expected 'fast', 'loop' or 'sample'")
+        wanted = targets[real]
+        loss = F.cross_entropy(logits, wanted)
+        correct = logits.detach().argmax(dim=-1).eq(wanted).sum()
+        return loss, correct, real.sum()
+
+    # ----------------------------------------------------------------- Lightning hooks
+
+    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        """Teacher-forced (fast) with probability ``teacher_forcing``, else greedy sampling.
+
+        Logs ``train_loss``. Raises ``FloatingPointError`` when the loss is not finite, so a
+        diverged run stops at once instead of training on NaN weights.
+        """
+        forced = torch.rand(()).item() < self.teacher_forcing
+        loss, _, tokens = self.decode_loss(batch, "fast" if forced else "sample")
+        self.log("train_loss", loss, prog_bar=True, batch_size=int(tokens))
+        check_finite(loss, "train_loss", self.global_step)
+        return loss
+
+    def _eval_step(self, batch: Tensor, stage: str) -> Tensor:
+        """Teacher-forced loss and token accuracy over non-pad positions, token-weighted."""
+        loss, correct, tokens = self.decode_loss(batch, "fast")
+        n = int(tokens)
+        self.log(f"{stage}_loss", loss, sync_dist=True, batch_size=n, prog_bar=stage == "val")
+        self.log(f"{stage}_acc", correct.float() / n, sync_dist=True, batch_size=n)
+        return loss
+
+    def validation_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        """Log ``val_loss`` and ``val_acc``: teacher-forced, over non-pad tokens."""
+        return self._eval_step(batch, "val")
+
+    def test_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        """Log ``test_loss`` and ``test_acc``: teacher-forced, over non-pad tokens."""
+        return self._eval_step(batch, "test")
+
+    def predict_step(self, batch: tuple[Any, Tensor], batch_idx: int = 0,
+                     dataloader_idx: int = 0) -> tuple[Any, Tensor]:
+        """Encode ``(metadata, x)``; returns ``(metadata, latent)`` with latent (B, H)."""
+        metadata, x = batch
+        latent, _ = self(x)
+        return metadata, latent
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW, cosine-annealed per epoch to ``learning_rate_min`` over ``lr_max_epochs``.
+
+        ``lr_max_epochs = -1`` means the trainer's ``max_epochs`` (1 when that is unknown).
+        """
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.learning_rate)
+        t_max = hp.lr_max_epochs if hp.lr_max_epochs > 0 else self._trainer_max_epochs()
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=t_max, eta_min=hp.learning_rate_min)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def _trainer_max_epochs(self) -> int:
+        """The attached trainer's ``max_epochs`` when known and positive, else 1."""
+        trainer = self._trainer
+        epochs = getattr(trainer, "max_epochs", None) if trainer is not None else None
+        return epochs if isinstance(epochs, int) and epochs > 0 else 1
+
+
+def check_finite(loss: Tensor, name: str, step: int) -> None:
+    """Raise ``FloatingPointError`` naming the metric and step when ``loss`` is NaN or inf."""
+    if not torch.isfinite(loss).all():
+        raise FloatingPointError(
+            f"{name} is {loss.item()} at global step {step}; training diverged "
+            "(try a lower learning_rate)")
+
+
+# =============================================================================================
+# AutoencoderWriter goes here (prediction writer; owned by another engineer, added later).
+# =============================================================================================

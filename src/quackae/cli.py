@@ -1,0 +1,148 @@
+"""The ``quackae`` command: a thin layer over the stage functions that tests call directly."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from quackae import tokens
+
+
+def _add_flatten(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "flatten",
+        help="ingest raw Hyperquack archives into a labelled, tokenized dataset directory",
+        description="Stream raw Censored Planet Hyperquack sources (.tar, .tar.gz/.tgz, .json, "
+        ".jsonl, optionally .gz, or directories of them) into a dataset directory: one row per "
+        "non-control try, labelled with blockpage signatures, tokenized, stored as Parquet "
+        "shards. Appending to an existing directory adds only what is new; a killed run "
+        "resumes where it stopped when rerun.",
+    )
+    p.add_argument("--source", nargs="+", required=True, metavar="PATH", help="files or directories to ingest")
+    p.add_argument("--storage_path", required=True, metavar="DIR", help="dataset directory (created or appended to)")
+    p.add_argument("--labeled", action="store_true", help="keep only rows labelled censored (1) or uncensored (-1)")
+    p.add_argument("--anomalies", action="store_true", help="keep only tries of anomalous measurements that did not match the template")
+    p.add_argument("--signatures", type=Path, metavar="DIR", help="folder with blockpage_signatures.json and false_positive_signatures.json (Censored Planet's format); default: the project's own set")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes, one source file each at a time (default 1)")
+    p.add_argument("--max_tokens", type=int, default=tokens.DEFAULT_MAX_TOKENS, metavar="N", help="truncate each sequence to N tokens, keeping the head (default %(default)s)")
+    p.add_argument("--tokenizer", type=Path, metavar="PATH", help="use this tokenizer.json (e.g. another dataset's) instead of training one")
+    p.add_argument("--vocab_size", type=int, default=tokens.DEFAULT_VOCAB, metavar="N", help="BPE vocabulary size when training a tokenizer (default %(default)s)")
+    p.add_argument("--mmdb", type=Path, metavar="PATH", help="MaxMind country database for v1 vantage points (default: the offline table shipped with iptocc)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_flatten)
+
+
+def _run_flatten(args: argparse.Namespace) -> int:
+    from quackae.flatten import FlattenError, Options, flatten
+
+    if args.workers < 1:
+        raise FlattenError("--workers must be at least 1")
+    for flag, path in (("--signatures", args.signatures), ("--mmdb", args.mmdb)):
+        if path is not None and not path.exists():
+            raise FlattenError(f"{flag} {path}: no such file or directory")
+    options = Options(
+        labeled=args.labeled,
+        anomalies=args.anomalies,
+        signatures=args.signatures,
+        max_tokens=args.max_tokens,
+        mmdb=args.mmdb,
+    )
+    summary = flatten(
+        args.source,
+        args.storage_path,
+        options,
+        workers=args.workers,
+        tokenizer=args.tokenizer,
+        vocab_size=args.vocab_size,
+        progress=not args.quiet,
+    )
+    print("\n".join(summary.lines_text(Path(args.storage_path))))
+    return 1 if summary.failed_sources else 0
+
+
+def _add_inspect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "inspect",
+        help="summarise a dataset or embeddings directory",
+        description="Counts per label, scan and country, top fingerprints and outcomes, token "
+        "length percentiles (datasets) or embedding dimension (embeddings).",
+    )
+    p.add_argument("path", type=Path, metavar="DIR", help="a dataset or embeddings directory")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_run_inspect)
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    from quackae.inspection import inspect, render
+
+    info = inspect(args.path)
+    print(json.dumps(info, indent=1) if args.json else render(info))
+    return 0
+
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
+    from quackae.synth import add_synth_arguments, run_synth
+
+    p = sub.add_parser(
+        "synth",
+        help="write a realistic synthetic Hyperquack archive plus ground truth",
+        description="Deterministic raw Hyperquack data shaped like Censored Planet's archives, "
+        "with a ground-truth sidecar saying which tries are truly censored and how.",
+    )
+    add_synth_arguments(p)
+    p.set_defaults(func=lambda a: run_synth(a) or 0)
+
+
+ADDERS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_synth,
+    _add_flatten,
+    _add_inspect,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``quackae`` parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="quackae",
+        description="Learn latent features of Censored Planet Hyperquack measurements and find "
+        "censorship the blockpage fingerprints miss.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in ADDERS:
+        add(sub)
+    return parser
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean a user mistake: printed as one line, never a traceback."""
+    from quackae.flatten import FlattenError
+    from quackae.sources import SourceError
+    from quackae.store import StoreError
+
+    return (FlattenError, SourceError, StoreError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script and of ``python -m quackae``."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except user_errors() as e:
+        print(f"quackae {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"quackae {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

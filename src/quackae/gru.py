@@ -1,0 +1,251 @@
+"""Fast GRU recurrences for CPU training.
+
+The GRU (Cho et al., 2014, "Learning Phrase Representations using RNN Encoder-Decoder for
+Statistical Machine Translation") with PyTorch's gate order and equations::
+
+    r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
+    z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
+    n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+    h' = (1 - z) * n + z * h
+
+Why not ``nn.GRU`` / ``nn.GRUCell``: on CPU their training backward slices the output per
+time step and zero-fills a full-size gradient buffer for every slice, so a step costs O(T^2).
+Here the input-to-hidden part is one matmul over all steps (done by ordinary autograd ops),
+and only the hidden-to-hidden part runs per step, inside :class:`_GRUScan`, an autograd
+Function with a hand-written backward: buffers are allocated once, the loop over t runs
+backwards computing only ``dh``, and ``dW_hh`` is one matmul over all steps at the end.
+
+Parameters use the names and shapes of ``nn.GRU`` (``weight_ih_l0``, ``weight_hh_l0_reverse``,
+...) and ``nn.GRUCell`` (``cells.0.weight_ih``, ...), so weights copy over with
+``load_state_dict``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["FastGRU", "GRUCellStack", "gru_cell", "gru_scan", "reverse_index"]
+
+
+class _GRUScan(torch.autograd.Function):
+    """The hidden-to-hidden recurrence of ``D`` independent GRUs (e.g. two directions) at once.
+
+    Inputs: ``gi`` (D, T, B, 3H) input gates with ``b_ih`` already added, ``w_hh`` (D, 3H, H),
+    ``b_hh`` (D, 3H), ``h0`` (D, B, H). Output: hidden states (D, T, B, H).
+    """
+
+    @staticmethod
+    def forward(ctx, gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor) -> Tensor:  # type: ignore[override]
+        d, steps, b, g = gi.shape
+        hid = g // 3
+        out = gi.new_empty(d, steps, b, hid)
+        rz = gi.new_empty(d, steps, b, 2 * hid)  # sigmoid gates r, z
+        n = gi.new_empty(d, steps, b, hid)  # candidate state
+        ghn = gi.new_empty(d, steps, b, hid)  # W_hn h + b_hn (needed for dr)
+        w_t = w_hh.transpose(1, 2)
+        bias = b_hh.unsqueeze(1)
+        h = h0
+        for t in range(steps):
+            gh = torch.baddbmm(bias, h, w_t)  # (D, B, 3H)
+            g_t = gi[:, t]
+            torch.sigmoid(g_t[..., : 2 * hid] + gh[..., : 2 * hid], out=rz[:, t])
+            ghn[:, t] = gh[..., 2 * hid :]
+            torch.tanh(torch.addcmul(g_t[..., 2 * hid :], rz[:, t, :, :hid], gh[..., 2 * hid :]),
+                       out=n[:, t])
+            torch.lerp(n[:, t], h, rz[:, t, :, hid:], out=out[:, t])  # n + z (h - n)
+            h = out[:, t]
+        ctx.save_for_backward(w_hh, h0, out, rz, n, ghn)
+        return out
+
+    @staticmethod
+    def backward(ctx, dout: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # type: ignore[override]
+        w_hh, h0, out, rz, n, ghn = ctx.saved_tensors
+        d, steps, b, hid = out.shape
+        dgi = out.new_empty(d, steps, b, 3 * hid)  # gradient of the input gates (returned)
+        dghn = out.new_empty(d, steps, b, hid)  # gradient of W_hn h + b_hn = dgi_n * r
+        w_rz, w_n = w_hh[:, : 2 * hid], w_hh[:, 2 * hid :]
+        dh = torch.zeros_like(h0)
+        for t in range(steps - 1, -1, -1):
+            h_prev = out[:, t - 1] if t else h0
+            r, z, n_t = rz[:, t, :, :hid], rz[:, t, :, hid:], n[:, t]
+            dh = dh + dout[:, t]
+            dn = dh - dh * z  # dh (1 - z)
+            dn_pre = torch.addcmul(dn, dn * n_t, n_t, value=-1, out=dgi[:, t, :, 2 * hid :])
+            torch.mul(dn_pre * ghn[:, t], r - r * r, out=dgi[:, t, :, :hid])
+            torch.mul(dh * (h_prev - n_t), z - z * z, out=dgi[:, t, :, hid : 2 * hid])
+            torch.mul(dn_pre, r, out=dghn[:, t])
+            dh = torch.baddbmm(dh * z, dgi[:, t, :, : 2 * hid], w_rz)
+            dh = torch.baddbmm(dh, dghn[:, t], w_n)
+        dw = torch.cat([_outer_sum(dgi[..., : 2 * hid], out, h0),
+                        _outer_sum(dghn, out, h0)], dim=1)
+        db = torch.cat([dgi[..., : 2 * hid].sum(dim=(1, 2)), dghn.sum(dim=(1, 2))], dim=1)
+        return dgi, dw, db, dh
+
+
+def _outer_sum(grad: Tensor, out: Tensor, h0: Tensor) -> Tensor:
+    """``sum_t grad[:, t]^T h_{t-1}`` (D, G, H) with ``h_{-1} = h0``, as two matmuls."""
+    d, steps, b, g = grad.shape
+    hid = out.shape[-1]
+    acc = torch.bmm(grad[:, 0].transpose(1, 2), h0)
+    if steps > 1:
+        later = grad[:, 1:].reshape(d, (steps - 1) * b, g)
+        acc = torch.baddbmm(acc, later.transpose(1, 2), out[:, :-1].reshape(d, (steps - 1) * b, hid))
+    return acc
+
+
+def gru_scan(gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor) -> Tensor:
+    """Run ``D`` GRU recurrences over precomputed input gates; see :class:`_GRUScan`.
+
+    Returns the hidden state after every step, shape (D, T, B, H).
+    """
+    return _GRUScan.apply(gi, w_hh, b_hh, h0)
+
+
+def gru_cell(x: Tensor | None, h: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor,
+             gi: Tensor | None = None) -> Tensor:
+    """One GRU step with plain autograd ops (for loops that cannot be scanned).
+
+    ``gi`` may carry a precomputed ``x @ w_ih.T + b_ih``; then ``x`` is ignored.
+    """
+    hid = h.shape[-1]
+    if gi is None:
+        if x is None:
+            raise ValueError("gru_cell needs x or gi")
+        gi = F.linear(x, w_ih, b_ih)
+    gh = F.linear(h, w_hh, b_hh)
+    rz = torch.sigmoid(gi[:, : 2 * hid] + gh[:, : 2 * hid])
+    n = torch.tanh(torch.addcmul(gi[:, 2 * hid :], rz[:, :hid], gh[:, 2 * hid :]))
+    return torch.lerp(n, h, rz[:, hid:])
+
+
+def reverse_index(lengths: Tensor, steps: int) -> Tensor:
+    """Time index (T, B) that reverses each sequence within its own length.
+
+    Position ``t < len`` maps to ``len - 1 - t``; padding maps to itself. Applying it twice
+    is the identity, so the same index reverses and un-reverses.
+    """
+    t = torch.arange(steps, device=lengths.device).unsqueeze(1)
+    ln = lengths.unsqueeze(0)
+    return torch.where(t < ln, ln - 1 - t, t)
+
+
+def _time_gather(x: Tensor, index: Tensor) -> Tensor:
+    """Gather a time-major (T, B, F) tensor with a (T, B) time index."""
+    batch = torch.arange(x.shape[1], device=x.device).unsqueeze(0)
+    return x[index, batch]
+
+
+class FastGRU(nn.Module):
+    """Multi-layer, optionally bidirectional GRU over right-padded batches (``batch_first``).
+
+    Same results as ``nn.GRU`` run on a packed sequence: the reverse direction of each
+    sequence starts at its own last real token, the final state of each direction is the
+    state at the sequence's real end, and outputs at padding are zero.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bidirectional: bool = False) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.num_directions = 2 if bidirectional else 1
+        for layer in range(num_layers):
+            layer_in = input_size if layer == 0 else hidden_size * self.num_directions
+            for sfx in self._suffixes():
+                self.register_parameter(f"weight_ih_l{layer}{sfx}",
+                                        nn.Parameter(torch.empty(3 * hidden_size, layer_in)))
+                self.register_parameter(f"weight_hh_l{layer}{sfx}",
+                                        nn.Parameter(torch.empty(3 * hidden_size, hidden_size)))
+                self.register_parameter(f"bias_ih_l{layer}{sfx}",
+                                        nn.Parameter(torch.empty(3 * hidden_size)))
+                self.register_parameter(f"bias_hh_l{layer}{sfx}",
+                                        nn.Parameter(torch.empty(3 * hidden_size)))
+        self.reset_parameters()
+
+    def _suffixes(self) -> list[str]:
+        """Parameter-name suffix per direction, as in ``nn.GRU``."""
+        return ["", "_reverse"][: self.num_directions]
+
+    def reset_parameters(self) -> None:
+        """Uniform(-1/sqrt(H), 1/sqrt(H)) initialisation, as ``nn.GRU``."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def _stacked(self, name: str, layer: int) -> Tensor:
+        """One parameter of all directions of a layer, stacked on a new first axis."""
+        return torch.stack([getattr(self, f"{name}_l{layer}{sfx}") for sfx in self._suffixes()])
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Encode ``x`` (B, T, F) whose rows have ``lengths`` real steps (all T if None).
+
+        Returns outputs (B, T, D*H), zero at padding, and final states (layers*D, B, H).
+        """
+        b, steps, _ = x.shape
+        if lengths is None:
+            lengths = torch.full((b,), steps, dtype=torch.long, device=x.device)
+        lengths = lengths.to(x.device)
+        valid = (torch.arange(steps, device=x.device).unsqueeze(1) < lengths.unsqueeze(0))
+        valid = valid.unsqueeze(-1).to(x.dtype)  # (T, B, 1)
+        rev = reverse_index(lengths, steps) if self.num_directions == 2 else None
+        last = (lengths - 1).view(1, b, 1)
+        inp = x.transpose(0, 1)  # (T, B, F), time-major
+        finals = []
+        for layer in range(self.num_layers):
+            dirs = [inp] if rev is None else [inp, _time_gather(inp, rev)]
+            xs = torch.stack(dirs)  # (D, T, B, F)
+            w_ih = self._stacked("weight_ih", layer)
+            b_ih = self._stacked("bias_ih", layer)
+            gi = torch.baddbmm(b_ih.unsqueeze(1), xs.reshape(len(dirs), steps * b, -1),
+                               w_ih.transpose(1, 2)).view(len(dirs), steps, b, -1)
+            h0 = x.new_zeros(len(dirs), b, self.hidden_size)
+            hs = gru_scan(gi, self._stacked("weight_hh", layer), self._stacked("bias_hh", layer), h0)
+            for d in range(len(dirs)):
+                finals.append(hs[d].gather(0, last.expand(1, b, self.hidden_size)).squeeze(0))
+            outs = [hs[0]] if rev is None else [hs[0], _time_gather(hs[1], rev)]
+            inp = torch.cat(outs, dim=-1) * valid
+        return inp.transpose(0, 1), torch.stack(finals)
+
+
+class GRUCellStack(nn.Module):
+    """A stack of GRU cells (``nn.GRUCell`` parameters), run step by step or over a sequence.
+
+    Layer ``l`` feeds its new state to layer ``l + 1`` as input, as a decoder built from
+    ``nn.GRUCell`` in a Python loop does; :meth:`forward` gives the same result for a whole
+    known input sequence using :func:`gru_scan`.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.cells = nn.ModuleList(
+            [nn.GRUCell(input_size if i == 0 else hidden_size, hidden_size) for i in range(num_layers)]
+        )
+
+    def forward(self, x: Tensor, h0: list[Tensor]) -> Tensor:
+        """Run the stack over ``x`` (B, S, F) from per-layer states ``h0``; top states (B, S, H)."""
+        b, steps, _ = x.shape
+        inp = x.transpose(0, 1)  # (S, B, F)
+        for cell, h in zip(self.cells, h0, strict=True):
+            gi = F.linear(inp, cell.weight_ih, cell.bias_ih).unsqueeze(0)  # (1, S, B, 3H)
+            hs = gru_scan(gi, cell.weight_hh.unsqueeze(0), cell.bias_hh.unsqueeze(0), h.unsqueeze(0))
+            inp = hs[0]
+        return inp.transpose(0, 1)
+
+    def step(self, x: Tensor | None, h: list[Tensor], gi0: Tensor | None = None) -> list[Tensor]:
+        """One step of the stack: input ``x`` (B, F), states ``h``; returns the new states.
+
+        ``gi0`` may carry layer 0's precomputed input gates for this step.
+        """
+        new: list[Tensor] = []
+        inp = x
+        for i, (cell, h_l) in enumerate(zip(self.cells, h, strict=True)):
+            inp = gru_cell(inp, h_l, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh,
+                           gi=gi0 if i == 0 else None)
+            new.append(inp)
+        return new

@@ -1,0 +1,265 @@
+"""Censored Planet signature files and a fast first-hit matcher.
+
+Signature files are JSON lines ``{"fingerprint": ..., "pattern": <Python regex>}`` as
+published in censoredplanet-analysis (``blockpage_signatures.json``,
+``false_positive_signatures.json``), read unchanged. The authoritative semantics are
+``re.search(pattern, text, re.DOTALL)``, false positives before blockpages, first hit in
+file order. To avoid running ~1,000 Python regexes per response, one RE2 ``Set`` finds in a
+single pass every pattern that can match; only those candidates are confirmed with Python
+``re`` in file order. Patterns whose RE2 meaning could differ from Python's (or that RE2
+rejects) are always checked with Python ``re``, so the prefilter never loses a hit.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import re2
+
+if TYPE_CHECKING:
+    from quackae.hyperquack import Try
+
+__all__ = [
+    "BLOCKPAGE_FILE",
+    "FALSE_POSITIVE_FILE",
+    "Matcher",
+    "Signature",
+    "SignatureError",
+    "label",
+    "load_signature_file",
+    "load_signatures",
+    "parse_signature_lines",
+]
+
+BLOCKPAGE_FILE = "blockpage_signatures.json"
+FALSE_POSITIVE_FILE = "false_positive_signatures.json"
+_RE2_MAX_MEM = 512 << 20
+_SET_CHUNK = 256
+# Constructs whose RE2 meaning differs from Python's (Unicode classes, ``$`` before a final
+# newline, ``{,n}``, POSIX classes, lookaround/backrefs, unusual inline flags): such
+# patterns skip the prefilter and are always run with Python ``re``.
+_RE2_UNSAFE = re.compile(r"\\[dDwWsSbBAZ0-9]|\$|\{,|\[:|\(\?(?![:i]|P<)|\\[xuUN]")
+
+
+class SignatureError(ValueError):
+    """A signature file is missing or has a bad line (message names file and line)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """One Censored Planet signature: a fingerprint name and a Python regex."""
+
+    fingerprint: str
+    pattern: str
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _compile_python(pattern: str) -> re.Pattern[str]:
+    """Compile with ``re.DOTALL``, silencing Python's FutureWarnings about odd sets."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return re.compile(pattern, re.DOTALL)
+
+
+def _parse_signature(line: str, where: str) -> Signature:
+    """One JSON line -> ``Signature``; ``where`` is ``file:line`` for error messages."""
+    try:
+        obj = json.loads(line)
+    except ValueError as exc:
+        raise SignatureError(f"{where}: invalid JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise SignatureError(f"{where}: expected an object with fingerprint and pattern")
+    fingerprint, pattern = obj.get("fingerprint"), obj.get("pattern")
+    if not isinstance(fingerprint, str) or not fingerprint:
+        raise SignatureError(f"{where}: missing or non-string 'fingerprint'")
+    if not isinstance(pattern, str) or not pattern:
+        raise SignatureError(f"{where}: missing or non-string 'pattern'")
+    try:
+        _compile_python(pattern)
+    except re.error as exc:
+        raise SignatureError(f"{where}: pattern is not a valid Python regex ({exc})") from None
+    return Signature(fingerprint, pattern)
+
+
+def parse_signature_lines(lines: Iterable[str], name: str) -> list[Signature]:
+    """Signatures of JSON-lines text (blank lines skipped); ``name`` is used in errors."""
+    out: list[Signature] = []
+    for line_no, line in enumerate(lines, 1):
+        if line.strip():
+            out.append(_parse_signature(line, f"{name}:{line_no}"))
+    return out
+
+
+def load_signature_file(path: str | Path) -> list[Signature]:
+    """Signatures of one Censored Planet JSON-lines file, in file order."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SignatureError(f"{p}: signature file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SignatureError(f"{p}: cannot read signature file ({exc})") from None
+    return parse_signature_lines(text.splitlines(), str(p))
+
+
+def _load_default(name: str) -> list[Signature]:
+    """A signature file of the project's default set (package data ``quackae/data``)."""
+    resource = resources.files("quackae").joinpath("data", name)
+    try:
+        text = resource.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        raise SignatureError(
+            f"default signature file quackae/data/{name} is missing; "
+            "reinstall quackae or pass --signatures DIR"
+        ) from None
+    return parse_signature_lines(text.splitlines(), f"quackae/data/{name}")
+
+
+def load_signatures(directory: str | Path | None = None) -> Matcher:
+    """A ``Matcher`` for a directory holding both signature files (None: the default set)."""
+    if directory is None:
+        fps = _load_default(FALSE_POSITIVE_FILE)
+        bps = _load_default(BLOCKPAGE_FILE)
+    else:
+        d = Path(directory)
+        if not d.is_dir():
+            raise SignatureError(
+                f"{d}: not a directory; --signatures wants a directory holding "
+                f"{BLOCKPAGE_FILE} and {FALSE_POSITIVE_FILE}"
+            )
+        fps = load_signature_file(d / FALSE_POSITIVE_FILE)
+        bps = load_signature_file(d / BLOCKPAGE_FILE)
+    return Matcher(fps, bps)
+
+
+# --------------------------------------------------------------------------- matching
+
+
+def _re2_options() -> re2.Options:
+    """RE2 options that mirror ``re.DOTALL`` on UTF-8 text."""
+    options = re2.Options()
+    options.dot_nl = True
+    options.max_mem = _RE2_MAX_MEM
+    options.log_errors = False
+    return options
+
+
+def _re2_compatible(pattern: str, options: re2.Options) -> bool:
+    """Whether RE2 accepts ``pattern`` with the same meaning as Python ``re``."""
+    if _RE2_UNSAFE.search(pattern):
+        return False
+    try:
+        re2.compile(pattern, options)
+    except re2.error:
+        return False
+    return True
+
+
+def _build_sets(
+    patterns: Sequence[tuple[int, str]], options: re2.Options
+) -> list[tuple[re2.Set, list[int]]]:
+    """RE2 search sets over ``(global index, pattern)``; each with its index map."""
+    sets: list[tuple[re2.Set, list[int]]] = []
+    for start in range(0, len(patterns), _SET_CHUNK):
+        chunk = patterns[start : start + _SET_CHUNK]
+        rset = re2.Set.SearchSet(options)
+        for _, pattern in chunk:
+            rset.Add(pattern)
+        rset.Compile()
+        sets.append((rset, [index for index, _ in chunk]))
+    return sets
+
+
+class Matcher:
+    """First-hit signature matcher: false positives first, then blockpages, file order.
+
+    ``match(text)`` gives exactly what a loop of ``re.search(p, text, re.DOTALL)`` over the
+    false-positive then blockpage patterns gives, with an RE2 prefilter for speed.
+    """
+
+    def __init__(
+        self, false_positives: Sequence[Signature], blockpages: Sequence[Signature]
+    ) -> None:
+        self.false_positives: tuple[Signature, ...] = tuple(false_positives)
+        self.blockpages: tuple[Signature, ...] = tuple(blockpages)
+        signatures = self.false_positives + self.blockpages
+        self._n_fp = len(self.false_positives)
+        self._fingerprints = [s.fingerprint for s in signatures]
+        self._compiled = [_compile_python(s.pattern) for s in signatures]
+        options = _re2_options()
+        prefiltered: list[tuple[int, str]] = []
+        always: list[int] = []
+        for index, sig in enumerate(signatures):
+            if _re2_compatible(sig.pattern, options):
+                prefiltered.append((index, sig.pattern))
+            else:
+                always.append(index)
+        self._sets = _build_sets(prefiltered, options)
+        self._always = always
+
+    def __len__(self) -> int:
+        return len(self._compiled)
+
+    @property
+    def python_only(self) -> int:
+        """How many patterns bypass the RE2 prefilter (always run with Python ``re``)."""
+        return len(self._always)
+
+    def _result(self, index: int) -> tuple[int, str]:
+        """``(-1, fp)`` for a false-positive index, ``(1, fp)`` for a blockpage index."""
+        return (-1 if index < self._n_fp else 1), self._fingerprints[index]
+
+    def _candidates(self, text: str) -> list[int] | None:
+        """Sorted indices that may match, or None when RE2 cannot take the text."""
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:
+            return None  # lone surrogates: only Python can judge
+        found: list[int] = []
+        for rset, index_map in self._sets:
+            hits = rset.Match(data)
+            if hits:
+                found.extend(index_map[h] for h in hits)
+        if self._always:
+            found.extend(self._always)
+        found.sort()
+        return found
+
+    def match(self, text: str) -> tuple[int, str]:
+        """``(-1, fp)`` false-positive hit, ``(1, fp)`` blockpage hit, ``(0, "")`` none."""
+        found = self._candidates(text)
+        indices: Iterable[int] = range(len(self._compiled)) if found is None else found
+        compiled = self._compiled
+        for index in indices:
+            if compiled[index].search(text):
+                return self._result(index)
+        return 0, ""
+
+    def match_naive(self, text: str) -> tuple[int, str]:
+        """The reference semantics: every pattern with Python ``re`` in order (for checks)."""
+        for index, pattern in enumerate(self._compiled):
+            if pattern.search(text):
+                return self._result(index)
+        return 0, ""
+
+
+def label(try_: Try, matcher: Matcher) -> tuple[int, str]:
+    """The label of one try: ``(censored, fingerprint)`` by the rule of hyperquack.md.
+
+    -1 when the try matched the template and the measurement is no anomaly; otherwise the
+    received text decides (false positive -1, blockpage 1); nothing received or no hit: 0.
+    """
+    if try_.success is True and not try_.anomaly:
+        return -1, ""
+    if try_.received is None:
+        return 0, ""
+    return matcher.match(try_.received)

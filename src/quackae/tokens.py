@@ -1,0 +1,237 @@
+"""Turn a try into token ids: text normalisation, byte-level BPE, static-feature token layout.
+
+A sequence is ``START <static tokens> SEP <text tokens> END``. Special tokens, every static
+feature and the BPE text vocabulary live in disjoint id ranges (``TokenLayout``), so no value
+of one feature can collide with another or overflow the embedding table (the original model
+overflowed on raw TLS values).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from quackae.hyperquack import Try
+from quackae.outcome import OUTCOMES
+
+PAD, START, SEP, END = 0, 1, 2, 3
+SPECIALS = {"pad": PAD, "start": START, "sep": SEP, "end": END}
+
+SCANS = ("echo", "discard", "http", "https")
+TLS_VERSIONS = (768, 769, 770, 771, 772)  # SSL 3.0, TLS 1.0, 1.1, 1.2, 1.3
+CIPHER_BUCKETS = 64
+DURATION_BUCKETS = 20
+OUTCOME_SLOTS = 32
+
+# (name, number of values). Order is the order of the static tokens in a sequence and of
+# the id ranges; append-only, the layout is recorded in every manifest and checkpoint.
+STATIC_FIELDS: tuple[tuple[str, int], ...] = (
+    ("ip0", 257),  # 256 octet values + "not IPv4"
+    ("ip1", 257),
+    ("ip2", 257),
+    ("ip3", 257),
+    ("success", 3),  # unknown, false, true
+    ("anomaly", 2),
+    ("controls_failed", 2),
+    ("stateful_block", 2),
+    ("tls_version", len(TLS_VERSIONS) + 2),  # none, known versions, other
+    ("cipher_suite", CIPHER_BUCKETS + 1),  # none, hashed bucket
+    ("certificate", 2),
+    ("duration", DURATION_BUCKETS),  # unknown, log2 buckets of milliseconds
+    ("scan", len(SCANS)),
+    ("outcome", OUTCOME_SLOTS),
+)
+
+# Placeholders for volatile text, kept as single tokens by the BPE model.
+PLACEHOLDERS = ("[DOMAIN]", "[ADDR]", "[IP]", "[DATE]", "[TIME]", "[HEX]", "[NUM]", "[B64]")
+
+DEFAULT_VOCAB = 8192
+DEFAULT_MAX_TOKENS = 512
+MAX_TEXT_CHARS = 16384  # text beyond this never survives truncation to max_tokens anyway
+
+
+@dataclass(frozen=True)
+class TokenLayout:
+    """Id ranges of the token space: specials, one range per static field, then BPE text."""
+
+    text_vocab: int
+
+    @property
+    def static_offsets(self) -> dict[str, tuple[int, int]]:
+        """Map each static field to ``(first id, number of values)``."""
+        offsets, nxt = {}, len(SPECIALS)
+        for name, size in STATIC_FIELDS:
+            offsets[name] = (nxt, size)
+            nxt += size
+        return offsets
+
+    @property
+    def text_offset(self) -> int:
+        """First id of the BPE text range."""
+        return len(SPECIALS) + sum(size for _, size in STATIC_FIELDS)
+
+    @property
+    def vocab_size(self) -> int:
+        """Total number of ids: the ``num_embeddings`` of the model."""
+        return self.text_offset + self.text_vocab
+
+    def to_dict(self) -> dict:
+        """JSON-ready description, stored in manifests and checkpoints."""
+        return {
+            "specials": dict(SPECIALS),
+            "static": {k: list(v) for k, v in self.static_offsets.items()},
+            "text_offset": self.text_offset,
+            "text_vocab": self.text_vocab,
+            "vocab_size": self.vocab_size,
+        }
+
+
+# --------------------------------------------------------------------------- normalisation
+
+_NORMALISERS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}:\d{1,5}\b"), "[ADDR]"),
+    (re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"), "[IP]"),
+    (
+        re.compile(
+            r"\b(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),? \d{1,2}[ -](?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug"
+            r"|Sep|Oct|Nov|Dec)[ -]\d{2,4} \d{2}:\d{2}:\d{2}(?: GMT)?"
+        ),
+        "[DATE]",
+    ),
+    (re.compile(r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?"), "[DATE]"),
+    (re.compile(r"\b\d{1,2}:\d{2}:\d{2}\b"), "[TIME]"),
+    (re.compile(r"[A-Za-z0-9+/]{40,}={0,2}"), "[B64]"),
+    (re.compile(r"\b[0-9a-fA-F]{12,}\b"), "[HEX]"),
+    (re.compile(r"\b\d{5,}\b"), "[NUM]"),
+)
+
+
+def try_text(t: Try) -> str:
+    """The text of a try as the model reads it: request, received response, error."""
+    parts = [t.sent, t.received or "", t.error]
+    return "\n".join(p for p in parts if p)[:MAX_TEXT_CHARS]
+
+
+def normalise(text: str, domain: str) -> str:
+    """Replace volatile parts (the test domain, addresses, dates, ids) with placeholders."""
+    if domain:
+        text = text.replace(domain, "[DOMAIN]")
+    for pattern, placeholder in _NORMALISERS:
+        text = pattern.sub(placeholder, text)
+    return text
+
+
+# --------------------------------------------------------------------------- static features
+
+
+def _ip_octets(ip: str) -> list[int]:
+    parts = ip.split(".")
+    if len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts):
+        return [int(p) for p in parts]
+    return [256, 256, 256, 256]
+
+
+def _tls_bucket(version: int | None) -> int:
+    if version is None:
+        return 0
+    return TLS_VERSIONS.index(version) + 1 if version in TLS_VERSIONS else len(TLS_VERSIONS) + 1
+
+
+def _duration_bucket(t: Try) -> int:
+    ms = (t.end - t.start) * 1000.0
+    if not math.isfinite(ms) or ms < 0:
+        return 0
+    return 1 + min(int(math.log2(ms + 1.0)), DURATION_BUCKETS - 2)
+
+
+def static_values(t: Try, outcome: str) -> list[int]:
+    """Value (within its own range) of every static field, in ``STATIC_FIELDS`` order."""
+    success = 0 if t.success is None else 1 + int(t.success)
+    cipher = 0 if t.cipher_suite is None else 1 + t.cipher_suite % CIPHER_BUCKETS
+    scan = SCANS.index(t.scan) if t.scan in SCANS else 0
+    outcome_id = OUTCOMES.index(outcome) if outcome in OUTCOMES else OUTCOMES.index("unknown")
+    return [
+        *_ip_octets(t.ip),
+        success,
+        int(t.anomaly),
+        int(t.controls_failed),
+        int(t.stateful_block),
+        _tls_bucket(t.tls_version),
+        cipher,
+        int(t.has_cert),
+        _duration_bucket(t),
+        scan,
+        outcome_id,
+    ]
+
+
+def static_tokens(t: Try, outcome: str, layout: TokenLayout) -> list[int]:
+    """Static features as ids, each shifted into its field's own range."""
+    offsets = layout.static_offsets
+    return [
+        offsets[name][0] + value
+        for (name, _), value in zip(STATIC_FIELDS, static_values(t, outcome), strict=True)
+    ]
+
+
+# --------------------------------------------------------------------------- BPE
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB) -> Tokenizer:
+    """Train a byte-level BPE model on normalised texts (no unknown token can occur)."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(PLACEHOLDERS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+def save_tokenizer(tok: Tokenizer, path: Path) -> str:
+    """Write the tokenizer JSON atomically; return its sha256."""
+    tmp = path.with_suffix(".tmp")
+    tok.save(str(tmp))
+    tmp.replace(path)
+    return tokenizer_sha256(path)
+
+
+def load_tokenizer(path: Path) -> Tokenizer:
+    """Load a tokenizer JSON written by ``save_tokenizer``."""
+    return Tokenizer.from_file(str(path))
+
+
+def tokenizer_sha256(path: Path) -> str:
+    """Hash identifying a tokenizer, recorded in manifests and checkpoints."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+class Encoder:
+    """Encode tries into full token sequences with one tokenizer and layout."""
+
+    def __init__(self, tokenizer: Tokenizer, max_tokens: int = DEFAULT_MAX_TOKENS) -> None:
+        self.tokenizer = tokenizer
+        self.layout = TokenLayout(text_vocab=tokenizer.get_vocab_size())
+        self.max_tokens = max_tokens
+
+    def encode(self, tries: Sequence[Try], outcomes: Sequence[str]) -> list[list[int]]:
+        """Token ids for each try: START statics SEP text END, head kept on truncation."""
+        texts = [normalise(try_text(t), t.domain) for t in tries]
+        encodings = self.tokenizer.encode_batch(texts, add_special_tokens=False)
+        off = self.layout.text_offset
+        out = []
+        for t, outcome, enc in zip(tries, outcomes, encodings, strict=True):
+            head = [START, *static_tokens(t, outcome, self.layout), SEP]
+            room = max(self.max_tokens - len(head) - 1, 0)
+            out.append(head + [i + off for i in enc.ids[:room]] + [END])
+        return out
