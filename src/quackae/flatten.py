@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import multiprocessing as mp
+import os
 import queue
 import shutil
 import sys
@@ -227,8 +228,15 @@ def _worker_main(
     root: str, options: Options, tasks: list[tuple[str, str, int, int]], out: mp.Queue
 ) -> None:
     """Process entry point: ingest the assigned sources, reporting through ``out``."""
+    parent = os.getppid()
+
+    def emit(msg: tuple) -> None:
+        if os.getppid() != parent:  # the parent was killed: stop, write nothing more
+            os._exit(1)
+        out.put(msg)
+
     try:
-        worker = _SourceWorker(Path(root), options, out.put)
+        worker = _SourceWorker(Path(root), options, emit)
     except Exception as e:  # noqa: BLE001 - reported to the parent as a failed start
         for _path, key, _skip, _chunk in tasks:
             out.put(("failed", key, f"worker could not start: {e}"))

@@ -1,0 +1,40 @@
+"""Shared fixtures: generated raw archives and datasets built from them by the real CLI stages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from quackae import synth
+from quackae.flatten import Options, flatten
+
+REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
+
+
+def run_cli(*args: str, timeout: float = 600, module: str = "quackae") -> subprocess.CompletedProcess:
+    """Run ``python -m <module> ARGS`` in a subprocess, capturing text output."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def archive_v2_http(tmp_path_factory) -> synth.SynthResult:
+    """A small v2 HTTP archive with ground truth."""
+    return synth.write_archive(tmp_path_factory.mktemp("raw_v2_http"), 400, seed=1, fmt="v2", scan="http")
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory, archive_v2_http) -> Path:
+    """A dataset flattened from the small v2 HTTP archive plus a v1 echo archive."""
+    raw = tmp_path_factory.mktemp("raw_v1_echo")
+    echo = synth.write_archive(raw, 200, seed=2, fmt="v1", scan="echo")
+    root = tmp_path_factory.mktemp("ds") / "dataset"
+    flatten([archive_v2_http.archive, echo.archive], root, Options(max_tokens=128), progress=False, vocab_size=1024)
+    return root
