@@ -15,15 +15,18 @@ Architecture (as the seed project's model):
 The loss is the mean cross-entropy over all real target tokens of the batch (the seed summed
 the per-step batch means over time instead; same minimiser, a scale that does not grow with T).
 
-Three ways to decode the same maths (:meth:`QuackAutoEncoder.decode_loss` ``mode``):
+Four ways to decode (:meth:`QuackAutoEncoder.decode_loss` ``mode``), two maths:
 
-``"fast"``    teacher forcing: every decoder input is known, so the decoder runs as one GRU
-              scan (:mod:`quackae.gru`), attention is one batched matmul and the MLP and loss
-              run once over all real positions.
-``"loop"``    teacher forcing, one Python step per token (reference for ``"fast"``).
-``"sample"``  greedy sampling: one Python step per token, the argmax of each prediction fed
-              back as the next input; gradients flow through every step (the token choice
-              itself has no gradient).
+``"fast"``         teacher forcing: every decoder input is known, so the decoder runs as one
+                   GRU scan (:mod:`quackae.gru`), attention is one batched matmul and the MLP
+                   and loss run once over all real positions.
+``"loop"``         teacher forcing, one Python step per token with autograd through every
+                   step (the reference ``"fast"`` must match).
+``"sample"``       greedy sampling: a rollout without autograd picks each step's input (the
+                   previous step's argmax; a choice carries no gradient), then the decoder is
+                   replayed over those inputs as in ``"fast"``, with gradients.
+``"sample-loop"``  greedy sampling, one Python step per token with autograd through every step
+                   (the reference ``"sample"`` must match).
 
 Training picks ``"fast"`` with probability ``teacher_forcing`` per batch, else ``"sample"``.
 Validation and test are teacher-forced (``"fast"``).
@@ -41,7 +44,8 @@ from torch import Tensor, nn
 
 from quackae.gru import FastGRU, GRUCellStack
 
-DecodeMode = Literal["fast", "loop", "sample"]
+DecodeMode = Literal["fast", "sample", "loop", "sample-loop"]
+DECODE_MODES = ("fast", "sample", "loop", "sample-loop")
 
 
 class QuackAutoEncoder(pl.LightningModule):
@@ -122,7 +126,7 @@ class QuackAutoEncoder(pl.LightningModule):
         return self._attend(h, self._keys(states), states, self._attention_bias(x, h.dtype))
 
     def decode_loop(self, x: Tensor, states: Tensor, latent: Tensor, sample: bool) -> Tensor:
-        """Step-by-step decoder; logits (B, S, V). ``sample``: feed back the greedy prediction.
+        """Step-by-step decoder with autograd; logits (B, S, V). ``sample``: feed back the argmax.
 
         Per step: the GRU cell stack, attention against precomputed keys, the MLP. The step
         outputs are stacked once at the end (writing them into a preallocated buffer under
@@ -153,6 +157,25 @@ class QuackAutoEncoder(pl.LightningModule):
         """Teacher-forced decoder inputs (B, S): last real token, then targets 0..S-2."""
         return torch.cat([self._first_input(x).unsqueeze(1), x[:, : steps - 1]], dim=1)
 
+    def greedy_inputs(self, x: Tensor, states: Tensor, latent: Tensor, steps: int) -> Tensor:
+        """Decoder inputs (B, S) of greedy sampling: last real token, then each step's argmax.
+
+        Only token choices come out of this rollout, and a choice (argmax) has no gradient,
+        so it runs without autograd; :meth:`decode_loss` then replays the decoder over these
+        inputs with :meth:`decode_fast`, which gives the loss and gradients of the sampling
+        loop (``mode="sample-loop"``) without a per-step backward.
+        """
+        with torch.no_grad():
+            inputs = x.new_empty(x.shape[0], steps)
+            inputs[:, 0] = self._first_input(x)
+            keys_t, bias = self._keys(states), self._attention_bias(x, states.dtype)
+            hidden = [latent] * len(self.decoder.cells)
+            for t in range(steps - 1):  # the last prediction is never fed back
+                hidden = self.decoder.step(self.embed(inputs[:, t]), hidden)
+                features = self._attend(hidden[-1].unsqueeze(1), keys_t, states, bias)
+                inputs[:, t + 1] = self.predict_word(features.squeeze(1)).argmax(dim=-1)
+        return inputs
+
     def decode_loss(self, x: Tensor, mode: DecodeMode = "fast") -> tuple[Tensor, Tensor, Tensor]:
         """Encode and decode ``x`` (B, T); returns (mean loss, correct tokens, real tokens).
 
@@ -163,13 +186,15 @@ class QuackAutoEncoder(pl.LightningModule):
         steps = self._decode_steps(x)
         targets = x[:, :steps]
         real = targets.ne(self.pad_id)
-        if mode == "fast":
-            features = self.decode_fast(x, states, latent, self.teacher_inputs(x, steps))
+        if mode in ("fast", "sample"):
+            inputs = (self.teacher_inputs(x, steps) if mode == "fast"
+                      else self.greedy_inputs(x, states, latent, steps))
+            features = self.decode_fast(x, states, latent, inputs)
             logits = self.predict_word(features[real])
-        elif mode in ("loop", "sample"):
-            logits = self.decode_loop(x, states, latent, sample=mode == "sample")[real]
+        elif mode in ("loop", "sample-loop"):
+            logits = self.decode_loop(x, states, latent, sample=mode == "sample-loop")[real]
         else:
-            raise ValueError(f"unknown decode mode {mode!r}; expected 'fast', 'loop' or 'sample'")
+            raise ValueError(f"unknown decode mode {mode!r}; expected one of {DECODE_MODES}")
         wanted = targets[real]
         loss = F.cross_entropy(logits, wanted)
         correct = logits.detach().argmax(dim=-1).eq(wanted).sum()

@@ -229,6 +229,9 @@ def _worker_main(
 ) -> None:
     """Process entry point: ingest the assigned sources, reporting through ``out``."""
     parent = os.getppid()
+    # one tokenizer thread per worker process: the processes are the parallelism
+    os.environ["RAYON_NUM_THREADS"] = "1"
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
     def emit(msg: tuple) -> None:
         if os.getppid() != parent:  # the parent was killed: stop, write nothing more

@@ -13,12 +13,13 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from quackae.hyperquack import Try
-from quackae.outcome import OUTCOMES
+from quackae.outcome import OUTCOME_INDEX
 
 PAD, START, SEP, END = 0, 1, 2, 3
 SPECIALS = {"pad": PAD, "start": START, "sep": SEP, "end": END}
@@ -49,14 +50,17 @@ STATIC_FIELDS: tuple[tuple[str, int], ...] = (
 )
 
 # Placeholders for volatile text, kept as single tokens by the BPE model.
+_SCAN_INDEX = {name: i for i, name in enumerate(SCANS)}
+
 PLACEHOLDERS = ("[DOMAIN]", "[ADDR]", "[IP]", "[DATE]", "[TIME]", "[HEX]", "[NUM]", "[B64]")
 
 DEFAULT_VOCAB = 8192
 DEFAULT_MAX_TOKENS = 512
-MAX_TEXT_CHARS = 16384  # text beyond this never survives truncation to max_tokens anyway
+MAX_TEXT_CHARS = 16384  # cap on the text kept for tokenizer training
+CHARS_PER_TOKEN = 8  # generous bound on characters per BPE token, for cutting text early
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=True)
 class TokenLayout:
     """Id ranges of the token space: specials, one range per static field, then BPE text."""
 
@@ -70,6 +74,11 @@ class TokenLayout:
             offsets[name] = (nxt, size)
             nxt += size
         return offsets
+
+    @cached_property
+    def static_starts(self) -> tuple[int, ...]:
+        """First id of every static field's range, in ``STATIC_FIELDS`` order."""
+        return tuple(start for start, _ in self.static_offsets.values())
 
     @property
     def text_offset(self) -> int:
@@ -94,47 +103,55 @@ class TokenLayout:
 
 # --------------------------------------------------------------------------- normalisation
 
-_NORMALISERS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}:\d{1,5}\b"), "[ADDR]"),
-    (re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"), "[IP]"),
+_NORMALISERS: tuple[tuple[str, str], ...] = (  # (placeholder, regex), earlier wins at a position
+    ("[ADDR]", r"\b(?:\d{1,3}\.){3}\d{1,3}:\d{1,5}\b"),
+    ("[IP]", r"\b(?:\d{1,3}\.){3}\d{1,3}\b"),
     (
-        re.compile(
-            r"\b(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),? \d{1,2}[ -](?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug"
-            r"|Sep|Oct|Nov|Dec)[ -]\d{2,4} \d{2}:\d{2}:\d{2}(?: GMT)?"
-        ),
         "[DATE]",
+        r"\b(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),? \d{1,2}[ -](?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug"
+        r"|Sep|Oct|Nov|Dec)[ -]\d{2,4} \d{2}:\d{2}:\d{2}(?: GMT)?",
     ),
-    (re.compile(r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?"), "[DATE]"),
-    (re.compile(r"\b\d{1,2}:\d{2}:\d{2}\b"), "[TIME]"),
-    (re.compile(r"[A-Za-z0-9+/]{40,}={0,2}"), "[B64]"),
-    (re.compile(r"\b[0-9a-fA-F]{12,}\b"), "[HEX]"),
-    (re.compile(r"\b\d{5,}\b"), "[NUM]"),
+    ("[DATE]", r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?"),
+    ("[TIME]", r"\b\d{1,2}:\d{2}:\d{2}\b"),
+    ("[B64]", r"[A-Za-z0-9+/]{40,}={0,2}"),
+    ("[HEX]", r"\b[0-9a-fA-F]{12,}\b"),
+    ("[NUM]", r"\b\d{5,}\b"),
 )
+# One pass over the text: an alternation of named groups, dispatched on the group that matched.
+_VOLATILE = re.compile("|".join(f"(?P<g{i}>{rx})" for i, (_, rx) in enumerate(_NORMALISERS)))
+_PLACEHOLDER_OF = {f"g{i}": ph for i, (ph, _) in enumerate(_NORMALISERS)}
 
 
-def try_text(t: Try) -> str:
-    """The text of a try as the model reads it: request, received response, error."""
+def _placeholder(match: re.Match[str]) -> str:
+    return _PLACEHOLDER_OF[match.lastgroup or ""]
+
+
+def try_text(t: Try, max_chars: int = MAX_TEXT_CHARS) -> str:
+    """The text of a try as the model reads it: request, received response, error.
+
+    Cut at ``max_chars``: a BPE token covers at least one character, so text beyond
+    ``CHARS_PER_TOKEN * max_tokens`` never survives truncation to ``max_tokens`` in practice.
+    """
     parts = [t.sent, t.received or "", t.error]
-    return "\n".join(p for p in parts if p)[:MAX_TEXT_CHARS]
+    return "\n".join(p for p in parts if p)[:max_chars]
 
 
 def normalise(text: str, domain: str) -> str:
     """Replace volatile parts (the test domain, addresses, dates, ids) with placeholders."""
     if domain:
         text = text.replace(domain, "[DOMAIN]")
-    for pattern, placeholder in _NORMALISERS:
-        text = pattern.sub(placeholder, text)
-    return text
+    return _VOLATILE.sub(_placeholder, text)
 
 
 # --------------------------------------------------------------------------- static features
 
 
-def _ip_octets(ip: str) -> list[int]:
+@lru_cache(maxsize=65536)
+def _ip_octets(ip: str) -> tuple[int, ...]:
     parts = ip.split(".")
     if len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts):
-        return [int(p) for p in parts]
-    return [256, 256, 256, 256]
+        return tuple(int(p) for p in parts)
+    return (256, 256, 256, 256)
 
 
 def _tls_bucket(version: int | None) -> int:
@@ -154,8 +171,8 @@ def static_values(t: Try, outcome: str) -> list[int]:
     """Value (within its own range) of every static field, in ``STATIC_FIELDS`` order."""
     success = 0 if t.success is None else 1 + int(t.success)
     cipher = 0 if t.cipher_suite is None else 1 + t.cipher_suite % CIPHER_BUCKETS
-    scan = SCANS.index(t.scan) if t.scan in SCANS else 0
-    outcome_id = OUTCOMES.index(outcome) if outcome in OUTCOMES else OUTCOMES.index("unknown")
+    scan = _SCAN_INDEX.get(t.scan, 0)
+    outcome_id = OUTCOME_INDEX.get(outcome, OUTCOME_INDEX["unknown"])
     return [
         *_ip_octets(t.ip),
         success,
@@ -173,11 +190,7 @@ def static_values(t: Try, outcome: str) -> list[int]:
 
 def static_tokens(t: Try, outcome: str, layout: TokenLayout) -> list[int]:
     """Static features as ids, each shifted into its field's own range."""
-    offsets = layout.static_offsets
-    return [
-        offsets[name][0] + value
-        for (name, _), value in zip(STATIC_FIELDS, static_values(t, outcome), strict=True)
-    ]
+    return [o + v for o, v in zip(layout.static_starts, static_values(t, outcome), strict=True)]
 
 
 # --------------------------------------------------------------------------- BPE
@@ -226,7 +239,8 @@ class Encoder:
 
     def encode(self, tries: Sequence[Try], outcomes: Sequence[str]) -> list[list[int]]:
         """Token ids for each try: START statics SEP text END, head kept on truncation."""
-        texts = [normalise(try_text(t), t.domain) for t in tries]
+        limit = self.max_tokens * CHARS_PER_TOKEN
+        texts = [normalise(try_text(t, limit), t.domain) for t in tries]
         encodings = self.tokenizer.encode_batch(texts, add_special_tokens=False)
         off = self.layout.text_offset
         out = []
