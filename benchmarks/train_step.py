@@ -8,12 +8,17 @@ Model-FLOP utilisation is against a fp32 matmul peak measured here.
 
     .venv/bin/python benchmarks/train_step.py              # T = 64 and 256
     .venv/bin/python benchmarks/train_step.py --quick      # fewer steps, T = 64 only
+
+On a machine shared with other busy processes, spinning OpenMP threads wait for descheduled
+peers and small per-step ops get many times slower; ``OMP_WAIT_POLICY=PASSIVE`` in the
+environment keeps that in check. The table prints the load average so runs can be compared.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +32,7 @@ from quackae.autoencoder import QuackAutoEncoder
 from quackae.gru import tune_cpu_allocator
 
 PAD = 0
+ORIGINAL = "ORIGINAL"
 
 
 class OriginalAutoEncoder(nn.Module):
@@ -139,13 +145,15 @@ def model_flops(x: Tensor, embed: int, hidden: int, vocab: int, layers: int) -> 
 
 
 def time_steps(step: Callable[[], None], steps: int, warmup: int) -> float:
-    """Mean seconds per call of ``step`` after ``warmup`` untimed calls."""
+    """Best (least disturbed) seconds per call of ``step`` after ``warmup`` untimed calls."""
     for _ in range(warmup):
         step()
-    t0 = time.perf_counter()
+    best = math.inf
     for _ in range(steps):
+        t0 = time.perf_counter()
         step()
-    return (time.perf_counter() - t0) / steps
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def train_step_fn(model: nn.Module, loss_fn: Callable[[], Tensor]) -> Callable[[], None]:
@@ -161,8 +169,8 @@ def train_step_fn(model: nn.Module, loss_fn: Callable[[], Tensor]) -> Callable[[
     return step
 
 
-def bench_length(args: argparse.Namespace, length: int) -> list[Result]:
-    """All rows for one sequence length."""
+def bench_paths(args: argparse.Namespace, length: int) -> list[Result]:
+    """Rows for QuackAutoEncoder's decode paths at one sequence length."""
     x = make_batch(args.batch, length, args.vocab, args.min_fill, seed=length)
     tokens = int(x.ne(PAD).sum())
     torch.manual_seed(0)
@@ -178,14 +186,18 @@ def bench_length(args: argparse.Namespace, length: int) -> list[Result]:
         print(f"  T={length} {label}: {times[mode]:.2f} s/step", flush=True)
     mixed = 0.5 * (times["fast"] + times["sample"])
     rows.append(Result("mixed, teacher_forcing=0.5", length, mixed, tokens, args.steps, derived=True))
-    if not args.skip_original:
-        torch.manual_seed(0)
-        original = OriginalAutoEncoder(args.vocab, args.embed, args.hidden, args.layers)
-        step = train_step_fn(original, lambda: original.loss(x, teacher_forcing=True))
-        seconds = time_steps(step, args.original_steps, warmup=0)
-        rows.append(Result("ORIGINAL (reference)", length, seconds, tokens, args.original_steps))
-        print(f"  T={length} original: {seconds:.2f} s/step", flush=True)
     return rows
+
+
+def bench_original(args: argparse.Namespace, length: int, label: str) -> Result:
+    """One row for the original model (teacher-forced; sampling costs the same there)."""
+    x = make_batch(args.batch, length, args.vocab, args.min_fill, seed=length)
+    torch.manual_seed(0)
+    original = OriginalAutoEncoder(args.vocab, args.embed, args.hidden, args.layers)
+    step = train_step_fn(original, lambda: original.loss(x, teacher_forcing=True))
+    seconds = time_steps(step, args.original_steps, warmup=0)
+    print(f"  T={length} {label}: {seconds:.2f} s/step", flush=True)
+    return Result(label, length, seconds, int(x.ne(PAD).sum()), args.original_steps)
 
 
 def print_table(rows: list[Result], args: argparse.Namespace, peak: float) -> None:
@@ -193,13 +205,14 @@ def print_table(rows: list[Result], args: argparse.Namespace, peak: float) -> No
     print()
     print(f"B={args.batch} E={args.embed} H={args.hidden} V={args.vocab} layers={args.layers}; "
           f"row lengths uniform in [{args.min_fill:.2f}T, T]; threads={torch.get_num_threads()}; "
-          f"matmul peak {peak / 1e9:.0f} GFLOP/s")
+          f"matmul peak {peak / 1e9:.0f} GFLOP/s; "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
     header = f"{'T':>4}  {'path':<30} {'s/step':>8} {'tokens/s':>9} {'MFU':>6} {'vs orig':>8}"
     print(header)
     print("-" * len(header))
     for length in sorted({r.length for r in rows}):
         group = [r for r in rows if r.length == length]
-        orig = next((r for r in group if r.name.startswith("ORIGINAL")), None)
+        orig = next((r for r in group if r.name == ORIGINAL), None)
         x = make_batch(args.batch, length, args.vocab, args.min_fill, seed=length)
         flops = model_flops(x, args.embed, args.hidden, args.vocab, args.layers)
         for r in group:
@@ -207,6 +220,8 @@ def print_table(rows: list[Result], args: argparse.Namespace, peak: float) -> No
             speedup = f"{orig.seconds / r.seconds:7.1f}x" if orig else "     n/a"
             name = r.name + (" *" if r.derived else "")
             print(f"{length:>4}  {name:<30} {r.seconds:8.2f} {r.tokens_per_s:9.0f} {mfu:6.1%} {speedup}")
+    print(f"s/step: best of {args.steps} steps after 1 warm-up ({args.original_steps} step, no "
+          "warm-up, for the original); tuned malloc: quackae.gru.tune_cpu_allocator()")
     print("* mean step time of the two 'fast' rows: what training with teacher_forcing=0.5 averages to")
 
 
@@ -237,13 +252,20 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     """Run every path at every length and print the table."""
     args = parse_args()
-    if not args.no_tune_allocator:
-        tune_cpu_allocator()
+    load_before = os.getloadavg()[0]
     peak = matmul_peak()
     rows: list[Result] = []
+    if not args.skip_original:  # first, with the allocator as the original ran
+        rows += [bench_original(args, t, ORIGINAL) for t in args.lengths]
+    if not args.no_tune_allocator:
+        tune_cpu_allocator()
     for length in args.lengths:
-        rows += bench_length(args, length)
+        rows += bench_paths(args, length)
+    if not args.skip_original and not args.no_tune_allocator:
+        rows += [bench_original(args, t, ORIGINAL + ", tuned malloc") for t in args.lengths]
     print_table(rows, args, peak)
+    print(f"1-min load average: {load_before:.2f} at start, {os.getloadavg()[0]:.2f} at end "
+          f"(above ~0.5 other processes share the {os.cpu_count()} cores and timings suffer)")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,22 @@ from pathlib import Path
 from typing import Any
 
 SUMMARY = "train_summary.json"
+QUIET_WARNINGS = (  # Lightning notices that say nothing to a user of this controller
+    r".*isinstance\(treespec, LeafSpec\).*",
+    r".*Couldn't infer the batch indices.*",
+    r".*is smaller than the logging interval.*",
+    r".*exists and is not empty.*",
+    r".*does not have many workers.*",
+    r".*litlogger.*",
+)
+
+
+def quiet_warnings() -> None:
+    """Silence the known-harmless Lightning warnings (in this process and in Ray workers)."""
+    import warnings
+
+    for pattern in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
 COMET_PROJECT = "censored-planet"
 
 # Lightning Trainer arguments exposed as flags, the way the removed Trainer.add_argparse_args did.
@@ -174,7 +190,8 @@ def _load_weights(path: str) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is a user error here
-        raise ProcessorError(f"--checkpoint_path {path} is not a readable checkpoint: {e}") from None
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ProcessorError(f"--checkpoint_path {path} is not a readable checkpoint: {reason}") from None
 
 
 def check_fits(ckpt: dict[str, Any], dm, path: str) -> dict[str, Any]:
@@ -261,15 +278,13 @@ def _resume_path(args: argparse.Namespace) -> str | None:
 
 
 def training_callbacks(args: argparse.Namespace, storage: Path) -> list:
-    """LearningRateMonitor, ModelCheckpoint, EarlyStopping, DeviceStatsMonitor, NaN guard."""
+    """LearningRateMonitor, ModelCheckpoint, EarlyStopping, DeviceStatsMonitor (the seed's set)."""
     from lightning.pytorch.callbacks import (
         DeviceStatsMonitor,
         EarlyStopping,
         LearningRateMonitor,
         ModelCheckpoint,
     )
-
-    from quackae.autoencoder import FiniteLossGuard
 
     return [
         LearningRateMonitor(logging_interval="epoch"),
@@ -284,7 +299,6 @@ def training_callbacks(args: argparse.Namespace, storage: Path) -> list:
         ),
         EarlyStopping(monitor="val_loss", patience=args.patience, mode="min", check_finite=True),
         DeviceStatsMonitor(),
-        FiniteLossGuard(),
     ]
 
 
@@ -293,6 +307,7 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
     import lightning.pytorch as pl
     import torch
 
+    quiet_warnings()
     args = argparse.Namespace(**config["args"])
     storage = Path(args.storage_path)
     in_ray = config.get("ray", False)
@@ -444,6 +459,7 @@ def encode_worker(config: dict[str, Any]) -> None:
 
     from quackae.autoencoder import AutoencoderWriter
 
+    quiet_warnings()
     args = argparse.Namespace(**config["args"])
     in_ray = config.get("ray", False)
     dm = build_data(args, mode=encode_mode(args))
@@ -491,6 +507,10 @@ def encode(args: argparse.Namespace) -> dict[str, Any]:
     dm = build_data(args, mode=encode_mode(args))
     ckpt = _load_weights(args.checkpoint_path)
     hp = check_fits(ckpt, dm, args.checkpoint_path)
+    # the architecture is the checkpoint's, whatever --embed_size/--hidden_size say
+    for flag, key in (("embed_size", "embed_size"), ("hidden_size", "hidden_size"), ("layers", "layers")):
+        if key in hp:
+            setattr(args, flag, int(hp[key]))
     out = EmbeddingStore(args.storage_path)
     meta = {
         "mode": encode_mode(args),
@@ -538,10 +558,10 @@ def main(args: argparse.Namespace) -> None:
 
 def user_errors() -> tuple[type[Exception], ...]:
     """Exceptions printed as one line by the command-line entry point."""
-    from quackae.autoencoder import NonFiniteLossError
     from quackae.store import StoreError
 
-    return (ProcessorError, StoreError, NonFiniteLossError)
+    # FloatingPointError: the model's NaN/inf loss check ("train_loss is nan at step N ...")
+    return (ProcessorError, StoreError, FloatingPointError)
 
 
 def cli(argv: list[str] | None = None) -> int:

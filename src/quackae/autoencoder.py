@@ -35,13 +35,17 @@ Validation and test are teacher-forced (``"fast"``).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor, nn
 
+from quackae.embeddings import EmbeddingStore
 from quackae.gru import FastGRU, GRUCellStack
 
 DecodeMode = Literal["fast", "sample", "loop", "sample-loop"]
@@ -186,16 +190,15 @@ class QuackAutoEncoder(pl.LightningModule):
         steps = self._decode_steps(x)
         targets = x[:, :steps]
         real = targets.ne(self.pad_id)
+        wanted = targets[real]
         if mode in ("fast", "sample"):
             inputs = (self.teacher_inputs(x, steps) if mode == "fast"
                       else self.greedy_inputs(x, states, latent, steps))
-            features = self.decode_fast(x, states, latent, inputs)
-            logits = self.predict_word(features[real])
+            logits = self.predict_word(self.decode_fast(x, states, latent, inputs)[real])
         elif mode in ("loop", "sample-loop"):
             logits = self.decode_loop(x, states, latent, sample=mode == "sample-loop")[real]
         else:
             raise ValueError(f"unknown decode mode {mode!r}; expected one of {DECODE_MODES}")
-        wanted = targets[real]
         loss = F.cross_entropy(logits, wanted)
         correct = logits.detach().argmax(dim=-1).eq(wanted).sum()
         return loss, correct, real.sum()
@@ -265,5 +268,46 @@ def check_finite(loss: Tensor, name: str, step: int) -> None:
 
 
 # =============================================================================================
-# AutoencoderWriter goes here (prediction writer; owned by another engineer, added later).
+# AutoencoderWriter: the predict loop's side effect (embedding shards), as a Lightning callback.
 # =============================================================================================
+
+
+class AutoencoderWriter(BasePredictionWriter):
+    """Write each predicted batch's latents with their records' metadata to embedding shards.
+
+    ``write_interval='batch'`` as in the seed: every batch is handed over as it is predicted and
+    buffered only up to ``rows_per_shard`` rows, then committed as one atomic Parquet shard
+    (``embeddings.EmbeddingStore``), so memory stays bounded and a killed run loses at most one
+    shard's worth of work.
+    """
+
+    def __init__(self, storage_path: str | Path, run_id: str = "0", rows_per_shard: int = 4096) -> None:
+        super().__init__(write_interval="batch")
+        self.store = EmbeddingStore(storage_path)
+        self.run_id = run_id
+        self.rows_per_shard = rows_per_shard
+        self._rows: list[dict[str, Any]] = []
+        self._latents: list[np.ndarray] = []
+        self._shards = 0
+
+    def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           prediction: Any, batch_indices: Any, batch: Any, batch_idx: int,
+                           dataloader_idx: int = 0) -> None:
+        """Buffer one batch's ``(metadata, latent)``; commit a shard when the buffer is full."""
+        metadata, latent = prediction
+        self._rows.extend(metadata)
+        self._latents.append(latent.detach().float().cpu().numpy())
+        if len(self._rows) >= self.rows_per_shard:
+            self._flush(trainer.global_rank)
+
+    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Commit what is left in the buffer."""
+        self._flush(trainer.global_rank)
+
+    def _flush(self, rank: int) -> None:
+        if not self._rows:
+            return
+        name = f"part-{self.run_id}-r{rank:03d}-{self._shards:05d}"
+        self.store.write_shard(name, self._rows, np.concatenate(self._latents))
+        self._shards += 1
+        self._rows, self._latents = [], []

@@ -99,15 +99,56 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda a: run_synth(a) or 0)
 
 
-ADDERS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    _add_synth,
-    _add_flatten,
-    _add_inspect,
-)
+def _add_controller(sub: argparse._SubParsersAction) -> None:
+    for name, extra, text in (
+        ("train", [], "train QuackAutoEncoder (the seed's ae_processor; --help lists its flags)"),
+        ("encode", ["--encode"], "write latent features with a trained checkpoint (ae_processor --encode)"),
+    ):
+        p = sub.add_parser(name, help=text, add_help=False, description=text)
+        p.add_argument("controller_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        p.set_defaults(func=lambda a, extra=extra: _run_controller(extra + a.controller_args))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``quackae`` parser with every subcommand."""
+def _run_controller(argv: list[str]) -> int:
+    from quackae import ae_processor
+
+    return ae_processor.cli(argv)
+
+
+def _add_classify(sub: argparse._SubParsersAction) -> None:
+    from quackae.classifier import add_classify_arguments
+
+    add_classify_arguments(sub)
+
+
+def _add_plot(sub: argparse._SubParsersAction) -> None:
+    from quackae.plots import add_plot_arguments
+
+    add_plot_arguments(sub)
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    from quackae.demo import add_demo_arguments
+
+    add_demo_arguments(sub)
+
+
+# command name -> the function adding its parser; a run builds only the one it needs, so
+# `quackae flatten` does not pay for importing torch.
+ADDERS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
+    "synth": _add_synth,
+    "flatten": _add_flatten,
+    "inspect": _add_inspect,
+    "train": _add_controller,
+    "encode": _add_controller,
+    "classify": _add_classify,
+    "plot": _add_plot,
+    "demo": _add_demo,
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``quackae`` parser: every subcommand, or only ``command``'s when it is known."""
     parser = argparse.ArgumentParser(
         prog="quackae",
         description="Learn latent features of Censored Planet Hyperquack measurements and find "
@@ -115,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in ADDERS:
+    adders = [ADDERS[command]] if command in ADDERS else list(dict.fromkeys(ADDERS.values()))
+    for add in adders:
         add(sub)
     return parser
 
@@ -131,11 +173,13 @@ def user_errors() -> tuple[type[Exception], ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script and of ``python -m quackae``."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # libraries' INFO records stop at our handler
+        handler.setLevel(level)
     try:
         return int(args.func(args) or 0)
     except user_errors() as e:

@@ -1,0 +1,591 @@
+"""Classify autoencoder latents as censored or not, to find censorship the fingerprints miss.
+
+``train_classifier`` fits ``QuackLatentClassifier`` (the original research's MLP head) on the
+labelled latents of an embeddings directory (``--filtered``), measures it on a stable held-out
+split, and fits a model without the autoencoder on the same split for comparison: logistic
+regression on the bag of token ids (text tokens and static-feature tokens) read from the
+dataset. ``predict`` scores every row of an embeddings directory (``--evaluate``), shard by
+shard, and writes the candidates report.
+
+Files under ``storage_path``::
+
+    classifier-*.ckpt          best checkpoint by validation loss (Lightning, plain tensors)
+    baseline.npz               the baseline's coefficients (allow_pickle=False)
+    metrics.json               held-out metrics of both models and which wins
+    logs/classifier/metrics.csv  per-epoch train/val/test loss, accuracy, F1, ROC-AUC
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from quackae import report, store
+from quackae.embeddings import META
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
+BASELINE_FILE = "baseline.npz"
+METRICS_FILE = "metrics.json"
+TIE_MARGIN = 0.005  # ROC-AUC difference below which neither model "wins"
+_MASK64 = (1 << 64) - 1
+
+
+# --------------------------------------------------------------------------- reading latents
+
+
+def read_meta(embeddings: Path) -> dict[str, Any]:
+    """``embeddings.json`` of an embeddings directory; ValueError if it is not one."""
+    path = Path(embeddings) / META
+    if not path.is_file():
+        raise ValueError(
+            f"{embeddings} is not an embeddings directory (no {META}); make one with "
+            "`python -m quackae.ae_processor --encode --filtered|--evaluate`"
+        )
+    return json.loads(path.read_text())
+
+
+def shard_paths(embeddings: Path) -> list[Path]:
+    """Committed embedding shards, in name order."""
+    return sorted((Path(embeddings) / "shards").glob("*.parquet"))
+
+
+def embedding_matrix(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
+    """A fixed-size-list ``embedding`` column as a ``(rows, dim)`` float32 array."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks else pa.array([], pa.list_(pa.float32(), dim))
+    flat = column.flatten().to_numpy(zero_copy_only=False)
+    return np.array(flat, dtype=np.float32, copy=True).reshape(-1, dim)
+
+
+def read_embeddings(embeddings: Path, columns: tuple[str, ...] = ("row_id", "censored")) -> tuple[pa.Table, np.ndarray]:
+    """Metadata columns and the latents of every shard (for modest, e.g. ``--filtered``, dirs)."""
+    dim = int(read_meta(embeddings)["dim"])
+    tables = [pq.read_table(p, columns=[*columns, "embedding"]) for p in shard_paths(embeddings)]
+    if not tables:
+        raise ValueError(f"{embeddings} holds no embedding shards")
+    table = pa.concat_tables(tables)
+    return table.drop_columns(["embedding"]), embedding_matrix(table.column("embedding"), dim)
+
+
+def split_of(row_ids: np.ndarray, seed: int = 0) -> np.ndarray:
+    """0 train / 1 val / 2 test per row, from a splitmix64 hash of (row_id, seed): stable anywhere."""
+    salt = np.uint64((seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) & _MASK64)
+    z = np.asarray(row_ids, dtype=np.int64).view(np.uint64) ^ salt
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    u = (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    bounds = np.cumsum(SPLIT_FRACTIONS)[:-1]
+    return np.searchsorted(bounds, u, side="right").astype(np.int8)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def binary_metrics(target: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
+    """Accuracy, precision, recall, F1 at ``threshold`` and ROC-AUC (None with one class)."""
+    from sklearn.metrics import (
+        accuracy_score,
+        f1_score,
+        precision_score,
+        recall_score,
+        roc_auc_score,
+    )
+
+    target = np.asarray(target).astype(bool)
+    pred = np.asarray(prob) >= threshold
+    both = 0 < target.sum() < len(target)
+    return {
+        "accuracy": round(float(accuracy_score(target, pred)), 4) if len(target) else None,
+        "precision": round(float(precision_score(target, pred, zero_division=0)), 4),
+        "recall": round(float(recall_score(target, pred, zero_division=0)), 4),
+        "f1": round(float(f1_score(target, pred, zero_division=0)), 4),
+        "roc_auc": round(float(roc_auc_score(target, prob)), 4) if both else None,
+        "threshold": threshold,
+        "n": int(len(target)),
+        "positives": int(target.sum()),
+    }
+
+
+# --------------------------------------------------------------------------- the model
+
+
+class QuackLatentClassifier(pl.LightningModule):
+    """MLP head H -> H/4 -> H/8 -> 1 with LeakyReLU, BCE-with-logits, AdamW + cosine schedule.
+
+    Inputs are standardised with the training split's mean and scale, kept as buffers so a
+    checkpoint carries them.
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-2,
+        max_epochs: int = 20,
+        threshold: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        h4, h8 = max(input_dim // 4, 1), max(input_dim // 8, 1)
+        self.net = nn.Sequential(
+            nn.Linear(input_dim, h4), nn.LeakyReLU(), nn.Linear(h4, h8), nn.LeakyReLU(), nn.Linear(h8, 1)
+        )
+        self.register_buffer("mean", torch.zeros(input_dim))
+        self.register_buffer("scale", torch.ones(input_dim))
+        self.loss_fn = nn.BCEWithLogitsLoss()
+        self._outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {s: [] for s in SPLITS}
+
+    def set_standardisation(self, x: np.ndarray) -> None:
+        """Centre and scale inputs by the statistics of ``x`` (the training latents)."""
+        self.mean.copy_(torch.from_numpy(x.mean(axis=0)))
+        self.scale.copy_(torch.from_numpy(np.maximum(x.std(axis=0), 1e-6)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits, shape ``(B,)``."""
+        return self.net((x - self.mean) / self.scale).squeeze(-1)
+
+    @torch.inference_mode()
+    def probability(self, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+        """Sigmoid probabilities of a float32 array, in batches."""
+        self.eval()
+        out = [torch.sigmoid(self(torch.from_numpy(x[i : i + batch_size]))) for i in range(0, len(x), batch_size)]
+        return torch.cat(out).numpy().astype(np.float32) if out else np.zeros(0, np.float32)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self.loss_fn(logits, y)
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test", batch_size=len(y))
+        self._outputs[stage].append((torch.sigmoid(logits).detach(), y.detach()))
+        return loss
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """One optimisation step."""
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        """Validation loss; metrics at epoch end."""
+        self._step(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        """Test loss; metrics at epoch end."""
+        self._step(batch, "test")
+
+    def _epoch_metrics(self, stage: str) -> None:
+        outputs, self._outputs[stage] = self._outputs[stage], []
+        if not outputs:
+            return
+        prob = torch.cat([p for p, _ in outputs]).float().cpu().numpy()
+        target = torch.cat([t for _, t in outputs]).cpu().numpy()
+        m = binary_metrics(target, prob, self.hparams.threshold)
+        self.log(f"{stage}_acc", float(m["accuracy"]))
+        self.log(f"{stage}_f1", float(m["f1"]))
+        self.log(f"{stage}_auc", float("nan") if m["roc_auc"] is None else m["roc_auc"])
+
+    def on_train_epoch_end(self) -> None:
+        """Training accuracy, F1, ROC-AUC of the epoch."""
+        self._epoch_metrics("train")
+
+    def on_validation_epoch_end(self) -> None:
+        """Validation accuracy, F1, ROC-AUC."""
+        self._epoch_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        """Test accuracy, F1, ROC-AUC."""
+        self._epoch_metrics("test")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW with a cosine-annealed learning rate over ``max_epochs``."""
+        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(int(self.hparams.max_epochs), 1))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+def load_classifier(checkpoint: Path) -> QuackLatentClassifier:
+    """A trained classifier from a checkpoint, loaded with ``weights_only=True``."""
+    if not Path(checkpoint).is_file():
+        raise ValueError(f"--checkpoint_path {checkpoint}: no such file")
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    hp = ckpt.get("hyper_parameters") or {}
+    if "input_dim" not in hp:
+        raise ValueError(f"{checkpoint} is not a QuackLatentClassifier checkpoint (no input_dim)")
+    model = QuackLatentClassifier(**{k: hp[k] for k in ("input_dim", "learning_rate", "weight_decay",
+                                                        "max_epochs", "threshold") if k in hp})  # fmt: skip
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()
+
+
+# --------------------------------------------------------------------------- data
+
+
+class LatentDataModule(pl.LightningDataModule):
+    """Labelled latents of an embeddings directory (target: censored == 1), split 70/15/15.
+
+    Undetermined rows (censored == 0) carry no label and are left out of all splits.
+    """
+
+    def __init__(self, embeddings: Path, batch_size: int = 256, seed: int = 0) -> None:
+        super().__init__()
+        self.embeddings, self.batch_size, self.seed = Path(embeddings), batch_size, seed
+        self.x: np.ndarray | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read the shards once; keep labelled rows; assign splits by row id hash."""
+        if self.x is not None:
+            return
+        table, x = read_embeddings(self.embeddings)
+        labels = table.column("censored").to_numpy()
+        keep = labels != 0
+        if keep.sum() == 0:
+            raise ValueError(f"{self.embeddings} has no labelled rows (censored 1 or -1); encode with --filtered")
+        self.row_ids = table.column("row_id").to_numpy()[keep]
+        self.x, self.y = x[keep], (labels[keep] == 1).astype(np.float32)
+        self.split = split_of(self.row_ids, self.seed)
+        for i, name in enumerate(SPLITS):
+            if not (self.split == i).any():
+                raise ValueError(f"{self.embeddings}: too few labelled rows ({keep.sum()}) for a {name} split")
+
+    @property
+    def dim(self) -> int:
+        """Latent dimension."""
+        return int(read_meta(self.embeddings)["dim"])
+
+    def part(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Latents, targets and row ids of one split."""
+        mask = self.split == SPLITS.index(name)
+        return self.x[mask], self.y[mask], self.row_ids[mask]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Rows and positives per split."""
+        return {s: {"rows": int(len(y)), "censored": int(y.sum())} for s in SPLITS for _, y, _ in [self.part(s)]}
+
+    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        x, y, _ = self.part(name)
+        gen = torch.Generator().manual_seed(self.seed)
+        ds = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, generator=gen)
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled training batches."""
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation batches."""
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> DataLoader:
+        """Held-out test batches."""
+        return self._loader("test", False)
+
+
+# --------------------------------------------------------------------------- the baseline
+
+
+@dataclass
+class BagOfTokensBaseline:
+    """Logistic regression on log(1 + count) of every token id (static features and BPE text).
+
+    Column ``j`` of the feature matrix is token id ``j`` of the dataset's layout (no hashing
+    needed: the vocabulary is bounded), so the model is its coefficients and intercept.
+    """
+
+    coef: np.ndarray
+    intercept: float
+    tokenizer_sha256: str
+
+    @property
+    def n_features(self) -> int:
+        """Number of token ids (the dataset's vocab_size)."""
+        return int(len(self.coef))
+
+    @staticmethod
+    def features(tokens: report.DatasetTokens, row_ids: np.ndarray):
+        """Sparse ``(rows, vocab_size)`` log1p token counts of the rows (empty for unknown ids)."""
+        from scipy.sparse import csr_matrix
+
+        values, indptr = tokens.flat(row_ids)
+        x = csr_matrix((np.ones(len(values), np.float32), values, indptr), shape=(len(row_ids), tokens.vocab_size))
+        x.sum_duplicates()
+        x.data = np.log1p(x.data)
+        return x
+
+    def probability(self, x) -> np.ndarray:
+        """Sigmoid of the linear score of a feature matrix."""
+        score = np.asarray(x @ self.coef, dtype=np.float64) + self.intercept
+        return (1.0 / (1.0 + np.exp(-np.clip(score, -50, 50)))).astype(np.float32)
+
+    def save(self, path: Path) -> None:
+        """Write the coefficients to ``.npz`` (plain arrays, readable with allow_pickle=False)."""
+        tmp = Path(path).with_name(Path(path).name + f".tmp{os.getpid()}.npz")
+        np.savez(tmp, coef=self.coef.astype(np.float64), intercept=np.array([self.intercept]),
+                 tokenizer_sha256=np.array(self.tokenizer_sha256), transform=np.array("log1p_count"))  # fmt: skip
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> BagOfTokensBaseline:
+        """Read a baseline written by ``save`` (no pickle)."""
+        with np.load(path, allow_pickle=False) as z:
+            return cls(coef=z["coef"], intercept=float(z["intercept"][0]), tokenizer_sha256=str(z["tokenizer_sha256"]))
+
+
+def fit_baseline(tokens: report.DatasetTokens, dm: LatentDataModule, seed: int, threshold: float) -> tuple[BagOfTokensBaseline, dict[str, Any]]:
+    """Fit the baseline on the training split and measure it on the test split."""
+    from sklearn.linear_model import LogisticRegression
+
+    x_tr, y_tr, ids_tr = dm.part("train")
+    _, y_te, ids_te = dm.part("test")
+    missing = int((tokens.index_of(np.concatenate([ids_tr, ids_te])) < 0).sum())
+    if missing:
+        raise ValueError(f"{missing} embedded rows are not in the dataset {tokens.dataset.root}")
+    if len(np.unique(y_tr)) < 2:
+        raise ValueError("the training split has a single class")
+    lr = LogisticRegression(C=1.0, max_iter=2000, random_state=seed)
+    lr.fit(BagOfTokensBaseline.features(tokens, ids_tr), y_tr)
+    model = BagOfTokensBaseline(lr.coef_[0].copy(), float(lr.intercept_[0]), tokens.tokenizer_sha256)
+    prob = model.probability(BagOfTokensBaseline.features(tokens, ids_te))
+    return model, {"model": "logistic regression on log1p bag of token ids (text + static features)",
+                   **binary_metrics(y_te, prob, threshold)}  # fmt: skip
+
+
+def open_dataset_tokens(meta: dict[str, Any]) -> report.DatasetTokens:
+    """Token lookup of the dataset an embeddings directory was encoded from."""
+    dataset = meta.get("dataset")
+    if not dataset or not (Path(dataset) / "manifest.json").is_file():
+        raise ValueError(f"the dataset of these embeddings is not available ({dataset!r})")
+    return report.DatasetTokens(dataset)
+
+
+def verdict(classifier: dict[str, Any], baseline: dict[str, Any]) -> tuple[str, str]:
+    """Which model wins on held-out ROC-AUC (F1 breaks near-ties), and a sentence saying so."""
+    if baseline.get("skipped"):
+        return "classifier (no baseline)", f"baseline skipped: {baseline['skipped']}"
+    a, b = classifier.get("roc_auc"), baseline.get("roc_auc")
+    if a is None or b is None:
+        a, b, by = classifier["f1"], baseline["f1"], "F1"
+    else:
+        by = "ROC-AUC"
+    if abs(a - b) < TIE_MARGIN:
+        fa, fb = classifier["f1"], baseline["f1"]
+        if abs(fa - fb) < TIE_MARGIN:
+            return "tie", f"tie: {by} {a:.4f} (latent classifier) vs {b:.4f} (bag-of-tokens baseline), F1 equal too"
+        a, b, by = fa, fb, f"F1 ({by} within {TIE_MARGIN})"
+    win = "classifier" if a > b else "baseline"
+    names = {"classifier": "the latent classifier", "baseline": "the bag-of-tokens baseline"}
+    return win, f"{names[win]} wins on held-out {by}: {a:.4f} (latent classifier) vs {b:.4f} (baseline)"
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _quiet_lightning() -> None:
+    for pattern in (".*does not have many workers.*", ".*LeafSpec.*", ".*is deprecated.*",
+                    ".*Checkpoint directory.*exists and is not empty.*",
+                    ".*Experiment logs directory.*exists and is not empty.*"):  # fmt: skip
+        warnings.filterwarnings("ignore", message=pattern)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    logging.getLogger("lightning.pytorch.accelerators.cuda").setLevel(logging.WARNING)
+
+
+def train_classifier(
+    embeddings: Path,
+    storage_path: Path,
+    max_epochs: int = 20,
+    lr: float = 1e-3,
+    batch_size: int = 256,
+    seed: int = 0,
+    threshold: float = 0.5,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train the latent classifier and the baseline on one split; write and return metrics.json."""
+    _quiet_lightning()
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    storage = Path(storage_path)
+    storage.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(seed, verbose=False)
+    meta = read_meta(embeddings)
+    dm = LatentDataModule(embeddings, batch_size=batch_size, seed=seed)
+    dm.setup()
+    model = QuackLatentClassifier(dm.dim, learning_rate=lr, max_epochs=max_epochs, threshold=threshold)
+    model.set_standardisation(dm.part("train")[0])
+    checkpoint = ModelCheckpoint(dirpath=str(storage), filename="classifier-{epoch:02d}-{val_loss:.4f}",
+                                 monitor="val_loss", mode="min", save_top_k=1)  # fmt: skip
+    trainer = pl.Trainer(
+        max_epochs=max_epochs, accelerator="cpu", devices=1, logger=CSVLogger(str(storage), name="logs", version="classifier"),
+        callbacks=[checkpoint], enable_progress_bar=progress, enable_model_summary=False,
+        log_every_n_steps=1, num_sanity_val_steps=0,
+    )  # fmt: skip
+    trainer.fit(model, datamodule=dm)
+    best = Path(checkpoint.best_model_path)
+    model = load_classifier(best)
+    trainer.test(model, datamodule=dm, verbose=False)
+    x_te, y_te, _ = dm.part("test")
+    clf = {"model": "QuackLatentClassifier on autoencoder latents", **binary_metrics(y_te, model.probability(x_te), threshold)}
+    base = _baseline_metrics(meta, dm, storage, seed, threshold)
+    winner, sentence = verdict(clf, base)
+    metrics = {
+        "kind": "classifier_metrics", "embeddings": str(Path(embeddings).resolve()), "dataset": meta.get("dataset"),
+        "dim": dm.dim, "seed": seed, "split": dict(zip(SPLITS, SPLIT_FRACTIONS, strict=True)),
+        "threshold": threshold, "checkpoint": str(best.resolve()), "counts": dm.counts(),
+        "accuracy": clf["accuracy"], "f1": clf["f1"], "roc_auc": clf["roc_auc"],
+        "classifier": clf, "baseline": base, "winner": winner, "winner_by": "held-out ROC-AUC (F1 breaks ties)",
+        "verdict": sentence, "epochs": trainer.current_epoch,
+    }  # fmt: skip
+    report._atomic_text(storage / METRICS_FILE, json.dumps(metrics, indent=1))
+    return metrics
+
+
+def _baseline_metrics(meta: dict[str, Any], dm: LatentDataModule, storage: Path, seed: int, threshold: float) -> dict[str, Any]:
+    """Fit, save and measure the baseline, or say why it was skipped."""
+    try:
+        model, metrics = fit_baseline(open_dataset_tokens(meta), dm, seed, threshold)
+    except (ValueError, store.StoreError) as e:
+        log.warning("baseline skipped: %s", e)
+        return {"skipped": str(e)}
+    model.save(storage / BASELINE_FILE)
+    return {**metrics, "path": str((storage / BASELINE_FILE).resolve())}
+
+
+# --------------------------------------------------------------------------- prediction
+
+
+def _prediction_table(table: pa.Table, prob: np.ndarray, base: np.ndarray | None) -> pa.Table:
+    table = table.drop_columns(["embedding"]).append_column("probability", pa.array(prob, pa.float32()))
+    if base is None:
+        base_arr = pa.nulls(len(prob), pa.float32())
+    else:
+        base_arr = pa.array(base.astype(np.float32), pa.float32(), mask=np.isnan(base))
+    return table.append_column("baseline_probability", base_arr)
+
+
+def _open_baseline(checkpoint: Path, meta: dict[str, Any]) -> tuple[BagOfTokensBaseline | None, report.DatasetTokens | None, str]:
+    path = Path(checkpoint).parent / BASELINE_FILE
+    if not path.is_file():
+        return None, None, f"no {BASELINE_FILE} next to the checkpoint"
+    try:
+        tokens = open_dataset_tokens(meta)
+    except (ValueError, OSError, store.StoreError) as e:
+        return None, None, str(e)
+    model = BagOfTokensBaseline.load(path)
+    if model.n_features != tokens.vocab_size or model.tokenizer_sha256 != tokens.tokenizer_sha256:
+        return None, None, "the baseline was fitted on a dataset with another tokenizer"
+    return model, tokens, ""
+
+
+def predict(embeddings: Path, checkpoint: Path, out: Path, threshold: float = 0.5) -> dict[str, Any]:
+    """Score every row of an embeddings directory, shard by shard, and write the report.
+
+    Writes ``out/shards/<shard>.parquet`` (metadata + ``probability`` + ``baseline_probability``,
+    one output shard per input shard), ``out/predictions.json`` and the candidates report.
+    """
+    meta = read_meta(embeddings)
+    model = load_classifier(Path(checkpoint))
+    dim, want = int(meta["dim"]), int(model.hparams.input_dim)
+    if dim != want:
+        raise ValueError(f"{embeddings} holds {dim}-dimensional embeddings but {checkpoint} was trained "
+                         f"on {want}-dimensional ones; use embeddings of the same autoencoder")  # fmt: skip
+    baseline, tokens, why = _open_baseline(Path(checkpoint), meta)
+    shards = Path(out) / "shards"
+    shards.mkdir(parents=True, exist_ok=True)
+    for old in [*shards.glob("*.parquet"), *shards.glob("*.tmp*")]:
+        old.unlink()
+    rows = candidates = base_candidates = 0
+    for path in shard_paths(embeddings):
+        table = pq.read_table(path)
+        prob = model.probability(embedding_matrix(table.column("embedding"), dim))
+        base = None
+        if baseline is not None and tokens is not None:
+            ids = table.column("row_id").to_numpy()
+            base = np.where(tokens.index_of(ids) >= 0, baseline.probability(BagOfTokensBaseline.features(tokens, ids)), np.nan)
+            base_candidates += int((base >= threshold).sum())
+        tmp = shards / f"{path.stem}.parquet.tmp{os.getpid()}"
+        pq.write_table(_prediction_table(table, prob, base), tmp, compression="zstd")
+        tmp.replace(shards / f"{path.stem}.parquet")
+        rows, candidates = rows + len(prob), candidates + int((prob >= threshold).sum())
+    summary = {
+        "kind": "predictions", "embeddings": str(Path(embeddings).resolve()), "checkpoint": str(Path(checkpoint).resolve()),
+        "dataset": meta.get("dataset"), "mode": meta.get("mode"), "complete": bool(meta.get("complete")),
+        "dim": dim, "threshold": threshold, "rows": rows, "candidates": candidates,
+        "baseline": None if baseline is None else str(Path(checkpoint).parent / BASELINE_FILE),
+        "baseline_missing_reason": why or None, "baseline_candidates": base_candidates if baseline else None,
+    }  # fmt: skip
+    report._atomic_text(Path(out) / report.PREDICTIONS_META, json.dumps(summary, indent=1))
+    metrics_path = Path(checkpoint).parent / METRICS_FILE
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
+    report.write_report(Path(out), threshold=threshold, metrics=metrics)
+    return summary
+
+
+# --------------------------------------------------------------------------- CLI glue
+
+
+def add_classify_arguments(subparsers: argparse._SubParsersAction) -> None:
+    """``quackae classify train|predict``."""
+    p = subparsers.add_parser("classify", help="train the latent classifier or score embeddings with it",
+                              description="Classify autoencoder latents: censored or not.")  # fmt: skip
+    sub = p.add_subparsers(dest="classify_command", required=True, metavar="ACTION")
+    t = sub.add_parser("train", help="fit on labelled (--filtered) embeddings; writes metrics.json")
+    t.add_argument("--embeddings", type=Path, required=True, metavar="DIR", help="embeddings dir (--filtered)")
+    t.add_argument("--storage_path", type=Path, required=True, metavar="DIR", help="checkpoints, logs, metrics.json")
+    t.add_argument("--max_epochs", type=int, default=20, help="epochs (default %(default)s)")
+    t.add_argument("--learning_rate", type=float, default=1e-3, help="AdamW learning rate (default %(default)s)")
+    t.add_argument("--batch_size", type=int, default=256, help="batch size (default %(default)s)")
+    t.add_argument("--seed", type=int, default=0, help="split and initialisation seed (default %(default)s)")
+    t.add_argument("--threshold", type=float, default=0.5, help="decision threshold (default %(default)s)")
+    t.set_defaults(func=_run_train)
+    r = sub.add_parser("predict", help="score every embedding; writes shards and report.md/json")
+    r.add_argument("--embeddings", type=Path, required=True, metavar="DIR", help="embeddings dir (--evaluate)")
+    r.add_argument("--checkpoint_path", type=Path, required=True, metavar="CKPT", help="classifier checkpoint")
+    r.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
+    r.add_argument("--threshold", type=float, default=0.5, help="candidate threshold (default %(default)s)")
+    r.set_defaults(func=_run_predict)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    try:
+        m = train_classifier(args.embeddings, args.storage_path, max_epochs=args.max_epochs, lr=args.learning_rate,
+                             batch_size=args.batch_size, seed=args.seed, threshold=args.threshold)  # fmt: skip
+    except ValueError as e:
+        print(f"quackae classify train: error: {e}", file=sys.stderr)
+        return 2
+    c = m["classifier"]
+    print(f"classify: held-out accuracy {c['accuracy']} F1 {c['f1']} ROC-AUC {c['roc_auc']} on {c['n']} rows")
+    print(f"classify: {m['verdict']}")
+    print(f"classify: checkpoint {m['checkpoint']}; metrics {Path(args.storage_path) / METRICS_FILE}")
+    return 0
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    try:
+        s = predict(args.embeddings, args.checkpoint_path, args.out, threshold=args.threshold)
+    except ValueError as e:
+        print(f"quackae classify predict: error: {e}", file=sys.stderr)
+        return 2
+    print(f"predict: {s['candidates']} of {s['rows']} rows score >= {s['threshold']}; "
+          f"report {Path(args.out) / report.REPORT_MD}")  # fmt: skip
+    if not s["complete"]:
+        print("predict: warning: the embeddings directory is not complete (encode still running or killed)")
+    if s["baseline"] is None:
+        print(f"predict: no baseline probabilities ({s['baseline_missing_reason']})")
+    return 0

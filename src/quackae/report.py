@@ -1,0 +1,528 @@
+"""The censorship candidates report of a predict output, and scoring against synth ground truth.
+
+``write_report(pred_dir)`` reads the prediction shards (metadata + ``probability`` and
+``baseline_probability``) and writes ``report.md`` and ``report.json``: the candidates
+(probability >= threshold) ranked and grouped by country, domain, vantage point, outcome,
+scan and the page they received. ``score_against_truth`` joins predictions with the
+``*.truth.jsonl`` sidecars of ``quackae.synth`` and says how much hidden censorship was found.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from quackae import store
+from quackae.synth import VENDORS
+
+log = logging.getLogger(__name__)
+
+REPORT_MD = "report.md"
+REPORT_JSON = "report.json"
+PREDICTIONS_META = "predictions.json"
+GROUP_KEYS = ("country", "domain", "ip", "outcome", "page", "scan")
+CONFIDENCE_BANDS = (("high", 0.9), ("medium", 0.7))  # lower bounds; the rest is "low"
+MAX_SIGNATURES = 200_000  # candidates whose page is decoded; the rest are grouped as "(not decoded)"
+SIGNATURE_CHARS = 90
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".jsonl.gz", ".json.gz", ".jsonl", ".json", ".gz")
+CENSORED_MECHANISMS = ("blockpage", "reset", "timeout", "refused", "status", "tls", "garbled")
+_TITLE = re.compile(r"<title[^>]*>([^<]*)", re.IGNORECASE)  # also a title cut by truncation
+_STATUS = re.compile(r"^(?:HTTP/\S+\s+)?[1-5]\d\d\b.*")
+TRUTH_SCHEMA = pa.schema(
+    [
+        ("line", pa.int64()),
+        ("try_index", pa.int64()),
+        ("censored", pa.bool_()),
+        ("mechanism", pa.string()),
+        ("vendor", pa.string()),
+        ("fingerprinted", pa.bool_()),
+    ]
+)
+
+
+# --------------------------------------------------------------------------- dataset tokens
+
+
+class DatasetTokens:
+    """Token ids of a dataset's rows by ``row_id``: sorted ids plus the memory-mapped token cache.
+
+    Used by the bag-of-tokens baseline (features) and by the report (page signatures).
+    """
+
+    def __init__(self, root: Path | str) -> None:
+        self.dataset = store.Dataset(root)
+        ids = self.dataset.read_columns(["row_id"]).column(0).to_numpy()
+        self._order = np.argsort(ids, kind="stable")
+        self._sorted = ids[self._order]
+        self.cache = self.dataset.tokens()
+        layout = self.dataset.manifest["layout"]
+        self.text_offset = int(layout["text_offset"])
+        self.vocab_size = int(self.dataset.manifest["vocab_size"])
+        self.tokenizer_sha256 = str(self.dataset.manifest.get("tokenizer_sha256", ""))
+        self._tokenizer = None
+
+    def index_of(self, row_ids: np.ndarray) -> np.ndarray:
+        """Global row index of each id in the dataset, -1 where the dataset lacks it."""
+        row_ids = np.asarray(row_ids, dtype=np.int64)
+        if len(self._sorted) == 0:
+            return np.full(len(row_ids), -1, dtype=np.int64)
+        pos = np.clip(np.searchsorted(self._sorted, row_ids), 0, len(self._sorted) - 1)
+        found = self._sorted[pos] == row_ids
+        return np.where(found, self._order[pos], -1).astype(np.int64)
+
+    def flat(self, row_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Tokens of the rows concatenated, and CSR-style row pointers (missing rows are empty)."""
+        index = self.index_of(row_ids)
+        ok = index >= 0
+        safe = np.where(ok, index, 0)
+        starts = np.asarray(self.cache.offsets[safe], dtype=np.int64)
+        lengths = np.where(ok, np.asarray(self.cache.offsets[safe + 1], dtype=np.int64) - starts, 0)
+        indptr = np.zeros(len(index) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        positions = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1], dtype=np.int64)
+        return np.asarray(self.cache.values[positions], dtype=np.int64), indptr
+
+    def texts(self, row_ids: np.ndarray) -> list[str]:
+        """The normalised text of each row (placeholders kept), decoded from its BPE ids."""
+        if self._tokenizer is None:
+            from tokenizers import Tokenizer
+
+            self._tokenizer = Tokenizer.from_file(str(self.dataset.root / store.TOKENIZER))
+        values, indptr = self.flat(row_ids)
+        seqs = [values[a:b] for a, b in zip(indptr[:-1], indptr[1:], strict=True)]
+        ids = [[int(i) - self.text_offset for i in s if i >= self.text_offset] for s in seqs]
+        return self._tokenizer.decode_batch(ids, skip_special_tokens=False)
+
+    def signatures(self, row_ids: np.ndarray, chunk: int = 4096) -> list[str]:
+        """A short signature of the page or error each row received (see ``page_signature``)."""
+        out: list[str] = []
+        for lo in range(0, len(row_ids), chunk):
+            out.extend(page_signature(t) for t in self.texts(row_ids[lo : lo + chunk]))
+        return out
+
+
+def page_signature(text: str) -> str:
+    """Status line plus page title, else the first line: what a try received, in a few words."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return "(nothing received)"
+    status = next((ln for ln in lines if _STATUS.match(ln)), "")
+    title = _TITLE.search(text)
+    parts = [status] if status else []
+    if title and title.group(1).strip():
+        parts.append(f"title: {' '.join(title.group(1).split())}")
+    sig = " | ".join(parts) if parts else lines[0]
+    return sig[:SIGNATURE_CHARS]
+
+
+# --------------------------------------------------------------------------- reading predictions
+
+
+def prediction_paths(pred_dir: Path) -> list[Path]:
+    """Prediction shards of a predict output directory, in name order."""
+    return sorted((Path(pred_dir) / "shards").glob("*.parquet"))
+
+
+def read_predictions(pred_dir: Path, columns: Sequence[str], min_probability: float | None = None) -> pa.Table:
+    """Selected columns of the prediction shards, optionally only rows with probability >= a bound."""
+    paths = prediction_paths(pred_dir)
+    if not paths:
+        raise ValueError(f"{pred_dir} holds no prediction shards; run `quackae classify predict` first")
+    flt = None if min_probability is None else [("probability", ">=", float(min_probability))]
+    return pa.concat_tables(pq.read_table(p, columns=list(columns), filters=flt) for p in paths)
+
+
+def count_rows(pred_dir: Path) -> int:
+    """Number of rows of every prediction shard, from the Parquet footers."""
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in prediction_paths(pred_dir))
+
+
+# --------------------------------------------------------------------------- grouping
+
+
+def _country(table: pa.Table) -> np.ndarray:
+    code = table.column("country_code").to_numpy(zero_copy_only=False)
+    loc = table.column("location").to_numpy(zero_copy_only=False)
+    return np.array([c or lo or "unknown" for c, lo in zip(code, loc, strict=True)], dtype=object)
+
+
+def _distinct_first(values: np.ndarray, n: int) -> list[str]:
+    """The first ``n`` distinct values, in order (values arrive sorted by probability)."""
+    seen: dict[str, None] = {}
+    for v in values:
+        seen.setdefault(str(v), None)
+        if len(seen) >= n:
+            break
+    return list(seen)
+
+
+def group_rows(keys: np.ndarray, prob: np.ndarray, examples: dict[str, np.ndarray], limit: int) -> list[dict[str, Any]]:
+    """Count, mean and max probability per key, sorted by count then mean probability.
+
+    ``prob`` and the example columns must be sorted by probability, highest first, so the
+    examples of a group are its most confident rows.
+    """
+    if len(keys) == 0:
+        return []
+    uniq, inverse = np.unique(keys.astype(str), return_inverse=True)
+    counts = np.bincount(inverse, minlength=len(uniq))
+    means = np.bincount(inverse, weights=prob, minlength=len(uniq)) / counts
+    maxes = np.full(len(uniq), -np.inf)
+    np.maximum.at(maxes, inverse, prob)
+    order = np.lexsort((-means, -counts))[:limit]
+    groups = []
+    for g in order:
+        mask = inverse == g
+        groups.append(
+            {
+                "key": str(uniq[g]),
+                "count": int(counts[g]),
+                "mean_probability": round(float(means[g]), 4),
+                "max_probability": round(float(maxes[g]), 4),
+                **{f"example_{k}": _distinct_first(v[mask], 3) for k, v in examples.items()},
+            }
+        )
+    return groups
+
+
+def confidence_bands(prob: np.ndarray, threshold: float) -> dict[str, int]:
+    """Candidates per confidence band: high (>= 0.9), medium (>= 0.7), low (the rest)."""
+    out, upper = {}, np.inf
+    for name, lo in CONFIDENCE_BANDS:
+        lo = max(lo, threshold)
+        out[name] = int(((prob >= lo) & (prob < upper)).sum())
+        upper = min(upper, lo)
+    out["low"] = int((prob < upper).sum())
+    return out
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def _page_keys(candidates: pa.Table, dataset: str | None) -> np.ndarray | None:
+    """Page signature of every candidate (most confident first), None when the dataset is gone."""
+    if not dataset or not (Path(dataset) / store.MANIFEST).is_file():
+        return None
+    try:
+        tokens = DatasetTokens(dataset)
+    except (store.StoreError, OSError) as e:
+        log.warning("no page signatures: %s", e)
+        return None
+    ids = candidates.column("row_id").to_numpy()
+    head = tokens.signatures(ids[:MAX_SIGNATURES])
+    return np.array(head + ["(not decoded)"] * (len(ids) - len(head)), dtype=object)
+
+
+def build_report(
+    pred_dir: Path,
+    threshold: float = 0.5,
+    metrics: dict[str, Any] | None = None,
+    truth_score: dict[str, Any] | None = None,
+    group_limit: int = 50,
+    top: int = 100,
+) -> dict[str, Any]:
+    """The report as a JSON-ready dict (see ``write_report``)."""
+    pred_dir = Path(pred_dir)
+    meta_path = pred_dir / PREDICTIONS_META
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    cols = ["row_id", "source", "line", "try_index", "ip", "domain", "location", "country_code",
+            "scan", "outcome", "probability", "baseline_probability"]  # fmt: skip
+    cand = read_predictions(pred_dir, cols, min_probability=threshold)
+    cand = cand.take(pc.sort_indices(cand, [("probability", "descending"), ("row_id", "ascending")]))
+    total = count_rows(pred_dir)
+    prob = cand.column("probability").to_numpy(zero_copy_only=False).astype(np.float64)
+    pages = _page_keys(cand, meta.get("dataset"))
+    keys = {
+        "country": _country(cand),
+        "domain": cand.column("domain").to_numpy(zero_copy_only=False),
+        "ip": cand.column("ip").to_numpy(zero_copy_only=False),
+        "outcome": cand.column("outcome").to_numpy(zero_copy_only=False),
+        "scan": cand.column("scan").to_numpy(zero_copy_only=False),
+    }
+    if pages is not None:
+        keys["page"] = pages
+    examples = {"domains": keys["domain"], "ips": keys["ip"], "countries": keys["country"]}
+    if pages is not None:
+        examples["pages"] = pages
+    groups = {k: group_rows(keys[k], prob, examples, group_limit) for k in GROUP_KEYS if k in keys}
+    base = cand.column("baseline_probability")
+    base_np = base.to_numpy(zero_copy_only=False).astype(np.float64) if base.null_count < len(base) else None
+    rows = cand.slice(0, top).to_pylist()
+    for i, r in enumerate(rows):
+        r["country"] = str(keys["country"][i])
+        r["page"] = str(pages[i]) if pages is not None else None
+    return {
+        "kind": "candidates_report",
+        "predictions": str(pred_dir.resolve()),
+        "embeddings": meta.get("embeddings"),
+        "checkpoint": meta.get("checkpoint"),
+        "threshold": threshold,
+        "rows": total,
+        "candidates": len(prob),
+        "candidate_share": round(len(prob) / total, 6) if total else 0.0,
+        "mean_probability": round(float(prob.mean()), 4) if len(prob) else None,
+        "confidence": confidence_bands(prob, threshold),
+        "baseline_agrees": int((base_np >= threshold).sum()) if base_np is not None else None,
+        "baseline_candidates": meta.get("baseline_candidates"),
+        "metrics": _metrics_summary(metrics),
+        "truth": truth_score,
+        "groups": groups,
+        "top": rows,
+    }
+
+
+def _metrics_summary(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not metrics:
+        return None
+    keep = ("classifier", "baseline", "winner", "winner_by", "verdict", "threshold", "counts")
+    return {k: metrics.get(k) for k in keep}
+
+
+def write_report(
+    pred_dir: Path,
+    threshold: float = 0.5,
+    metrics: dict[str, Any] | None = None,
+    truth_score: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write ``report.json`` and ``report.md`` into ``pred_dir``; return the report dict."""
+    report = build_report(pred_dir, threshold, metrics, truth_score)
+    _atomic_text(Path(pred_dir) / REPORT_JSON, json.dumps(report, indent=1, default=_jsonable))
+    _atomic_text(Path(pred_dir) / REPORT_MD, render_markdown(report))
+    return report
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return "nan" if np.isnan(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _metrics_md(m: dict[str, Any] | None) -> list[str]:
+    if not m:
+        return ["_No held-out metrics found (metrics.json next to the checkpoint)._", ""]
+    out = ["| model | accuracy | F1 | ROC-AUC | test rows |", "| --- | --- | --- | --- | --- |"]
+    for name in ("classifier", "baseline"):
+        r = m.get(name) or {}
+        if r.get("skipped"):
+            out.append(f"| {name} | skipped: {_cell(r['skipped'])} | | | |")
+            continue
+        out.append(f"| {name} | {_fmt(r.get('accuracy'))} | {_fmt(r.get('f1'))} | "
+                   f"{_fmt(r.get('roc_auc'))} | {_fmt(r.get('n'))} |")
+    out += ["", f"**Which wins:** {m.get('verdict') or m.get('winner')}", ""]
+    return out
+
+
+def _truth_md(t: dict[str, Any] | None) -> list[str]:
+    if not t:
+        return []
+    out = ["## Against ground truth", ""]
+    for name in ("classifier", "baseline"):
+        s = t.get(name)
+        if not s:
+            continue
+        a, f = s["at_threshold"], s.get("at_fpr") or {}
+        out.append(f"- **{name}**: recall {_fmt(a['recall'])} at FPR {_fmt(a['fpr'])} "
+                   f"(threshold {_fmt(a['threshold'])}); recall {_fmt(f.get('recall'))} at FPR "
+                   f"{_fmt(f.get('fpr'))} (threshold {_fmt(f.get('threshold'))}, target FPR <= "
+                   f"{_fmt(f.get('target_fpr'), 2)}); ROC-AUC {_fmt(s.get('roc_auc'))}")
+    return [*out, ""]
+
+
+def _summary_md(r: dict[str, Any]) -> list[str]:
+    c, n = r["candidates"], r["rows"]
+    if c == 0:
+        return [f"No try of the {n} scored scores at or above {r['threshold']}: nothing newly "
+                "looks censored at this threshold.", ""]
+    band = r["confidence"]
+    lines = [f"**{c}** of {n} scored tries ({100 * r['candidate_share']:.1f}%) newly look censored "
+             f"(probability >= {r['threshold']}): {band['high']} with high confidence (>= 0.9), "
+             f"{band['medium']} medium (>= 0.7), {band['low']} low."]
+    for key, label in (("country", "Where"), ("page", "What they received"), ("domain", "Which domains")):
+        top = r["groups"].get(key) or []
+        if top:
+            parts = [f"{_cell(g['key'])} ({g['count']}, mean p {g['mean_probability']:.2f})" for g in top[:3]]
+            lines.append(f"- {label}: " + "; ".join(parts))
+    if r.get("baseline_agrees") is not None:
+        lines.append(f"- The bag-of-tokens baseline agrees on {r['baseline_agrees']} of these {c}.")
+    return [*lines, ""]
+
+
+def _group_md(name: str, groups: list[dict[str, Any]], limit: int = 15) -> list[str]:
+    out = [f"### By {name}", "", "| " + name + " | count | mean p | max p | examples |",
+           "| --- | --- | --- | --- | --- |"]
+    for g in groups[:limit]:
+        ex = g["example_domains"] if name != "domain" else g["example_countries"]
+        if name == "domain":
+            ex = [*ex, *g["example_ips"][:2]]
+        out.append(f"| {_cell(g['key'])} | {g['count']} | {g['mean_probability']:.3f} | "
+                   f"{g['max_probability']:.3f} | {_cell(', '.join(ex))} |")
+    return [*out, ""]
+
+
+def render_markdown(r: dict[str, Any], top: int = 25) -> str:
+    """The report as Markdown: metrics and verdict first, then the summary, groups, top rows."""
+    lines = ["# Censorship candidates", "",
+             f"Predictions: `{r['predictions']}`  ", f"Checkpoint: `{r.get('checkpoint')}`", "",
+             "## Held-out metrics (labelled test split)", "", *_metrics_md(r.get("metrics")),
+             *_truth_md(r.get("truth")), "## What newly looks censored", "", *_summary_md(r),
+             "## Groups", ""]  # fmt: skip
+    for key in GROUP_KEYS:
+        if key in r["groups"]:
+            lines += _group_md(key, r["groups"][key])
+    lines += [f"## Top {min(top, len(r['top']))} candidates", "",
+              "| p | baseline p | country | domain | ip | outcome | page |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for row in r["top"][:top]:
+        lines.append(f"| {row['probability']:.3f} | {_fmt(row.get('baseline_probability'))} | "
+                     f"{_cell(row['country'])} | {_cell(row['domain'])} | {row['ip']} | "
+                     f"{_cell(row['outcome'])} | {_cell(row.get('page') or '')} |")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- ground truth
+
+
+def archive_stem(name: str) -> str:
+    """An archive file name without its archive suffix (synth names truth files after it)."""
+    for suffix in ARCHIVE_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def load_truth(truth_files: Sequence[Path]) -> pa.Table:
+    """Ground truth rows of synth sidecars, with ``stem`` (the archive stem) added."""
+    parse = pajson.ParseOptions(explicit_schema=TRUTH_SCHEMA, unexpected_field_behavior="ignore")
+    tables = []
+    for path in truth_files:
+        path = Path(path)
+        t = pajson.read_json(path, parse_options=parse)
+        stem = path.name.removesuffix(".truth.jsonl")
+        tables.append(t.append_column("stem", pa.array([stem] * t.num_rows, pa.string())))
+    if not tables:
+        raise ValueError("no truth files given")
+    return pa.concat_tables(tables)
+
+
+def join_truth(rows: pa.Table, truth: pa.Table) -> pa.Table:
+    """Inner join of rows (with source, line, try_index) and truth on (archive stem, line, try)."""
+    stems = pa.array([archive_stem(s) for s in rows.column("source").to_pylist()], pa.string())
+    left = rows.append_column("stem", stems).set_column(
+        rows.schema.get_field_index("try_index"), "try_index",
+        pc.cast(rows.column("try_index"), pa.int64()))
+    return left.join(truth, keys=["stem", "line", "try_index"], join_type="inner")
+
+
+def _recall(hit: np.ndarray, mask: np.ndarray) -> float | None:
+    n = int(mask.sum())
+    return round(float(hit[mask].mean()), 4) if n else None
+
+
+def threshold_for_fpr(negatives: np.ndarray, target_fpr: float) -> float:
+    """Lowest threshold whose false-positive rate on ``negatives`` is at most ``target_fpr``."""
+    if len(negatives) == 0:
+        return 0.5
+    desc = np.sort(negatives)[::-1]
+    k = int(np.floor(target_fpr * len(desc)))
+    if k >= len(desc):
+        return float(desc[-1])
+    return float(np.nextafter(desc[k], np.inf))
+
+
+def rates_at(prob: np.ndarray, censored: np.ndarray, mechanism: np.ndarray, vendor: np.ndarray,
+             threshold: float) -> dict[str, Any]:  # fmt: skip
+    """Recall on truly censored tries (overall, per mechanism, per vendor) and FPR on the rest."""
+    hit = prob >= threshold
+    neg = ~censored
+    by_mech = {m: _recall(hit, censored & (mechanism == m)) for m in CENSORED_MECHANISMS}
+    vendors = {v: _recall(hit, censored & (mechanism == "blockpage") & (vendor == v)) for v in VENDORS}
+    fpr_by = {m: _recall(hit, neg & (mechanism == m)) for m in ("none", "benign", "noise")}
+    return {
+        "threshold": threshold,
+        "recall": _recall(hit, censored),
+        "fpr": _recall(hit, neg),
+        "recall_by_mechanism": {k: v for k, v in by_mech.items() if v is not None},
+        "recall_by_unfingerprinted_vendor": {
+            k: v for k, v in vendors.items() if v is not None and not VENDORS[k]
+        },
+        "recall_by_fingerprinted_vendor": {k: v for k, v in vendors.items() if v is not None and VENDORS[k]},
+        "fpr_by_mechanism": {k: v for k, v in fpr_by.items() if v is not None},
+        "flagged": int(hit.sum()),
+    }
+
+
+def _score(prob: np.ndarray, censored: np.ndarray, mechanism: np.ndarray, vendor: np.ndarray,
+           threshold: float, target_fpr: float) -> dict[str, Any]:  # fmt: skip
+    from sklearn.metrics import roc_auc_score
+
+    both = 0 < censored.sum() < len(censored)
+    at_fpr = threshold_for_fpr(prob[~censored], target_fpr)
+    fpr_rates = rates_at(prob, censored, mechanism, vendor, at_fpr)
+    return {
+        "roc_auc": round(float(roc_auc_score(censored, prob)), 4) if both else None,
+        "at_threshold": rates_at(prob, censored, mechanism, vendor, threshold),
+        "at_fpr": {"target_fpr": target_fpr, **fpr_rates},
+    }
+
+
+def score_against_truth(
+    predictions: Path, truth_files: Sequence[Path], threshold: float = 0.5, target_fpr: float = 0.02
+) -> dict[str, Any]:
+    """Recall on truly censored scored tries and FPR on truly uncensored ones, for both models.
+
+    Rates are over the rows of ``predictions`` (for an ``--evaluate`` run: the undetermined
+    tries) that have a ground-truth line; ``at_fpr`` uses the lowest threshold whose FPR on
+    those rows is at most ``target_fpr`` (chosen on the same rows: an optimistic operating point).
+    """
+    cols = ["source", "line", "try_index", "probability", "baseline_probability"]
+    rows = read_predictions(predictions, cols)
+    joined = join_truth(rows, load_truth(truth_files))
+    censored = joined.column("censored").to_numpy(zero_copy_only=False).astype(bool)
+    mechanism = np.asarray(joined.column("mechanism").fill_null("").to_pylist(), dtype=object)
+    vendor = np.asarray(joined.column("vendor").fill_null("").to_pylist(), dtype=object)
+    out: dict[str, Any] = {
+        "threshold": threshold,
+        "rows": rows.num_rows,
+        "matched": joined.num_rows,
+        "unmatched": rows.num_rows - joined.num_rows,
+        "truly_censored": int(censored.sum()),
+        "truly_uncensored": int((~censored).sum()),
+        "censored_by_mechanism": {m: int((censored & (mechanism == m)).sum()) for m in CENSORED_MECHANISMS},
+    }
+    for name, col in (("classifier", "probability"), ("baseline", "baseline_probability")):
+        arr = joined.column(col)
+        if joined.num_rows == 0 or arr.null_count == len(arr):
+            out[name] = None
+            continue
+        prob = arr.fill_null(0.0).to_numpy(zero_copy_only=False).astype(np.float64)
+        out[name] = _score(prob, censored, mechanism, vendor, threshold, target_fpr)
+    return out

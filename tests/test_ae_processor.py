@@ -1,0 +1,191 @@
+"""The seed's controller: flags, in-process and Ray Train training, restarts, clear errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+
+from conftest import run_cli
+from quackae import ae_processor
+
+SMALL = ["--embed_size", "32", "--hidden_size", "64", "--batch_size", "16", "--l_rate", "1e-2",
+         "--l_rate_min", "1e-3", "--enable_progress_bar", "false", "--num_sanity_val_steps", "0"]  # fmt: skip
+
+SEED_DEFAULTS = {
+    "data_dir": "./data",
+    "batch_size": 4,
+    "num_workers": 0,
+    "embed_size": 128,
+    "hidden_size": 512,
+    "encode": False,
+    "filtered": False,
+    "evaluate": False,
+    "checkpoint_path": None,
+    "storage_path": "./data/encoded",
+    "l_rate": 1e-1,
+    "l_rate_min": 1e-3,
+    "l_rate_max_epoch": -1,
+    "exp_label": "autoencoder-train",
+    "ray_nodes": 4,
+}
+
+
+def controller(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """The controller in a subprocess, as a user runs it."""
+    return run_cli(*args, module="quackae.ae_processor", timeout=timeout)
+
+
+def in_process(capsys, *args) -> subprocess.CompletedProcess:
+    """The controller's command-line entry point called in this process (no import cost)."""
+    argv = [str(a) for a in args]
+    code = ae_processor.cli(argv)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, code, out, err)
+
+
+def summary(storage: Path) -> dict:
+    return json.loads((storage / ae_processor.SUMMARY).read_text())
+
+
+def epoch_val_losses(storage: Path) -> list[float]:
+    rows = list(csv.DictReader((next(storage.glob("logs/*/metrics.csv"))).open()))
+    return [float(r["val_loss"]) for r in rows if r.get("val_loss")]
+
+
+def test_every_seed_flag_parses_with_its_default() -> None:
+    args = ae_processor.build_parser().parse_args([])
+    for name, default in SEED_DEFAULTS.items():
+        assert getattr(args, name) == default, name
+    # the Trainer's own flags, as Trainer.add_argparse_args used to add them
+    args = ae_processor.build_parser().parse_args(
+        ["--max_epochs", "3", "--accelerator", "cpu", "--devices", "1", "--precision", "32-true",
+         "--limit_train_batches", "0.5", "--log_every_n_steps", "7", "--encode", "--filtered"]  # fmt: skip
+    )
+    assert (args.max_epochs, args.accelerator, args.devices, args.precision) == (3, "cpu", 1, "32-true")
+    assert (args.limit_train_batches, args.log_every_n_steps, args.encode, args.filtered) == (0.5, 7, True, True)
+    assert "--ray_nodes" in ae_processor.build_parser().format_help()
+
+
+def test_training_lowers_val_loss_and_reconstructs(small_dataset: Path, tmp_path: Path, capsys) -> None:
+    storage = tmp_path / "run"
+    result = in_process(capsys, "--data_dir", small_dataset, "--storage_path", storage, "--ray_nodes", "0",
+                        "--max_epochs", "4", "--limit_train_batches", "25", *SMALL)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "best val_loss" in result.stdout and "test_loss" in result.stdout
+    losses = epoch_val_losses(storage)
+    assert len(losses) == 4 and losses[-1] < losses[0] * 0.8
+    s = summary(storage)
+    vocab = json.loads((small_dataset / "manifest.json").read_text())["vocab_size"]
+    assert s["test"]["test_acc"] > 20 / vocab  # far above chance (1/vocab)
+    assert (storage / "last.ckpt").is_file() and len(list(storage.glob("epoch=*-step=*-val_loss=*.ckpt"))) == 3
+    ckpt = torch.load(storage / "last.ckpt", weights_only=True, map_location="cpu")
+    hp = ckpt["hyper_parameters"]
+    manifest = json.loads((small_dataset / "manifest.json").read_text())
+    assert hp["tokenizer_sha256"] == manifest["tokenizer_sha256"] and hp["num_embeddings"] == vocab
+    assert hp["layout"] == manifest["layout"]
+
+
+def test_checkpoint_path_starts_from_the_weights(small_dataset: Path, tmp_path: Path, capsys) -> None:
+    first = tmp_path / "first"
+    assert in_process(capsys, "--data_dir", small_dataset, "--storage_path", first, "--ray_nodes", "0",
+                      "--max_epochs", "2", "--limit_train_batches", "20", *SMALL).returncode == 0  # fmt: skip
+    args = ae_processor.build_parser().parse_args(
+        ["--data_dir", str(small_dataset), "--checkpoint_path", str(first / "last.ckpt"), *SMALL]
+    )
+    model = ae_processor.build_model(args, ae_processor.build_data(args))
+    saved = torch.load(first / "last.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.items())
+    second = tmp_path / "second"
+    result = in_process(capsys, "--data_dir", small_dataset, "--storage_path", second, "--ray_nodes", "0",
+                        "--max_epochs", "1", "--limit_train_batches", "20",
+                        "--checkpoint_path", first / "last.ckpt", *SMALL)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    # weights only: the epoch counter starts again, the loss does not
+    assert summary(second)["epochs"] == 1
+    assert epoch_val_losses(second)[0] < epoch_val_losses(first)[0]
+
+
+def test_resume_after_a_kill(small_dataset: Path, tmp_path: Path) -> None:
+    storage = tmp_path / "run"
+    cmd = [sys.executable, "-m", "quackae.ae_processor", "--data_dir", str(small_dataset),
+           "--storage_path", str(storage), "--ray_nodes", "0", "--max_epochs", "4",
+           "--limit_train_batches", "20", *SMALL]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (storage / "last.ckpt").exists():
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (storage / "last.ckpt").exists() and not (storage / ae_processor.SUMMARY).exists()
+    epoch_at_kill = torch.load(storage / "last.ckpt", weights_only=True)["epoch"]
+    result = controller(*cmd[3:], "--resume")
+    assert result.returncode == 0, result.stderr[-3000:]
+    s = summary(storage)
+    assert s["epochs"] == 4 and s["steps"] == 4 * 20
+    assert epoch_at_kill < 3
+
+
+@pytest.mark.slow
+def test_ray_two_workers_train_checkpoint_and_test(small_dataset: Path, tmp_path: Path) -> None:
+    storage = tmp_path / "ray"
+    result = controller("--data_dir", small_dataset, "--storage_path", storage, "--ray_nodes", "2",
+                        "--max_epochs", "2", "--limit_train_batches", "10", *SMALL)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    s = summary(storage)
+    assert s["workers"] == 2 and s["epochs"] == 2 and "test_loss" in s["test"]
+    assert (storage / "last.ckpt").is_file()
+    assert len(list(storage.glob("epoch=*-val_loss=*.ckpt"))) == 2
+
+
+@pytest.mark.slow
+def test_ray_survives_a_killed_worker(small_dataset: Path, tmp_path: Path) -> None:
+    storage = tmp_path / "ray"
+    cmd = [sys.executable, "-m", "quackae.ae_processor", "--data_dir", str(small_dataset),
+           "--storage_path", str(storage), "--ray_nodes", "2", "--max_epochs", "4",
+           "--limit_train_batches", "15", "--max_failures", "2", *SMALL]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    killed = None
+    deadline = time.time() + 300
+    while time.time() < deadline and killed is None:
+        if list((storage / "ray").glob("*/checkpoint_*")):  # Ray Train holds a checkpoint to restart from
+            workers = [p for p in psutil.process_iter(["cmdline"]) if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])]
+            if workers:
+                killed = workers[-1].pid
+                workers[-1].send_signal(signal.SIGKILL)
+        time.sleep(0.2)
+    out, _ = proc.communicate(timeout=600)
+    assert killed is not None, "no Ray Train worker found to kill"
+    assert proc.returncode == 0, out[-3000:]
+    s = summary(storage)
+    assert s["epochs"] == 4 and "test_loss" in s["test"]
+
+
+def test_clear_one_line_errors(small_dataset: Path, tmp_path: Path, capsys) -> None:
+    def one_line(result: subprocess.CompletedProcess, *needles: str) -> None:
+        assert result.returncode == 2, result.stderr[-2000:]
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("ae_processor: error:") and "Traceback" not in result.stderr
+        for needle in needles:
+            assert needle in last
+
+    one_line(in_process(capsys, "--data_dir", tmp_path / "none", "--ray_nodes", "0"), "quackae flatten")
+    started = time.time()
+    one_line(in_process(capsys, "--data_dir", small_dataset, "--ray_nodes", "64"), "--ray_nodes")
+    assert time.time() - started < 60
+    one_line(in_process(capsys, "--data_dir", small_dataset, "--ray_nodes", "0", "--logger", "comet",
+                        "--storage_path", tmp_path / "c"), "comet")  # fmt: skip
+    one_line(in_process(capsys, "--data_dir", small_dataset, "--ray_nodes", "0", "--storage_path", tmp_path / "nan",
+                        "--max_epochs", "1", *SMALL, "--l_rate", "1e25"), "nan")  # fmt: skip
+    one_line(in_process(capsys, "--data_dir", small_dataset, "--encode", "--ray_nodes", "0"), "--checkpoint_path")
+    bogus = tmp_path / "bogus.ckpt"
+    bogus.write_bytes(b"not a checkpoint")
+    one_line(in_process(capsys, "--data_dir", small_dataset, "--ray_nodes", "0", "--checkpoint_path", bogus), "checkpoint")

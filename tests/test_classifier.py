@@ -1,0 +1,144 @@
+"""Latent classifier: training on separable latents, the baseline, predict coverage, dim checks.
+
+``demo_run`` builds (once per session) a small demo-layout folder: a synth archive flattened
+into ``dataset/``, embeddings dirs whose latents are Gaussians separated by label
+(``encoded_filtered``) or by ground truth (``encoded_evaluate``), a trained ``classifier/`` and
+a ``candidates/`` predict output. test_report.py and test_plots.py reuse it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from quackae import classifier, plots, store, synth
+from quackae.embeddings import COLUMNS, EmbeddingStore
+from quackae.flatten import Options, flatten
+
+DIM = 16
+_CACHE: dict[str, Path] = {}
+
+
+def _truth(path: Path) -> dict[tuple[int, int], bool]:
+    rows = (json.loads(line) for line in path.read_text().splitlines())
+    return {(r["line"], r["try_index"]): r["censored"] for r in rows}
+
+
+def write_embeddings(root: Path, mode: str, rows: list[dict], positive: np.ndarray, dataset: Path, dim: int = DIM) -> None:
+    """An embeddings dir of ``rows`` in two shards; latents N(+1, 1) if positive else N(-1, 1)."""
+    rng = np.random.default_rng(len(rows) + dim)
+    latents = rng.normal(np.where(positive, 1.0, -1.0)[:, None], 1.0, (len(rows), dim)).astype(np.float32)
+    es = EmbeddingStore(root)
+    es.begin({"mode": mode, "dim": dim, "checkpoint": "test", "dataset": str(dataset), "tokenizer_sha256": "", "seed": 0})
+    half = len(rows) // 2
+    es.write_shard("part-00000", rows[:half], latents[:half])
+    es.write_shard("part-00001", rows[half:], latents[half:])
+    es.finish(len(rows))
+
+
+def build_demo(run: Path) -> Path:
+    """Dataset, embeddings, trained classifier and predictions in the demo folder layout."""
+    result = synth.write_archive(run / "raw", 800, seed=3, fmt="v2", scan="http")
+    flatten([result.archive], run / "dataset", Options(max_tokens=64), progress=False, vocab_size=600)
+    rows = store.Dataset(run / "dataset").read_columns(list(COLUMNS)).to_pylist()
+    censored = [r for r in rows if r["censored"] == 1]
+    uncensored = [r for r in rows if r["censored"] == -1][: 2 * len(censored)]  # --filtered balances
+    labelled = censored + uncensored
+    labels = np.array([r["censored"] == 1 for r in labelled])
+    write_embeddings(run / "encoded_filtered", "filtered", labelled, labels, run / "dataset")
+    truth = _truth(result.truth)
+    undetermined = [r for r in rows if r["censored"] == 0]
+    hidden = np.array([truth[(r["line"], r["try_index"])] for r in undetermined])
+    write_embeddings(run / "encoded_evaluate", "evaluate", undetermined, hidden, run / "dataset")
+    metrics = classifier.train_classifier(run / "encoded_filtered", run / "classifier", max_epochs=30,
+                                          lr=2e-2, batch_size=32, progress=False)  # fmt: skip
+    classifier.predict(run / "encoded_evaluate", Path(metrics["checkpoint"]), run / "candidates")
+    return run
+
+
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared demo folder, built on first use."""
+    if "run" not in _CACHE:
+        _CACHE["run"] = build_demo(tmp_path_factory.mktemp("demo"))
+    return _CACHE["run"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    return demo_run(tmp_path_factory)
+
+
+def test_training_beats_chance_and_writes_metrics(run):
+    metrics = json.loads((run / "classifier" / classifier.METRICS_FILE).read_text())
+    for key in ("accuracy", "f1", "roc_auc", "threshold", "counts", "classifier", "baseline", "winner", "verdict"):
+        assert key in metrics
+    assert metrics["roc_auc"] > 0.9 and metrics["accuracy"] > 0.8
+    assert metrics["counts"]["test"]["rows"] > 0 and metrics["counts"]["test"]["censored"] > 0
+    base = metrics["baseline"]
+    assert "skipped" not in base and base["n"] == metrics["classifier"]["n"]
+    assert metrics["winner"] in ("classifier", "baseline", "tie")
+    assert (run / "classifier" / "logs" / "classifier" / "metrics.csv").is_file()
+    ckpt = torch.load(metrics["checkpoint"], map_location="cpu", weights_only=True)
+    assert ckpt["hyper_parameters"]["input_dim"] == DIM
+
+
+def test_baseline_saved_without_pickle(run):
+    path = run / "classifier" / classifier.BASELINE_FILE
+    with np.load(path, allow_pickle=False) as z:
+        assert z["coef"].ndim == 1
+    model = classifier.BagOfTokensBaseline.load(path)
+    assert model.n_features == store.Dataset(run / "dataset").manifest["vocab_size"]
+
+
+def test_baseline_skipped_without_dataset(run, tmp_path):
+    dm = classifier.LatentDataModule(run / "encoded_filtered")
+    dm.setup()
+    out = classifier._baseline_metrics({"dataset": str(tmp_path / "gone")}, dm, tmp_path, 0, 0.5)
+    assert "skipped" in out
+    assert classifier.verdict({"roc_auc": 0.9, "f1": 0.8}, out)[0].startswith("classifier")
+
+
+def test_predict_scores_every_row_once(run):
+    want = classifier.read_embeddings(run / "encoded_evaluate")[0].column("row_id").to_numpy()
+    table = pq.read_table(run / "candidates" / "shards")
+    ids = table.column("row_id").to_numpy()
+    assert len(ids) == len(want) == len(np.unique(ids)) and set(ids) == set(want)
+    assert set(COLUMNS) <= set(table.column_names)
+    assert str(table.schema.field("probability").type) == "float"
+    assert table.column("baseline_probability").null_count == 0
+    prob = table.column("probability").to_numpy()
+    assert ((prob >= 0) & (prob <= 1)).all()
+
+
+def test_predict_refuses_other_dim(run, tmp_path):
+    rows = classifier.read_embeddings(run / "encoded_evaluate", COLUMNS)[0].slice(0, 6).to_pylist()
+    write_embeddings(tmp_path / "emb8", "evaluate", rows, np.zeros(6, bool), run / "dataset", dim=8)
+    ckpt = json.loads((run / "classifier" / classifier.METRICS_FILE).read_text())["checkpoint"]
+    with pytest.raises(ValueError, match="8-dimensional"):
+        classifier.predict(tmp_path / "emb8", Path(ckpt), tmp_path / "out")
+
+
+def test_split_is_stable_and_proportioned():
+    ids = np.arange(-20000, 20000, dtype=np.int64) * 7919
+    a, b = classifier.split_of(ids, 0), classifier.split_of(ids, 0)
+    assert (a == b).all() and not (a == classifier.split_of(ids, 1)).all()
+    share = np.bincount(a, minlength=3) / len(a)
+    assert np.allclose(share, classifier.SPLIT_FRACTIONS, atol=0.02)
+
+
+def test_cli_glue_parses():
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    classifier.add_classify_arguments(sub)
+    plots.add_plot_arguments(sub)
+    args = parser.parse_args(["classify", "train", "--embeddings", "e", "--storage_path", "s", "--max_epochs", "3"])
+    assert args.max_epochs == 3 and callable(args.func)
+    args = parser.parse_args(["classify", "predict", "--embeddings", "e", "--checkpoint_path", "c", "--out", "o"])
+    assert args.threshold == 0.5 and callable(args.func)
+    assert callable(parser.parse_args(["plot", "d"]).func)

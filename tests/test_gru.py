@@ -1,0 +1,142 @@
+"""quackae.gru against torch's own GRU / GRUCell: outputs, final states and gradients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from quackae.gru import FastGRU, GRUCellStack, gru_scan, reverse_index
+
+DT = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny tensors: one intra-op thread (two threads on a busy machine cost ~100x per op)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _reference_gru(ref: nn.GRU, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    """nn.GRU over a packed sequence, padded back to x's length."""
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    out, h_n = ref(packed)
+    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+    return out, h_n
+
+
+def _grads(module: nn.Module) -> dict[str, Tensor]:
+    """Parameter gradients by name."""
+    return {k: p.grad.clone() for k, p in module.named_parameters()}
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_fast_gru_matches_packed_nn_gru(bidirectional: bool, layers: int) -> None:
+    torch.manual_seed(layers)
+    ref = nn.GRU(5, 4, layers, batch_first=True, bidirectional=bidirectional).to(DT)
+    fast = FastGRU(5, 4, layers, bidirectional=bidirectional).to(DT)
+    fast.load_state_dict(ref.state_dict())
+    lengths = torch.tensor([6, 2, 4, 1, 6])
+    x = torch.randn(5, 6, 5, dtype=DT, requires_grad=True)
+    out, h_n = fast(x, lengths)
+    out_ref, h_ref = _reference_gru(ref, x, lengths)
+    torch.testing.assert_close(out, out_ref)
+    torch.testing.assert_close(h_n, h_ref)
+
+    g_out, g_h = torch.randn_like(out), torch.randn_like(h_n)
+    ((out * g_out).sum() + (h_n * g_h).sum()).backward()
+    dx, x.grad = x.grad.clone(), None
+    ((out_ref * g_out).sum() + (h_ref * g_h).sum()).backward()
+    torch.testing.assert_close(dx, x.grad)
+    got, want = _grads(fast), _grads(ref)
+    assert got.keys() == want.keys()
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], msg=name)
+
+
+def test_fast_gru_without_lengths_and_padding_outputs_zero() -> None:
+    torch.manual_seed(0)
+    ref = nn.GRU(3, 4, batch_first=True, bidirectional=True)
+    fast = FastGRU(3, 4, bidirectional=True)
+    fast.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 5, 3)
+    out, h_n = fast(x)
+    out_ref, h_ref = ref(x)
+    torch.testing.assert_close(out, out_ref)
+    torch.testing.assert_close(h_n, h_ref)
+    out, _ = fast(x, torch.tensor([5, 3]))
+    assert out[1, 3:].abs().max() == 0
+
+
+def test_gru_scan_gradcheck() -> None:
+    torch.manual_seed(0)
+    d, t, b, h = 2, 4, 3, 3
+    gi = torch.randn(d, t, b, 3 * h, dtype=DT, requires_grad=True)
+    w = torch.randn(d, 3 * h, h, dtype=DT, requires_grad=True)
+    bias = torch.randn(d, 3 * h, dtype=DT, requires_grad=True)
+    h0 = torch.randn(d, b, h, dtype=DT, requires_grad=True)
+    assert torch.autograd.gradcheck(gru_scan, (gi, w, bias, h0))
+
+
+def test_fast_gru_gradcheck_variable_lengths() -> None:
+    torch.manual_seed(1)
+    fast = FastGRU(2, 3, 2, bidirectional=True).to(DT)
+    x = torch.randn(3, 4, 2, dtype=DT, requires_grad=True)
+    lengths = torch.tensor([4, 1, 3])
+
+    def run(inp: Tensor) -> tuple[Tensor, Tensor]:
+        return fast(inp, lengths)
+
+    assert torch.autograd.gradcheck(run, (x,))
+
+
+def _reference_cells(cells: nn.ModuleList, x: Tensor, h0: list[Tensor]) -> Tensor:
+    """nn.GRUCell stack stepped in Python; top state per step (B, S, H)."""
+    h = list(h0)
+    tops = []
+    for t in range(x.shape[1]):
+        inp = x[:, t]
+        for i, cell in enumerate(cells):
+            inp = h[i] = cell(inp, h[i])
+        tops.append(inp)
+    return torch.stack(tops, dim=1)
+
+
+@pytest.mark.parametrize("layers", [1, 3])
+def test_cell_stack_sequence_and_step_match_nn_grucell(layers: int) -> None:
+    torch.manual_seed(layers)
+    ref = nn.ModuleList([nn.GRUCell(3 if i == 0 else 4, 4) for i in range(layers)]).to(DT)
+    stack = GRUCellStack(3, 4, layers).to(DT)
+    stack.cells.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 5, 3, dtype=DT)
+    h0 = [torch.randn(2, 4, dtype=DT) for _ in range(layers)]
+
+    want = _reference_cells(ref, x, h0)
+    want.square().sum().backward()
+    got = stack(x, h0)
+    got.square().sum().backward()
+    torch.testing.assert_close(got, want)
+    ref_grads = {f"cells.{k}": v for k, v in _grads(ref).items()}
+    for name, grad in _grads(stack).items():
+        torch.testing.assert_close(grad, ref_grads[name], msg=name)
+
+    h = h0
+    for t in range(x.shape[1]):
+        h = stack.step(x[:, t], h)
+    torch.testing.assert_close(h[-1], want[:, -1])
+
+
+def test_reverse_index_is_an_involution_within_length() -> None:
+    idx = reverse_index(torch.tensor([3, 1, 4]), 4)
+    assert idx[:, 0].tolist() == [2, 1, 0, 3]
+    assert idx[:, 1].tolist() == [0, 1, 2, 3]
+    assert idx[:, 2].tolist() == [3, 2, 1, 0]
+    cols = torch.arange(3)
+    assert torch.equal(idx[idx, cols], torch.arange(4).unsqueeze(1).expand(4, 3))
