@@ -13,7 +13,8 @@ Architecture (as the seed project's model):
 * an MLP on [decoder state ; context] predicts each token; cross-entropy ignores padding.
 
 The loss is the mean cross-entropy over all real target tokens of the batch (the seed summed
-the per-step batch means over time instead; same minimiser, a scale that does not grow with T).
+the per-step batch means over time instead: here every token weighs the same and the scale
+does not grow with T).
 
 Four ways to decode (:meth:`QuackAutoEncoder.decode_loss` ``mode``), two maths:
 

@@ -53,7 +53,8 @@ def _controller(argv: list[str]) -> None:
     ae_processor.main(args)
 
 
-def run_demo(out: Path, scale: float = 1.0, seed: int = 0, epochs: int = 8, ray_nodes: int = 0) -> dict[str, Any]:
+def run_demo(out: Path, scale: float = 1.0, seed: int = 0, epochs: int = 8, ray_nodes: int = 0,
+             anomalies: bool = True) -> dict[str, Any]:
     """Run every stage into ``out``; return the summary (also written to ``out/summary.json``)."""
     from quackae import synth
     from quackae.classifier import predict, train_classifier
@@ -79,7 +80,7 @@ def run_demo(out: Path, scale: float = 1.0, seed: int = 0, epochs: int = 8, ray_
     dataset = out / "dataset"
     stages.run(
         "flatten",
-        lambda: flatten([a.archive for a in archives], dataset, Options(max_tokens=128), progress=False, vocab_size=2048),
+        lambda: flatten([a.archive for a in archives], dataset, Options(max_tokens=128, anomalies=anomalies), progress=False, vocab_size=2048),
         lambda s: f"{s.rows} rows (censored {s.labels[1]}, undetermined {s.labels[0]}, uncensored {s.labels[-1]})",
     )
     common = ["--data_dir", str(dataset), "--embed_size", "64", "--hidden_size", "128", "--batch_size", "64",
@@ -169,4 +170,5 @@ def add_demo_arguments(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the data and the models (default %(default)s)")
     p.add_argument("--epochs", type=int, default=8, help="autoencoder epochs (default %(default)s)")
     p.add_argument("--ray_nodes", type=int, default=0, help="train and encode on this many Ray workers; 0 = in-process (default %(default)s)")
-    p.set_defaults(func=lambda a: run_demo(a.out, a.scale, a.seed, a.epochs, a.ray_nodes) and 0)
+    p.add_argument("--all_tries", action="store_true", help="flatten every try, not only the anomalous ones the original research trained on")
+    p.set_defaults(func=lambda a: run_demo(a.out, a.scale, a.seed, a.epochs, a.ray_nodes, not a.all_tries) and 0)
