@@ -286,20 +286,23 @@ def training_callbacks(args: argparse.Namespace, storage: Path) -> list:
         ModelCheckpoint,
     )
 
-    return [
+    validating = args.limit_val_batches not in (0, 0.0)
+    callbacks = [
         LearningRateMonitor(logging_interval="epoch"),
         ModelCheckpoint(
             dirpath=str(storage),
-            filename="{epoch}-{step}-{val_loss:.4f}",
-            monitor="val_loss",
+            filename="{epoch}-{step}-{val_loss:.4f}" if validating else "{epoch}-{step}",
+            monitor="val_loss" if validating else None,
             mode="min",
-            save_top_k=3,
+            save_top_k=3 if validating else 1,
             save_last=True,
             every_n_train_steps=args.checkpoint_every_n_steps,
         ),
-        EarlyStopping(monitor="val_loss", patience=args.patience, mode="min", check_finite=True),
         DeviceStatsMonitor(),
     ]
+    if validating:  # with --limit_val_batches 0 there is no val_loss to stop on
+        callbacks.append(EarlyStopping(monitor="val_loss", patience=args.patience, mode="min", check_finite=True))
+    return callbacks
 
 
 def train_worker(config: dict[str, Any]) -> dict[str, Any]:

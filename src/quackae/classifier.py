@@ -133,7 +133,10 @@ class QuackLatentClassifier(pl.LightningModule):
     """MLP head H -> H/4 -> H/8 -> 1 with LeakyReLU, BCE-with-logits, AdamW + cosine schedule.
 
     Inputs are standardised with the training split's mean and scale, kept as buffers so a
-    checkpoint carries them.
+    checkpoint carries them. While training, the standardised inputs can be regularised by
+    dropout (``input_dropout``) and additive Gaussian noise (``input_noise``, in standard
+    deviations): the labelled rows come from a few known page templates, and perturbing their
+    latents keeps the head from keying on template-exact coordinates.
     """
 
     def __init__(
@@ -143,6 +146,8 @@ class QuackLatentClassifier(pl.LightningModule):
         weight_decay: float = 1e-2,
         max_epochs: int = 20,
         threshold: float = 0.5,
+        input_dropout: float = 0.0,
+        input_noise: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -162,7 +167,14 @@ class QuackLatentClassifier(pl.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits, shape ``(B,)``."""
-        return self.net((x - self.mean) / self.scale).squeeze(-1)
+        z = (x - self.mean) / self.scale
+        if self.training:
+            p, sigma = float(self.hparams.get("input_dropout", 0.0)), float(self.hparams.get("input_noise", 0.0))
+            if p > 0:
+                z = nn.functional.dropout(z, p)
+            if sigma > 0:
+                z = z + sigma * torch.randn_like(z)
+        return self.net(z).squeeze(-1)
 
     @torch.inference_mode()
     def probability(self, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:
@@ -229,8 +241,8 @@ def load_classifier(checkpoint: Path) -> QuackLatentClassifier:
     hp = ckpt.get("hyper_parameters") or {}
     if "input_dim" not in hp:
         raise ValueError(f"{checkpoint} is not a QuackLatentClassifier checkpoint (no input_dim)")
-    model = QuackLatentClassifier(**{k: hp[k] for k in ("input_dim", "learning_rate", "weight_decay",
-                                                        "max_epochs", "threshold") if k in hp})  # fmt: skip
+    model = QuackLatentClassifier(**{k: hp[k] for k in ("input_dim", "learning_rate", "weight_decay", "max_epochs",
+                                                        "threshold", "input_dropout", "input_noise") if k in hp})  # fmt: skip
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()
 
@@ -415,10 +427,22 @@ def train_classifier(
     seed: int = 0,
     threshold: float = 0.5,
     progress: bool = True,
+    weight_decay: float = 1e-2,
+    input_dropout: float = 0.0,
+    input_noise: float = 0.0,
+    patience: int | None = None,
+    target_fpr: float | None = None,
 ) -> dict[str, Any]:
-    """Train the latent classifier and the baseline on one split; write and return metrics.json."""
+    """Train the latent classifier and the baseline on one split; write and return metrics.json.
+
+    ``patience`` stops training when the validation loss has not improved for that many
+    epochs (the best checkpoint by validation loss is kept either way). With ``target_fpr``,
+    the decision threshold is not ``threshold`` but the lowest one whose false-positive rate on
+    the labelled *validation* split is at most ``target_fpr`` (labelled data only, never the
+    rows being scored); both models' held-out metrics are then taken at that threshold.
+    """
     _quiet_lightning()
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
     storage = Path(storage_path)
@@ -427,18 +451,26 @@ def train_classifier(
     meta = read_meta(embeddings)
     dm = LatentDataModule(embeddings, batch_size=batch_size, seed=seed)
     dm.setup()
-    model = QuackLatentClassifier(dm.dim, learning_rate=lr, max_epochs=max_epochs, threshold=threshold)
+    model = QuackLatentClassifier(dm.dim, learning_rate=lr, weight_decay=weight_decay, max_epochs=max_epochs,
+                                  threshold=threshold, input_dropout=input_dropout, input_noise=input_noise)  # fmt: skip
     model.set_standardisation(dm.part("train")[0])
     checkpoint = ModelCheckpoint(dirpath=str(storage), filename="classifier-{epoch:02d}-{val_loss:.4f}",
                                  monitor="val_loss", mode="min", save_top_k=1)  # fmt: skip
     trainer = pl.Trainer(
         max_epochs=max_epochs, accelerator="cpu", devices=1, logger=CSVLogger(str(storage), name="logs", version="classifier"),
-        callbacks=[checkpoint], enable_progress_bar=progress, enable_model_summary=False,
+        callbacks=[checkpoint, *([EarlyStopping("val_loss", patience=patience)] if patience else [])],
+        enable_progress_bar=progress, enable_model_summary=False,
         log_every_n_steps=1, num_sanity_val_steps=0,
     )  # fmt: skip
     trainer.fit(model, datamodule=dm)
     best = Path(checkpoint.best_model_path)
     model = load_classifier(best)
+    threshold_rule = "given"
+    if target_fpr is not None:
+        x_va, y_va, _ = dm.part("val")
+        threshold = report.threshold_for_fpr(model.probability(x_va)[y_va == 0].astype(np.float64), target_fpr)
+        threshold_rule = f"lowest threshold with false-positive rate <= {target_fpr} on the labelled validation split"
+        model.hparams.threshold = threshold
     trainer.test(model, datamodule=dm, verbose=False)
     x_te, y_te, _ = dm.part("test")
     clf = {"model": "QuackLatentClassifier on autoencoder latents", **binary_metrics(y_te, model.probability(x_te), threshold)}
@@ -447,7 +479,7 @@ def train_classifier(
     metrics = {
         "kind": "classifier_metrics", "embeddings": str(Path(embeddings).resolve()), "dataset": meta.get("dataset"),
         "dim": dm.dim, "seed": seed, "split": dict(zip(SPLITS, SPLIT_FRACTIONS, strict=True)),
-        "threshold": threshold, "checkpoint": str(best.resolve()), "counts": dm.counts(),
+        "threshold": threshold, "threshold_rule": threshold_rule, "checkpoint": str(best.resolve()), "counts": dm.counts(),
         "accuracy": clf["accuracy"], "f1": clf["f1"], "roc_auc": clf["roc_auc"],
         "classifier": clf, "baseline": base, "winner": winner, "winner_by": "held-out ROC-AUC (F1 breaks ties)",
         "verdict": sentence, "epochs": trainer.current_epoch,

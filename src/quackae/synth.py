@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,6 +49,12 @@ VENDORS: dict[str, bool] = {
     "netsentry": True,
     "clearpath": True,
     "bluewall": True,
+    "ironveil": True,
+    "safeharbor": True,
+    "civicshield": True,
+    "webguard": True,
+    "orbitfilter": True,
+    "trustnet": True,
     "gatewarden": False,
     "kestrel": False,
     "vigilnet": False,
@@ -64,9 +70,14 @@ BENIGN_PAGES: dict[str, bool] = {
     "parked_domainmart": False,
     "cdn_challenge": True,
     "cdn_denied": True,
+    "cdn_error": True,
+    "cdn_redirect": True,
+    "hosting_suspended": True,
+    "plesk_default": True,
     "server_error": False,
     "maintenance": False,
     "redirect_https": False,
+    "login_page": False,
 }
 
 #: Ground-truth mechanisms. Censored: blockpage, reset, timeout, refused, status, tls, garbled.
@@ -252,7 +263,7 @@ _COUNTRIES: tuple[_Country, ...] = (
         {"circumvention": 0.8, "gambling": 0.9, "lgbtq": 0.6, "news": 0.25, "filesharing": 0.6,
          "political": 0.3, "human_rights": 0.2},
         (("blockpage", "clearpath"), ("blockpage", "clearpath"), ("blockpage", "vigilnet"),
-         ("blockpage", "vigilnet"), ("reset", None), ("status", None)),
+         ("blockpage", "vigilnet"), ("blockpage", "trustnet"), ("reset", None), ("status", None)),
         vps=12,
     ),
     _Country(
@@ -269,8 +280,8 @@ _COUNTRIES: tuple[_Country, ...] = (
         ("2.144", "5.72", "78.38", "85.185", "5.114", "2.187", "5.113", "5.115"),
         {"social": 0.9, "news": 0.6, "adult": 1.0, "lgbtq": 1.0, "circumvention": 0.9,
          "human_rights": 0.8, "gambling": 0.9, "political": 0.6, "religion": 0.3},
-        (("blockpage", "kestrel"), ("blockpage", "kestrel"), ("blockpage", "kestrel"),
-         ("reset", None), ("timeout", None)),
+        (("blockpage", "kestrel"), ("blockpage", "kestrel"), ("blockpage", "ironveil"),
+         ("blockpage", "ironveil"), ("reset", None), ("timeout", None)),
         vps=10,
     ),
     _Country(
@@ -279,8 +290,8 @@ _COUNTRIES: tuple[_Country, ...] = (
         {"adult": 0.8, "gambling": 0.9, "news": 0.2, "lgbtq": 0.5, "filesharing": 0.3,
          "political": 0.2},
         (("blockpage", "gatewarden"), ("blockpage", "gatewarden"), ("blockpage", "bluewall"),
-         ("timeout", None), ("status", None)),
-        vps=9,
+         ("blockpage", "civicshield"), ("timeout", None), ("status", None)),
+        vps=12,
     ),
     _Country(
         "India", "IN",
@@ -295,8 +306,8 @@ _COUNTRIES: tuple[_Country, ...] = (
         ("36.66", "114.4", "118.97", "125.160", "180.250", "36.73", "36.89", "39.217"),
         {"adult": 0.9, "gambling": 0.8, "lgbtq": 0.6, "circumvention": 0.4, "filesharing": 0.3,
          "social": 0.05},
-        (("blockpage", "netsentry"), ("blockpage", "netsentry"), ("blockpage", "netsentry"),
-         ("status", None), ("reset", None)),
+        (("blockpage", "netsentry"), ("blockpage", "netsentry"), ("blockpage", "webguard"),
+         ("blockpage", "webguard"), ("status", None), ("reset", None)),
         stateful="refused",
         vps=10,
     ),
@@ -304,7 +315,8 @@ _COUNTRIES: tuple[_Country, ...] = (
         "Pakistan", "PK",
         ("39.32", "39.38", "119.155", "182.176", "39.34", "39.46", "39.55", "182.178"),
         {"adult": 0.8, "religion": 0.5, "political": 0.4, "lgbtq": 0.6, "human_rights": 0.3},
-        (("blockpage", "kestrel"), ("timeout", None), ("status", None), ("reset", None)),
+        (("blockpage", "kestrel"), ("blockpage", "safeharbor"), ("timeout", None), ("status", None),
+         ("reset", None)),
         stateful="refused",
         vps=8,
     ),
@@ -312,7 +324,8 @@ _COUNTRIES: tuple[_Country, ...] = (
         "Kazakhstan", "KZ",
         ("2.72", "37.150", "89.218", "92.46", "95.56", "178.88", "2.74", "95.59"),
         {"news": 0.3, "political": 0.5, "circumvention": 0.7, "social": 0.1, "gambling": 0.5},
-        (("tls", None), ("tls", None), ("reset", None), ("blockpage", "vigilnet")),
+        (("tls", None), ("tls", None), ("reset", None), ("blockpage", "vigilnet"),
+         ("blockpage", "trustnet")),
         vps=8,
     ),
     _Country(
@@ -323,15 +336,42 @@ _COUNTRIES: tuple[_Country, ...] = (
         filtered_share=0.2,
         vps=11,
     ),
+    _Country(
+        "Saudi Arabia", "SA",
+        ("2.88", "5.42", "37.224", "46.152", "51.36", "94.96", "188.48"),
+        {"adult": 1.0, "gambling": 0.9, "lgbtq": 0.9, "religion": 0.4, "political": 0.5,
+         "circumvention": 0.6},
+        (("blockpage", "safeharbor"), ("blockpage", "safeharbor"), ("blockpage", "civicshield"),
+         ("reset", None)),
+        vps=10,
+    ),
+    _Country(
+        "Vietnam", "VN",
+        ("14.160", "27.72", "42.112", "113.160", "115.73", "171.224", "183.80"),
+        {"news": 0.5, "political": 0.7, "human_rights": 0.6, "religion": 0.3, "gambling": 0.4},
+        (("blockpage", "orbitfilter"), ("blockpage", "orbitfilter"), ("reset", None),
+         ("timeout", None)),
+        vps=8,
+    ),
+    _Country(
+        "Thailand", "TH",
+        ("1.46", "27.55", "49.228", "58.8", "110.164", "171.96", "182.52"),
+        {"adult": 0.7, "gambling": 0.9, "political": 0.4, "filesharing": 0.3},
+        (("blockpage", "orbitfilter"), ("blockpage", "webguard"), ("blockpage", "ironveil"),
+         ("status", None)),
+        vps=8,
+    ),
 )
 
 _BENIGN_SETS: tuple[tuple[str, ...], ...] = (
-    ("nginx_welcome", "server_error", "redirect_https"),
-    ("apache_default", "parked_parkcentral", "maintenance"),
-    ("iis_default", "parked_domainmart", "server_error"),
-    ("cdn_challenge", "cdn_denied", "server_error"),
-    ("parked_domainmart", "parked_parkcentral", "redirect_https"),
-    ("maintenance", "nginx_welcome", "cdn_denied"),
+    ("nginx_welcome", "server_error", "redirect_https", "cdn_redirect"),
+    ("apache_default", "parked_parkcentral", "maintenance", "hosting_suspended"),
+    ("iis_default", "parked_domainmart", "server_error", "cdn_error"),
+    ("cdn_challenge", "cdn_denied", "cdn_error", "cdn_redirect"),
+    ("parked_domainmart", "parked_parkcentral", "redirect_https", "plesk_default"),
+    ("maintenance", "nginx_welcome", "cdn_denied", "login_page"),
+    ("plesk_default", "hosting_suspended", "login_page", "server_error"),
+    ("cdn_redirect", "apache_default", "cdn_challenge", "iis_default"),
 )
 
 
@@ -387,14 +427,18 @@ def _make_domains(rng: random.Random) -> list[_Domain]:
     return out
 
 
-def _make_vantage(rng: random.Random, country: _Country, n_domains: int) -> _Vantage:
-    """Draw one vantage point of a country with its ISP, censor, noise and benign profile."""
+def _make_vantage(rng: random.Random, country: _Country, n_domains: int, nth: int) -> _Vantage:
+    """Draw one vantage point of a country with its ISP, censor, noise and benign profile.
+
+    ISPs are taken in turn (the ``nth`` vantage point of a country is on ISP ``nth % ISPs``), so
+    every censoring ISP, and so every vendor, has vantage points.
+    """
     ip = f"{rng.choice(country.prefixes)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
-    isp = rng.randrange(len(country.isps))
+    isp = nth % len(country.isps)
     filtered = rng.random() < country.filtered_share
     mechanism, vendor = country.isps[isp] if filtered else (None, None)
     kinds = rng.choice(_BENIGN_SETS)
-    rate = rng.choice((0.0, 0.03, 0.06, 0.12))
+    rate = rng.choice((0.02, 0.04, 0.08, 0.12))
     benign = {d: rng.choice(kinds) for d in range(n_domains) if rng.random() < rate}
     return _Vantage(
         ip=ip,
@@ -420,7 +464,7 @@ def _world() -> _World:
     seen: set[str] = set()
     for country in _COUNTRIES:
         while sum(v.country is country for v in vantages) < country.vps:
-            vp = _make_vantage(rng, country, len(domains))
+            vp = _make_vantage(rng, country, len(domains), sum(v.country is country for v in vantages))
             if vp.ip not in seen:
                 seen.add(vp.ip)
                 vantages.append(vp)
@@ -459,116 +503,224 @@ def _html_headers(body: str, *extra: tuple[str, str]) -> tuple[tuple[str, str], 
     return tuple(base) + extra
 
 
-def _page_netsentry(rng: random.Random, domain: str, vp: _Vantage, category: str) -> _Resp:
-    """NetSentry UTM appliance block page (fingerprinted)."""
-    body = (
-        "<html>\n<head>\n<title>Web Page Blocked</title>\n"
-        '<meta http-equiv="Content-Type" content="text/html; charset=utf-8">\n'
-        "<style>body{font-family:Verdana,sans-serif;background:#f2f2f2}"
-        ".ns-box{margin:60px auto;width:520px;background:#fff;border:2px solid #c0392b;"
-        "padding:24px}</style>\n</head>\n<body>\n<div class=\"ns-box\">\n<h1>Web Page Blocked</h1>\n"
-        "<p>The page you requested was blocked by the NetSentry web filter under the policy of "
-        "this network.</p>\n<div class=\"ns-block-reason\">\n"
-        f"<p><b>URL:</b> {domain}/</p>\n<p><b>Category:</b> {_CATEGORY_LABELS[category]}</p>\n"
-        f"<p><b>Client:</b> {_LOCAL_IPS[rng.getrandbits(1)]}</p>\n"
-        f"<p><b>Rule ID:</b> {rng.randint(1, 64)}</p>\n</div>\n</div>\n</body>\n</html>\n"
-    )
-    headers = _html_headers(
-        body, ("Cache-Control", "no-cache"), ("Server", "NetSentry"),
-        ("X-Netsentry-Rule", str(rng.randint(100, 999))),
-    )
-    return _Resp(vp.blockpage_status, headers, body, "NetSentry Appliance")
+# --- Blockpages: one generative family, many vendors ------------------------------------------
+#
+# Every middlebox vendor draws its pages from one shared vocabulary and set of layouts (titles,
+# "blocked/restricted/denied ... by order of ..." sentences, authorities, local-language lines,
+# reference ids, redirects and frames onto a notice host), with a vendor "house style" (a fixed
+# subset of the vocabulary, its layouts, statuses and languages) and per-page variation. What
+# tells vendors apart for the signatures is a vendor marker: a footer/class string in page
+# bodies, the notice host of redirects and frames, sometimes a header.
 
 
-def _page_clearpath(rng: random.Random, domain: str, vp: _Vantage, category: str) -> _Resp:
-    """ClearPath ISP filter: a redirect to its warning host or the full notice (fingerprinted)."""
-    target = (f"http://warning.clearpath-filter.net/block?host={domain}&cat={category}"
-              f"&isp={vp.isp}&id={_hex(rng, 8)}")
-    if rng.random() < 0.5:
-        body = f'<html><head><title>302 Found</title></head><body><a href="{target}">This site is blocked</a></body></html>\n'
-        return _Resp("302 Found", _html_headers(body, ("Location", target)), body, "ClearPath")
-    body = (
-        '<!DOCTYPE html>\n<html lang="ru">\n<head><meta charset="utf-8">'
-        "<title>This site is blocked</title></head>\n<body>\n<div class=\"cp-wrap\">\n"
-        "<h2>This site is blocked</h2>\n"
-        f"<p>Access to {domain} is restricted by your provider in compliance with the registry "
-        "of prohibited resources.</p>\n"
-        f"<p>Доступ к ресурсу {domain} ограничен по решению реестра запрещённых сайтов.</p>\n"
-        f'<p class="cp-id">Request {_hex(rng, 12)}</p>\n'
-        f"<p>ClearPath Filter &middot; node {vp.isp}-{rng.randint(1, 40)}</p>\n</div>\n</body></html>\n"
-    )
-    return _Resp("200 OK", _html_headers(body, ("Pragma", "no-cache")), body, "ClearPath")
+@dataclass(frozen=True)
+class _Style:
+    """A vendor's house style within the blockpage family."""
+
+    product: str  # product name as pages show it
+    footer: str  # marker in every page body that is not a redirect/frame
+    notice_host: str  # host of redirects, frames and meta refreshes ("{a}"/"{b}": random octets)
+    layouts: tuple[str, ...]  # weighted choice of: plain, box, table, frame, redirect, meta
+    statuses: tuple[str, ...]  # statuses of page layouts (weighted choice)
+    langs: tuple[str, ...] = ()  # local-language lines mixed into pages
+    header: tuple[str, str] | None = None  # vendor header on every response
+    cert: str = ""
 
 
-def _page_bluewall(rng: random.Random, domain: str, vp: _Vantage, category: str) -> _Resp:
-    """BlueWall secure gateway legal-order page, status 451 (fingerprinted)."""
-    ref = _hex(rng, 10)
-    body = (
-        "<html><head><title>Access Denied</title></head>\n<body>\n<h1>Access Denied</h1>\n"
-        "<p>This website has been blocked as directed by the competent authority.</p>\n"
-        f"<p>Reference: {ref}</p>\n<hr><address>BlueWall Secure Gateway</address>\n</body></html>\n"
-    )
-    headers = _html_headers(body, ("Server", "bwgw"), ("X-Bluewall-Ref", ref))
-    return _Resp("451 Unavailable For Legal Reasons", headers, body, "BlueWall Gateway CA")
+_TITLES = (
+    "Access Denied", "Web Page Blocked", "This site is blocked", "Website Blocked",
+    "Access Restricted", "Blocked", "Site Blocked", "Forbidden", "Restricted Content", "Notice",
+    "Access Prohibited", "Page Blocked", "Blocked Website", "Access to this site is restricted",
+    "Content Filtered", "Site Unavailable",
+)
+_SUBJECTS = (
+    "Access to this website", "This website", "The page you requested", "The requested URL",
+    "Access to {d}", "The site {d}", "This resource", "Your request for {d}", "The website {d}",
+    "Access to the requested page",
+)
+_VERBS = (
+    "has been blocked", "has been restricted", "is blocked", "is restricted", "has been denied",
+    "is prohibited", "is forbidden", "has been suspended", "was blocked", "has been filtered",
+    "is not permitted",
+)
+_CLAUSES = (
+    "by order of the {auth}", "in accordance with {law}", "under the instructions of the {auth}",
+    "as directed by the {auth}", "by your internet service provider", "under the policy of this network",
+    "pursuant to a decision of the {auth}", "in compliance with the registry of prohibited resources",
+    "following a court order", "by the {product} web filter", "on the orders of the {auth}",
+    "according to the regulations of the {auth}",
+)
+_AUTHORITIES = (
+    "Ministry of Communications", "Telecommunications Regulatory Authority", "competent authority",
+    "National Communications Commission", "Information Technology Authority", "government",
+    "Public Prosecutor", "Department of Telecommunications", "Cyber Crime Unit", "court",
+    "Ministry of Information", "National Security Council", "Media Regulatory Board",
+)
+_LAWS = (
+    "applicable law", "the Telecommunications Act", "national regulations",
+    "the Information Technology Act", "Law No. {n}", "the Internet Content Regulation",
+)
+_EXTRAS = (
+    "Category: {cat}", "Reference: {hex}", "Incident ID: {num}", "URL: {d}/", "Client: {ip}",
+    "If you believe this page was blocked in error, please contact your administrator.",
+    "For more information contact support@{host}", "Requested host: {d}", "Rule ID: {rule}",
+    "Request {hex}", "Please contact your service provider for details.", "Ticket: {num}",
+    "Time: {date}", "Policy: {cat}",
+)
+_LANG_LINES: dict[str, tuple[str, ...]] = {
+    "ru": ("Доступ к ресурсу {d} ограничен по решению реестра запрещённых сайтов.", "Доступ ограничен",
+           "Запрашиваемый ресурс {d} внесён в единый реестр и недоступен.",
+           "Сайт заблокирован по требованию уполномоченного органа."),
+    "tr": ("Bu siteye erişim mahkeme kararı ile engellenmiştir.", "Erişim engellendi",
+           "Bu internet sitesi hakkında idari tedbir uygulanmaktadır."),
+    "fa": ("دسترسی به این وب‌سایت امکان‌پذیر نیست", "دسترسی به این سایت مسدود شده است",
+           "به دستور مقام قضایی"),
+    "ar": ("عذراً، الموقع المطلوب محجوب", "تم حجب هذا الموقع بناءً على تعليمات الجهات المختصة",
+           "الوصول مرفوض"),
+    "id": ("Situs ini diblokir karena mengandung konten negatif.", "Akses ditolak",
+           "Situs yang Anda tuju tidak dapat diakses."),
+    "vi": ("Trang web này đã bị chặn theo quy định của pháp luật.", "Truy cập bị từ chối"),
+    "th": ("เว็บไซต์นี้ถูกระงับการเข้าถึง", "ไม่สามารถเข้าถึงเว็บไซต์นี้ได้ตามคำสั่งศาล"),
+    "kk": ("Бұл сайтқа кіру шектелген.", "Доступ к данному ресурсу ограничен."),
+    "hi": ("यह वेबसाइट सक्षम प्राधिकारी के निर्देशों के तहत अवरुद्ध है।", "पहुँच अस्वीकृत"),
+    "en": (),
+}
 
-
-_GW_LINES = {
-    "TR": "<p>Bu siteye erişim mahkeme kararı ile engellenmiştir.</p>\n",
-    "IN": "<p>This URL has been blocked under the instructions of the competent authority.</p>\n",
+#: House styles. Fingerprinted vendors' markers are covered by the default signatures; the
+#: unfingerprinted ones (gatewarden, kestrel, vigilnet) use markers no signature knows.
+_STYLES: dict[str, _Style] = {
+    "netsentry": _Style("NetSentry", '<div class="ns-block-reason">NetSentry policy</div>', "block.netsentry-utm.com",
+                        ("box", "box", "plain", "redirect"), ("403 Forbidden", "200 OK"), (),
+                        ("Server", "NetSentry"), "NetSentry Appliance"),
+    "clearpath": _Style("ClearPath", "<p>ClearPath Filter &middot; regional node</p>", "warning.clearpath-filter.net",
+                        ("redirect", "box", "plain"), ("200 OK",), ("ru",), None, "ClearPath"),
+    "bluewall": _Style("BlueWall", "<address>BlueWall Secure Gateway</address>", "notice.bluewall-gw.in",
+                       ("plain", "plain", "table"), ("451 Unavailable For Legal Reasons", "403 Forbidden"),
+                       ("hi",), ("X-Bluewall-Ref", "{hex}"), "BlueWall Gateway CA"),
+    "ironveil": _Style("IronVeil", '<span id="iv-policy">IronVeil</span>', "10.10.{a}.{b}",
+                       ("frame", "frame", "plain"), ("200 OK", "403 Forbidden"), ("fa",), None, "IronVeil"),
+    "safeharbor": _Style("SafeHarbor", "<p><i>SafeHarbor Content Filter v2</i></p>", "filter.safeharbor-isp.net",
+                         ("box", "meta", "redirect"), ("403 Forbidden", "200 OK"), ("ar",), None, "SafeHarbor"),
+    "civicshield": _Style("CivicShield", '<div class="civic-shield-notice"></div>', "stop.civicshield.gov.example",
+                          ("table", "plain", "frame"), ("200 OK", "451 Unavailable For Legal Reasons"),
+                          ("tr",), ("X-Civic-Shield", "1"), "CivicShield"),
+    "webguard": _Style("WebGuard", "<p>Powered by WebGuard DPI</p>", "wg-notice.webguard.io",
+                       ("plain", "box", "meta"), ("403 Forbidden", "200 OK"), ("id",), None, "WebGuard"),
+    "orbitfilter": _Style("OrbitFilter", "<!-- orbitfilter page -->", "portal.orbitfilter.net",
+                          ("redirect", "redirect", "box"), ("200 OK",), ("vi", "th"), None, "OrbitFilter"),
+    "trustnet": _Style("TrustNet", "<p>TrustNet Secure Web Gateway</p>", "blocked.trustnet-swg.com",
+                       ("box", "table", "plain"), ("403 Forbidden",), ("kk", "ru"), ("Via", "trustnet-swg"),
+                       "TrustNet SWG"),
+    # Not fingerprinted: the same family, markers unknown to the default signatures.
+    "gatewarden": _Style("GateWarden", "<address>gw-httpd</address>", "notice.gatewarden.net",
+                         ("plain", "plain", "box"), ("403 Forbidden", "200 OK"), ("tr", "hi"),
+                         ("Server", "gw-httpd"), "gw-httpd"),
+    "kestrel": _Style("Kestrel", '<div id="kst-msg"></div>', "10.77.{a}.{b}",
+                      ("frame", "frame", "frame", "plain"), ("200 OK",), ("fa",), None, "Kestrel"),
+    "vigilnet": _Style("VigilNet", '<small class="vn-ref">VigilNet</small>', "stop.vigil-net.ru",
+                       ("redirect", "box", "plain"), ("200 OK", "403 Forbidden"), ("ru", "kk"), None,
+                       "VigilNet"),
 }
 
 
-def _page_gatewarden(rng: random.Random, domain: str, vp: _Vantage, category: str) -> _Resp:
-    """GateWarden filter page (not fingerprinted: new censorship to discover)."""
-    body = (
-        "<html><head><title>Access Denied</title></head>\n<body>\n<h1>Access Denied</h1>\n"
-        "<p>Access to this website has been restricted under orders issued by the government.</p>\n"
-        + _GW_LINES.get(vp.country.code, "")
-        + f"<p>Requested host: {domain}</p>\n<p>Incident: {rng.randint(100000, 999999)}</p>\n"
-        "<hr><address>gw-httpd</address>\n</body></html>\n"
-    )
-    headers = _html_headers(body, ("Server", "gw-httpd"))
-    return _Resp(vp.blockpage_status, headers, body, "gw-httpd")
+@cache
+def _vocab(vendor: str) -> dict[str, tuple[str, ...]]:
+    """A vendor's fixed subset of the shared blockpage vocabulary (its house wording)."""
+    rng = random.Random(f"quackae-vendor/{vendor}")
+    return {
+        "titles": tuple(rng.sample(_TITLES, 3)),
+        "subjects": tuple(rng.sample(_SUBJECTS, 3)),
+        "verbs": tuple(rng.sample(_VERBS, 3)),
+        "clauses": tuple(rng.sample(_CLAUSES, 3)),
+        "auths": tuple(rng.sample(_AUTHORITIES, 2)),
+        "laws": tuple(rng.sample(_LAWS, 2)),
+        "extras": tuple(rng.sample(_EXTRAS, 5)),
+        "css": (f"body{{font-family:{rng.choice(('Arial', 'Verdana', 'Tahoma', 'Helvetica'))},sans-serif;"
+                f"background:#{rng.choice(('f2f2f2', 'fff', 'eee', 'fafafa', '222'))}}}",),
+    }
 
 
-def _page_kestrel(rng: random.Random, domain: str, vp: _Vantage, category: str) -> _Resp:
-    """Kestrel national filter: a frame onto an internal notice host (not fingerprinted)."""
-    src = f"http://10.77.{rng.randint(0, 31)}.{rng.randint(2, 250)}/notice.html?d={domain}"
-    body = (
-        '<html><head><meta http-equiv="Content-Type" content="text/html; charset=utf-8">'
-        "<title>Website Blocked</title></head>\n<body style=\"margin:0\">\n"
-        f'<iframe src="{src}" style="width:100%;height:100%;border:0" scrolling="no"></iframe>\n'
-        "<noscript>دسترسی به این وب‌سایت امکان‌پذیر نیست</noscript>\n</body></html>\n"
-    )
-    return _Resp("200 OK", _html_headers(body), body, "Kestrel")
+def _fill(text: str, rng: random.Random, domain: str, vp: _Vantage, category: str, style: _Style,
+          voc: dict[str, tuple[str, ...]]) -> str:
+    """Fill the placeholders of one phrase."""
+    if "{auth}" in text:
+        text = text.replace("{auth}", rng.choice(voc["auths"]))
+    if "{law}" in text:
+        text = text.replace("{law}", rng.choice(voc["laws"]))
+    repl = {
+        "{d}": domain, "{product}": style.product, "{cat}": _CATEGORY_LABELS[category],
+        "{hex}": _hex(rng, rng.choice((8, 10, 12, 16))), "{num}": str(rng.randint(100000, 9999999)),
+        "{ip}": _LOCAL_IPS[rng.getrandbits(1)], "{rule}": str(rng.randint(1, 999)),
+        "{n}": str(rng.randint(100, 9999)), "{host}": style.product.lower() + ".net",
+        "{date}": f"2021-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d} {rng.randint(0, 23):02d}:"
+                  f"{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}",
+    }
+    for key, value in repl.items():
+        if key in text:
+            text = text.replace(key, value)
+    return text
 
 
-def _page_vigilnet(rng: random.Random, domain: str, vp: _Vantage, category: str) -> _Resp:
-    """VigilNet ISP filter: a redirect or a bilingual notice (not fingerprinted)."""
-    ref = _hex(rng, 10)
-    if rng.random() < 0.4:
-        target = f"http://stop.vigil-net.ru/?u={domain}&r={ref}"
-        body = f'<html><head><title>Moved</title></head><body>See <a href="{target}">notice</a></body></html>\n'
-        return _Resp("302 Moved Temporarily", _html_headers(body, ("Location", target)), body,
-                     "VigilNet")
-    body = (
-        "<!DOCTYPE html>\n<html>\n<head><meta charset=\"utf-8\"><title>Web Page Blocked</title>"
-        "</head>\n<body>\n<div class=\"notice\">\n<h2>Доступ ограничен</h2>\n"
-        f"<p>Запрашиваемый ресурс {domain} внесён в единый реестр и недоступен.</p>\n"
-        "<p>The requested resource is unavailable in accordance with applicable law.</p>\n"
-        f"<small>ref {ref} / node {rng.randint(1, 99)}</small>\n</div>\n</body></html>\n"
-    )
-    return _Resp("200 OK", _html_headers(body), body, "VigilNet")
+def _notice_url(rng: random.Random, style: _Style, domain: str, category: str, vp: _Vantage) -> str:
+    host = style.notice_host.format(a=rng.randint(0, 63), b=rng.randint(2, 250))
+    path = rng.choice(("/", "/block", "/notice.html", "/blocked.php", "/index.html", "/warn"))
+    query = rng.choice((f"?host={domain}", f"?u={domain}&r={_hex(rng, 10)}", f"?d={domain}",
+                        f"?host={domain}&cat={category}&isp={vp.isp}&id={_hex(rng, 8)}"))
+    return f"http://{host}{path}{query}"
 
 
-_VENDOR_PAGES: dict[str, Callable[[random.Random, str, _Vantage, str], _Resp]] = {
-    "netsentry": _page_netsentry,
-    "clearpath": _page_clearpath,
-    "bluewall": _page_bluewall,
-    "gatewarden": _page_gatewarden,
-    "kestrel": _page_kestrel,
-    "vigilnet": _page_vigilnet,
-}
+def _family_page(rng: random.Random, vendor: str, domain: str, vp: _Vantage, category: str) -> _Resp:
+    """One blockpage of a vendor: its house style, shared vocabulary, per-page variation."""
+    style, voc = _STYLES[vendor], _vocab(vendor)
+    fill = lambda s: _fill(s, rng, domain, vp, category, style, voc)  # noqa: E731
+    layout = rng.choice(style.layouts)
+    extra_headers: list[tuple[str, str]] = []
+    if style.header is not None:
+        extra_headers.append((style.header[0], fill(style.header[1])))
+    title = rng.choice(voc["titles"])
+    if layout in ("redirect", "meta"):
+        target = _notice_url(rng, style, domain, category, vp)
+        if layout == "redirect":
+            status = rng.choice(("302 Found", "302 Moved Temporarily", "307 Temporary Redirect"))
+            body = (f'<html><head><title>{status[4:]}</title></head><body><a href="{target}">'
+                    f"{title}</a></body></html>\n")
+            return _Resp(status, _html_headers(body, ("Location", target), *extra_headers), body,
+                         style.cert)
+        body = (f'<html><head><meta http-equiv="refresh" content="0;url={target}">'
+                f"<title>{title}</title></head><body>{title}</body></html>\n")
+        return _Resp("200 OK", _html_headers(body, *extra_headers), body, style.cert)
+    sentence = fill(f"{rng.choice(voc['subjects'])} {rng.choice(voc['verbs'])} {rng.choice(voc['clauses'])}.")
+    sentence = sentence[0].upper() + sentence[1:]
+    local = [fill(line) for lang in style.langs if rng.random() < 0.7
+             for line in rng.sample(_LANG_LINES[lang], 1)]
+    extras = [fill(e) for e in rng.sample(voc["extras"], rng.randint(1, 3))]
+    status = rng.choice(style.statuses) if rng.random() < 0.8 else vp.blockpage_status
+    marker = style.footer
+    if layout == "frame":
+        src = _notice_url(rng, style, domain, category, vp)
+        body = (
+            '<html><head><meta http-equiv="Content-Type" content="text/html; charset=utf-8">'
+            f"<title>{title}</title></head>\n<body style=\"margin:0\">\n"
+            f'<iframe src="{src}" style="width:100%;height:100%;border:0" scrolling="no"></iframe>\n'
+            f"<noscript>{(local or [sentence])[0]}</noscript>\n</body></html>\n"
+        )
+        return _Resp(status, _html_headers(body, *extra_headers), body, style.cert)
+    paras = [sentence, *local, *extras]
+    if layout == "table":
+        rows = "".join(f"<tr><td>{p}</td></tr>\n" for p in paras)
+        body = (f"<html><head><title>{title}</title></head>\n<body>\n<table align=\"center\" width=\"600\">\n"
+                f"<tr><th>{title}</th></tr>\n{rows}</table>\n{marker}\n</body></html>\n")
+    elif layout == "box":
+        inner = "".join(f"<p>{p}</p>\n" for p in paras)
+        body = (f'<!DOCTYPE html>\n<html>\n<head><meta charset="utf-8"><title>{title}</title>\n'
+                f"<style>{voc['css'][0]}</style></head>\n<body>\n<div class=\"box\">\n<h2>{title}</h2>\n"
+                f"{inner}{marker}\n</div>\n</body></html>\n")
+    else:
+        inner = "".join(f"<p>{p}</p>\n" for p in paras)
+        body = (f"<html><head><title>{title}</title></head>\n<body>\n<h1>{title}</h1>\n{inner}"
+                f"<hr>{marker}\n</body></html>\n")
+    return _Resp(status, _html_headers(body, ("Cache-Control", "no-cache"), *extra_headers), body,
+                 style.cert)
 
 
 def _page_status(rng: random.Random, domain: str, vp: _Vantage) -> _Resp:
@@ -582,14 +734,23 @@ def _page_status(rng: random.Random, domain: str, vp: _Vantage) -> _Resp:
     return _Resp("404 Not Found", (("Connection", "close"),), "")
 
 
+# --- Benign pages ------------------------------------------------------------------------------
+
+_SERVERS = ("nginx", "Apache", "openresty", "LiteSpeed", "nginx/1.18.0", "Apache/2.4.41 (Ubuntu)",
+            "Microsoft-IIS/8.5", "Caddy")
+
+
 def _benign_nginx(rng: random.Random, domain: str) -> _Resp:
     """Default page of a fresh nginx installation."""
     body = (
         "<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome to nginx!</title>\n</head>\n<body>\n"
-        "<h1>Welcome to nginx!</h1>\n<p>The web server works; further configuration is "
-        "needed.</p>\n</body>\n</html>\n"
+        "<h1>Welcome to nginx!</h1>\n<p>" + rng.choice((
+            "The web server works; further configuration is needed.",
+            "If you see this page, the nginx web server is successfully installed and working.")) +
+        "</p>\n</body>\n</html>\n"
     )
-    return _Resp("200 OK", _html_headers(body, ("Server", "nginx/1.18.0")), body, "localhost")
+    return _Resp("200 OK", _html_headers(body, ("Server", f"nginx/1.{rng.randint(14, 24)}.0")), body,
+                 "localhost")
 
 
 def _benign_apache(rng: random.Random, domain: str) -> _Resp:
@@ -617,7 +778,7 @@ def _benign_parkcentral(rng: random.Random, domain: str) -> _Resp:
     """A domain-parking page of the ParkCentral service."""
     body = (
         f"<html><head><title>{domain}</title></head>\n<body>\n<h1>{domain}</h1>\n"
-        "<p>This domain is parked free of charge.</p>\n"
+        f"<p>{rng.choice(('This domain is parked free of charge.', 'This domain is registered.'))}</p>\n"
         f'<a href="https://parkcentral-domains.com/?d={domain}&amp;s={rng.randint(1, 9999)}">'
         "Related searches</a>\n</body></html>\n"
     )
@@ -657,23 +818,50 @@ def _benign_cdn_denied(rng: random.Random, domain: str) -> _Resp:
     return _Resp("403 Forbidden", headers, body, "StratusEdge Inc")
 
 
-def _benign_server_error(rng: random.Random, domain: str) -> _Resp:
-    """A plain server error page (500/502/503)."""
-    status, server = rng.choice((
-        ("502 Bad Gateway", "nginx"),
-        ("500 Internal Server Error", "Apache"),
-        ("503 Service Unavailable", "nginx"),
-    ))
-    body = (f"<html>\n<head><title>{status}</title></head>\n<body>\n<center><h1>{status}</h1>"
+def _error_page(status: str, server: str) -> str:
+    return (f"<html>\n<head><title>{status}</title></head>\n<body>\n<center><h1>{status}</h1>"
             f"</center>\n<hr><center>{server}</center>\n</body>\n</html>\n")
+
+
+_ERRORS = ("502 Bad Gateway", "500 Internal Server Error", "503 Service Unavailable",
+           "504 Gateway Time-out", "404 Not Found", "400 Bad Request")
+
+
+def _benign_server_error(rng: random.Random, domain: str) -> _Resp:
+    """A plain server error page of a common web server."""
+    status, server = rng.choice(_ERRORS), rng.choice(_SERVERS)
+    body = _error_page(status, server.split("/")[0])
     return _Resp(status, _html_headers(body, ("Server", server)), body, "localhost")
+
+
+def _benign_cdn_error(rng: random.Random, domain: str) -> _Resp:
+    """The CDN's origin-error page (a false-positive signature covers the CDN)."""
+    status = rng.choice(("502 Bad Gateway", "504 Gateway Time-out", "520 Unknown Error", "404 Not Found"))
+    body = (_error_page(status, "StratusEdge") if rng.random() < 0.5 else
+            f"<!DOCTYPE html>\n<html><head><title>{domain} | {status}</title></head>\n<body>\n"
+            f"<h1>Error {status[:3]}</h1>\n<p>The origin web server of {domain} is not reachable. "
+            f"Ray ID: {_hex(rng, 16)}</p>\n</body></html>\n")
+    return _Resp(status, _html_headers(body, ("Server", "StratusEdge")), body, "StratusEdge Inc")
+
+
+def _benign_cdn_redirect(rng: random.Random, domain: str) -> _Resp:
+    """The CDN redirecting to HTTPS (a false-positive signature covers the CDN)."""
+    target = f"https://{domain}/" if rng.random() < 0.7 else f"https://www.{domain.removeprefix('www.')}/"
+    code = rng.choice(("301 Moved Permanently", "302 Found", "307 Temporary Redirect"))
+    body = (f"<html>\n<head><title>{code}</title></head>\n<body>\n<center><h1>{code}</h1></center>\n"
+            "<hr><center>StratusEdge</center>\n</body>\n</html>\n")
+    return _Resp(code, _html_headers(body, ("Location", target), ("Server", "StratusEdge")), body,
+                 "StratusEdge Inc")
 
 
 def _benign_maintenance(rng: random.Random, domain: str) -> _Resp:
     """A site-maintenance notice."""
+    title, line = rng.choice((
+        ("Site Maintenance", "We&rsquo;ll be back soon!"), ("Under Maintenance", "Scheduled maintenance"),
+        ("Temporarily unavailable", "This site is temporarily down for maintenance")))
     body = (
-        "<!doctype html>\n<html><head><title>Site Maintenance</title></head>\n<body>\n"
-        "<article><h1>We&rsquo;ll be back soon!</h1>\n<p>Sorry for the inconvenience; we are "
+        f"<!doctype html>\n<html><head><title>{title}</title></head>\n<body>\n"
+        f"<article><h1>{line}</h1>\n<p>Sorry for the inconvenience; we are "
         "performing some maintenance at the moment.</p></article>\n</body></html>\n"
     )
     return _Resp("503 Service Unavailable", _html_headers(body, ("Retry-After", "3600")), body,
@@ -682,9 +870,45 @@ def _benign_maintenance(rng: random.Random, domain: str) -> _Resp:
 
 def _benign_redirect(rng: random.Random, domain: str) -> _Resp:
     """A redirect to the HTTPS version of the site."""
+    target = f"https://{domain}/" if rng.random() < 0.7 else f"https://{domain}/index.php"
     body = ('<html><head><title>301 Moved Permanently</title></head><body><h1>Moved Permanently'
-            f'</h1><p>The document has moved <a href="https://{domain}/">here</a>.</p></body></html>\n')
-    return _Resp("301 Moved Permanently", _html_headers(body, ("Location", f"https://{domain}/")),
+            f'</h1><p>The document has moved <a href="{target}">here</a>.</p></body></html>\n')
+    return _Resp("301 Moved Permanently",
+                 _html_headers(body, ("Location", target), ("Server", rng.choice(_SERVERS))), body, domain)
+
+
+def _benign_suspended(rng: random.Random, domain: str) -> _Resp:
+    """A shared host's suspended-account page (covered by a false-positive signature)."""
+    body = (
+        "<html><head><title>Account Suspended</title></head>\n<body>\n"
+        "<h1>This Account has been suspended.</h1>\n"
+        f"<p>{rng.choice(('Contact your hosting provider for more information.', 'Please contact the billing department.'))}</p>\n"
+        '<a href="/cgi-sys/suspendedpage.cgi">details</a>\n</body></html>\n'
+    )
+    return _Resp("200 OK", _html_headers(body, ("Server", rng.choice(("Apache", "LiteSpeed")))), body,
+                 "cpanel")
+
+
+def _benign_plesk(rng: random.Random, domain: str) -> _Resp:
+    """A Plesk default domain page (covered by a false-positive signature)."""
+    body = (
+        "<!DOCTYPE html>\n<html><head><title>Domain Default page</title></head>\n<body>\n"
+        f"<h2>{domain}</h2>\n<p>This page is generated by Plesk, the leading hosting automation "
+        "software.</p>\n</body></html>\n"
+    )
+    return _Resp("200 OK", _html_headers(body, ("Server", "nginx"), ("X-Powered-By", "PleskLin")), body,
+                 "Plesk")
+
+
+def _benign_login(rng: random.Random, domain: str) -> _Resp:
+    """A login form in front of a private site (no false-positive signature)."""
+    body = (
+        f"<!DOCTYPE html>\n<html><head><title>{rng.choice(('Sign in', 'Login', 'Members area'))}</title></head>\n"
+        "<body>\n<form method=\"post\" action=\"/login\">\n<input name=\"user\"><input type=\"password\" "
+        "name=\"pass\">\n<button>Sign in</button>\n</form>\n"
+        f"<p>{rng.choice(('Please log in to continue.', 'Authorised users only.'))}</p>\n</body></html>\n"
+    )
+    return _Resp(rng.choice(("200 OK", "401 Unauthorized")), _html_headers(body, ("Server", rng.choice(_SERVERS))),
                  body, domain)
 
 
@@ -696,9 +920,14 @@ _BENIGN_BUILDERS: dict[str, Callable[[random.Random, str], _Resp]] = {
     "parked_domainmart": _benign_domainmart,
     "cdn_challenge": _benign_cdn_challenge,
     "cdn_denied": _benign_cdn_denied,
+    "cdn_error": _benign_cdn_error,
+    "cdn_redirect": _benign_cdn_redirect,
+    "hosting_suspended": _benign_suspended,
+    "plesk_default": _benign_plesk,
     "server_error": _benign_server_error,
     "maintenance": _benign_maintenance,
     "redirect_https": _benign_redirect,
+    "login_page": _benign_login,
 }
 
 
@@ -759,7 +988,7 @@ def _censored_outcome(
     """One censored try on this path with the given mechanism."""
     if mech == "blockpage":
         assert vp.vendor is not None
-        resp = _VENDOR_PAGES[vp.vendor](rng, domain.name, vp, domain.category)
+        resp = _family_page(rng, vp.vendor, domain.name, vp, domain.category)
         return _Outcome("blockpage", True, vp.vendor, vp.vendor, resp=resp,
                         duration_ms=rng.uniform(80, 900))
     if mech == "reset":

@@ -103,7 +103,7 @@ class TokenLayout:
 
 # --------------------------------------------------------------------------- normalisation
 
-_NORMALISERS: tuple[tuple[str, str], ...] = (  # (placeholder, regex), earlier wins at a position
+_NORMALISERS: tuple[tuple[str, str], ...] = (  # (placeholder, regex), applied in this order
     ("[ADDR]", r"\b(?:\d{1,3}\.){3}\d{1,3}:\d{1,5}\b"),
     ("[IP]", r"\b(?:\d{1,3}\.){3}\d{1,3}\b"),
     (
@@ -117,13 +117,9 @@ _NORMALISERS: tuple[tuple[str, str], ...] = (  # (placeholder, regex), earlier w
     ("[HEX]", r"\b[0-9a-fA-F]{12,}\b"),
     ("[NUM]", r"\b\d{5,}\b"),
 )
-# One pass over the text: an alternation of named groups, dispatched on the group that matched.
-_VOLATILE = re.compile("|".join(f"(?P<g{i}>{rx})" for i, (_, rx) in enumerate(_NORMALISERS)))
-_PLACEHOLDER_OF = {f"g{i}": ph for i, (ph, _) in enumerate(_NORMALISERS)}
-
-
-def _placeholder(match: re.Match[str]) -> str:
-    return _PLACEHOLDER_OF[match.lastgroup or ""]
+# Applied one after another: measured faster than one alternation, which cannot use each
+# pattern's own fast scan.
+_COMPILED = tuple((re.compile(rx), ph) for ph, rx in _NORMALISERS)
 
 
 def try_text(t: Try, max_chars: int = MAX_TEXT_CHARS) -> str:
@@ -140,7 +136,9 @@ def normalise(text: str, domain: str) -> str:
     """Replace volatile parts (the test domain, addresses, dates, ids) with placeholders."""
     if domain:
         text = text.replace(domain, "[DOMAIN]")
-    return _VOLATILE.sub(_placeholder, text)
+    for pattern, placeholder in _COMPILED:
+        text = pattern.sub(placeholder, text)
+    return text
 
 
 # --------------------------------------------------------------------------- static features
