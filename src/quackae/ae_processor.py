@@ -342,14 +342,14 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
         restored = ray.train.get_checkpoint()
         if restored is not None:
             with restored.as_directory() as d:
-                trainer.fit(model, datamodule=dm, ckpt_path=str(Path(d) / "checkpoint.ckpt"), weights_only=False)
+                trainer.fit(model, datamodule=dm, ckpt_path=str(Path(d) / "checkpoint.ckpt"), weights_only=True)
         else:
-            trainer.fit(model, datamodule=dm, ckpt_path=resume, weights_only=False)
+            trainer.fit(model, datamodule=dm, ckpt_path=resume, weights_only=True)
     else:
-        trainer.fit(model, datamodule=dm, ckpt_path=resume, weights_only=False)
+        trainer.fit(model, datamodule=dm, ckpt_path=resume, weights_only=True)
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint else ""
-    tested = trainer.test(model, datamodule=dm, ckpt_path=best or None, weights_only=False, verbose=False)
+    tested = trainer.test(model, datamodule=dm, ckpt_path=best or None, weights_only=True, verbose=False)
     summary = {
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,

@@ -37,6 +37,7 @@ from quackae.sources import SourceError, expand_sources, iter_lines, scan_from_n
 log = logging.getLogger(__name__)
 
 CHUNK_LINES = 20_000
+CHUNK_BYTES = 64 * 2**20  # also commit after this much input, so memory stays bounded with big pages
 TOKENIZER_SAMPLE = 20_000  # tries of text the BPE model is trained on at a dataset's creation
 
 
@@ -104,6 +105,7 @@ class _Chunk:
         self.token_outcomes: list[str] = []
         self.rejects: list[dict[str, Any]] = []
         self.lines = 0
+        self.bytes = 0
 
     def __len__(self) -> int:
         return len(self.tries)
@@ -134,8 +136,9 @@ class _SourceWorker:
         for item in iter_lines(path, reject, skip_lines=skip_lines):
             last_line = item.line_no
             chunk.lines += 1
+            chunk.bytes += len(item.data)
             self._add_line(chunk, key, name, item.line_no, item.data, scan)
-            if chunk.lines >= self.options.chunk_lines:
+            if chunk.lines >= self.options.chunk_lines or chunk.bytes >= CHUNK_BYTES:
                 self._commit(chunk, key, chunk_no, last_line, done=False)
                 self.emit(("progress", chunk.lines))
                 chunk, chunk_no = _Chunk(), chunk_no + 1

@@ -1,0 +1,35 @@
+"""`quackae demo` end to end on a small scale: every stage's artefact lands under one folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import run_cli
+from quackae import store
+
+
+@pytest.mark.slow
+def test_small_demo_runs_every_stage(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = run_cli("demo", "--out", out, "--scale", "0.12", "--epochs", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for stage in ("synth", "flatten", "train autoencoder", "encode --filtered", "encode --evaluate",
+                  "classify train", "classify predict + report", "plots"):  # fmt: skip
+        assert f"] {stage}:" in result.stdout
+    assert "recall" in result.stdout and "false-positive rate" in result.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["truth"]["classifier"]["at_threshold"]["recall"] is not None
+    # every undetermined row of the dataset got exactly one probability
+    manifest = store.read_manifest(out / "dataset")
+    ids = pq.read_table(sorted((out / "candidates" / "shards").glob("*.parquet")))["row_id"].to_pylist()
+    assert len(ids) == len(set(ids)) == manifest["undetermined"]
+    report = json.loads((out / "candidates" / "report.json").read_text())
+    assert report["rows"] == manifest["undetermined"] and "groups" in report
+    assert (out / "candidates" / "report.md").read_text().startswith("# Censorship candidates")
+    assert {p.name for p in (out / "plots").glob("*.png")} >= {"training_curves.png", "embeddings_pca.png", "probabilities.png"}
+    metrics = json.loads((out / "classifier" / "metrics.json").read_text())
+    assert metrics["winner"] in ("classifier", "baseline", "tie")
