@@ -20,7 +20,7 @@ import torch
 
 from quackae import ae_processor, store, synth
 from quackae.autoencoder import QuackAutoEncoder
-from quackae.cp_tokenized_data import QuackTokenizedDataModule
+from quackae.cp_tokenized_data import BatchSampler, QuackTokenizedDataModule
 from quackae.flatten import Options, flatten
 
 
@@ -38,8 +38,10 @@ def make_checkpoint(dm: QuackTokenizedDataModule, path: Path, embed: int, hidden
 def encoder_alone(model: QuackAutoEncoder, dm: QuackTokenizedDataModule, batch: int) -> tuple[float, float]:
     """Records/s and non-pad tokens/s of ``model.forward`` on batches gathered beforehand."""
     cache = store.Dataset(dm.data_dir).tokens()
+    # the same length-bucketed batches the predict loader makes
+    sampler = BatchSampler(np.arange(len(cache)), cache.lengths, batch, shuffle=False, bucketing=True, seed=0)
+    batches = [torch.from_numpy(cache.batch(index, dm.pad_id)) for index in sampler]
     order = np.arange(len(cache))
-    batches = [torch.from_numpy(cache.batch(order[i : i + batch], dm.pad_id)) for i in range(0, len(order), batch)]
     model.eval()
     with torch.inference_mode():
         model(batches[0])  # warm-up

@@ -32,7 +32,7 @@ def _add_flatten(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenizer", type=Path, metavar="PATH", help="use this tokenizer.json (e.g. another dataset's) instead of training one")
     p.add_argument("--vocab_size", type=int, default=tokens.DEFAULT_VOCAB, metavar="N", help="BPE vocabulary size when training a tokenizer (default %(default)s)")
     p.add_argument("--mmdb", type=Path, metavar="PATH", help="MaxMind country database for v1 vantage points (default: the offline table shipped with iptocc)")
-    p.add_argument("--chunk_lines", type=int, default=20_000, metavar="N", help="input lines per committed shard: the most a killed run redoes (default %(default)s)")
+    p.add_argument("--chunk_lines", type=int, default=5_000, metavar="N", help="input lines per committed shard: the most a killed run redoes (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_flatten)
 

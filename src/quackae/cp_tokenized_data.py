@@ -10,6 +10,7 @@ of batches, so collective ops never wait on a missing peer); the Trainer must th
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -154,7 +155,7 @@ class PredictBatches(TokenBatches):
         super().__init__(root, pad_id)
         self.columns = list(columns)
         self._starts: np.ndarray | None = None
-        self._group: tuple[int, list[dict[str, Any]]] | None = None
+        self._group: OrderedDict[int, list[dict[str, Any]]] | None = None
 
     def _row_groups(self) -> list[tuple[int, Path, int, int]]:
         groups = []
@@ -174,12 +175,21 @@ class PredictBatches(TokenBatches):
         out = []
         for i in index.tolist():
             gi = int(np.searchsorted(self._starts, i, side="right") - 1)
-            if self._group is None or self._group[0] != gi:
-                _, path, g, _ = self._groups[gi]
-                rows = pq.ParquetFile(path).read_row_group(g, columns=self.columns).to_pylist()
-                self._group = (gi, rows)
-            out.append(self._group[1][i - int(self._starts[gi])])
+            out.append(self._row_group(gi)[i - int(self._starts[gi])])
         return out
+
+    def _row_group(self, gi: int) -> list[dict[str, Any]]:
+        """Rows of one row group, from a small cache (a bucketed batch may span two groups)."""
+        if self._group is None:
+            self._group = OrderedDict()
+        if gi in self._group:
+            self._group.move_to_end(gi)
+        else:
+            _, path, g, _ = self._groups[gi]
+            self._group[gi] = pq.ParquetFile(path).read_row_group(g, columns=self.columns).to_pylist()
+            if len(self._group) > 3:
+                self._group.popitem(last=False)
+        return self._group[gi]
 
     def __getitem__(self, index: np.ndarray) -> tuple[list[dict[str, Any]], torch.Tensor]:
         return self._metadata(index), super().__getitem__(index)
@@ -342,7 +352,7 @@ class QuackTokenizedDataModule(pl.LightningDataModule):
             self.lengths(),
             self.batch_size,
             shuffle=False,
-            bucketing=False,
+            bucketing=True,  # order is free here (rows carry their ids): cut the padding
             seed=self.seed,
             rank=rank,
             world_size=world,

@@ -36,7 +36,7 @@ from quackae.sources import SourceError, expand_sources, iter_lines, scan_from_n
 
 log = logging.getLogger(__name__)
 
-CHUNK_LINES = 20_000
+CHUNK_LINES = 5_000
 CHUNK_BYTES = 64 * 2**20  # also commit after this much input, so memory stays bounded with big pages
 TOKENIZER_SAMPLE = 20_000  # tries of text the BPE model is trained on at a dataset's creation
 

@@ -238,12 +238,16 @@ class Encoder:
     def encode(self, tries: Sequence[Try], outcomes: Sequence[str]) -> list[list[int]]:
         """Token ids for each try: START statics SEP text END, head kept on truncation."""
         limit = self.max_tokens * CHARS_PER_TOKEN
-        texts = [normalise(try_text(t, limit), t.domain) for t in tries]
-        encodings = self.tokenizer.encode_batch(texts, add_special_tokens=False)
+        # Normalised texts repeat a lot (error strings, echoes, blockpages): BPE each once.
+        slot: dict[str, int] = {}
+        which = [slot.setdefault(normalise(try_text(t, limit), t.domain), len(slot)) for t in tries]
         off = self.layout.text_offset
-        out = []
-        for t, outcome, enc in zip(tries, outcomes, encodings, strict=True):
-            head = [START, *static_tokens(t, outcome, self.layout), SEP]
-            room = max(self.max_tokens - len(head) - 1, 0)
-            out.append(head + [i + off for i in enc.ids[:room]] + [END])
-        return out
+        room = self.max_tokens - len(STATIC_FIELDS) - 3
+        text_ids = [
+            [i + off for i in enc.ids[:room]]
+            for enc in self.tokenizer.encode_batch(list(slot), add_special_tokens=False)
+        ]
+        return [
+            [START, *static_tokens(t, outcome, self.layout), SEP, *text_ids[k], END]
+            for t, outcome, k in zip(tries, outcomes, which, strict=True)
+        ]
