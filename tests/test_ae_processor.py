@@ -189,3 +189,10 @@ def test_clear_one_line_errors(small_dataset: Path, tmp_path: Path, capsys) -> N
     bogus = tmp_path / "bogus.ckpt"
     bogus.write_bytes(b"not a checkpoint")
     one_line(in_process(capsys, "--data_dir", small_dataset, "--ray_nodes", "0", "--checkpoint_path", bogus), "checkpoint")
+
+
+def test_quackae_train_and_encode_reach_the_controller() -> None:
+    result = run_cli("train", "--help")
+    assert result.returncode == 0 and "--ray_nodes" in result.stdout and "--max_epochs" in result.stdout
+    result = run_cli("encode", "--data_dir", "/nonexistent/quackae", "--checkpoint_path", "x.ckpt")
+    assert result.returncode == 2 and "no dataset at /nonexistent/quackae" in result.stderr

@@ -425,10 +425,10 @@ def _root_cause(exc: BaseException) -> str:
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
     """Fit, test, write and return the run summary."""
+    build_data(args)  # a missing dataset fails here, before Ray starts
     _check_ray_resources(args)
     storage = Path(args.storage_path)
     storage.mkdir(parents=True, exist_ok=True)
-    build_data(args)  # a missing dataset fails here, before Ray starts
     config = {"resume": _resume_path(args)}
     if args.ray_nodes == 0:
         return train_worker({"args": vars(args), **config})
@@ -506,8 +506,8 @@ def encode(args: argparse.Namespace) -> dict[str, Any]:
             "--encode needs --checkpoint_path: an untrained model's features are noise; train "
             "first (without --encode) and pass one of its checkpoints"
         )
-    _check_ray_resources(args)
     dm = build_data(args, mode=encode_mode(args))
+    _check_ray_resources(args)
     ckpt = _load_weights(args.checkpoint_path)
     hp = check_fits(ckpt, dm, args.checkpoint_path)
     # the architecture is the checkpoint's, whatever --embed_size/--hidden_size say

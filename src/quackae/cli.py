@@ -175,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script and of ``python -m quackae``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
+    if command in ("train", "encode") and argv[0] == command:  # the controller parses its own flags
+        return _run_controller((["--encode"] if command == "encode" else []) + argv[1:])
     args = build_parser(command).parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
