@@ -36,6 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from quackae import report, store
+from quackae.cp_tokenized_data import split_of as data_split_of
 from quackae.embeddings import META
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,6 @@ SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
 BASELINE_FILE = "baseline.npz"
 METRICS_FILE = "metrics.json"
 TIE_MARGIN = 0.005  # ROC-AUC difference below which neither model "wins"
-_MASK64 = (1 << 64) - 1
 
 
 # --------------------------------------------------------------------------- reading latents
@@ -86,16 +86,8 @@ def read_embeddings(embeddings: Path, columns: tuple[str, ...] = ("row_id", "cen
 
 
 def split_of(row_ids: np.ndarray, seed: int = 0) -> np.ndarray:
-    """0 train / 1 val / 2 test per row, from a splitmix64 hash of (row_id, seed): stable anywhere."""
-    salt = np.uint64((seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) & _MASK64)
-    z = np.asarray(row_ids, dtype=np.int64).view(np.uint64) ^ salt
-    with np.errstate(over="ignore"):
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    u = (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-    bounds = np.cumsum(SPLIT_FRACTIONS)[:-1]
-    return np.searchsorted(bounds, u, side="right").astype(np.int8)
+    """0 train / 1 val / 2 test per row, by stable row-id hash (the data module's, other fractions)."""
+    return data_split_of(row_ids, seed, SPLIT_FRACTIONS)
 
 
 # --------------------------------------------------------------------------- metrics

@@ -40,10 +40,10 @@ def _uniform(row_ids: np.ndarray, seed: int, salt: str) -> np.ndarray:
     return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
-def split_of(row_ids: np.ndarray, seed: int) -> np.ndarray:
+def split_of(row_ids: np.ndarray, seed: int, fractions: tuple[float, ...] = SPLIT_FRACTIONS) -> np.ndarray:
     """Split number (0 train, 1 val, 2 test) of every row: stable across runs and appends."""
-    u = _uniform(row_ids, seed, "split")
-    edges = np.cumsum(SPLIT_FRACTIONS)[:-1]
+    u = _uniform(np.asarray(row_ids, dtype=np.int64), seed, "split")
+    edges = np.cumsum(fractions)[:-1]
     return np.searchsorted(edges, u, side="right").astype(np.int8)
 
 
