@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from quackae import synth
 from quackae.flatten import Options, flatten
@@ -38,3 +40,12 @@ def small_dataset(tmp_path_factory, archive_v2_http) -> Path:
     root = tmp_path_factory.mktemp("ds") / "dataset"
     flatten([archive_v2_http.archive, echo.archive], root, Options(max_tokens=128), progress=False, vocab_size=1024)
     return root
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tiny tensors: one intra-op thread (two threads on a busy machine cost ~100x per op)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import lightning.pytorch as pl
 import pytest
 import torch
@@ -16,13 +14,7 @@ from quackae.autoencoder import QuackAutoEncoder, check_finite
 VOCAB, EMBED, HIDDEN = 23, 6, 8
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: one intra-op thread (two threads on a busy machine cost ~100x per op)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def padded_batch(lengths: list[int], width: int, pad: int = 0, seed: int = 0) -> Tensor:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from torch import Tensor, nn
@@ -14,13 +12,7 @@ from quackae.gru import FastGRU, GRUCellStack, gru_scan, reverse_index
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: one intra-op thread (two threads on a busy machine cost ~100x per op)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _reference_gru(ref: nn.GRU, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
