@@ -352,8 +352,13 @@ class BagOfTokensBaseline:
             return cls(coef=z["coef"], intercept=float(z["intercept"][0]), tokenizer_sha256=str(z["tokenizer_sha256"]))
 
 
-def fit_baseline(tokens: report.DatasetTokens, dm: LatentDataModule, seed: int, threshold: float) -> tuple[BagOfTokensBaseline, dict[str, Any]]:
-    """Fit the baseline on the training split and measure it on the test split."""
+def fit_baseline(tokens: report.DatasetTokens, dm: LatentDataModule, seed: int, threshold: float,
+                 target_fpr: float | None = None) -> tuple[BagOfTokensBaseline, dict[str, Any]]:
+    """Fit the baseline on the training split and measure it on the test split.
+
+    With ``target_fpr`` its threshold is 0.5 raised where needed to keep the false-positive
+    rate on its own validation probabilities <= target_fpr: its own operating point.
+    """
     from sklearn.linear_model import LogisticRegression
 
     x_tr, y_tr, ids_tr = dm.part("train")
@@ -366,6 +371,11 @@ def fit_baseline(tokens: report.DatasetTokens, dm: LatentDataModule, seed: int, 
     lr = LogisticRegression(C=1.0, max_iter=2000, random_state=seed)
     lr.fit(BagOfTokensBaseline.features(tokens, ids_tr), y_tr)
     model = BagOfTokensBaseline(lr.coef_[0].copy(), float(lr.intercept_[0]), tokens.tokenizer_sha256)
+    if target_fpr is not None:
+        threshold_floor = 0.5  # the natural decision boundary, raised only to meet target_fpr
+        _, y_va, ids_va = dm.part("val")
+        val_prob = model.probability(BagOfTokensBaseline.features(tokens, ids_va))
+        threshold = max(threshold_floor, report.threshold_for_fpr(val_prob[y_va == 0].astype(np.float64), target_fpr))
     prob = model.probability(BagOfTokensBaseline.features(tokens, ids_te))
     return model, {"model": "logistic regression on log1p bag of token ids (text + static features)",
                    **binary_metrics(y_te, prob, threshold)}  # fmt: skip
@@ -460,13 +470,15 @@ def train_classifier(
     threshold_rule = "given"
     if target_fpr is not None:
         x_va, y_va, _ = dm.part("val")
-        threshold = report.threshold_for_fpr(model.probability(x_va)[y_va == 0].astype(np.float64), target_fpr)
-        threshold_rule = f"lowest threshold with false-positive rate <= {target_fpr} on the labelled validation split"
+        fpr_threshold = report.threshold_for_fpr(model.probability(x_va)[y_va == 0].astype(np.float64), target_fpr)
+        threshold = max(threshold, fpr_threshold)
+        threshold_rule = (f"the given threshold, raised where needed to keep the false-positive rate <= {target_fpr} "
+                          "on the labelled validation split")  # fmt: skip
         model.hparams.threshold = threshold
     trainer.test(model, datamodule=dm, verbose=False)
     x_te, y_te, _ = dm.part("test")
     clf = {"model": "QuackLatentClassifier on autoencoder latents", **binary_metrics(y_te, model.probability(x_te), threshold)}
-    base = _baseline_metrics(meta, dm, storage, seed, threshold)
+    base = _baseline_metrics(meta, dm, storage, seed, threshold, target_fpr)
     winner, sentence = verdict(clf, base)
     metrics = {
         "kind": "classifier_metrics", "embeddings": str(Path(embeddings).resolve()), "dataset": meta.get("dataset"),
@@ -480,10 +492,11 @@ def train_classifier(
     return metrics
 
 
-def _baseline_metrics(meta: dict[str, Any], dm: LatentDataModule, storage: Path, seed: int, threshold: float) -> dict[str, Any]:
+def _baseline_metrics(meta: dict[str, Any], dm: LatentDataModule, storage: Path, seed: int, threshold: float,
+                      target_fpr: float | None = None) -> dict[str, Any]:
     """Fit, save and measure the baseline, or say why it was skipped."""
     try:
-        model, metrics = fit_baseline(open_dataset_tokens(meta), dm, seed, threshold)
+        model, metrics = fit_baseline(open_dataset_tokens(meta), dm, seed, threshold, target_fpr)
     except (ValueError, store.StoreError) as e:
         log.warning("baseline skipped: %s", e)
         return {"skipped": str(e)}

@@ -114,7 +114,8 @@ def run_demo(out: Path, scale: float = 1.0, seed: int = 0, epochs: int = 8, ray_
 
     def classify_and_report() -> dict[str, Any]:
         predict(out / "encoded_evaluate", Path(metrics["checkpoint"]), out / "candidates", threshold=threshold)
-        truth = score_against_truth(out / "candidates", sorted(raw.glob("*.truth.jsonl")), threshold=threshold)
+        truth = score_against_truth(out / "candidates", sorted(raw.glob("*.truth.jsonl")), threshold=threshold,
+                                    baseline_threshold=metrics.get("baseline", {}).get("threshold"))  # fmt: skip
         write_report(out / "candidates", threshold, metrics, truth)
         return truth
 

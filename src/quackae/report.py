@@ -495,7 +495,8 @@ def _score(prob: np.ndarray, censored: np.ndarray, mechanism: np.ndarray, vendor
 
 
 def score_against_truth(
-    predictions: Path, truth_files: Sequence[Path], threshold: float = 0.5, target_fpr: float = 0.02
+    predictions: Path, truth_files: Sequence[Path], threshold: float = 0.5, target_fpr: float = 0.02,
+    baseline_threshold: float | None = None,
 ) -> dict[str, Any]:
     """Recall on truly censored scored tries and FPR on truly uncensored ones, for both models.
 
@@ -524,5 +525,6 @@ def score_against_truth(
             out[name] = None
             continue
         prob = arr.fill_null(0.0).to_numpy(zero_copy_only=False).astype(np.float64)
-        out[name] = _score(prob, censored, mechanism, vendor, threshold, target_fpr)
+        at = baseline_threshold if name == "baseline" and baseline_threshold is not None else threshold
+        out[name] = _score(prob, censored, mechanism, vendor, at, target_fpr)
     return out
