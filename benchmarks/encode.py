@@ -10,6 +10,7 @@ controller's in-process encode, which reads the dataset, encodes and writes embe
 from __future__ import annotations
 
 import argparse
+import copy
 import shutil
 import tempfile
 import time
@@ -35,30 +36,29 @@ def make_checkpoint(dm: QuackTokenizedDataModule, path: Path, embed: int, hidden
     return model
 
 
-def encoder_alone(model: QuackAutoEncoder, dm: QuackTokenizedDataModule, batch: int) -> tuple[float, float]:
-    """Records/s and non-pad tokens/s of ``model.forward`` on batches gathered beforehand."""
+def encoder_alone(model: QuackAutoEncoder, dm: QuackTokenizedDataModule, batch: int,
+                  dtype: torch.dtype = torch.float32) -> tuple[float, float, torch.Tensor]:
+    """Records/s, non-pad tokens/s and the latents of ``model.forward`` (in ``dtype``) on batches gathered beforehand."""
     cache = store.Dataset(dm.data_dir).tokens()
     # the same length-bucketed batches the predict loader makes
     sampler = BatchSampler(np.arange(len(cache)), cache.lengths, batch, shuffle=False, bucketing=True, seed=0)
     batches = [torch.from_numpy(cache.batch(index, dm.pad_id)) for index in sampler]
     order = np.arange(len(cache))
-    model.eval()
+    model = copy.deepcopy(model).to(dtype).eval()
     with torch.inference_mode():
         model(batches[0])  # warm-up
         start = time.perf_counter()
-        for x in batches:
-            model(x)
+        latents = [model(x)[0] for x in batches]
         seconds = time.perf_counter() - start
     tokens = int(sum(int((x != dm.pad_id).sum()) for x in batches))
-    return len(order) / seconds, tokens / seconds
+    return len(order) / seconds, tokens / seconds, torch.cat(latents).float()
 
 
-def end_to_end(data: Path, ckpt: Path, out: Path, batch: int, embed: int, hidden: int) -> float:
+def end_to_end(data: Path, ckpt: Path, out: Path, batch: int, precision: str) -> float:
     """Seconds of the controller's whole in-process encode."""
     args = ae_processor.build_parser().parse_args(
         ["--data_dir", str(data), "--checkpoint_path", str(ckpt), "--storage_path", str(out), "--encode",
-         "--ray_nodes", "0", "--batch_size", str(batch), "--embed_size", str(embed), "--hidden_size", str(hidden),
-         "--enable_progress_bar", "false"]  # fmt: skip
+         "--ray_nodes", "0", "--batch_size", str(batch), "--precision", precision, "--enable_progress_bar", "false"]  # fmt: skip
     )
     start = time.perf_counter()
     ae_processor.main(args)
@@ -84,14 +84,23 @@ def main() -> None:
         dm.prepare_data()
         model = make_checkpoint(dm, work / "model.ckpt", args.embed_size, args.hidden_size)
         lengths = store.Dataset(data).tokens().lengths
-        rec_alone, tok_alone = encoder_alone(model, dm, args.batch_size)
-        seconds = end_to_end(data, work / "model.ckpt", work / "enc", args.batch_size, args.embed_size, args.hidden_size)
-        rec_e2e, tok_e2e = len(lengths) / seconds, int(lengths.sum()) / seconds
         print(f"dataset: {len(lengths)} records, mean length {lengths.mean():.0f} tokens; model E={args.embed_size} "
               f"H={args.hidden_size}, B={args.batch_size}, {torch.get_num_threads()} threads")  # fmt: skip
-        print(f"{'encoder alone':<28}{rec_alone:>12,.0f} records/s{tok_alone:>14,.0f} tokens/s")
-        print(f"{'end-to-end (read+enc+write)':<28}{rec_e2e:>12,.0f} records/s{tok_e2e:>14,.0f} tokens/s"
-              f"   ({tok_e2e / tok_alone:.0%} of encoder alone; target >= 70%)")  # fmt: skip
+        reference = None
+        for name, dtype, precision in (("fp32", torch.float32, "32-true"), ("bf16", torch.bfloat16, "bf16-true")):
+            rec_alone, tok_alone, latents = encoder_alone(model, dm, args.batch_size, dtype)
+            seconds = end_to_end(data, work / "model.ckpt", work / f"enc-{name}", args.batch_size, precision)
+            rec_e2e, tok_e2e = len(lengths) / seconds, int(lengths.sum()) / seconds
+            agree = ""
+            if reference is None:
+                reference = latents
+            else:
+                cos = torch.nn.functional.cosine_similarity(latents, reference, dim=1)
+                agree = f"; latents vs fp32: cosine min {cos.min():.5f}"
+            print(f"{name} (--precision {precision}){agree}")
+            print(f"  {'encoder alone':<28}{rec_alone:>10,.0f} records/s{tok_alone:>12,.0f} tokens/s")
+            print(f"  {'end-to-end (read+enc+write)':<28}{rec_e2e:>10,.0f} records/s{tok_e2e:>12,.0f} tokens/s"
+                  f"   ({tok_e2e / tok_alone:.0%} of encoder alone; target >= 70%)")  # fmt: skip
         print("target: encoder >= 100,000 tokens/s (the original: ~50,000; FLOP limit ~150,000)")
     finally:
         shutil.rmtree(work, ignore_errors=True)

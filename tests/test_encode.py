@@ -139,3 +139,16 @@ def test_two_ray_workers_write_every_record_exactly_once(small_dataset: Path, ch
     assert len(ids) == len(set(ids)) == len(store.Dataset(small_dataset))
     ranks = {p.name.split("-r")[1][:3] for p in (out / "shards").glob("*.parquet")}
     assert ranks == {"000", "001"}  # both workers wrote their own part
+
+
+def test_bf16_encoding_agrees_with_fp32(small_dataset: Path, checkpoint: Path, tmp_path: Path, capsys) -> None:
+    assert encode(capsys, small_dataset, checkpoint, tmp_path / "fp32", "--evaluate")[0] == 0
+    code, text = encode(capsys, small_dataset, checkpoint, tmp_path / "bf16", "--evaluate", "--precision", "bf16-true")
+    assert code == 0, text
+    a, b = written(tmp_path / "fp32").sort_by("row_id"), written(tmp_path / "bf16").sort_by("row_id")
+    assert a["row_id"].to_pylist() == b["row_id"].to_pylist()
+    x = np.stack(a["embedding"].to_numpy(zero_copy_only=False))
+    y = np.stack(b["embedding"].to_numpy(zero_copy_only=False))
+    assert y.dtype == np.float32
+    cos = (x * y).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(y, axis=1)
+    assert cos.min() > 0.999
