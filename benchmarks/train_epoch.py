@@ -27,7 +27,7 @@ def run(data: Path, storage: Path, args: argparse.Namespace, bucketing: bool) ->
             "--limit_test_batches", "0", "--num_sanity_val_steps", "0", "--batch_size", str(args.batch_size),
             "--embed_size", str(args.embed_size), "--hidden_size", str(args.hidden_size),
             "--l_rate", "1e-3", "--enable_progress_bar", "false", "--enable_model_summary", "false",
-            "--logger", "csv"] + (["--bucketing"] if bucketing else [])  # fmt: skip
+            "--logger", "csv", "--precision", args.precision] + (["--bucketing"] if bucketing else [])  # fmt: skip
     parsed = ae_processor.build_parser().parse_args(argv)
     start = time.perf_counter()
     ae_processor.train_worker({"args": vars(parsed), "resume": None})
@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--embed_size", type=int, default=128)
     parser.add_argument("--hidden_size", type=int, default=512)
+    parser.add_argument("--precision", default="32-true", help="Trainer precision, e.g. bf16-mixed")
     args = parser.parse_args()
     ae_processor.quiet_warnings()
     work = Path(tempfile.mkdtemp(prefix="quackae-bench-epoch-"))
@@ -64,7 +65,7 @@ def main() -> None:
         data = work / "ds"
         flatten([r.archive for r in raws], data, Options(max_tokens=args.max_tokens), progress=False)
         print(f"E={args.embed_size} H={args.hidden_size} B={args.batch_size}, {args.batches} batches, "
-              f"max_tokens {args.max_tokens}, teacher forcing p=0.5 (default mixed training)")  # fmt: skip
+              f"max_tokens {args.max_tokens}, teacher forcing p=0.5 (default mixed training), precision {args.precision}")  # fmt: skip
         for bucketing in (False, True):
             seconds = run(data, work / f"run{bucketing}", args, bucketing)
             records, tokens, cells = padded_cells(data, args.batch_size, args.batches, bucketing)

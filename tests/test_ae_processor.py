@@ -196,3 +196,12 @@ def test_quackae_train_and_encode_reach_the_controller() -> None:
     assert result.returncode == 0 and "--ray_nodes" in result.stdout and "--max_epochs" in result.stdout
     result = run_cli("encode", "--data_dir", "/nonexistent/quackae", "--checkpoint_path", "x.ckpt")
     assert result.returncode == 2 and "no dataset at /nonexistent/quackae" in result.stderr
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "bf16-true"])
+def test_reduced_precision_trains(small_dataset: Path, tmp_path: Path, capsys, precision: str) -> None:
+    result = in_process(capsys, "--data_dir", small_dataset, "--storage_path", tmp_path / precision, "--ray_nodes", "0",
+                        "--max_epochs", "1", "--limit_train_batches", "3", "--limit_val_batches", "2",
+                        "--limit_test_batches", "2", "--precision", precision, *SMALL)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert summary(tmp_path / precision)["steps"] == 3

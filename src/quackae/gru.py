@@ -40,6 +40,7 @@ class _GRUScan(torch.autograd.Function):
     """
 
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)  # under autocast: scan in fp32
     def forward(ctx, gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor) -> Tensor:  # type: ignore[override]
         d, steps, b, g = gi.shape
         hid = g // 3
@@ -63,6 +64,7 @@ class _GRUScan(torch.autograd.Function):
         return out
 
     @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, dout: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # type: ignore[override]
         w_hh, h0, out, rz, n, ghn = ctx.saved_tensors
         d, steps, b, hid = out.shape
@@ -117,7 +119,8 @@ def gru_cell(x: Tensor | None, h: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tens
         if x is None:
             raise ValueError("gru_cell needs x or gi")
         gi = F.linear(x, w_ih, b_ih)
-    gh = F.linear(h, w_hh, b_hh)
+    # under autocast the linear layers may come back in bf16: keep the state in h's dtype
+    gi, gh = gi.to(h.dtype), F.linear(h, w_hh, b_hh).to(h.dtype)
     rz = torch.sigmoid(gi[:, : 2 * hid] + gh[:, : 2 * hid])
     n = torch.tanh(torch.addcmul(gi[:, 2 * hid :], rz[:, :hid], gh[:, 2 * hid :]))
     return torch.lerp(n, h, rz[:, hid:])
