@@ -133,3 +133,25 @@ def test_non_finite_loss_raises_floating_point_error() -> None:
     with pytest.raises(FloatingPointError, match="train_loss"):
         m.training_step(padded_batch([4, 2], 4), 0)
     check_finite(torch.tensor(1.0), "x", 0)
+
+
+def test_mean_latent_averages_text_states_and_falls_back_to_all_tokens() -> None:
+    m = model(layout={"text_offset": 10}).double()
+    x = padded_batch([7, 3, 5], 8)
+    x[:, 0] = 1  # START, and statics below the text offset in row 2 only
+    x[2, :5] = torch.tensor([1, 4, 5, 6, 3])
+    final, states = m(x)
+    torch.testing.assert_close(m.embed_rows(x, "final"), final)
+    mean = m.embed_rows(x, "mean")
+    for row in range(3):
+        real = x[row].ne(0)
+        text = real & x[row].ge(10)
+        use = text if text.any() else real  # row 2 has no text token: every real token counts
+        torch.testing.assert_close(mean[row], states[row][use].mean(dim=0))
+    assert not x[2].ge(10).any() and x[0].ge(10).any()
+    with pytest.raises(ValueError, match="unknown latent"):
+        m.embed_rows(x, "max")
+    m.latent = "mean"
+    meta, out = m.predict_step((["a", "b", "c"], x))
+    assert meta == ["a", "b", "c"]
+    torch.testing.assert_close(out, mean)

@@ -99,9 +99,64 @@ def test_baseline_saved_without_pickle(run):
 def test_baseline_skipped_without_dataset(run, tmp_path):
     dm = classifier.LatentDataModule(run / "encoded_filtered")
     dm.setup()
-    out = classifier._baseline_metrics({"dataset": str(tmp_path / "gone")}, dm, tmp_path, 0, 0.5)
+    out = classifier._baseline_metrics({"dataset": str(tmp_path / "gone")}, dm, tmp_path, 0, 0.5, 0.01, "none")
     assert "skipped" in out
     assert classifier.verdict({"roc_auc": 0.9, "f1": 0.8}, out)[0].startswith("classifier")
+
+
+def test_novel_kind_calibration_holds_out_each_benign_kind(run):
+    metrics = json.loads((run / "classifier" / classifier.METRICS_FILE).read_text())
+    for rule, threshold in ((metrics["threshold_rule"], metrics["threshold"]),
+                            (metrics["baseline"]["threshold_rule"], metrics["baseline"]["threshold"])):  # fmt: skip
+        assert rule["calibration"] == "novel-kind" and rule["threshold"] == threshold
+        kinds = rule["novel_kind"]["kinds"]
+        assert len(kinds) >= 2 and all(k["rows"] >= classifier.MIN_KIND_ROWS for k in kinds.values())
+        assert threshold == max(0.5, rule["validation"], *(k["threshold"] for k in kinds.values()))
+    dm = classifier.LatentDataModule(run / "encoded_filtered")
+    dm.setup()
+    assert set(dm.negative_kinds(classifier.MIN_KIND_ROWS)) == set(metrics["threshold_rule"]["novel_kind"]["kinds"])
+
+
+def test_novel_kind_threshold_fits_without_the_held_out_kind(run):
+    dm = classifier.LatentDataModule(run / "encoded_filtered")
+    dm.setup()
+    seen = []
+
+    def score(view, mask):  # a held-out kind's rows must be absent from every split of the view
+        assert not set(dm.row_ids[mask]) & set(view.row_ids)
+        assert len(view.row_ids) == len(dm.row_ids) - mask.sum()
+        seen.append(dm.kind[mask][0])
+        return np.linspace(0, 1, int(mask.sum()))
+
+    rule = classifier.novel_kind_threshold(dm, score, target_fpr=0.0)
+    assert sorted(seen) == sorted(rule["kinds"])
+    assert all(k["max_probability"] == 1.0 for k in rule["kinds"].values())
+    assert rule["threshold"] > 1.0 - 1e-9  # FPR 0 on a kind scoring up to 1.0: nothing below 1.0 is flagged
+    one_kind = dm.without((dm.y == 0) & (dm.kind != seen[0]))  # positives and a single benign kind
+    assert "skipped" in classifier.novel_kind_threshold(one_kind, score, 0.01)
+
+
+def test_calibration_none_and_validation(run, tmp_path):
+    none = classifier.train_classifier(run / "encoded_filtered", tmp_path / "none", max_epochs=3, lr=2e-2,
+                                       batch_size=32, progress=False, calibration="none")  # fmt: skip
+    assert none["threshold"] == 0.5 and none["baseline"]["threshold"] == 0.5
+    val = classifier.train_classifier(run / "encoded_filtered", tmp_path / "val", max_epochs=3, lr=2e-2,
+                                      batch_size=32, progress=False, calibration="validation")  # fmt: skip
+    assert "novel_kind" not in val["threshold_rule"] and val["threshold"] >= 0.5
+    with pytest.raises(ValueError, match="calibration"):
+        classifier.train_classifier(run / "encoded_filtered", tmp_path / "x", calibration="oracle")
+
+
+def test_predict_cli_uses_the_trained_threshold(run, tmp_path, capsys):
+    from quackae.cli import main
+
+    metrics = json.loads((run / "classifier" / classifier.METRICS_FILE).read_text())
+    assert classifier.trained_threshold(Path(metrics["checkpoint"])) == metrics["threshold"]
+    code = main(["classify", "predict", "--embeddings", str(run / "encoded_evaluate"),
+                 "--checkpoint_path", metrics["checkpoint"], "--out", str(tmp_path / "pred")])  # fmt: skip
+    assert code == 0, capsys.readouterr()
+    assert json.loads((tmp_path / "pred" / "predictions.json").read_text())["threshold"] == metrics["threshold"]
+    assert classifier.trained_threshold(tmp_path / "elsewhere.ckpt") == 0.5
 
 
 def test_predict_scores_every_row_once(run):
@@ -140,5 +195,5 @@ def test_cli_glue_parses():
     args = parser.parse_args(["classify", "train", "--embeddings", "e", "--storage_path", "s", "--max_epochs", "3"])
     assert args.max_epochs == 3 and callable(args.func)
     args = parser.parse_args(["classify", "predict", "--embeddings", "e", "--checkpoint_path", "c", "--out", "o"])
-    assert args.threshold == 0.5 and callable(args.func)
+    assert args.threshold is None and callable(args.func)
     assert callable(parser.parse_args(["plot", "d"]).func)

@@ -33,3 +33,7 @@ def test_small_demo_runs_every_stage(tmp_path: Path) -> None:
     assert {p.name for p in (out / "plots").glob("*.png")} >= {"training_curves.png", "embeddings_pca.png", "probabilities.png"}
     metrics = json.loads((out / "classifier" / "metrics.json").read_text())
     assert metrics["winner"] in ("classifier", "baseline", "tie")
+    assert metrics["latent"] == "mean" and metrics["threshold_rule"]["calibration"] == "novel-kind"
+    assert summary["truth"]["classifier"]["at_threshold"]["threshold"] == metrics["threshold"] >= 0.5
+    for mode in ("filtered", "evaluate"):
+        assert json.loads((out / f"encoded_{mode}" / "embeddings.json").read_text())["latent"] == "mean"

@@ -128,6 +128,22 @@ def test_refuses_another_runs_output_dir(small_dataset: Path, checkpoint: Path, 
     assert code == 2 and "another run" in text
 
 
+def test_mean_latent_is_recorded_and_differs_from_final(small_dataset: Path, checkpoint: Path, tmp_path: Path,
+                                                        capsys) -> None:
+    tables = {}
+    for latent in ("final", "mean"):
+        code, text = encode(capsys, small_dataset, checkpoint, tmp_path / latent, "--evaluate", "--latent", latent)
+        assert code == 0, text
+        assert json.loads((tmp_path / latent / "embeddings.json").read_text())["latent"] == latent
+        tables[latent] = written(tmp_path / latent).sort_by("row_id")
+    assert tables["final"]["row_id"].equals(tables["mean"]["row_id"])
+    final, mean = (np.stack(tables[k]["embedding"].to_numpy(zero_copy_only=False)) for k in ("final", "mean"))
+    assert final.shape == mean.shape and np.isfinite(mean).all()
+    assert np.abs(final - mean).max() > 1e-3
+    code, text = encode(capsys, small_dataset, checkpoint, tmp_path / "mean", "--evaluate", "--latent", "final")
+    assert code == 2 and "another run" in text and "latent" in text
+
+
 @pytest.mark.slow
 def test_two_ray_workers_write_every_record_exactly_once(small_dataset: Path, checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "enc"

@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     more.add_argument("--resume", nargs="?", const="last", default=None, metavar="CKPT", help="continue a killed run with optimizer and epoch state, from CKPT or from <storage_path>/last.ckpt")
     more.add_argument("--ray_address", type=str, default=os.environ.get("RAY_ADDRESS"), help="join an existing Ray cluster (default: $RAY_ADDRESS, else a local one)")
     more.add_argument("--max_failures", type=int, default=2, help="Ray Train restarts from the last checkpoint after a worker dies, this many times (default %(default)s)")
+    more.add_argument("--latent", choices=("final", "mean"), default="final", help="with --encode: the feature written per record: the encoder's final states (the seed's latent) or its states averaged over the record's text tokens, which carries the page's wording better (default %(default)s)")
     more.add_argument("--layers", type=int, default=1, help="decoder GRU layers (default %(default)s)")
     more.add_argument("--teacher_forcing", type=float, default=0.5, help="probability a training batch is teacher-forced rather than sampled (default %(default)s)")
     more.add_argument("--bucketing", action="store_true", help="batch sequences of similar length together to cut padding")
@@ -469,6 +470,7 @@ def encode_worker(config: dict[str, Any]) -> None:
     dm.exclude_rows(_read_done(config["done_rows_file"]))
     model = build_model(args, dm)
     model.freeze()
+    model.latent = getattr(args, "latent", "final")
     writer = AutoencoderWriter(args.storage_path, run_id=config["run_id"])
     kwargs = trainer_kwargs(args)
     kwargs.update(max_epochs=None, enable_checkpointing=False)
@@ -522,6 +524,7 @@ def encode(args: argparse.Namespace) -> dict[str, Any]:
         "dataset": str(Path(args.data_dir).resolve()),
         "tokenizer_sha256": dm.tokenizer_sha256,
         "seed": args.seed,
+        "latent": args.latent,
     }
     existing = out.read_meta()
     if existing and existing.get("complete") and all(existing.get(k) == v for k, v in meta.items()):

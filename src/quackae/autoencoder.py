@@ -51,6 +51,9 @@ from quackae.gru import FastGRU, GRUCellStack
 
 DecodeMode = Literal["fast", "sample", "loop", "sample-loop"]
 DECODE_MODES = ("fast", "sample", "loop", "sample-loop")
+#: What ``predict_step`` (``--encode``) writes per record: ``"final"`` the encoder's final states
+#: (the seed's latent), ``"mean"`` the encoder states averaged over the record's text tokens.
+LATENTS = ("final", "mean")
 
 
 class QuackAutoEncoder(pl.LightningModule):
@@ -73,6 +76,8 @@ class QuackAutoEncoder(pl.LightningModule):
         self.hidden_size = hidden_size
         self.max_decode_length = max_decode_length
         self.teacher_forcing = teacher_forcing
+        self.text_offset = int((layout or {}).get("text_offset", 0))
+        self.latent = "final"  # what predict_step writes (LATENTS); an encode-time choice, not a weight
         self.embed = nn.Embedding(num_embeddings, embed_size, padding_idx=pad_id)
         self.encoder = FastGRU(embed_size, hidden_size // 2, layers, bidirectional=True)
         self.decoder = GRUCellStack(embed_size, hidden_size, layers)
@@ -94,6 +99,23 @@ class QuackAutoEncoder(pl.LightningModule):
         states, finals = self.encoder(self.embed(x), lengths)
         latent = finals[-2:].transpose(0, 1).reshape(x.shape[0], self.hidden_size)
         return latent, states
+
+    def embed_rows(self, x: Tensor, latent: str = "final") -> Tensor:
+        """The feature of each row written by ``--encode``, (B, H); ``latent`` is one of LATENTS.
+
+        ``"mean"`` averages the encoder states over text tokens (ids >= the layout's text offset),
+        or over all real tokens for a row without text (a reset, a timeout). A page's wording
+        then weighs more than the static tokens that the final states summarise last.
+        """
+        final, states = self(x)
+        if latent == "final":
+            return final
+        if latent != "mean":
+            raise ValueError(f"unknown latent {latent!r}; expected one of {LATENTS}")
+        real = x.ne(self.pad_id)
+        text = real & x.ge(self.text_offset) if self.text_offset else real
+        weights = torch.where(text.any(dim=1, keepdim=True), text, real).to(states.dtype)
+        return (states * weights.unsqueeze(-1)).sum(dim=1) / weights.sum(dim=1, keepdim=True)
 
     # ----------------------------------------------------------------- decoder
 
@@ -236,10 +258,9 @@ class QuackAutoEncoder(pl.LightningModule):
 
     def predict_step(self, batch: tuple[Any, Tensor], batch_idx: int = 0,
                      dataloader_idx: int = 0) -> tuple[Any, Tensor]:
-        """Encode ``(metadata, x)``; returns ``(metadata, latent)`` with latent (B, H)."""
+        """Encode ``(metadata, x)``; returns ``(metadata, latent)``, latent (B, H) by ``self.latent``."""
         metadata, x = batch
-        latent, _ = self(x)
-        return metadata, latent
+        return metadata, self.embed_rows(x, self.latent)
 
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW, cosine-annealed per epoch to ``learning_rate_min`` over ``lr_max_epochs``.

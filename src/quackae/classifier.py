@@ -23,6 +23,7 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,8 @@ SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
 BASELINE_FILE = "baseline.npz"
 METRICS_FILE = "metrics.json"
 TIE_MARGIN = 0.005  # ROC-AUC difference below which neither model "wins"
+TEMPLATE_KIND = "template match"  # the kind of a labelled negative no false-positive signature named
+MIN_KIND_ROWS = 5  # smallest kind of labelled negatives held out for the novel-kind threshold
 
 
 # --------------------------------------------------------------------------- reading latents
@@ -257,17 +260,34 @@ class LatentDataModule(pl.LightningDataModule):
         """Read the shards once; keep labelled rows; assign splits by row id hash."""
         if self.x is not None:
             return
-        table, x = read_embeddings(self.embeddings)
+        table, x = read_embeddings(self.embeddings, ("row_id", "censored", "fingerprint"))
         labels = table.column("censored").to_numpy()
         keep = labels != 0
         if keep.sum() == 0:
             raise ValueError(f"{self.embeddings} has no labelled rows (censored 1 or -1); encode with --filtered")
         self.row_ids = table.column("row_id").to_numpy()[keep]
         self.x, self.y = x[keep], (labels[keep] == 1).astype(np.float32)
+        fingerprints = np.array(table.column("fingerprint").to_pylist(), dtype=object)[keep]
+        self.kind = np.where(fingerprints == "", TEMPLATE_KIND, fingerprints).astype(str)
         self.split = split_of(self.row_ids, self.seed)
         for i, name in enumerate(SPLITS):
             if not (self.split == i).any():
                 raise ValueError(f"{self.embeddings}: too few labelled rows ({keep.sum()}) for a {name} split")
+
+    def without(self, drop: np.ndarray) -> LatentDataModule:
+        """The same splits minus the rows where ``drop`` is True (a held-out kind)."""
+        view = LatentDataModule(self.embeddings, self.batch_size, self.seed)
+        keep = ~np.asarray(drop, dtype=bool)
+        view.x, view.y, view.row_ids = self.x[keep], self.y[keep], self.row_ids[keep]
+        view.kind, view.split = self.kind[keep], self.split[keep]
+        return view
+
+    def negative_kinds(self, min_rows: int) -> dict[str, np.ndarray]:
+        """Masks of the labelled negatives of each kind with at least ``min_rows`` rows."""
+        negative = self.y == 0
+        kinds = sorted(set(self.kind[negative].tolist()))
+        masks = {k: negative & (self.kind == k) for k in kinds}
+        return {k: m for k, m in masks.items() if m.sum() >= min_rows}
 
     @property
     def dim(self) -> int:
@@ -353,32 +373,47 @@ class BagOfTokensBaseline:
 
 
 def fit_baseline(tokens: report.DatasetTokens, dm: LatentDataModule, seed: int, threshold: float,
-                 target_fpr: float | None = None) -> tuple[BagOfTokensBaseline, dict[str, Any]]:
+                 target_fpr: float = 0.01, calibration: str = "none") -> tuple[BagOfTokensBaseline, dict[str, Any]]:
     """Fit the baseline on the training split and measure it on the test split.
 
-    With ``target_fpr`` its threshold is 0.5 raised where needed to keep the false-positive
-    rate on its own validation probabilities <= target_fpr: its own operating point.
+    Its threshold is ``threshold`` raised by ``calibration`` exactly as the latent classifier's
+    (``train_classifier``), from its own probabilities: its own operating point.
     """
-    from sklearn.linear_model import LogisticRegression
-
     x_tr, y_tr, ids_tr = dm.part("train")
     _, y_te, ids_te = dm.part("test")
     missing = int((tokens.index_of(np.concatenate([ids_tr, ids_te])) < 0).sum())
     if missing:
         raise ValueError(f"{missing} embedded rows are not in the dataset {tokens.dataset.root}")
+    model = _fit_bag_of_tokens(tokens, dm, seed)
+    rule: dict[str, Any] = {"calibration": calibration, "floor": threshold}
+    if calibration != "none":
+        _, y_va, ids_va = dm.part("val")
+        val_prob = model.probability(BagOfTokensBaseline.features(tokens, ids_va))
+        rule["validation"] = report.threshold_for_fpr(val_prob[y_va == 0].astype(np.float64), target_fpr)
+        threshold = max(threshold, rule["validation"])
+    if calibration == "novel-kind":
+
+        def held_out(view: LatentDataModule, mask: np.ndarray) -> np.ndarray:
+            return _fit_bag_of_tokens(tokens, view, seed).probability(BagOfTokensBaseline.features(tokens, dm.row_ids[mask]))
+
+        rule["novel_kind"] = novel_kind_threshold(dm, held_out, target_fpr)
+        threshold = max(threshold, rule["novel_kind"].get("threshold", threshold))
+    rule["threshold"] = threshold
+    prob = model.probability(BagOfTokensBaseline.features(tokens, ids_te))
+    return model, {"model": "logistic regression on log1p bag of token ids (text + static features)",
+                   "threshold_rule": rule, **binary_metrics(y_te, prob, threshold)}  # fmt: skip
+
+
+def _fit_bag_of_tokens(tokens: report.DatasetTokens, dm: LatentDataModule, seed: int) -> BagOfTokensBaseline:
+    """Logistic regression on the bag of token ids of ``dm``'s training split."""
+    from sklearn.linear_model import LogisticRegression
+
+    _, y_tr, ids_tr = dm.part("train")
     if len(np.unique(y_tr)) < 2:
         raise ValueError("the training split has a single class")
     lr = LogisticRegression(C=1.0, max_iter=2000, random_state=seed)
     lr.fit(BagOfTokensBaseline.features(tokens, ids_tr), y_tr)
-    model = BagOfTokensBaseline(lr.coef_[0].copy(), float(lr.intercept_[0]), tokens.tokenizer_sha256)
-    if target_fpr is not None:
-        threshold_floor = 0.5  # the natural decision boundary, raised only to meet target_fpr
-        _, y_va, ids_va = dm.part("val")
-        val_prob = model.probability(BagOfTokensBaseline.features(tokens, ids_va))
-        threshold = max(threshold_floor, report.threshold_for_fpr(val_prob[y_va == 0].astype(np.float64), target_fpr))
-    prob = model.probability(BagOfTokensBaseline.features(tokens, ids_te))
-    return model, {"model": "logistic regression on log1p bag of token ids (text + static features)",
-                   **binary_metrics(y_te, prob, threshold)}  # fmt: skip
+    return BagOfTokensBaseline(lr.coef_[0].copy(), float(lr.intercept_[0]), tokens.tokenizer_sha256)
 
 
 def open_dataset_tokens(meta: dict[str, Any]) -> report.DatasetTokens:
@@ -420,6 +455,52 @@ def _quiet_lightning() -> None:
     logging.getLogger("lightning.pytorch.accelerators.cuda").setLevel(logging.WARNING)
 
 
+def _fit_head(dm: LatentDataModule, params: dict[str, Any], checkpoints: Path, logger: Any,
+              progress: bool, patience: int | None) -> tuple[QuackLatentClassifier, Path, pl.Trainer]:
+    """Train one head on ``dm``'s train split: the best epoch by validation loss, its file, the trainer."""
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    model = QuackLatentClassifier(dm.dim, **params)
+    model.set_standardisation(dm.part("train")[0])
+    checkpoint = ModelCheckpoint(dirpath=str(checkpoints), filename="classifier-{epoch:02d}-{val_loss:.4f}",
+                                 monitor="val_loss", mode="min", save_top_k=1)  # fmt: skip
+    trainer = pl.Trainer(
+        max_epochs=params["max_epochs"], accelerator="cpu", devices=1, logger=logger,
+        callbacks=[checkpoint, *([EarlyStopping("val_loss", patience=patience)] if patience else [])],
+        enable_progress_bar=progress, enable_model_summary=False,
+        log_every_n_steps=1, num_sanity_val_steps=0,
+    )  # fmt: skip
+    trainer.fit(model, datamodule=dm)
+    best = Path(checkpoint.best_model_path)
+    return load_classifier(best), best, trainer
+
+
+def novel_kind_threshold(dm: LatentDataModule, score_held_out: Callable[[LatentDataModule, np.ndarray], np.ndarray],
+                         target_fpr: float) -> dict[str, Any]:
+    """Threshold that keeps the false-positive rate on benign pages of an *unseen* kind <= target_fpr.
+
+    The undetermined rows a classifier scores are, by construction, pages no signature knows:
+    their benign ones are of kinds absent from the labelled negatives, so the validation split
+    (kinds seen in training) understates their false-positive rate. Each kind of labelled
+    negative (its false-positive fingerprint, or template match) is held out in turn: a model
+    fitted without it (``score_held_out(view without the kind, kind mask)``) scores its rows, and
+    the threshold is the highest of the per-kind thresholds at ``target_fpr``.
+    """
+    kinds = dm.negative_kinds(MIN_KIND_ROWS)
+    if len(kinds) < 2:
+        return {"skipped": f"needs at least two kinds of labelled negatives with {MIN_KIND_ROWS}+ rows, "
+                           f"found {len(kinds)}"}  # fmt: skip
+    per_kind = {}
+    for kind, mask in kinds.items():
+        prob = np.asarray(score_held_out(dm.without(mask), mask), dtype=np.float64)
+        per_kind[kind] = {"rows": int(mask.sum()), "threshold": report.threshold_for_fpr(prob, target_fpr),
+                          "max_probability": float(prob.max()), "median_probability": float(np.median(prob))}  # fmt: skip
+    return {"target_fpr": target_fpr, "threshold": max(k["threshold"] for k in per_kind.values()), "kinds": per_kind}
+
+
+CALIBRATIONS = ("novel-kind", "validation", "none")
+
+
 def train_classifier(
     embeddings: Path,
     storage_path: Path,
@@ -433,18 +514,26 @@ def train_classifier(
     input_dropout: float = 0.0,
     input_noise: float = 0.0,
     patience: int | None = None,
-    target_fpr: float | None = None,
+    target_fpr: float = 0.01,
+    calibration: str = "novel-kind",
 ) -> dict[str, Any]:
     """Train the latent classifier and the baseline on one split; write and return metrics.json.
 
     ``patience`` stops training when the validation loss has not improved for that many
-    epochs (the best checkpoint by validation loss is kept either way). With ``target_fpr``,
-    the decision threshold is not ``threshold`` but the lowest one whose false-positive rate on
-    the labelled *validation* split is at most ``target_fpr`` (labelled data only, never the
-    rows being scored); both models' held-out metrics are then taken at that threshold.
+    epochs (the best checkpoint by validation loss is kept either way). The decision threshold
+    of each model is ``threshold``, raised by ``calibration`` (labelled rows only, never the rows
+    being scored): ``"validation"`` to keep the false-positive rate on the validation split
+    <= ``target_fpr``; ``"novel-kind"`` also on every held-out kind of benign page
+    (:func:`novel_kind_threshold`); ``"none"`` keeps ``threshold``. Held-out metrics of both
+    models are taken at their own thresholds.
     """
+    if calibration not in CALIBRATIONS:
+        raise ValueError(f"unknown calibration {calibration!r}; expected one of {CALIBRATIONS}")
+    if not 0 <= target_fpr < 1:
+        raise ValueError(f"target_fpr must be in [0, 1), got {target_fpr}")
     _quiet_lightning()
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    import tempfile
+
     from lightning.pytorch.loggers import CSVLogger
 
     storage = Path(storage_path)
@@ -453,50 +542,50 @@ def train_classifier(
     meta = read_meta(embeddings)
     dm = LatentDataModule(embeddings, batch_size=batch_size, seed=seed)
     dm.setup()
-    model = QuackLatentClassifier(dm.dim, learning_rate=lr, weight_decay=weight_decay, max_epochs=max_epochs,
-                                  threshold=threshold, input_dropout=input_dropout, input_noise=input_noise)  # fmt: skip
-    model.set_standardisation(dm.part("train")[0])
-    checkpoint = ModelCheckpoint(dirpath=str(storage), filename="classifier-{epoch:02d}-{val_loss:.4f}",
-                                 monitor="val_loss", mode="min", save_top_k=1)  # fmt: skip
-    trainer = pl.Trainer(
-        max_epochs=max_epochs, accelerator="cpu", devices=1, logger=CSVLogger(str(storage), name="logs", version="classifier"),
-        callbacks=[checkpoint, *([EarlyStopping("val_loss", patience=patience)] if patience else [])],
-        enable_progress_bar=progress, enable_model_summary=False,
-        log_every_n_steps=1, num_sanity_val_steps=0,
-    )  # fmt: skip
-    trainer.fit(model, datamodule=dm)
-    best = Path(checkpoint.best_model_path)
-    model = load_classifier(best)
-    threshold_rule = "given"
-    if target_fpr is not None:
+    params = {"learning_rate": lr, "weight_decay": weight_decay, "max_epochs": max_epochs, "threshold": threshold,
+              "input_dropout": input_dropout, "input_noise": input_noise}  # fmt: skip
+    model, best, trainer = _fit_head(dm, params, storage, CSVLogger(str(storage), name="logs", version="classifier"),
+                                    progress, patience)  # fmt: skip
+    rule: dict[str, Any] = {"calibration": calibration, "floor": threshold}
+    if calibration != "none":
         x_va, y_va, _ = dm.part("val")
-        fpr_threshold = report.threshold_for_fpr(model.probability(x_va)[y_va == 0].astype(np.float64), target_fpr)
-        threshold = max(threshold, fpr_threshold)
-        threshold_rule = (f"the given threshold, raised where needed to keep the false-positive rate <= {target_fpr} "
-                          "on the labelled validation split")  # fmt: skip
-        model.hparams.threshold = threshold
+        rule["validation"] = report.threshold_for_fpr(model.probability(x_va)[y_va == 0].astype(np.float64), target_fpr)
+        threshold = max(threshold, rule["validation"])
+    if calibration == "novel-kind":
+
+        def held_out(view: LatentDataModule, mask: np.ndarray) -> np.ndarray:
+            pl.seed_everything(seed, verbose=False)
+            with tempfile.TemporaryDirectory(dir=storage) as tmp:
+                head, _, _ = _fit_head(view, params, Path(tmp), False, False, patience)
+            return head.probability(dm.x[mask])
+
+        rule["novel_kind"] = novel_kind_threshold(dm, held_out, target_fpr)
+        threshold = max(threshold, rule["novel_kind"].get("threshold", threshold))
+    rule["threshold"] = model.hparams.threshold = threshold
+    epochs = trainer.current_epoch
     trainer.test(model, datamodule=dm, verbose=False)
     x_te, y_te, _ = dm.part("test")
     clf = {"model": "QuackLatentClassifier on autoencoder latents", **binary_metrics(y_te, model.probability(x_te), threshold)}
-    base = _baseline_metrics(meta, dm, storage, seed, threshold, target_fpr)
+    base = _baseline_metrics(meta, dm, storage, seed, params["threshold"], target_fpr, calibration)
     winner, sentence = verdict(clf, base)
     metrics = {
         "kind": "classifier_metrics", "embeddings": str(Path(embeddings).resolve()), "dataset": meta.get("dataset"),
-        "dim": dm.dim, "seed": seed, "split": dict(zip(SPLITS, SPLIT_FRACTIONS, strict=True)),
-        "threshold": threshold, "threshold_rule": threshold_rule, "checkpoint": str(best.resolve()), "counts": dm.counts(),
+        "dim": dm.dim, "latent": meta.get("latent", "final"), "seed": seed,
+        "split": dict(zip(SPLITS, SPLIT_FRACTIONS, strict=True)), "target_fpr": target_fpr,
+        "threshold": threshold, "threshold_rule": rule, "checkpoint": str(best.resolve()), "counts": dm.counts(),
         "accuracy": clf["accuracy"], "f1": clf["f1"], "roc_auc": clf["roc_auc"],
         "classifier": clf, "baseline": base, "winner": winner, "winner_by": "held-out ROC-AUC (F1 breaks ties)",
-        "verdict": sentence, "epochs": trainer.current_epoch,
+        "verdict": sentence, "epochs": epochs,
     }  # fmt: skip
     report._atomic_text(storage / METRICS_FILE, json.dumps(metrics, indent=1))
     return metrics
 
 
 def _baseline_metrics(meta: dict[str, Any], dm: LatentDataModule, storage: Path, seed: int, threshold: float,
-                      target_fpr: float | None = None) -> dict[str, Any]:
+                      target_fpr: float, calibration: str) -> dict[str, Any]:
     """Fit, save and measure the baseline, or say why it was skipped."""
     try:
-        model, metrics = fit_baseline(open_dataset_tokens(meta), dm, seed, threshold, target_fpr)
+        model, metrics = fit_baseline(open_dataset_tokens(meta), dm, seed, threshold, target_fpr, calibration)
     except (ValueError, store.StoreError) as e:
         log.warning("baseline skipped: %s", e)
         return {"skipped": str(e)}
@@ -589,25 +678,50 @@ def add_classify_arguments(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--learning_rate", type=float, default=1e-3, help="AdamW learning rate (default %(default)s)")
     t.add_argument("--batch_size", type=int, default=256, help="batch size (default %(default)s)")
     t.add_argument("--seed", type=int, default=0, help="split and initialisation seed (default %(default)s)")
-    t.add_argument("--threshold", type=float, default=0.5, help="decision threshold (default %(default)s)")
+    t.add_argument("--threshold", type=float, default=0.5, help="lowest decision threshold; calibration may raise it (default %(default)s)")
+    t.add_argument("--calibration", choices=CALIBRATIONS, default="novel-kind",
+                   help="how each model's threshold is raised to meet --target_fpr on labelled rows: novel-kind = on the "
+                        "validation split and on every kind of benign page held out of training in turn (the undetermined "
+                        "rows' benign pages are kinds no signature knows); validation = on the validation split only; "
+                        "none = keep --threshold (default %(default)s)")  # fmt: skip
+    t.add_argument("--target_fpr", type=float, default=0.01, help="false-positive rate the calibrated threshold allows (default %(default)s)")
+    t.add_argument("--weight_decay", type=float, default=1e-2, help="AdamW weight decay (default %(default)s)")
+    t.add_argument("--input_dropout", type=float, default=0.0, help="dropout on the standardised latents while training (default %(default)s)")
+    t.add_argument("--input_noise", type=float, default=0.0, help="Gaussian noise (in standard deviations) added to the standardised latents while training (default %(default)s)")
+    t.add_argument("--patience", type=int, default=None, help="stop after this many epochs without a better validation loss (default: never)")
     t.set_defaults(func=_run_train)
     r = sub.add_parser("predict", help="score every embedding; writes shards and report.md/json")
     r.add_argument("--embeddings", type=Path, required=True, metavar="DIR", help="embeddings dir (--evaluate)")
     r.add_argument("--checkpoint_path", type=Path, required=True, metavar="CKPT", help="classifier checkpoint")
     r.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
-    r.add_argument("--threshold", type=float, default=0.5, help="candidate threshold (default %(default)s)")
+    r.add_argument("--threshold", type=float, default=None, help="candidate threshold (default: the one `classify train` chose, from metrics.json beside the checkpoint, else 0.5)")
     r.set_defaults(func=_run_predict)
+
+
+def trained_threshold(checkpoint: Path) -> float:
+    """The threshold ``classify train`` chose for ``checkpoint`` (its metrics.json), else 0.5."""
+    path = Path(checkpoint).parent / METRICS_FILE
+    if path.is_file():
+        metrics = json.loads(path.read_text())
+        if Path(metrics.get("checkpoint", "")).resolve() == Path(checkpoint).resolve():
+            return float(metrics["threshold"])
+    return 0.5
 
 
 def _run_train(args: argparse.Namespace) -> int:
     try:
         m = train_classifier(args.embeddings, args.storage_path, max_epochs=args.max_epochs, lr=args.learning_rate,
-                             batch_size=args.batch_size, seed=args.seed, threshold=args.threshold)  # fmt: skip
+                             batch_size=args.batch_size, seed=args.seed, threshold=args.threshold,
+                             weight_decay=args.weight_decay, input_dropout=args.input_dropout,
+                             input_noise=args.input_noise, patience=args.patience, target_fpr=args.target_fpr,
+                             calibration=args.calibration)  # fmt: skip
     except ValueError as e:
         print(f"quackae classify train: error: {e}", file=sys.stderr)
         return 2
     c = m["classifier"]
     print(f"classify: held-out accuracy {c['accuracy']} F1 {c['f1']} ROC-AUC {c['roc_auc']} on {c['n']} rows")
+    print(f"classify: threshold {m['threshold']:.4f} ({m['threshold_rule']['calibration']} calibration); "
+          f"baseline threshold {m['baseline'].get('threshold', 'n/a')}")
     print(f"classify: {m['verdict']}")
     print(f"classify: checkpoint {m['checkpoint']}; metrics {Path(args.storage_path) / METRICS_FILE}")
     return 0
@@ -615,7 +729,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
 def _run_predict(args: argparse.Namespace) -> int:
     try:
-        s = predict(args.embeddings, args.checkpoint_path, args.out, threshold=args.threshold)
+        threshold = args.threshold if args.threshold is not None else trained_threshold(args.checkpoint_path)
+        s = predict(args.embeddings, args.checkpoint_path, args.out, threshold=threshold)
     except ValueError as e:
         print(f"quackae classify predict: error: {e}", file=sys.stderr)
         return 2

@@ -54,7 +54,7 @@ def _controller(argv: list[str]) -> None:
 
 
 def run_demo(out: Path, scale: float = 1.0, seed: int = 0, epochs: int = 8, ray_nodes: int = 0,
-             anomalies: bool = True) -> dict[str, Any]:
+             anomalies: bool = True, latent: str = "mean") -> dict[str, Any]:
     """Run every stage into ``out``; return the summary (also written to ``out/summary.json``)."""
     from quackae import synth
     from quackae.classifier import predict, train_classifier
@@ -83,7 +83,7 @@ def run_demo(out: Path, scale: float = 1.0, seed: int = 0, epochs: int = 8, ray_
         lambda: flatten([a.archive for a in archives], dataset, Options(max_tokens=128, anomalies=anomalies), progress=False, vocab_size=2048),
         lambda s: f"{s.rows} rows (censored {s.labels[1]}, undetermined {s.labels[0]}, uncensored {s.labels[-1]})",
     )
-    common = ["--data_dir", str(dataset), "--embed_size", "64", "--hidden_size", "128", "--batch_size", "64",
+    common = ["--data_dir", str(dataset), "--embed_size", "64", "--hidden_size", "128", "--batch_size", "32",
               "--ray_nodes", str(ray_nodes), "--seed", str(seed), "--enable_progress_bar", "false",
               "--enable_model_summary", "false"]  # fmt: skip
     ae_dir = out / "autoencoder"
@@ -99,15 +99,17 @@ def run_demo(out: Path, scale: float = 1.0, seed: int = 0, epochs: int = 8, ray_
     for mode in ("filtered", "evaluate"):
         stages.run(
             f"encode --{mode}",
-            lambda mode=mode: _controller([*common, "--encode", f"--{mode}", "--checkpoint_path", ckpt,
+            lambda mode=mode: _controller([*common, "--encode", f"--{mode}", "--checkpoint_path", ckpt, "--latent", latent,
                                            "--storage_path", str(out / f"encoded_{mode}")]),  # fmt: skip
             lambda _, mode=mode: f"-> {out / f'encoded_{mode}'}",
         )
     metrics = stages.run(
         "classify train",
-        # threshold: lowest one with FPR <= 1% on the labelled validation split (never the truth)
-        lambda: train_classifier(out / "encoded_filtered", out / "classifier", max_epochs=60, lr=5e-3, seed=seed, progress=False,
-                                 weight_decay=0.1, input_dropout=0.1, input_noise=0.3, patience=10, target_fpr=0.01),
+        # threshold: 0.5, raised to keep FPR <= 1% on the labelled validation split and on every
+        # kind of benign page held out of training in turn (labelled rows only, never the truth)
+        lambda: train_classifier(out / "encoded_filtered", out / "classifier", max_epochs=60, lr=5e-3, seed=seed,
+                                 weight_decay=0.3, input_dropout=0.1, input_noise=0.3, progress=False, patience=10,
+                                 target_fpr=0.01, calibration="novel-kind"),
         lambda m: f"held-out ROC-AUC {m['roc_auc']:.3f}, F1 {m['f1']:.3f}; {m['verdict']}",
     )
     threshold = float(metrics.get("threshold", 0.5))
@@ -168,8 +170,8 @@ def render_summary(s: dict[str, Any]) -> str:
         f"test token accuracy {_fmt(s['autoencoder']['test'].get('test_acc'))}",
         f"  held-out labelled rows: latent classifier ROC-AUC {_fmt(s['classifier']['roc_auc'])}, "
         f"F1 {_fmt(s['classifier']['f1'])}; {s['classifier']['verdict']}",
-        "  undetermined tries scored against the generator's ground truth "
-        "(thresholds chosen on labelled validation rows, never on the truth):",
+        "  undetermined tries scored against the generator's ground truth (each model's threshold "
+        "chosen on labelled rows only: the validation split and each benign kind held out in turn):",
         *_truth_lines("latent classifier", t["classifier"]),
     ]
     if t.get("baseline") and t["baseline"].get("at_threshold"):
@@ -192,4 +194,7 @@ def add_demo_arguments(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=8, help="autoencoder epochs (default %(default)s)")
     p.add_argument("--ray_nodes", type=int, default=0, help="train and encode on this many Ray workers; 0 = in-process (default %(default)s)")
     p.add_argument("--all_tries", action="store_true", help="flatten every try, not only the anomalous ones the original research trained on")
-    p.set_defaults(func=lambda a: run_demo(a.out, a.scale, a.seed, a.epochs, a.ray_nodes, not a.all_tries) and 0)
+    p.add_argument("--latent", choices=("final", "mean"), default="mean",
+                   help="the feature encoded per record (ae_processor --latent): the encoder's final states, as the seed, "
+                        "or its states averaged over the text tokens, which carries a page's wording (default %(default)s)")  # fmt: skip
+    p.set_defaults(func=lambda a: run_demo(a.out, a.scale, a.seed, a.epochs, a.ray_nodes, not a.all_tries, a.latent) and 0)

@@ -2,7 +2,7 @@
 
 Layout::
 
-    DIR/embeddings.json          mode, dim, checkpoint, dataset, complete flag
+    DIR/embeddings.json          mode, dim, latent, checkpoint, dataset, complete flag
     DIR/shards/part-*.parquet    dataset metadata columns + ``embedding`` (float32[dim])
 
 Shards are written atomically (temporary name, then rename), so a killed run leaves only whole
@@ -28,7 +28,7 @@ COLUMNS = (
     "row_id", "source", "line", "try_index", "ip", "domain", "location", "country_code",
     "timestamp", "end_time", "scan", "censored", "fingerprint", "outcome", "anomaly",
 )  # fmt: skip
-IDENTITY_KEYS = ("mode", "dim", "checkpoint", "dataset", "tokenizer_sha256", "seed")
+IDENTITY_KEYS = ("mode", "dim", "checkpoint", "dataset", "tokenizer_sha256", "seed", "latent")
 
 
 def schema(dim: int) -> pa.Schema:
@@ -65,6 +65,7 @@ class EmbeddingStore:
         """
         existing = self.read_meta()
         if existing is not None:
+            existing = {"latent": "final", **existing}  # directories from before --latent
             diff = [k for k in IDENTITY_KEYS if existing.get(k) != meta.get(k)]
             if diff:
                 raise ValueError(

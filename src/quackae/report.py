@@ -285,7 +285,7 @@ def build_report(
 def _metrics_summary(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
     if not metrics:
         return None
-    keep = ("classifier", "baseline", "winner", "winner_by", "verdict", "threshold", "counts")
+    keep = ("classifier", "baseline", "winner", "winner_by", "verdict", "threshold", "threshold_rule", "target_fpr", "counts")
     return {k: metrics.get(k) for k in keep}
 
 
@@ -329,15 +329,21 @@ def _cell(text: Any) -> str:
 def _metrics_md(m: dict[str, Any] | None) -> list[str]:
     if not m:
         return ["_No held-out metrics found (metrics.json next to the checkpoint)._", ""]
-    out = ["| model | accuracy | F1 | ROC-AUC | test rows |", "| --- | --- | --- | --- | --- |"]
+    out = ["| model | accuracy | F1 | ROC-AUC | threshold | test rows |", "| --- | --- | --- | --- | --- | --- |"]
     for name in ("classifier", "baseline"):
         r = m.get(name) or {}
         if r.get("skipped"):
-            out.append(f"| {name} | skipped: {_cell(r['skipped'])} | | | |")
+            out.append(f"| {name} | skipped: {_cell(r['skipped'])} | | | | |")
             continue
         out.append(f"| {name} | {_fmt(r.get('accuracy'))} | {_fmt(r.get('f1'))} | "
-                   f"{_fmt(r.get('roc_auc'))} | {_fmt(r.get('n'))} |")
+                   f"{_fmt(r.get('roc_auc'))} | {_fmt(r.get('threshold'), 4)} | {_fmt(r.get('n'))} |")
     out += ["", f"**Which wins:** {m.get('verdict') or m.get('winner')}", ""]
+    rule = m.get("threshold_rule")
+    if isinstance(rule, dict) and rule.get("calibration") == "novel-kind":
+        out += [f"Thresholds: 0.5, raised to keep the false-positive rate <= {_fmt(m.get('target_fpr'), 2)} on the "
+                "labelled validation split and on each kind of benign page held out of training in turn "
+                f"({len((rule.get('novel_kind') or {}).get('kinds') or {})} kinds): benign pages of a kind no "
+                "signature knows are what the undetermined rows hold.", ""]  # fmt: skip
     return out
 
 
