@@ -83,7 +83,7 @@ def test_inspect_embeddings(small_dataset: Path, checkpoint: Path, tmp_path: Pat
     result = run_cli("inspect", tmp_path / "enc", "--json")
     info = json.loads(result.stdout)
     manifest = store.read_manifest(small_dataset)
-    assert info["kind"] == "embeddings" and info["dim"] == 32 and info["complete"]
+    assert info["kind"] == "embeddings" and info["dim"] == 32 and info["complete"] and info["latent"] == "final"
     assert info["length"] == info["undetermined"] == manifest["undetermined"]
     assert info["censored"] == info["uncensored"] == 0
 

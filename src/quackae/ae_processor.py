@@ -556,7 +556,7 @@ def main(args: argparse.Namespace) -> None:
         print(
             f"encoded {info['length']} records ({info['mode']}): censored {info['censored']}, "
             f"undetermined {info['undetermined']}, uncensored {info['uncensored']}; "
-            f"dim {info['dim']} -> {info['path']}"
+            f"dim {info['dim']} ({info['latent']} latent) -> {info['path']}"
         )
     else:
         print(render_summary(train(args)))

@@ -90,6 +90,7 @@ def inspect_embeddings(root: Path) -> dict[str, Any]:
         "undetermined": labels[0],
         "uncensored": labels[-1],
         "dim": dim,
+        "latent": meta.get("latent", "final"),
         "mode": meta.get("mode"),
         "complete": bool(meta.get("complete")),
         "checkpoint": meta.get("checkpoint"),
