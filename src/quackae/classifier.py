@@ -385,20 +385,14 @@ def fit_baseline(tokens: report.DatasetTokens, dm: LatentDataModule, seed: int, 
     if missing:
         raise ValueError(f"{missing} embedded rows are not in the dataset {tokens.dataset.root}")
     model = _fit_bag_of_tokens(tokens, dm, seed)
-    rule: dict[str, Any] = {"calibration": calibration, "floor": threshold}
-    if calibration != "none":
-        _, y_va, ids_va = dm.part("val")
-        val_prob = model.probability(BagOfTokensBaseline.features(tokens, ids_va))
-        rule["validation"] = report.threshold_for_fpr(val_prob[y_va == 0].astype(np.float64), target_fpr)
-        threshold = max(threshold, rule["validation"])
-    if calibration == "novel-kind":
+    _, y_va, ids_va = dm.part("val")
+    val_prob = model.probability(BagOfTokensBaseline.features(tokens, ids_va))
 
-        def held_out(view: LatentDataModule, mask: np.ndarray) -> np.ndarray:
-            return _fit_bag_of_tokens(tokens, view, seed).probability(BagOfTokensBaseline.features(tokens, dm.row_ids[mask]))
+    def held_out(view: LatentDataModule, mask: np.ndarray) -> np.ndarray:
+        return _fit_bag_of_tokens(tokens, view, seed).probability(BagOfTokensBaseline.features(tokens, dm.row_ids[mask]))
 
-        rule["novel_kind"] = novel_kind_threshold(dm, held_out, target_fpr)
-        threshold = max(threshold, rule["novel_kind"].get("threshold", threshold))
-    rule["threshold"] = threshold
+    rule = calibrate(threshold, calibration, target_fpr, val_prob[y_va == 0], dm, held_out)
+    threshold = rule["threshold"]
     prob = model.probability(BagOfTokensBaseline.features(tokens, ids_te))
     return model, {"model": "logistic regression on log1p bag of token ids (text + static features)",
                    "threshold_rule": rule, **binary_metrics(y_te, prob, threshold)}  # fmt: skip
@@ -501,6 +495,25 @@ def novel_kind_threshold(dm: LatentDataModule, score_held_out: Callable[[LatentD
 CALIBRATIONS = ("novel-kind", "validation", "none")
 
 
+def calibrate(floor: float, calibration: str, target_fpr: float, val_negatives: np.ndarray, dm: LatentDataModule,
+              score_held_out: Callable[[LatentDataModule, np.ndarray], np.ndarray]) -> dict[str, Any]:
+    """A model's threshold and how it was set (``threshold_rule``), by ``calibration``.
+
+    ``floor`` raised to keep the false-positive rate <= ``target_fpr`` on the validation
+    negatives' probabilities (``validation``) and also on every held-out kind (``novel-kind``).
+    """
+    rule: dict[str, Any] = {"calibration": calibration, "floor": floor}
+    threshold = floor
+    if calibration != "none":
+        rule["validation"] = report.threshold_for_fpr(np.asarray(val_negatives, dtype=np.float64), target_fpr)
+        threshold = max(threshold, rule["validation"])
+    if calibration == "novel-kind":
+        rule["novel_kind"] = novel_kind_threshold(dm, score_held_out, target_fpr)
+        threshold = max(threshold, rule["novel_kind"].get("threshold", threshold))
+    rule["threshold"] = threshold
+    return rule
+
+
 def train_classifier(
     embeddings: Path,
     storage_path: Path,
@@ -546,22 +559,16 @@ def train_classifier(
               "input_dropout": input_dropout, "input_noise": input_noise}  # fmt: skip
     model, best, trainer = _fit_head(dm, params, storage, CSVLogger(str(storage), name="logs", version="classifier"),
                                     progress, patience)  # fmt: skip
-    rule: dict[str, Any] = {"calibration": calibration, "floor": threshold}
-    if calibration != "none":
-        x_va, y_va, _ = dm.part("val")
-        rule["validation"] = report.threshold_for_fpr(model.probability(x_va)[y_va == 0].astype(np.float64), target_fpr)
-        threshold = max(threshold, rule["validation"])
-    if calibration == "novel-kind":
+    x_va, y_va, _ = dm.part("val")
 
-        def held_out(view: LatentDataModule, mask: np.ndarray) -> np.ndarray:
-            pl.seed_everything(seed, verbose=False)
-            with tempfile.TemporaryDirectory(dir=storage) as tmp:
-                head, _, _ = _fit_head(view, params, Path(tmp), False, False, patience)
-            return head.probability(dm.x[mask])
+    def held_out(view: LatentDataModule, mask: np.ndarray) -> np.ndarray:
+        pl.seed_everything(seed, verbose=False)
+        with tempfile.TemporaryDirectory(dir=storage) as tmp:
+            head, _, _ = _fit_head(view, params, Path(tmp), False, False, patience)
+        return head.probability(dm.x[mask])
 
-        rule["novel_kind"] = novel_kind_threshold(dm, held_out, target_fpr)
-        threshold = max(threshold, rule["novel_kind"].get("threshold", threshold))
-    rule["threshold"] = model.hparams.threshold = threshold
+    rule = calibrate(threshold, calibration, target_fpr, model.probability(x_va)[y_va == 0], dm, held_out)
+    threshold = model.hparams.threshold = rule["threshold"]
     epochs = trainer.current_epoch
     trainer.test(model, datamodule=dm, verbose=False)
     x_te, y_te, _ = dm.part("test")
