@@ -727,8 +727,9 @@ def _run_train(args: argparse.Namespace) -> int:
         return 2
     c = m["classifier"]
     print(f"classify: held-out accuracy {c['accuracy']} F1 {c['f1']} ROC-AUC {c['roc_auc']} on {c['n']} rows")
+    base = m["baseline"].get("threshold")
     print(f"classify: threshold {m['threshold']:.4f} ({m['threshold_rule']['calibration']} calibration); "
-          f"baseline threshold {m['baseline'].get('threshold', 'n/a')}")
+          f"baseline threshold {'n/a' if base is None else f'{base:.4f}'}")
     print(f"classify: {m['verdict']}")
     print(f"classify: checkpoint {m['checkpoint']}; metrics {Path(args.storage_path) / METRICS_FILE}")
     return 0
