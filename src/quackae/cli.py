@@ -75,15 +75,19 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("path", type=Path, metavar="DIR", help="a dataset or embeddings directory")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--verify", action="store_true", help="also read every shard in full and report damaged files (exit 1 if any)")
     p.set_defaults(func=_run_inspect)
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
-    from quackae.inspection import inspect, render
+    from quackae.inspection import inspect, render, verify
 
-    info = inspect(args.path)
+    problems = verify(args.path) if args.verify else None
+    info = inspect(args.path, skip_damaged=bool(problems))
+    if problems is not None:
+        info["verify"] = {"ok": not problems, "problems": problems}
     print(json.dumps(info, indent=1) if args.json else render(info))
-    return 0
+    return 1 if problems else 0
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
@@ -190,6 +194,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"quackae {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `quackae inspect DIR | head`: the reader left, which is fine
+        _silence_stdout()
+        return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,14 @@
 
 Each source file is read as a stream by one worker process, cut into chunks of lines; each
 chunk becomes one shard committed through the manifest by the parent process (the single
-writer). A killed run resumes after the last committed chunk of every source, so rerunning
-the same command ends with exactly the rows of an uninterrupted run; a source already
-ingested is recognised by its content key and adds nothing.
+writer), which holds the dataset's writer lock for the whole run: a second run on the same
+directory waits. A killed run resumes after the last committed chunk of every source, so
+rerunning the same command ends with exactly the rows of an uninterrupted run.
+
+A source is recognised by its file name (``sources.source_key``); the size and first MiB of the
+copy that was read are recorded too (``source_fingerprint``). A source that ended early (a
+truncated or corrupt archive) keeps its rows but is never marked done, and a later, different
+copy of the same name replaces those rows instead of adding to them.
 """
 
 from __future__ import annotations
@@ -27,16 +32,24 @@ from typing import Any
 
 from tqdm import tqdm
 
-from quackae import store, tokens
+from quackae import atomic, store, tokens
 from quackae.geo import CountryLookup
 from quackae.hyperquack import ParseError, Try, parse_measurement
 from quackae.outcome import outcome_of
 from quackae.signatures import Matcher, label, load_signatures
-from quackae.sources import SourceError, expand_sources, iter_lines, scan_from_name, source_key
+from quackae.sources import (
+    SourceError,
+    expand_sources,
+    iter_lines,
+    scan_from_name,
+    source_fingerprint,
+    source_key,
+)
 
 log = logging.getLogger(__name__)
 
 CHUNK_LINES = 5_000
+ARCHIVE_DAMAGE = ("truncated archive", "corrupt archive")  # iter_lines' reasons for an early end
 CHUNK_BYTES = 64 * 2**20  # also commit after this much input, so memory stays bounded with big pages
 TOKENIZER_SAMPLE = 20_000  # tries of text the BPE model is trained on at a dataset's creation
 
@@ -129,8 +142,12 @@ class _SourceWorker:
         name = path.name
         scan = scan_from_name(name)
         chunk, chunk_no, last_line = _Chunk(), first_chunk, skip_lines
+        ended_early = ""
 
         def reject(_source: str, line_no: int, reason: str) -> None:
+            nonlocal ended_early
+            if reason.startswith(ARCHIVE_DAMAGE):
+                ended_early = reason
             chunk.rejects.append({"file": name, "line": line_no, "reason": reason})
 
         for item in iter_lines(path, reject, skip_lines=skip_lines):
@@ -142,7 +159,7 @@ class _SourceWorker:
                 self._commit(chunk, key, chunk_no, last_line, done=False)
                 self.emit(("progress", chunk.lines))
                 chunk, chunk_no = _Chunk(), chunk_no + 1
-        self._commit(chunk, key, chunk_no, last_line, done=True)
+        self._commit(chunk, key, chunk_no, last_line, done=not ended_early, early=ended_early)
         self.emit(("progress", chunk.lines))
 
     def _add_line(
@@ -195,7 +212,9 @@ class _SourceWorker:
         chunk.tries.append(t)
         chunk.token_outcomes.append(outcome_of(t, 0, ""))
 
-    def _commit(self, chunk: _Chunk, key: str, chunk_no: int, last_line: int, done: bool) -> None:
+    def _commit(
+        self, chunk: _Chunk, key: str, chunk_no: int, last_line: int, done: bool, early: str = ""
+    ) -> None:
         entry = None
         if len(chunk) or chunk.rejects:
             seqs = self.encoder.encode(chunk.tries, chunk.token_outcomes)
@@ -208,7 +227,7 @@ class _SourceWorker:
             entry_reasons = dict(reasons)
         else:
             entry_reasons = {}
-        self.emit(("commit", key, entry, last_line, chunk_no + 1, done, entry_reasons))
+        self.emit(("commit", key, entry, last_line, chunk_no + 1, done, entry_reasons, early))
 
 
 def _unix(seconds: float) -> int:
@@ -250,9 +269,24 @@ def _worker_main(
     for path, key, skip, first_chunk in tasks:
         try:
             worker.run(Path(path), key, skip, first_chunk)
+        except OSError as e:
+            if atomic.is_disk_full(e):  # every other source would fail the same way
+                out.put(("fatal", key, _disk_full_text(Path(root), e)))
+                return
+            log.exception("source %s failed", path)
+            out.put(("failed", key, f"{type(e).__name__}: {e}"))
         except Exception as e:  # noqa: BLE001 - one broken source must not stop the others
             log.exception("source %s failed", path)
             out.put(("failed", key, f"{type(e).__name__}: {e}"))
+
+
+def _disk_full_text(root: Path, e: OSError) -> str:
+    """One line for a write that ran out of space: which file, and what to do."""
+    where = e.filename or root
+    return (
+        f"cannot write {where}: {e.strerror or e} (disk full?); free space and rerun the same "
+        f"command: what {root} had committed is intact and the run resumes"
+    )
 
 
 # --------------------------------------------------------------------------- the run
@@ -297,7 +331,19 @@ def _open_or_create(
     signatures_id = _signatures_id(options.signatures)
     if (root / store.MANIFEST).exists():
         manifest = store.read_manifest(root)
+        restorable = tokenizer is not None and tokenizer.is_file()
+        if not (root / store.TOKENIZER).is_file() and restorable and (
+            tokens.tokenizer_sha256(tokenizer) == manifest["tokenizer_sha256"]
+        ):
+            _copy_tokenizer(tokenizer, root)  # restoring the dataset's own tokenizer
+        if not (root / store.TOKENIZER).is_file():
+            raise FlattenError(
+                f"{root / store.TOKENIZER} is missing, so rows cannot be appended with the same "
+                "tokens: restore it (or pass it with --tokenizer), or flatten into a new "
+                "--storage_path"
+            )
         _check_compatible(root, manifest, options, tokenizer, signatures_id)
+        store.check_shards(root, manifest)
         return manifest
     root.mkdir(parents=True, exist_ok=True)
     if options.max_tokens < 32:
@@ -305,7 +351,7 @@ def _open_or_create(
     if tokenizer is not None:
         if not tokenizer.is_file():
             raise FlattenError(f"--tokenizer {tokenizer}: no such file")
-        shutil.copyfile(tokenizer, root / store.TOKENIZER)
+        _copy_tokenizer(tokenizer, root)
     else:
         log.info("training a %d-token BPE tokenizer on the sources", vocab_size)
         tok = tokens.train_tokenizer(_sample_texts(paths, TOKENIZER_SAMPLE), vocab_size)
@@ -317,6 +363,12 @@ def _open_or_create(
     manifest["signatures"] = signatures_id
     store.write_manifest(root, manifest)
     return manifest
+
+
+def _copy_tokenizer(tokenizer: Path, root: Path) -> None:
+    """Install a given tokenizer file into the dataset, atomically."""
+    with atomic.atomic_path(root / store.TOKENIZER) as tmp:
+        shutil.copyfile(tokenizer, tmp)
 
 
 def _check_compatible(
@@ -341,21 +393,54 @@ def _check_compatible(
         )
 
 
-def _plan(paths: list[Path], manifest: dict) -> tuple[list[tuple[str, str, int, int]], int]:
-    """Tasks ``(path, key, skip_lines, first_chunk)`` still to do, and how many are done."""
-    tasks, done, seen = [], 0, set()
+@dataclass
+class _Plan:
+    """What a run will do with each source: read, resume, replace, or leave."""
+
+    tasks: list[tuple[str, str, int, int]] = field(default_factory=list)
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    replace: list[str] = field(default_factory=list)
+    done: int = 0
+    refused: list[str] = field(default_factory=list)
+
+
+def _plan(paths: list[Path], manifest: dict) -> _Plan:
+    """Decide per source: new, resume a killed run, replace an incomplete copy, or skip."""
+    plan, seen = _Plan(), set()
     for path in paths:
         key = source_key(path)
         if key in seen:
             continue
         seen.add(key)
+        fingerprint = source_fingerprint(path)
         entry = manifest["sources"].get(key)
-        if entry and entry["done"]:
-            done += 1
+        same = entry is not None and entry.get("fingerprint") == fingerprint
+        if entry is None:
+            skip, chunk = 0, 0
+        elif same and entry["done"]:
+            plan.done += 1
             continue
-        skip, chunk = (entry["lines_done"], entry["chunks"]) if entry else (0, 0)
-        tasks.append((str(path), key, skip, chunk))
-    return tasks, done
+        elif same and entry.get("ended_early"):
+            plan.refused.append(
+                f"{path.name}: this copy ends early ({entry['ended_early']}); its "
+                f"{entry['rows']} rows stay, not marked done: flatten the complete file to "
+                "replace them"
+            )
+            continue
+        elif same:  # a killed run: resume after its last committed chunk
+            skip, chunk = entry["lines_done"], entry["chunks"]
+        elif entry["done"]:
+            plan.refused.append(
+                f"{path}: a different file named {path.name} was already ingested completely; "
+                "nothing added (rename it if it really is another source)"
+            )
+            continue
+        else:  # another copy of a source that ended early or was cut short: start over
+            plan.replace.append(key)
+            skip, chunk = 0, entry["chunks"]
+        plan.fingerprints[key] = fingerprint
+        plan.tasks.append((str(path), key, skip, chunk))
+    return plan
 
 
 def flatten(
@@ -375,11 +460,38 @@ def flatten(
         paths = expand_sources([Path(s) for s in sources])
     except SourceError as e:
         raise FlattenError(str(e)) from None
+    store.check_owned(root)
+    try:
+        with store.dataset_lock(root):
+            store.check_owned(root)  # another writer may have changed it while we waited
+            summary = _flatten_locked(root, paths, options, workers, tokenizer, vocab_size, progress)
+    except OSError as e:
+        if atomic.is_disk_full(e):
+            raise FlattenError(_disk_full_text(root, e)) from None
+        raise
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _flatten_locked(
+    root: Path,
+    paths: list[Path],
+    options: Options,
+    workers: int,
+    tokenizer: Path | None,
+    vocab_size: int,
+    progress: bool,
+) -> Summary:
+    """The run itself, with the writer lock held."""
     manifest = _open_or_create(root, paths, options, tokenizer, vocab_size)
     store.remove_orphans(root, manifest)
-    tasks, already = _plan(paths, manifest)
-    summary = Summary(skipped_sources=already)
-    names = {key: Path(path).name for path, key, _, _ in tasks}
+    plan = _plan(paths, manifest)
+    if plan.replace:
+        dropped = [f for key in plan.replace for f in store.drop_source(manifest, key)]
+        store.write_manifest(root, manifest)
+        store.delete_files(root, dropped)
+    summary = Summary(skipped_sources=plan.done, failed_sources=list(plan.refused))
+    names = {key: Path(path).name for path, key, _, _ in plan.tasks}
     bar = tqdm(
         desc="flatten", unit=" lines", unit_scale=True, disable=not progress, file=sys.stderr
     )
@@ -390,11 +502,12 @@ def flatten(
             summary.lines += msg[1]
             bar.update(msg[1])
         elif kind == "commit":
-            _, key, entry, last_line, chunks, done, reasons = msg
+            _, key, entry, last_line, chunks, done, reasons, early = msg
             src = manifest["sources"].setdefault(
                 key, {"name": names[key], "lines_done": 0, "chunks": 0, "done": False, "rows": 0}
             )
-            src.update(lines_done=last_line, chunks=chunks, done=done)
+            src.update(lines_done=last_line, chunks=chunks, done=done,
+                       fingerprint=plan.fingerprints[key], ended_early=early)  # fmt: skip
             if entry is not None:
                 src["rows"] += entry["rows"]
                 store.add_shard(manifest, entry)
@@ -404,17 +517,23 @@ def flatten(
                 for lab, k in store.LABEL_KEYS.items():
                     summary.labels[lab] += entry[k]
             store.write_manifest(root, manifest)
+            if early:
+                summary.failed_sources.append(
+                    f"{names[key]}: ended early at line {last_line} ({early}); its rows are kept "
+                    "but it is not marked done: flatten the complete file to replace them"
+                )
         elif kind == "failed":
             summary.failed_sources.append(f"{names[msg[1]]}: {msg[2]}")
+        elif kind == "fatal":
+            raise FlattenError(msg[2])
 
     try:
-        if workers <= 1 or len(tasks) <= 1:
-            _run_inline(root, options, tasks, handle)
+        if workers <= 1 or len(plan.tasks) <= 1:
+            _run_inline(root, options, plan.tasks, handle)
         else:
-            _run_pool(root, options, tasks, workers, handle)
+            _run_pool(root, options, plan.tasks, workers, handle)
     finally:
         bar.close()
-    summary.seconds = time.perf_counter() - started
     return summary
 
 
@@ -426,6 +545,11 @@ def _run_inline(root: Path, options: Options, tasks: list, handle: Callable) -> 
     for path, key, skip, first_chunk in tasks:
         try:
             worker.run(Path(path), key, skip, first_chunk)
+        except OSError as e:
+            if atomic.is_disk_full(e):
+                raise
+            log.exception("source %s failed", path)
+            handle(("failed", key, f"{type(e).__name__}: {e}"))
         except Exception as e:  # noqa: BLE001 - one broken source must not stop the others
             log.exception("source %s failed", path)
             handle(("failed", key, f"{type(e).__name__}: {e}"))
@@ -454,7 +578,7 @@ def _run_pool(root: Path, options: Options, tasks: list, workers: int, handle: C
                     break
                 continue
             handle(msg)
-            if msg[0] == "failed" or (msg[0] == "commit" and msg[5]):
+            if msg[0] == "failed" or (msg[0] == "commit" and (msg[5] or msg[7])):
                 remaining.discard(msg[1])
     finally:
         for p in procs:

@@ -34,6 +34,7 @@ __all__ = [
     "expand_sources",
     "iter_lines",
     "scan_from_name",
+    "source_fingerprint",
     "source_key",
 ]
 
@@ -55,6 +56,7 @@ _KEY_HEAD_BYTES = 1024 * 1024
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 _GZIP_MAGIC = b"\x1f\x8b"
 _WORD_SPLIT = re.compile(r"[^a-z0-9]+")
+SIDECAR_SUFFIX = ".truth.jsonl"  # ground truth written next to `quackae synth` archives
 
 ErrorCallback = Callable[[str, int, str], None]
 
@@ -103,7 +105,8 @@ def expand_sources(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 
     Directories are searched recursively for ``SOURCE_SUFFIXES`` files (hidden entries
     skipped); files named explicitly are kept whatever their suffix. Duplicates are dropped,
-    first occurrence wins.
+    first occurrence wins. Ground-truth sidecars of ``quackae synth`` (``*.truth.jsonl``) are
+    not measurements: they are skipped, with one warning saying how many.
 
     Raises
     ------
@@ -128,7 +131,13 @@ def expand_sources(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
             if resolved not in seen:
                 seen.add(resolved)
                 out.append(candidate)
-    return out
+    sidecars = [p for p in out if p.name.lower().endswith(SIDECAR_SUFFIX)]
+    if sidecars:
+        log.warning(
+            "skipped %d ground-truth sidecar(s) (*%s, e.g. %s): they are not measurements",
+            len(sidecars), SIDECAR_SUFFIX, sidecars[0],
+        )  # fmt: skip
+    return [p for p in out if p not in sidecars]
 
 
 def scan_from_name(name: str | os.PathLike[str]) -> str | None:
@@ -147,10 +156,20 @@ def scan_from_name(name: str | os.PathLike[str]) -> str | None:
 
 
 def source_key(path: str | os.PathLike[str]) -> str:
-    """A stable identity of a source file that does not depend on its directory.
+    """The identity of a source: hex blake2b (128 bit) of its base file name.
 
-    Hex blake2b (128 bit) of the base name, the size in bytes and the first 1 MiB of
-    content, so the same archive found under another path maps to the same key.
+    Censored Planet names every archive uniquely (scan and start time), so the name alone
+    says which source a file is, from any directory; a truncated download and the complete
+    file share a key, which lets the complete one replace the partial rows. What the file
+    holds is told apart by ``source_fingerprint``.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(Path(path).name.encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+def source_fingerprint(path: str | os.PathLike[str]) -> str:
+    """Which copy of a source a file is: its size and the hash of its first 1 MiB.
 
     Raises
     ------
@@ -164,13 +183,7 @@ def source_key(path: str | os.PathLike[str]) -> str:
             head = fh.read(_KEY_HEAD_BYTES)
     except OSError as exc:
         raise SourceError(f"{p}: cannot read ({exc.strerror or exc})") from exc
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(p.name.encode("utf-8", "surrogateescape"))
-    digest.update(b"\0")
-    digest.update(str(size).encode("ascii"))
-    digest.update(b"\0")
-    digest.update(head)
-    return digest.hexdigest()
+    return f"{size}:{hashlib.blake2b(head, digest_size=16).hexdigest()}"
 
 
 # --------------------------------------------------------------------------- reading

@@ -8,17 +8,19 @@ Layout::
     DIR/rejects/part-*.jsonl     every rejected input line: {"file", "line", "reason"}
     DIR/cache/                   flat token cache, memory-mapped by readers (rebuilt on demand)
 
-Every file is written to a temporary name and renamed into place, and the manifest is replaced
-last, so a run killed at any moment leaves the previous committed state intact.
+Every file is written through ``atomic.atomic_path`` (temporary name, fsync, rename, fsync of the
+directory), and the manifest is replaced last, so a run killed at any moment leaves the previous
+committed state intact. Writers hold ``dataset_lock(root)``; ``commit`` is the one way to change
+the manifest from a process that did not write the shards itself.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +29,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-FORMAT_VERSION = 1
+from quackae import atomic
+
+FORMAT_VERSION = 2  # 2: sources keyed by file name (a truncated copy and the full one share a key)
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
+SHARD_NAME = re.compile(r"part-[0-9a-f]{16}-\d{5,}\.(parquet|jsonl)")
+CACHE_NAME = re.compile(r"(tokens|offsets)-[0-9a-f]{16}\.(bin|npy)")
+dataset_lock = atomic.directory_lock  # ``with dataset_lock(root):`` around every change
 
 SCHEMA = pa.schema(
     [
@@ -67,13 +74,14 @@ def row_id(source_key: str, line: int, try_index: int) -> int:
     return int.from_bytes(digest, "little", signed=True)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+def damaged(path: Path, exc: BaseException) -> StoreError:
+    """The one-line error for a shard that cannot be read (truncated, overwritten, missing)."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    root = Path(path).parent.parent
+    return StoreError(
+        f"{path} is damaged ({reason}); `quackae inspect {root} --verify` lists every damaged "
+        "shard: restore them from a backup, or re-flatten the sources into a new --storage_path"
+    )
 
 
 # --------------------------------------------------------------------------- manifest
@@ -122,7 +130,7 @@ def read_manifest(root: Path) -> dict[str, Any]:
 
 def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
     """Replace the manifest atomically: the commit point of every change to the dataset."""
-    _atomic_write(Path(root) / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    atomic.atomic_write(Path(root) / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
 
 
 def add_shard(manifest: dict[str, Any], shard: dict[str, Any]) -> None:
@@ -133,18 +141,125 @@ def add_shard(manifest: dict[str, Any], shard: dict[str, Any]) -> None:
     manifest["max_width"] = max(manifest["max_width"], shard["max_width"])
 
 
+def drop_source(manifest: dict[str, Any], key: str) -> list[str]:
+    """Forget a source's shards and totals (it is being re-read); return the files to delete."""
+    kept, files = [], []
+    for shard in manifest["shards"]:
+        if shard.get("source") != key:
+            kept.append(shard)
+            continue
+        files += [f for f in (shard["file"], shard.get("rejects_file")) if f]
+        manifest["length"] -= shard["rows"]
+        for k in ("censored", "undetermined", "uncensored", "rejected"):
+            manifest[k] -= shard[k]
+    manifest["shards"] = kept
+    manifest["max_width"] = max((s["max_width"] for s in kept), default=0)
+    manifest["sources"].pop(key, None)
+    return files
+
+
+def delete_files(root: Path, files: Iterable[str]) -> None:
+    """Delete dataset files the committed manifest no longer lists (after it was written)."""
+    for name in files:
+        (Path(root) / name).unlink(missing_ok=True)
+
+
+def commit(
+    root: Path,
+    shards: list[dict[str, Any]],
+    sources: dict[str, dict[str, Any]] | None = None,
+    replace: Iterable[str] = (),
+) -> dict[str, Any]:
+    """Commit shards written by any process: re-read the manifest, add them, write it back.
+
+    Call it inside ``with dataset_lock(root):``. ``replace`` names source keys whose earlier
+    shards are dropped first (a complete copy replacing a truncated one); ``sources`` updates
+    the per-source bookkeeping. Returns the new manifest.
+    """
+    root = Path(root)
+    manifest = read_manifest(root)
+    dropped: list[str] = []
+    for key in replace:
+        dropped += drop_source(manifest, key)
+    for shard in shards:
+        add_shard(manifest, shard)
+    manifest["sources"].update(sources or {})
+    write_manifest(root, manifest)
+    delete_files(root, dropped)
+    return manifest
+
+
 def remove_orphans(root: Path, manifest: dict[str, Any]) -> int:
-    """Delete shard, reject and temporary files the manifest does not list (a killed run's)."""
+    """Delete a killed run's leftovers: unlisted files with quackae's shard names, and temps.
+
+    Only names quackae itself gives are touched; anything else in the directory is left alone.
+    """
     listed = {s["file"] for s in manifest["shards"]} | {
         s["rejects_file"] for s in manifest["shards"] if s.get("rejects_file")
     }
-    removed = 0
+    removed = atomic.remove_temps(Path(root))
     for sub in ("shards", "rejects"):
-        for path in (Path(root) / sub).glob("*"):
-            if f"{sub}/{path.name}" not in listed:
+        directory = Path(root) / sub
+        removed += atomic.remove_temps(directory)
+        if not directory.is_dir():
+            continue
+        for path in directory.iterdir():
+            if SHARD_NAME.fullmatch(path.name) and f"{sub}/{path.name}" not in listed:
                 path.unlink(missing_ok=True)
                 removed += 1
     return removed
+
+
+def check_owned(root: Path) -> None:
+    """Refuse a non-empty directory that holds no quackae dataset, before writing anything."""
+    root = Path(root)
+    if not root.exists() or (root / MANIFEST).exists():
+        return
+    if not root.is_dir():
+        raise StoreError(f"{root} is a file, not a directory; pass a new --storage_path")
+    names = {p.name for p in root.iterdir()}
+    # a creation killed before its first manifest leaves only the lock, the tokenizer and temps
+    ours = {atomic.LOCK_FILE, TOKENIZER} if atomic.LOCK_FILE in names else set()
+    foreign = sorted(n for n in names if n not in ours and not atomic.is_temp(n))
+    if foreign:
+        raise StoreError(
+            f"{root} is not empty ({len(foreign)} entries, e.g. {foreign[0]}) and holds no quackae "
+            f"dataset ({MANIFEST}); pass a new or empty --storage_path: quackae never writes "
+            "into a folder of other files"
+        )
+
+
+def check_shards(root: Path, manifest: dict[str, Any]) -> None:
+    """Cheap integrity check before appending: each listed shard's footer and row count."""
+    for shard in manifest["shards"]:
+        path = Path(root) / shard["file"]
+        try:
+            rows = pq.read_metadata(path).num_rows
+        except (OSError, pa.ArrowException) as e:
+            raise damaged(path, e) from None
+        if rows != shard["rows"]:
+            raise damaged(path, ValueError(f"{rows} rows, the manifest says {shard['rows']}"))
+
+
+def verify(root: Path) -> list[str]:
+    """Read every committed shard in full; return one problem line per damaged file."""
+    root = Path(root)
+    manifest = read_manifest(root)
+    problems = []
+    for shard in manifest["shards"]:
+        path = root / shard["file"]
+        try:
+            table = pq.read_table(path)
+            if table.num_rows != shard["rows"] or table.schema.names != SCHEMA.names:
+                raise ValueError(f"{table.num_rows} rows, the manifest says {shard['rows']}")
+        except (OSError, ValueError, pa.ArrowException) as e:
+            problems.append(str(damaged(path, e)))
+        rejects = shard.get("rejects_file")
+        if rejects and not (root / rejects).is_file():
+            problems.append(f"{root / rejects}: missing (the rejects of {shard['file']})")
+    if not (root / TOKENIZER).is_file():
+        problems.append(f"{root / TOKENIZER}: missing; restore it or re-flatten into a new --storage_path")
+    return problems
 
 
 # --------------------------------------------------------------------------- writing
@@ -159,13 +274,12 @@ def write_shard(
     (root / "rejects").mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pydict(columns, schema=SCHEMA)
     shard_file = f"shards/{name}.parquet"
-    tmp = root / f"{shard_file}.tmp{os.getpid()}"
-    pq.write_table(table, tmp, compression="zstd", row_group_size=16384)
-    tmp.replace(root / shard_file)
+    with atomic.atomic_path(root / shard_file) as tmp:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=16384)
     rejects_file = ""
     if rejects:
         rejects_file = f"rejects/{name}.jsonl"
-        _atomic_write(root / rejects_file, "".join(json.dumps(r) + "\n" for r in rejects).encode())
+        atomic.atomic_write(root / rejects_file, "".join(json.dumps(r) + "\n" for r in rejects))
     labels = np.asarray(columns["censored"], dtype=np.int8)
     lengths = columns["length"]
     return {
@@ -236,7 +350,7 @@ class Dataset:
         """Selected columns of every row, in global order (for small columns: labels, ids)."""
         if not self.shard_paths:
             return pa.table({c: pa.array([], SCHEMA.field(c).type) for c in columns})
-        return pa.concat_tables(pq.read_table(p, columns=columns) for p in self.shard_paths)
+        return pa.concat_tables(_read_shard(p, columns) for p in self.shard_paths)
 
     def iter_batches(
         self, columns: list[str], start: int = 0, stop: int | None = None, batch_size: int = 4096
@@ -250,7 +364,7 @@ class Dataset:
                 base += rows
                 continue
             pos = base
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns):
+            for batch in _shard_batches(path, batch_size, columns):
                 lo, hi = max(start - pos, 0), min(stop - pos, batch.num_rows)
                 if lo < hi:
                     yield batch.slice(lo, hi - lo)
@@ -279,13 +393,12 @@ class Dataset:
         cache = values_path.parent
         cache.mkdir(exist_ok=True)
         key = values_path.name.split("-", 1)[1].split(".", 1)[0]
-        for old in cache.glob("*"):
-            if key not in old.name:
+        for old in cache.iterdir():  # only quackae's own cache names: stale keys and temps
+            if (CACHE_NAME.fullmatch(old.name) and key not in old.name) or atomic.is_temp(old.name):
                 old.unlink(missing_ok=True)
         offsets = np.zeros(len(self) + 1, dtype=np.int64)
         row = 0
-        tmp_values = values_path.with_name(values_path.name + f".tmp{os.getpid()}")
-        with open(tmp_values, "wb") as f:
+        with atomic.atomic_path(values_path) as tmp_values, open(tmp_values, "wb") as f:
             for batch in self.iter_batches(["tokens"], batch_size=16384):
                 col = batch.column(0)
                 flat = col.flatten().to_numpy(zero_copy_only=False).astype(dtype)
@@ -293,7 +406,21 @@ class Dataset:
                 offsets[row + 1 : row + 1 + len(lens)] = offsets[row] + np.cumsum(lens)
                 row += len(lens)
                 f.write(flat.tobytes())
-        tmp_values.replace(values_path)
-        tmp_offsets = offsets_path.with_name(offsets_path.name + f".tmp{os.getpid()}.npy")
-        np.save(tmp_offsets, offsets, allow_pickle=False)
-        tmp_offsets.replace(offsets_path)
+        with atomic.atomic_path(offsets_path) as tmp_offsets, open(tmp_offsets, "wb") as f:
+            np.save(f, offsets, allow_pickle=False)
+
+
+def _read_shard(path: Path, columns: list[str]) -> pa.Table:
+    """Selected columns of one shard; a damaged file is a one-line ``StoreError`` naming it."""
+    try:
+        return pq.read_table(path, columns=columns)
+    except (OSError, pa.ArrowException) as e:
+        raise damaged(path, e) from None
+
+
+def _shard_batches(path: Path, batch_size: int, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """Record batches of one shard; a damaged file is a one-line ``StoreError`` naming it."""
+    try:
+        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns)
+    except (OSError, pa.ArrowException) as e:
+        raise damaged(path, e) from None

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from quackae.atomic import atomic_path
 from quackae.hyperquack import Try
 from quackae.outcome import OUTCOME_INDEX
 
@@ -211,9 +212,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB) -> To
 
 def save_tokenizer(tok: Tokenizer, path: Path) -> str:
     """Write the tokenizer JSON atomically; return its sha256."""
-    tmp = path.with_suffix(".tmp")
-    tok.save(str(tmp))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tok.save(str(tmp))
     return tokenizer_sha256(path)
 
 
