@@ -195,8 +195,13 @@ def test_bad_input_is_counted_logged_and_good_lines_kept(tmp_path: Path) -> None
     (src / "CP_Quack-http-2021-10-14-01-01-01.tar.gz").write_bytes(raw[: int(len(raw) * 0.6)])
 
     result = run_cli("flatten", "--source", src, "--storage_path", tmp_path / "ds", "--quiet", "--max_tokens", "64")
-    assert result.returncode == 0, result.stderr
+    # the two truncated archives are reported (exit 1) and stay incomplete; their good lines are kept
+    assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
+    assert result.stdout.count("ended early") == 2
+    incomplete = [s for s in store.read_manifest(tmp_path / "ds")["sources"].values() if not s["done"]]
+    assert sorted(s["name"] for s in incomplete) == ["CP_Quack-http-2021-10-13-01-01-01.json.gz",
+                                                     "CP_Quack-http-2021-10-14-01-01-01.tar.gz"]
     rows = read_rows(tmp_path / "ds", ["domain"])
     domains = set(rows["domain"].to_pylist())
     assert {"good0.example", "good1.example", "good2.example", "good3.example", "good4.example"} <= domains

@@ -18,6 +18,7 @@ from quackae.sources import (
     expand_sources,
     iter_lines,
     scan_from_name,
+    source_fingerprint,
     source_key,
 )
 
@@ -258,20 +259,31 @@ def test_scan_from_name(name: str, scan: str | None) -> None:
     assert scan_from_name(name) == scan
 
 
-def test_source_key_is_location_independent(tmp_path: Path) -> None:
+def test_source_key_is_the_file_name_and_the_fingerprint_the_copy(tmp_path: Path) -> None:
     a = _write_tar(
         tmp_path / "CP_Quack-echo-2021-10-11-01-01-01.tar.gz", [("results.json", _lines(9))]
     )
     (tmp_path / "elsewhere").mkdir()
     b = Path(shutil.copy(a, tmp_path / "elsewhere" / a.name))
     renamed = Path(shutil.copy(a, tmp_path / "other-name.tar.gz"))
-    other = _write_tar(tmp_path / "elsewhere2.tar.gz", [("results.json", _lines(10))])
+    (tmp_path / "cut").mkdir()
+    cut = tmp_path / "cut" / a.name
+    cut.write_bytes(a.read_bytes()[: a.stat().st_size // 2])
     key = source_key(a)
-    assert key == source_key(b) == source_key(str(b))
-    assert key != source_key(renamed) and key != source_key(other)
+    assert key == source_key(b) == source_key(str(b)) == source_key(cut)  # same name: same source
+    assert key != source_key(renamed)
     assert len(key) == 32 and int(key, 16) >= 0
+    assert source_fingerprint(a) == source_fingerprint(b) != source_fingerprint(cut)
     with pytest.raises(SourceError):
-        source_key(tmp_path / "missing.tar")
+        source_fingerprint(tmp_path / "missing.tar")
+
+
+def test_expand_sources_skips_synth_truth_sidecars(tmp_path: Path, caplog) -> None:
+    archive = _write_tar(tmp_path / "CP_Quack-echo-x.tar.gz", [("results.json", _lines(2))])
+    (tmp_path / "CP_Quack-echo-x.truth.jsonl").write_text("{}\n")
+    with caplog.at_level("WARNING"):
+        assert expand_sources([tmp_path]) == [archive]
+    assert sum("sidecar" in r.getMessage() for r in caplog.records) == 1
 
 
 # --------------------------------------------------------------------------- reference data

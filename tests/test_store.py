@@ -10,6 +10,7 @@ import pytest
 
 from quackae import store, synth
 from quackae.flatten import Options, flatten
+from quackae.sources import source_key
 
 
 def test_token_cache_matches_parquet(small_dataset: Path) -> None:
@@ -47,16 +48,31 @@ def test_iter_batches_ranges(small_dataset: Path) -> None:
     assert got == all_ids[5:123]
 
 
-def test_orphans_from_a_killed_run_are_removed(tmp_path: Path, small_dataset: Path) -> None:
+def test_orphans_from_a_killed_run_are_removed_and_nothing_else(tmp_path: Path, small_dataset: Path) -> None:
     manifest = store.read_manifest(small_dataset)
     copy = tmp_path / "copy"
     import shutil
 
     shutil.copytree(small_dataset, copy)
-    (copy / "shards" / "part-orphan.parquet").write_bytes(b"half a file")
-    (copy / "shards" / "part-x.parquet.tmp123").write_bytes(b"tmp")
-    assert store.remove_orphans(copy, manifest) == 2
+    orphan = copy / "shards" / "part-0123456789abcdef-00042.parquet"  # a name quackae gives
+    orphan.write_bytes(b"half a file")
+    (copy / "rejects" / "part-0123456789abcdef-00042.jsonl").write_bytes(b"{}")
+    (copy / "shards" / ".part-x.parquet.123-ab.quackae-tmp").write_bytes(b"tmp")
+    mine = [copy / "shards" / "part-orphan.parquet", copy / "shards" / "notes.txt", copy / "rejects" / "keep.jsonl"]
+    for path in mine:
+        path.write_bytes(b"the user's")
+    assert store.remove_orphans(copy, manifest) == 3
+    assert all(path.read_bytes() == b"the user's" for path in mine)
+    assert not orphan.exists()
     assert len(store.Dataset(copy).read_columns(["row_id"])) == manifest["length"]
+
+
+def test_golden_row_id() -> None:
+    """A change of the hash would re-key every dataset: pinned values."""
+    key = source_key("CP_Quack-echo-2021-10-11-01-01-01.tar.gz")
+    assert key == "a6a0b007dc2e1e24b3b79b3e32f4e069"
+    assert store.row_id(key, 1, 0) == -782868308606187217
+    assert store.row_id("k", 7, 2) == 6347215640354040258
 
 
 def test_manifest_errors_are_clear(tmp_path: Path) -> None:

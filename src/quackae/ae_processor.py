@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from quackae.atomic import atomic_write
+
 SUMMARY = "train_summary.json"
 QUIET_WARNINGS = (  # Lightning notices that say nothing to a user of this controller
     r".*isinstance\(treespec, LeafSpec\).*",
@@ -146,13 +148,19 @@ def _check_ray_resources(args: argparse.Namespace) -> None:
         )
 
 
-def make_logger(args: argparse.Namespace, storage: Path):
-    """CometLogger when Comet is configured (or asked for), else a CSV logger under storage."""
+def make_logger(args: argparse.Namespace, storage: Path, rank: int = 0):
+    """CometLogger when Comet is configured (or asked for), else a CSV logger under storage.
+
+    Only rank 0 makes a Comet experiment; other Ray workers get a CSV logger, which writes
+    nothing off rank 0. ``--comet_offline DIR``: Lightning 2.6's ``CometLogger(online=False)``
+    disables Comet altogether, so the offline mode is chosen through ``COMET_START_ONLINE=0``
+    with ``online`` left unset; ``finish_logger`` ends the experiment, which writes the archive.
+    """
     want_comet = args.logger == "comet" or (
         args.logger == "auto" and (os.environ.get("COMET_API_KEY") or args.comet_offline)
     )
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    if want_comet:
+    if want_comet and rank == 0:
         try:
             import comet_ml  # noqa: F401
             from lightning.pytorch.loggers import CometLogger
@@ -166,15 +174,31 @@ def make_logger(args: argparse.Namespace, storage: Path):
                 "--logger comet needs COMET_API_KEY in the environment or --comet_offline DIR"
             )
         if args.comet_offline:
-            os.environ.setdefault("COMET_OFFLINE_DIRECTORY", str(Path(args.comet_offline).resolve()))
-        return CometLogger(
-            project=COMET_PROJECT,
-            name=f"{args.exp_label}: {stamp}",
-            online=not args.comet_offline,
-        )
+            offline = Path(args.comet_offline).resolve()
+            offline.mkdir(parents=True, exist_ok=True)
+            os.environ["COMET_START_ONLINE"] = "0"
+            return CometLogger(
+                project=COMET_PROJECT,
+                name=f"{args.exp_label}: {stamp}",
+                offline_directory=str(offline),
+                log_code=False,
+                log_git_metadata=False,
+                log_git_patch=False,
+                log_env_gpu=False,
+                log_env_host=False,
+                display_summary_level=0,
+            )
+        return CometLogger(project=COMET_PROJECT, name=f"{args.exp_label}: {stamp}", online=True)
     from lightning.pytorch.loggers import CSVLogger
 
     return CSVLogger(save_dir=str(storage), name="logs", version=args.exp_label.replace("/", "_"))
+
+
+def finish_logger(logger) -> None:
+    """End a Comet experiment once fit and test are done: an offline one writes its archive."""
+    experiment = getattr(logger, "_experiment", None)
+    if experiment is not None and hasattr(experiment, "end"):
+        experiment.end()
 
 
 def trainer_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -189,10 +213,24 @@ def _load_weights(path: str) -> dict[str, Any]:
     if not Path(path).is_file():
         raise ProcessorError(f"--checkpoint_path {path}: no such file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is a user error here
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ProcessorError(f"--checkpoint_path {path} is not a readable checkpoint: {reason}") from None
+        # PyTorch's own text suggests weights_only=False, which would run the file's code: not shown
+        why = (
+            "it holds more than tensors and plain values"
+            if "weights only load failed" in str(e).lower()
+            else "not a PyTorch checkpoint, or a truncated one"
+        )
+        raise ProcessorError(
+            f"--checkpoint_path {path} is not a checkpoint quackae can read ({why}); pass a .ckpt "
+            "written by `quackae train` (last.ckpt or a best one in its --storage_path)"
+        ) from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ProcessorError(
+            f"--checkpoint_path {path} is not a Lightning checkpoint (no state_dict); pass a .ckpt "
+            "written by `quackae train` (last.ckpt or a best one in its --storage_path)"
+        )
+    return ckpt
 
 
 def check_fits(ckpt: dict[str, Any], dm, path: str) -> dict[str, Any]:
@@ -319,6 +357,7 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
     model = build_model(args, dm)
     callbacks = training_callbacks(args, storage)
     kwargs = trainer_kwargs(args)
+    rank = 0
     if in_ray:
         import ray.train
         from ray.train.lightning import (
@@ -328,11 +367,13 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
             prepare_trainer,
         )
 
+        rank = ray.train.get_context().get_world_rank()
         torch.set_num_threads(1)
         callbacks.append(RayTrainReportCallback())
         kwargs.update(devices="auto", strategy=RayDDPStrategy(), plugins=[RayLightningEnvironment()])
+    logger = make_logger(args, storage, rank)
     trainer = pl.Trainer(
-        logger=make_logger(args, storage),
+        logger=logger,
         callbacks=callbacks,
         use_distributed_sampler=False,
         **kwargs,
@@ -351,6 +392,7 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint else ""
     tested = trainer.test(model, datamodule=dm, ckpt_path=best or None, weights_only=True, verbose=False)
+    finish_logger(logger)
     summary = {
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
@@ -362,7 +404,7 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
         "workers": int(trainer.world_size),
     }
     if trainer.global_rank == 0:
-        (storage / SUMMARY).write_text(json.dumps(summary, indent=1))
+        atomic_write(storage / SUMMARY, json.dumps(summary, indent=1))
     if in_ray:
         ray.train.report({k: v for k, v in summary["test"].items()})
     return summary
@@ -474,13 +516,17 @@ def encode_worker(config: dict[str, Any]) -> None:
     writer = AutoencoderWriter(args.storage_path, run_id=config["run_id"])
     kwargs = trainer_kwargs(args)
     kwargs.update(max_epochs=None, enable_checkpointing=False)
+    rank = 0
     if in_ray:
+        import ray.train
         from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
 
+        rank = ray.train.get_context().get_world_rank()
         torch.set_num_threads(1)
         kwargs.update(devices="auto", strategy=RayDDPStrategy(), plugins=[RayLightningEnvironment()])
+    logger = make_logger(args, Path(args.storage_path), rank)
     trainer = pl.Trainer(
-        logger=make_logger(args, Path(args.storage_path)),
+        logger=logger,
         callbacks=[writer],
         use_distributed_sampler=False,
         **kwargs,
@@ -488,6 +534,7 @@ def encode_worker(config: dict[str, Any]) -> None:
     if in_ray:
         trainer = prepare_trainer(trainer)
     trainer.predict(model, datamodule=dm, return_predictions=False)
+    finish_logger(logger)
 
 
 def _read_done(path: str) -> list[int]:
@@ -500,7 +547,9 @@ def encode(args: argparse.Namespace) -> dict[str, Any]:
     """Write embeddings of the selected rows; resumes a killed run; returns the inspect summary."""
     import numpy as np
 
-    from quackae.embeddings import EmbeddingStore
+    from quackae import store
+    from quackae.atomic import atomic_path, directory_lock
+    from quackae.embeddings import EmbeddingStore, check_version
     from quackae.inspection import inspect_embeddings
 
     if not args.checkpoint_path:
@@ -517,6 +566,7 @@ def encode(args: argparse.Namespace) -> dict[str, Any]:
         if key in hp:
             setattr(args, flag, int(hp[key]))
     out = EmbeddingStore(args.storage_path)
+    out.check_owned()
     meta = {
         "mode": encode_mode(args),
         "dim": int(hp.get("hidden_size", args.hidden_size)),
@@ -525,25 +575,29 @@ def encode(args: argparse.Namespace) -> dict[str, Any]:
         "tokenizer_sha256": dm.tokenizer_sha256,
         "seed": args.seed,
         "latent": args.latent,
+        "dataset_version": store.dataset_version(dm.manifest),
     }
-    existing = out.read_meta()
-    if existing and existing.get("complete") and all(existing.get(k) == v for k, v in meta.items()):
-        return inspect_embeddings(out.storage)  # the same command after a complete run: nothing to do
-    try:
-        done = out.begin(meta)
-    except ValueError as e:
-        raise ProcessorError(str(e)) from None
-    out.storage.mkdir(parents=True, exist_ok=True)
-    done_file = out.storage / ".done_rows.npy"
-    np.save(done_file, np.fromiter(done, dtype=np.int64, count=len(done)), allow_pickle=False)
-    config = {"done_rows_file": str(done_file), "run_id": f"{int(time.time())}{os.getpid() % 1000:03d}"}
-    if args.ray_nodes == 0:
-        encode_worker({"args": vars(args), **config})
-    else:
-        run_ray(args, encode_worker, f"encode-{time.strftime('%Y%m%d-%H%M%S')}", config)
-    done_file.unlink(missing_ok=True)
-    out.finish(expected=len(dm.predict_indices()))
-    return inspect_embeddings(out.storage)
+    with directory_lock(out.storage):  # one writer per embeddings directory; a second one waits
+        existing = out.read_meta()
+        check_version(out.storage, existing, dm.manifest, meta["mode"])  # refuses a changed dataset
+        if existing and existing.get("complete") and all(existing.get(k) == v for k, v in meta.items()):
+            return {**inspect_embeddings(out.storage), "new": 0}  # the same command again: nothing to do
+        try:
+            done = out.begin(meta)
+        except ValueError as e:
+            raise ProcessorError(str(e)) from None
+        done_file = out.storage / ".done_rows.npy"
+        with atomic_path(done_file) as tmp, open(tmp, "wb") as f:
+            np.save(f, np.fromiter(done, dtype=np.int64, count=len(done)), allow_pickle=False)
+        config = {"done_rows_file": str(done_file), "run_id": f"{int(time.time())}{os.getpid() % 1000:03d}"}
+        if args.ray_nodes == 0:
+            encode_worker({"args": vars(args), **config})
+        else:
+            run_ray(args, encode_worker, f"encode-{time.strftime('%Y%m%d-%H%M%S')}", config)
+        done_file.unlink(missing_ok=True)
+        out.finish(expected=len(dm.predict_indices()))
+        info = inspect_embeddings(out.storage)
+    return {**info, "new": info["length"] - len(done)}
 
 
 # --------------------------------------------------------------------------- entry points
@@ -554,7 +608,8 @@ def main(args: argparse.Namespace) -> None:
     if args.encode:
         info = encode(args)
         print(
-            f"encoded {info['length']} records ({info['mode']}): censored {info['censored']}, "
+            f"encoded {info['new']} new record(s); {info['length']} in all ({info['mode']}): "
+            f"censored {info['censored']}, "
             f"undetermined {info['undetermined']}, uncensored {info['uncensored']}; "
             f"dim {info['dim']} ({info['latent']} latent) -> {info['path']}"
         )

@@ -2,18 +2,19 @@
 
 Layout::
 
-    DIR/embeddings.json          mode, dim, latent, checkpoint, dataset, complete flag
+    DIR/embeddings.json          mode, dim, latent, checkpoint, dataset (+ its version), complete
     DIR/shards/part-*.parquet    dataset metadata columns + ``embedding`` (float32[dim])
 
-Shards are written atomically (temporary name, then rename), so a killed run leaves only whole
-shards; the rerun skips the row ids already written and appends the rest, ending with every
-selected record exactly once.
+Shards are written atomically (``atomic.atomic_path``), so a killed run leaves only whole shards;
+the rerun skips the row ids already written and appends the rest, ending with every selected
+record exactly once. ``dataset_version`` records which committed state of the dataset was
+encoded: when the dataset only grew since, a rerun encodes just the new rows; any other change
+is refused (see ``check_version``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from quackae import store
+from quackae import atomic, store
 
 META = "embeddings.json"
 COLUMNS = (
@@ -51,12 +52,29 @@ class EmbeddingStore:
 
     def read_meta(self) -> dict[str, Any] | None:
         """The directory's metadata, or None when it holds no embeddings yet."""
-        return json.loads(self.meta_path.read_text()) if self.meta_path.is_file() else None
+        if not self.meta_path.is_file():
+            return None
+        try:
+            return json.loads(self.meta_path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise store.StoreError(
+                f"{self.meta_path} is unreadable ({e}); delete {self.storage} and rerun the command"
+            ) from None
 
     def _write_meta(self, meta: dict[str, Any]) -> None:
-        tmp = self.meta_path.with_name(META + f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(meta, indent=1))
-        tmp.replace(self.meta_path)
+        atomic.atomic_write(self.meta_path, json.dumps(meta, indent=1))
+
+    def check_owned(self) -> None:
+        """Refuse a non-empty directory that holds no embeddings (the user's own files)."""
+        if not self.storage.is_dir() or self.meta_path.is_file():
+            return
+        names = {p.name for p in self.storage.iterdir()}
+        foreign = sorted(n for n in names - {atomic.LOCK_FILE, "shards"} if not atomic.is_temp(n))
+        if foreign:
+            raise store.StoreError(
+                f"{self.storage} is not empty (e.g. {foreign[0]}) and holds no embeddings "
+                f"({META}); pass a new or empty --storage_path"
+            )
 
     def begin(self, meta: dict[str, Any]) -> set[int]:
         """Start or resume a run with ``meta``; return the row ids already written.
@@ -73,17 +91,18 @@ class EmbeddingStore:
                     "choose another --storage_path or delete that directory"
                 )
         self.shards.mkdir(parents=True, exist_ok=True)
-        for tmp in self.shards.glob("*.tmp*"):
-            tmp.unlink(missing_ok=True)
+        atomic.remove_temps(self.shards)
         self._write_meta({"kind": "embeddings", **meta, "complete": False})
         return set(self.written_row_ids().tolist())
 
     def written_row_ids(self) -> np.ndarray:
         """Row ids of every committed shard."""
-        ids = [
-            pq.read_table(p, columns=["row_id"]).column(0).to_numpy()
-            for p in sorted(self.shards.glob("*.parquet"))
-        ]
+        ids = []
+        for path in sorted(self.shards.glob("*.parquet")):
+            try:
+                ids.append(pq.read_table(path, columns=["row_id"]).column(0).to_numpy())
+            except (OSError, pa.ArrowException) as e:
+                raise store.damaged(path, e) from None
         return np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
 
     def write_shard(self, name: str, rows: list[dict[str, Any]], latents: np.ndarray) -> None:
@@ -93,10 +112,8 @@ class EmbeddingStore:
         flat = pa.array(np.ascontiguousarray(latents, dtype=np.float32).reshape(-1))
         columns["embedding"] = pa.FixedSizeListArray.from_arrays(flat, dim)
         table = pa.Table.from_pydict(columns, schema=schema(dim))
-        path = self.shards / f"{name}.parquet"
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        pq.write_table(table, tmp, compression="zstd")
-        tmp.replace(path)
+        with atomic.atomic_path(self.shards / f"{name}.parquet") as tmp:
+            pq.write_table(table, tmp, compression="zstd")
 
     def finish(self, expected: int) -> None:
         """Mark the run complete once every selected row is written exactly once."""
@@ -108,3 +125,30 @@ class EmbeddingStore:
             )
         meta = self.read_meta() or {}
         self._write_meta({**meta, "complete": True, "length": int(len(ids))})
+
+
+def check_version(storage: Path, meta: dict[str, Any] | None, manifest: dict[str, Any], mode: str) -> str:
+    """How a rerun relates to the dataset version already encoded: ``same``, ``grew`` or ``new``.
+
+    Raises ``store.StoreError`` (saying why) when the dataset changed in any other way than
+    growing, or grew under ``--filtered``, whose balanced sample depends on the whole dataset.
+    """
+    old = (meta or {}).get("dataset_version")
+    version = store.dataset_version(manifest)
+    if meta is None or old is None:
+        return "new"
+    if old == version:
+        return "same"
+    if old["shards"] <= version["shards"] and old == store.dataset_version(manifest, old["shards"]):
+        if mode == "filtered":
+            raise store.StoreError(
+                f"{storage}: the dataset grew from {old['length']} to {version['length']} rows "
+                "since these --filtered embeddings were made, and --filtered balances the labels "
+                "over the whole dataset; encode into a new --storage_path"
+            )
+        return "grew"
+    raise store.StoreError(
+        f"{storage}: the dataset changed since these embeddings were made (rows replaced or "
+        f"removed, not only added: {old['length']} -> {version['length']} rows); encode into a "
+        "new --storage_path"
+    )

@@ -141,6 +141,18 @@ def add_shard(manifest: dict[str, Any], shard: dict[str, Any]) -> None:
     manifest["max_width"] = max(manifest["max_width"], shard["max_width"])
 
 
+def dataset_version(manifest: dict[str, Any], shards: int | None = None) -> dict[str, Any]:
+    """Which committed state of a dataset this is (of its first ``shards`` shards if given).
+
+    Appends only add shards, so the version of an older state equals the version of the
+    newer one's prefix: that is how a reader tells "grew" from "changed".
+    """
+    listed = manifest["shards"][:shards] if shards is not None else manifest["shards"]
+    digest = hashlib.sha256(json.dumps([(s["file"], s["rows"]) for s in listed]).encode())
+    return {"shards": len(listed), "length": sum(s["rows"] for s in listed),
+            "digest": digest.hexdigest()[:32]}  # fmt: skip
+
+
 def drop_source(manifest: dict[str, Any], key: str) -> list[str]:
     """Forget a source's shards and totals (it is being re-read); return the files to delete."""
     kept, files = [], []
