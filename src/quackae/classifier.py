@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from quackae import report, store
+from quackae.atomic import TMP_SUFFIX, atomic_path
 from quackae.cp_tokenized_data import split_of as data_split_of
 from quackae.embeddings import META
 
@@ -360,10 +360,9 @@ class BagOfTokensBaseline:
 
     def save(self, path: Path) -> None:
         """Write the coefficients to ``.npz`` (plain arrays, readable with allow_pickle=False)."""
-        tmp = Path(path).with_name(Path(path).name + f".tmp{os.getpid()}.npz")
-        np.savez(tmp, coef=self.coef.astype(np.float64), intercept=np.array([self.intercept]),
-                 tokenizer_sha256=np.array(self.tokenizer_sha256), transform=np.array("log1p_count"))  # fmt: skip
-        tmp.replace(path)
+        with atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
+            np.savez(f, coef=self.coef.astype(np.float64), intercept=np.array([self.intercept]),
+                     tokenizer_sha256=np.array(self.tokenizer_sha256), transform=np.array("log1p_count"))  # fmt: skip
 
     @classmethod
     def load(cls, path: Path) -> BagOfTokensBaseline:
@@ -641,7 +640,7 @@ def predict(embeddings: Path, checkpoint: Path, out: Path, threshold: float = 0.
     baseline, tokens, why = _open_baseline(Path(checkpoint), meta)
     shards = Path(out) / "shards"
     shards.mkdir(parents=True, exist_ok=True)
-    for old in [*shards.glob("*.parquet"), *shards.glob("*.tmp*")]:
+    for old in [*shards.glob("*.parquet"), *shards.glob(f".*{TMP_SUFFIX}")]:
         old.unlink()
     rows = candidates = base_candidates = 0
     for path in shard_paths(embeddings):
@@ -652,9 +651,8 @@ def predict(embeddings: Path, checkpoint: Path, out: Path, threshold: float = 0.
             ids = table.column("row_id").to_numpy()
             base = np.where(tokens.index_of(ids) >= 0, baseline.probability(BagOfTokensBaseline.features(tokens, ids)), np.nan)
             base_candidates += int((base >= threshold).sum())
-        tmp = shards / f"{path.stem}.parquet.tmp{os.getpid()}"
-        pq.write_table(_prediction_table(table, prob, base), tmp, compression="zstd")
-        tmp.replace(shards / f"{path.stem}.parquet")
+        with atomic_path(shards / f"{path.stem}.parquet") as tmp:
+            pq.write_table(_prediction_table(table, prob, base), tmp, compression="zstd")
         rows, candidates = rows + len(prob), candidates + int((prob >= threshold).sum())
     summary = {
         "kind": "predictions", "embeddings": str(Path(embeddings).resolve()), "checkpoint": str(Path(checkpoint).resolve()),

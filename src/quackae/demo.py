@@ -19,6 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from quackae.atomic import atomic_write
+from quackae.store import StoreError
+
+MARKER = ".quackae-demo"  # marks a folder as a demo's output, which the next demo may replace
+
 # (format, scan, measurements per unit of --scale); a few thousand measurements in all
 ARCHIVES = (("v2", "http", 2200), ("v1", "https", 900), ("v2", "https", 700), ("v1", "echo", 500), ("v2", "discard", 300))
 
@@ -63,9 +68,11 @@ def run_demo(out: Path, scale: float = 1.0, seed: int = 0, epochs: int = 8, ray_
     from quackae.report import score_against_truth, write_report
 
     out = Path(out)
+    _check_demo_out(out)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    atomic_write(out / MARKER, "written by `quackae demo`: this folder is replaced by the next demo run\n")
     stages = Stages(8)
     raw = out / "raw"
 
@@ -131,9 +138,22 @@ def run_demo(out: Path, scale: float = 1.0, seed: int = 0, epochs: int = 8, ray_
         "truth": truth,
         "plots": [str(p) for p in plots],
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    atomic_write(out / "summary.json", json.dumps(summary, indent=1, default=str))
     print(render_summary(summary))
     return summary
+
+
+def _check_demo_out(out: Path) -> None:
+    """Refuse to replace a folder that is not empty and not a previous demo's output."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise StoreError(f"--out {out} is a file; pass a new folder")
+    if any(out.iterdir()) and not (out / MARKER).is_file():
+        raise StoreError(
+            f"--out {out} is not empty and is not a previous demo's output (no {MARKER}); the "
+            "demo replaces its folder, so pass a new or empty --out"
+        )
 
 
 def _fmt(x: Any) -> str:
@@ -188,7 +208,7 @@ def add_demo_arguments(sub: argparse._SubParsersAction) -> None:
         description="synth -> flatten -> train -> encode --filtered/--evaluate -> classify -> "
         "report -> plots, all under --out, then a summary scored against the synthetic ground truth.",
     )
-    p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder, replaced if present (default %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder; a previous demo's output there is replaced, any other non-empty folder refused (default %(default)s)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply the number of generated measurements (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data and the models (default %(default)s)")
     p.add_argument("--epochs", type=int, default=8, help="autoencoder epochs (default %(default)s)")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from quackae import store
+from quackae.atomic import atomic_write
 from quackae.synth import VENDORS
 
 log = logging.getLogger(__name__)
@@ -309,9 +309,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, text)
 
 
 def _fmt(value: Any, digits: int = 3) -> str:

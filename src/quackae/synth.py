@@ -25,6 +25,8 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
+from quackae.atomic import atomic_path
+
 __all__ = [
     "BENIGN_PAGES",
     "FORMATS",
@@ -1451,7 +1453,8 @@ def write_archive(
     mtime = int(start.timestamp())
     with tempfile.TemporaryDirectory(dir=out, prefix=".synth-") as tmp:
         results = Path(tmp) / "results.json"
-        tries, ips = _generate(results, truth, measurements, seed, fmt, scan, start)
+        with atomic_path(truth) as truth_tmp:  # the sidecar appears whole or not at all
+            tries, ips = _generate(results, truth_tmp, measurements, seed, fmt, scan, start)
         ips_bytes = ("\n".join(ips) + "\n").encode()
         partial = archive.with_name(archive.name + ".part")
         with partial.open("wb") as raw, \
