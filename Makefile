@@ -10,7 +10,7 @@ DEMO_OUT ?= demo_out
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,comet]'
 	touch $(STAMP)
 
 install: $(STAMP)
