@@ -126,12 +126,18 @@ def test_resume_after_a_kill(small_dataset: Path, tmp_path: Path) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert (storage / "last.ckpt").exists() and not (storage / ae_processor.SUMMARY).exists()
-    epoch_at_kill = torch.load(storage / "last.ckpt", weights_only=True)["epoch"]
+    at_kill = torch.load(storage / "last.ckpt", weights_only=True)
+    epoch_at_kill, step_at_kill = at_kill["epoch"], at_kill["global_step"]
     result = controller(*cmd[3:], "--resume")
     assert result.returncode == 0, result.stderr[-3000:]
     s = summary(storage)
     assert s["epochs"] == 4 and s["steps"] == 4 * 20
-    assert epoch_at_kill < 3
+    assert epoch_at_kill < 3 and step_at_kill > 0
+    # resumed: state restored (started at the checkpoint's step), no step trained twice
+    assert s["resumed_from"]["step"] == step_at_kill
+    assert s["batches_this_run"] == 4 * 20 - step_at_kill
+    epochs = [int(r["epoch"]) for r in csv.DictReader(next(storage.glob("logs/*/metrics.csv")).open()) if r.get("val_loss")]
+    assert epochs == sorted(set(epochs)) and epochs[-1] == 3  # one validation row per epoch, none repeated
 
 
 @pytest.mark.slow
@@ -167,6 +173,9 @@ def test_ray_survives_a_killed_worker(small_dataset: Path, tmp_path: Path) -> No
     assert proc.returncode == 0, out[-3000:]
     s = summary(storage)
     assert s["epochs"] == 4 and "test_loss" in s["test"]
+    # the final attempt restored Ray Train's checkpoint: it started past step 0 and trained the rest only
+    assert s["resumed_from"]["step"] > 0
+    assert s["batches_this_run"] == s["steps"] - s["resumed_from"]["step"]
 
 
 def test_clear_one_line_errors(small_dataset: Path, tmp_path: Path, capsys) -> None:

@@ -344,6 +344,29 @@ def training_callbacks(args: argparse.Namespace, storage: Path) -> list:
     return callbacks
 
 
+def _progress_probe():
+    """A callback recording where this process's fit started and how many batches it trained.
+
+    A resumed run (``--resume`` or a Ray Train restart) starts at the checkpoint's step and
+    trains only the remaining batches; the run summary reports both, so a restore is visible.
+    """
+    from lightning.pytorch.callbacks import Callback
+
+    class ProgressProbe(Callback):
+        def __init__(self) -> None:
+            self.start_step: int | None = None
+            self.start_epoch: int | None = None
+            self.batches = 0
+
+        def on_train_start(self, trainer, pl_module) -> None:
+            self.start_step, self.start_epoch = int(trainer.global_step), int(trainer.current_epoch)
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            self.batches += 1
+
+    return ProgressProbe()
+
+
 def train_worker(config: dict[str, Any]) -> dict[str, Any]:
     """Fit then test on one process: the in-process path and each Ray Train worker's loop."""
     import lightning.pytorch as pl
@@ -356,6 +379,8 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
     dm = build_data(args)
     model = build_model(args, dm)
     callbacks = training_callbacks(args, storage)
+    probe = _progress_probe()
+    callbacks.append(probe)
     kwargs = trainer_kwargs(args)
     rank = 0
     if in_ray:
@@ -402,6 +427,8 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
         "test": {k: float(v) for k, v in (tested[0] if tested else {}).items()},
         "storage_path": str(storage),
         "workers": int(trainer.world_size),
+        "resumed_from": {"step": probe.start_step, "epoch": probe.start_epoch},
+        "batches_this_run": probe.batches,
     }
     if trainer.global_rank == 0:
         atomic_write(storage / SUMMARY, json.dumps(summary, indent=1))
