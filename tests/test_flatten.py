@@ -307,3 +307,21 @@ def test_shards_open_with_pyarrow_directly(small_dataset: Path) -> None:
     for column in ("ip", "domain", "location", "country_code", "timestamp", "end_time", "scan", "censored", "fingerprint", "outcome", "tokens"):
         assert column in table.column_names
     assert table["timestamp"].type == "int64" and min(table["timestamp"].to_pylist()) > 1_500_000_000
+
+
+def test_tokens_are_blind_to_the_signatures(archive_v2_http, tmp_path: Path) -> None:
+    """Anti-leak: the stored tokens carry the signature-blind outcome, so the labels (made from the
+    signatures) cannot be read back from the model's input; only the label columns differ."""
+    none = tmp_path / "no_signatures"
+    none.mkdir()
+    for name in ("blockpage_signatures.json", "false_positive_signatures.json"):
+        (none / name).write_text('{"fingerprint": "x_never", "pattern": "qqzz-matches-nothing-qqzz"}\n')
+    flatten([archive_v2_http.archive], tmp_path / "a", Options(max_tokens=128), progress=False, vocab_size=512)
+    flatten([archive_v2_http.archive], tmp_path / "b", Options(max_tokens=128, signatures=none), progress=False,
+            tokenizer=tmp_path / "a" / store.TOKENIZER)  # fmt: skip
+    a = read_rows(tmp_path / "a", ["row_id", "censored", "outcome", "tokens"])
+    b = read_rows(tmp_path / "b", ["row_id", "censored", "outcome", "tokens"])
+    assert a["row_id"].to_pylist() == b["row_id"].to_pylist()
+    assert (a["censored"].to_numpy() == 1).sum() > 0 and (b["censored"].to_numpy() == 1).sum() == 0
+    assert a["outcome"].to_pylist() != b["outcome"].to_pylist()  # the labelled outcome column differs
+    assert a["tokens"].to_pylist() == b["tokens"].to_pylist()  # the model's input does not
