@@ -606,10 +606,11 @@ def encode(args: argparse.Namespace) -> dict[str, Any]:
     }
     with directory_lock(out.storage):  # one writer per embeddings directory; a second one waits
         existing = out.read_meta()
-        check_version(out.storage, existing, dm.manifest, meta["mode"])  # refuses a changed dataset
-        if existing and existing.get("complete") and all(existing.get(k) == v for k, v in meta.items()):
-            return {**inspect_embeddings(out.storage), "new": 0}  # the same command again: nothing to do
         try:
+            out.check_identity(meta)
+            check_version(out.storage, existing, dm.manifest, meta["mode"])  # refuses a changed dataset
+            if existing and existing.get("complete") and all(existing.get(k) == v for k, v in meta.items()):
+                return {**inspect_embeddings(out.storage), "new": 0}  # the same command again: nothing to do
             done = out.begin(meta)
         except ValueError as e:
             raise ProcessorError(str(e)) from None

@@ -27,8 +27,17 @@ TMP_SUFFIX = ".quackae-tmp"
 LOCK_FILE = ".quackae.lock"
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
+_NO_LOCKS = frozenset({errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL})
+
 _held: dict[str, list] = {}  # resolved lock path -> [fd, depth]: re-entrant within a process
 _held_guard = threading.Lock()
+
+
+class StoreError(Exception):
+    """A directory that cannot be used safely; the message is one line saying what to do.
+
+    (``store.StoreError`` is this class: defined here so the lock can raise it.)
+    """
 
 
 def temp_path(path: Path) -> Path:
@@ -161,6 +170,13 @@ def directory_lock(root: Path | str, wait: bool = True) -> Iterator[Path]:
             print(f"quackae: waiting for another writer of {root}{_holder(fd)} to finish ...",
                   file=sys.stderr, flush=True)  # fmt: skip
             fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as e:
+            if e.errno not in _NO_LOCKS:
+                raise
+            raise StoreError(
+                f"cannot lock {lock_path} ({e.strerror}): this filesystem offers no flock; use a "
+                "local folder (or mount it with lock support)"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         with _held_guard:

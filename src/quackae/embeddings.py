@@ -81,6 +81,14 @@ class EmbeddingStore:
 
         Raises ``ValueError`` when the directory holds embeddings of a different run.
         """
+        self.check_identity(meta)
+        self.shards.mkdir(parents=True, exist_ok=True)
+        atomic.remove_temps(self.shards)
+        self._write_meta({"kind": "embeddings", **meta, "complete": False})
+        return set(self.written_row_ids().tolist())
+
+    def check_identity(self, meta: dict[str, Any]) -> None:
+        """``ValueError`` when the directory holds embeddings of another run (not just older)."""
         existing = self.read_meta()
         if existing is not None:
             existing = {"latent": "final", **existing}  # directories from before --latent
@@ -90,10 +98,6 @@ class EmbeddingStore:
                     f"{self.storage} holds embeddings of another run (different {', '.join(diff)}); "
                     "choose another --storage_path or delete that directory"
                 )
-        self.shards.mkdir(parents=True, exist_ok=True)
-        atomic.remove_temps(self.shards)
-        self._write_meta({"kind": "embeddings", **meta, "complete": False})
-        return set(self.written_row_ids().tolist())
 
     def written_row_ids(self) -> np.ndarray:
         """Row ids of every committed shard."""

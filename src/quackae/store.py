@@ -64,8 +64,7 @@ METADATA_COLUMNS = tuple(n for n in SCHEMA.names if n not in ("tokens",))
 LABEL_KEYS = {1: "censored", 0: "undetermined", -1: "uncensored"}
 
 
-class StoreError(Exception):
-    """A dataset directory that cannot be used; the message says what to do."""
+StoreError = atomic.StoreError  # a dataset directory that cannot be used; the message says what to do
 
 
 def row_id(source_key: str, line: int, try_index: int) -> int:
