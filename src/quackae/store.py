@@ -404,8 +404,9 @@ class Dataset:
         cache = values_path.parent
         cache.mkdir(exist_ok=True)
         key = values_path.name.split("-", 1)[1].split(".", 1)[0]
-        for old in cache.iterdir():  # only quackae's own cache names: stale keys and temps
-            if (CACHE_NAME.fullmatch(old.name) and key not in old.name) or atomic.is_temp(old.name):
+        for old in cache.iterdir():  # only quackae's own names of other (stale) keys
+            ours = CACHE_NAME.fullmatch(old.name) or atomic.is_temp(old.name)
+            if ours and key not in old.name:  # a concurrent builder's temp of this key stays
                 old.unlink(missing_ok=True)
         offsets = np.zeros(len(self) + 1, dtype=np.int64)
         row = 0
