@@ -152,6 +152,18 @@ def test_ray_two_workers_train_checkpoint_and_test(small_dataset: Path, tmp_path
     assert len(list(storage.glob("epoch=*-val_loss=*.ckpt"))) == 2
 
 
+def _registered_checkpoint(ray_storage: Path) -> bool:
+    """Whether Ray Train's controller has registered a checkpoint (a directory alone is not enough:
+    a worker killed before the controller saw its report restarts from the previous one)."""
+    for snapshot in ray_storage.glob("*/checkpoint_manager_snapshot.json"):
+        try:
+            if json.loads(snapshot.read_text()).get("latest_checkpoint_result"):
+                return True
+        except (OSError, ValueError):
+            pass
+    return False
+
+
 @pytest.mark.slow
 def test_ray_survives_a_killed_worker(small_dataset: Path, tmp_path: Path) -> None:
     storage = tmp_path / "ray"
@@ -162,7 +174,7 @@ def test_ray_survives_a_killed_worker(small_dataset: Path, tmp_path: Path) -> No
     killed = None
     deadline = time.time() + 300
     while time.time() < deadline and killed is None:
-        if list((storage / "ray").glob("*/checkpoint_*")):  # Ray Train holds a checkpoint to restart from
+        if _registered_checkpoint(storage / "ray"):  # Ray Train's controller holds one to restart from
             workers = [p for p in psutil.process_iter(["cmdline"]) if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])]
             if workers:
                 killed = workers[-1].pid
