@@ -31,7 +31,7 @@ from quackae import store, tokens
 from quackae.geo import CountryLookup
 from quackae.hyperquack import ParseError, Try, parse_measurement
 from quackae.outcome import outcome_of
-from quackae.signatures import Matcher, label, load_signatures
+from quackae.signatures import DEFAULT_SET_HINT, Matcher, label, load_signatures
 from quackae.sources import SourceError, expand_sources, iter_lines, scan_from_name, source_key
 
 log = logging.getLogger(__name__)
@@ -369,6 +369,8 @@ def flatten(
 ) -> Summary:
     """Ingest ``sources`` into the dataset at ``storage_path``; see the module docstring."""
     options = options or Options()
+    if options.signatures is None:
+        log.warning(DEFAULT_SET_HINT)
     started = time.perf_counter()
     root = Path(storage_path)
     try:
