@@ -369,8 +369,6 @@ def flatten(
 ) -> Summary:
     """Ingest ``sources`` into the dataset at ``storage_path``; see the module docstring."""
     options = options or Options()
-    if options.signatures is None:
-        log.warning(DEFAULT_SET_HINT)
     started = time.perf_counter()
     root = Path(storage_path)
     try:
@@ -380,6 +378,8 @@ def flatten(
     manifest = _open_or_create(root, paths, options, tokenizer, vocab_size)
     store.remove_orphans(root, manifest)
     tasks, already = _plan(paths, manifest)
+    if tasks and options.signatures is None:
+        log.warning(DEFAULT_SET_HINT)
     summary = Summary(skipped_sources=already)
     names = {key: Path(path).name for path, key, _, _ in tasks}
     bar = tqdm(
