@@ -387,3 +387,15 @@ def test_bad_arguments(tmp_path: Path) -> None:
         synth.write_archive(tmp_path, 10, fmt="v3")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         synth.write_archive(tmp_path, 10, scan="dns")  # type: ignore[arg-type]
+
+
+def test_synth_directory_is_a_flatten_source(tmp_path: Path) -> None:
+    """A synth output directory expands to its archives only: no truth sidecar, no signature file."""
+    from quackae.sources import expand_sources
+
+    parser = synth.add_synth_arguments(argparse.ArgumentParser())
+    for scan in ("echo", "http"):
+        assert synth.run_synth(parser.parse_args(["--out", str(tmp_path), "--measurements", "20", "--scan", scan])) == 0
+    found = expand_sources([tmp_path])
+    assert sorted(p.name for p in found) == sorted(p.name for p in tmp_path.glob("*.tar.gz"))
+    assert len(found) == 2
