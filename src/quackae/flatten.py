@@ -36,7 +36,7 @@ from quackae import atomic, store, tokens
 from quackae.geo import CountryLookup
 from quackae.hyperquack import ParseError, Try, parse_measurement
 from quackae.outcome import outcome_of
-from quackae.signatures import Matcher, label, load_signatures
+from quackae.signatures import DEFAULT_SET_HINT, Matcher, label, load_signatures
 from quackae.sources import (
     SourceError,
     expand_sources,
@@ -490,6 +490,8 @@ def _flatten_locked(
         dropped = [f for key in plan.replace for f in store.drop_source(manifest, key)]
         store.write_manifest(root, manifest)
         store.delete_files(root, dropped)
+    if plan.tasks and options.signatures is None:
+        log.warning(DEFAULT_SET_HINT)
     summary = Summary(skipped_sources=plan.done, failed_sources=list(plan.refused))
     names = {key: Path(path).name for path, key, _, _ in plan.tasks}
     bar = tqdm(

@@ -83,10 +83,15 @@ def _log_error(source: str, line_no: int, reason: str) -> None:
 # --------------------------------------------------------------------------- paths
 
 
+#: Signature files sit beside archives (``quackae synth`` writes them there) and are never
+#: measurements; ground-truth sidecars are dropped with a warning by ``expand_sources``.
+_NOT_SOURCES = ("blockpage_signatures.json", "false_positive_signatures.json")
+
+
 def _is_source_name(name: str) -> bool:
-    """Whether a file name has one of the recognised source suffixes."""
+    """Whether a file name has a recognised source suffix and is no signature file."""
     lower = name.lower()
-    return lower.endswith(SOURCE_SUFFIXES)
+    return lower not in _NOT_SOURCES and lower.endswith(SOURCE_SUFFIXES)
 
 
 def _walk_dir(directory: Path) -> list[Path]:
