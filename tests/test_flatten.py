@@ -337,14 +337,15 @@ def test_shards_open_with_pyarrow_directly(small_dataset: Path) -> None:
     assert table["timestamp"].type == "int64" and min(table["timestamp"].to_pylist()) > 1_500_000_000
 
 
-def test_tokens_are_blind_to_the_signatures(archive_v2_http, tmp_path: Path) -> None:
+def test_tokens_are_blind_to_the_signatures(archive_v2_http, synth_signatures: Path, tmp_path: Path) -> None:
     """Anti-leak: the stored tokens carry the signature-blind outcome, so the labels (made from the
     signatures) cannot be read back from the model's input; only the label columns differ."""
     none = tmp_path / "no_signatures"
     none.mkdir()
     for name in ("blockpage_signatures.json", "false_positive_signatures.json"):
         (none / name).write_text('{"fingerprint": "x_never", "pattern": "qqzz-matches-nothing-qqzz"}\n')
-    flatten([archive_v2_http.archive], tmp_path / "a", Options(max_tokens=128), progress=False, vocab_size=512)
+    flatten([archive_v2_http.archive], tmp_path / "a", Options(max_tokens=128, signatures=synth_signatures),
+            progress=False, vocab_size=512)  # fmt: skip
     flatten([archive_v2_http.archive], tmp_path / "b", Options(max_tokens=128, signatures=none), progress=False,
             tokenizer=tmp_path / "a" / store.TOKENIZER)  # fmt: skip
     a = read_rows(tmp_path / "a", ["row_id", "censored", "outcome", "tokens"])
