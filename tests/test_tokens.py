@@ -28,7 +28,11 @@ PINNED = [
         "Server: ADM/150\nSet-Cookie: sid=[HEX]; path=/\n<html><body>Access to [DOMAIN] is "
         "denied by [ADDR] at [DATE] ref [NUM]</body></html>",
     ),
-    ("GET / HTTP/1.1\r\nHost: www.sex.com\r\n\r\n", "www.sex.com", "GET / HTTP/1.1\r\nHost: [DOMAIN]\r\n\r\n"),
+    (
+        "GET / HTTP/1.1\r\nHost: www.sex.com\r\n\r\n",
+        "www.sex.com",
+        "GET / HTTP/1.1\r\nHost: [DOMAIN]\r\n\r\n",
+    ),
     (
         'HTTP/1.1 200 OK\nX-Cache: cdn-4821 12:34:56\nETag: "5f2b3c4d5e6f7a8b"\n'
         "Location: https://195.175.254.2/block.html?u="
@@ -65,7 +69,9 @@ def test_normalise_many_equals_normalise_on_edge_cases() -> None:
 def test_normalise_many_equals_normalise_on_random_text() -> None:
     rng = random.Random(3)
     alphabet = "0123456789abcdefABCDEF.: -+/=,GMTMonJanéü٣年\n"
-    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 120))) for _ in range(3000)]
+    texts = [
+        "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 120))) for _ in range(3000)
+    ]
     domains = [rng.choice(["", "ab", "1.2", "é"]) for _ in texts]
     texts += texts[:500]  # repeats take the de-duplicated path
     domains += domains[:500]

@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 CHUNK_LINES = 5_000
 CHUNK_BYTES = 64 * 2**20  # also commit after this much input, so memory stays bounded with big pages
 TOKENIZER_SAMPLE = 20_000  # tries of text the BPE model is trained on at a dataset's creation
+LABEL_MEMO = 50_000  # distinct (received, error, flags) label results remembered per worker
+
+# Seconds per ingest stage spent in this process (read, parse, label, normalise, tokenize,
+# write): the split the ingest benchmark prints. Worker processes keep their own.
+STAGE_SECONDS: Counter[str] = Counter()
 
 
 class FlattenError(Exception):
@@ -123,6 +128,9 @@ class _SourceWorker:
             tokens.load_tokenizer(root / store.TOKENIZER), options.max_tokens
         )
         self.geo = CountryLookup(options.mmdb)
+        self.encoder.seconds = STAGE_SECONDS
+        # Pages and errors repeat across vantage points: label and classify each kind once.
+        self.labels: dict[tuple, tuple[int, str, str, str]] = {}
 
     def run(self, path: Path, key: str, skip_lines: int, first_chunk: int) -> None:
         """Ingest ``path`` from line ``skip_lines + 1``, committing a chunk every N lines."""
@@ -133,15 +141,22 @@ class _SourceWorker:
         def reject(_source: str, line_no: int, reason: str) -> None:
             chunk.rejects.append({"file": name, "line": line_no, "reason": reason})
 
+        clock = time.perf_counter
+        mark = clock()
         for item in iter_lines(path, reject, skip_lines=skip_lines):
+            read = clock()
+            STAGE_SECONDS["read"] += read - mark
             last_line = item.line_no
             chunk.lines += 1
             chunk.bytes += len(item.data)
             self._add_line(chunk, key, name, item.line_no, item.data, scan)
+            mark = clock()
+            STAGE_SECONDS["parse+label"] += mark - read  # parse: timed inside _add_line
             if chunk.lines >= self.options.chunk_lines or chunk.bytes >= CHUNK_BYTES:
                 self._commit(chunk, key, chunk_no, last_line, done=False)
                 self.emit(("progress", chunk.lines))
                 chunk, chunk_no = _Chunk(), chunk_no + 1
+                mark = clock()
         self._commit(chunk, key, chunk_no, last_line, done=True)
         self.emit(("progress", chunk.lines))
 
@@ -149,6 +164,7 @@ class _SourceWorker:
         self, chunk: _Chunk, key: str, name: str, line_no: int, data: bytes, scan: str | None
     ) -> None:
         reason = None
+        started = time.perf_counter()
         try:
             obj = json.loads(data.decode("utf-8"))
             if not isinstance(obj, dict):
@@ -160,6 +176,7 @@ class _SourceWorker:
             reason = "blank line" if not data.strip() else f"invalid JSON: {e.msg}"
         except (ParseError, RecursionError) as e:
             reason = f"unknown shape: {e}"
+        STAGE_SECONDS["parse"] += time.perf_counter() - started
         if reason is not None:
             chunk.rejects.append({"file": name, "line": line_no, "reason": reason})
             return
@@ -169,7 +186,7 @@ class _SourceWorker:
     def _add_try(self, chunk: _Chunk, key: str, name: str, line_no: int, t: Try) -> None:
         if self.options.anomalies and not (t.anomaly and not t.success):
             return
-        censored, fingerprint = label(t, self.matcher)
+        censored, fingerprint, outcome, token_outcome = self._label(t)
         if self.options.labeled and censored == 0:
             return
         code, location = t.country_code, t.location
@@ -190,19 +207,37 @@ class _SourceWorker:
         cols["scan"].append(t.scan)
         cols["censored"].append(censored)
         cols["fingerprint"].append(fingerprint)
-        cols["outcome"].append(outcome_of(t, censored, fingerprint))
+        cols["outcome"].append(outcome)
         cols["anomaly"].append(t.anomaly)
         chunk.tries.append(t)
-        chunk.token_outcomes.append(outcome_of(t, 0, ""))
+        chunk.token_outcomes.append(token_outcome)
+
+    def _label(self, t: Try) -> tuple[int, str, str, str]:
+        """Label, fingerprint, outcome and signature-blind outcome of a try, memoised.
+
+        They depend on nothing but the key's fields (see ``label`` and ``outcome_of``).
+        """
+        memo_key = (t.success, t.anomaly, t.scan, t.received, t.error)
+        hit = self.labels.get(memo_key)
+        if hit is None:
+            if len(self.labels) >= LABEL_MEMO:
+                self.labels.clear()
+            censored, fingerprint = label(t, self.matcher)
+            outcome = outcome_of(t, censored, fingerprint)
+            blind = outcome if not fingerprint else outcome_of(t, 0, "")
+            hit = self.labels[memo_key] = (censored, fingerprint, outcome, blind)
+        return hit
 
     def _commit(self, chunk: _Chunk, key: str, chunk_no: int, last_line: int, done: bool) -> None:
         entry = None
         if len(chunk) or chunk.rejects:
-            seqs = self.encoder.encode(chunk.tries, chunk.token_outcomes)
+            seqs, lengths = self.encoder.encode_arrow(chunk.tries, chunk.token_outcomes)
             chunk.columns["tokens"] = seqs
-            chunk.columns["length"] = [len(s) for s in seqs]
+            chunk.columns["length"] = lengths.tolist()
             name = f"part-{key[:16]}-{chunk_no:05d}"
+            started = time.perf_counter()
             entry = store.write_shard(self.root, name, chunk.columns, chunk.rejects)
+            STAGE_SECONDS["write"] += time.perf_counter() - started
             entry["source"] = key
             reasons = Counter(_reason_kind(r["reason"]) for r in chunk.rejects)
             entry_reasons = dict(reasons)
