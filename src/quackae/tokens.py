@@ -165,7 +165,9 @@ _BORDER = r"(?:[0-9]|[0-9a-fA-F]{12}|Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
 @lru_cache(maxsize=1)
 def _re2_unsafe() -> str:
     """RE2 pattern matching texts whose normalisation could differ between the engines."""
-    digits = "".join(chr(c) for c in range(0x80, 0x110000) if chr(c).isdecimal())
+    points = np.arange(0x80, 0x110000, dtype="<u4")
+    everything = points[(points < 0xD800) | (points > 0xDFFF)].tobytes().decode("utf-32-le")
+    digits = "".join(re.findall(r"\d", everything))  # Python's own Unicode digits, not ASCII
     return rf"[^\x00-\x7f]{_BORDER}|(?:[0-9]|[0-9a-fA-F]{{12}})[^\x00-\x7f]|[{digits}]"
 
 
@@ -201,9 +203,12 @@ def normalise_many(texts: Sequence[str], domains: Sequence[str]) -> list[str]:
     Vectorised over the batch with pyarrow's RE2 kernels (linear time, no per-call Python
     overhead); texts where RE2 could disagree with Python's ``re`` use ``normalise`` itself.
     """
-    unique: dict[tuple[str, str], int] = {}
-    which = [unique.setdefault(pair, len(unique)) for pair in zip(texts, domains, strict=True)]
-    replaced = [t.replace(d, "[DOMAIN]") if d else t for t, d in unique]
+    pairs: dict[tuple[str, str], int] = {}
+    which = [pairs.setdefault(pair, len(pairs)) for pair in zip(texts, domains, strict=True)]
+    # A text without its domain is the same text for every domain: dedup again after replacing.
+    unique: dict[str, int] = {}
+    slot = [unique.setdefault(t.replace(d, "[DOMAIN]") if d else t, len(unique)) for t, d in pairs]
+    replaced = list(unique)
     wide = [i for i, t in enumerate(replaced) if not t.isascii()]
     slow = set()
     if wide:
@@ -215,7 +220,7 @@ def normalise_many(texts: Sequence[str], domains: Sequence[str]) -> list[str]:
         done[i] = text
     for i in slow:
         done[i] = _normalise_rest(replaced[i])
-    return [done[k] for k in which]
+    return [done[slot[k]] for k in which]
 
 
 # --------------------------------------------------------------------------- static features
@@ -266,6 +271,25 @@ def static_values(t: Try, outcome: str) -> list[int]:
 def static_tokens(t: Try, outcome: str, layout: TokenLayout) -> list[int]:
     """Static features as ids, each shifted into its field's own range."""
     return [o + v for o, v in zip(layout.static_starts, static_values(t, outcome), strict=True)]
+
+
+def static_matrix(tries: Sequence[Try], outcomes: Sequence[str], layout: TokenLayout) -> np.ndarray:
+    """``static_tokens`` of many tries as an ``(n, fields)`` int32 array, one column at a time."""
+    cols = np.empty((len(STATIC_FIELDS), len(tries)), np.int32)
+    cols[0:4] = np.array([_ip_octets(t.ip) for t in tries], np.int32).reshape(-1, 4).T
+    cols[4] = [0 if t.success is None else 1 + t.success for t in tries]
+    cols[5] = [t.anomaly for t in tries]
+    cols[6] = [t.controls_failed for t in tries]
+    cols[7] = [t.stateful_block for t in tries]
+    cols[8] = [_tls_bucket(t.tls_version) for t in tries]
+    cols[9] = [0 if t.cipher_suite is None else 1 + t.cipher_suite % CIPHER_BUCKETS for t in tries]
+    cols[10] = [t.has_cert for t in tries]
+    cols[11] = [_duration_bucket(t) for t in tries]
+    cols[12] = [_SCAN_INDEX.get(t.scan, 0) for t in tries]
+    unknown = OUTCOME_INDEX["unknown"]
+    cols[13] = [OUTCOME_INDEX.get(o, unknown) for o in outcomes]
+    cols += np.array(layout.static_starts, np.int32)[:, None]
+    return cols.T
 
 
 # --------------------------------------------------------------------------- BPE
@@ -334,10 +358,7 @@ class Encoder:
             for enc in self.tokenizer.encode_batch(list(slot), add_special_tokens=False)
         ]
         pool = np.fromiter(chain.from_iterable(ids), np.int32) + self.layout.text_offset
-        statics = np.array(
-            [static_tokens(t, o, self.layout) for t, o in zip(tries, outcomes, strict=True)],
-            np.int32,
-        ).reshape(len(tries), len(STATIC_FIELDS))
+        statics = static_matrix(tries, outcomes, self.layout)
         array, lengths = _assemble(statics, pool, np.array([len(i) for i in ids], np.int64), which)
         self.seconds["normalise"] += normalised - started
         self.seconds["tokenize"] += time.perf_counter() - normalised
@@ -359,9 +380,11 @@ def _assemble(
     flat[starts[:, None] + 1 + np.arange(width)] = statics
     flat[starts + 1 + width] = SEP
     flat[offsets[1:] - 1] = END
-    pool_starts = np.cumsum(pool_lengths) - pool_lengths
-    row_of = np.repeat(np.arange(n), text_len)
-    within = np.arange(int(text_len.sum())) - np.repeat(np.cumsum(text_len) - text_len, text_len)
-    flat[starts[row_of] + 2 + width + within] = pool[pool_starts[which[row_of]] + within]
+    ends = np.cumsum(pool_lengths).tolist()
+    pieces = [pool[end - size : end] for end, size in zip(ends, pool_lengths.tolist(), strict=True)]
+    # one slice copy per row: ~30x faster than one fancy-indexed scatter of every text id
+    for at, k in zip((starts + 2 + width).tolist(), which.tolist(), strict=True):
+        piece = pieces[k]
+        flat[at : at + len(piece)] = piece
     array = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(flat))
     return array, lengths
