@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from quackae import store, tokens
 from quackae.geo import CountryLookup
-from quackae.hyperquack import ParseError, Try, parse_measurement
+from quackae.hyperquack import ParseError, Try, loads_line, parse_measurement
 from quackae.outcome import outcome_of
 from quackae.signatures import Matcher, label, load_signatures
 from quackae.sources import SourceError, expand_sources, iter_lines, scan_from_name, source_key
@@ -166,7 +166,7 @@ class _SourceWorker:
         reason = None
         started = time.perf_counter()
         try:
-            obj = json.loads(data.decode("utf-8"))
+            obj = loads_line(data)
             if not isinstance(obj, dict):
                 raise ParseError(f"not a JSON object ({type(obj).__name__})")
             tries = parse_measurement(obj, scan)

@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import msgspec
+
 __all__ = [
     "SCANS",
     "V1_CONTROL_DOMAINS",
     "ParseError",
     "Try",
     "flatten_received",
+    "loads_line",
     "parse_line",
     "parse_measurement",
     "parse_timestamp",
@@ -382,6 +385,22 @@ def _parse_v2(obj: dict[str, Any], scan: str | None) -> list[Try]:
 
 
 # --------------------------------------------------------------------------- entry points
+
+_FAST_DECODE = msgspec.json.Decoder().decode
+
+
+def loads_line(data: bytes) -> object:
+    """``json.loads(data.decode("utf-8"))``, about twice as fast on valid lines.
+
+    msgspec decodes first; it is never more lenient than the standard library (it refuses
+    NaN, lone surrogates and invalid UTF-8), so whatever it refuses is handed to ``json``,
+    which gives its usual value or raises its usual exception.
+    """
+    try:
+        return _FAST_DECODE(data)
+    except (msgspec.MsgspecError, ValueError, RecursionError):
+        return json.loads(data.decode("utf-8"))
+
 
 
 def parse_measurement(obj: object, scan: str | None) -> list[Try]:
