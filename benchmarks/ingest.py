@@ -181,7 +181,7 @@ def stage_split(archives: list[Path], work: Path, tokenizer: Path, signatures: P
     split = {
         "read (decompress, split lines)": secs["read"],
         "parse (JSON, tries)": secs["parse"],
-        "label (signatures, outcome, columns)": secs["parse+label"] - secs["parse"],
+        "label (signatures, outcome, columns)": secs["parse+label"] - secs["parse"] + secs["columns"],
         "normalise (placeholders)": secs["normalise"],
         "tokenize (BPE, static tokens, arrays)": secs["tokenize"],
         "write (Parquet shard, manifest)": secs["write"],
