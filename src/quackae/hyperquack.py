@@ -90,15 +90,18 @@ def _whole_seconds(prefix: str, tz: str) -> int:
     return int(parse_timestamp(prefix + tz))
 
 
+_POW10 = tuple(10**n for n in range(64))
+
+
 def _fast_timestamp(text: str) -> float | None:
     """The common shape ``YYYY-MM-DDTHH:MM:SS.fffffffff±HH:MM`` without a regex; None otherwise."""
-    if len(text) < 25 or text[10] != "T" or text[19] != "." or text[-3] != ":":
+    if not 25 <= len(text) <= 60 or text[10] != "T" or text[19] != "." or text[-3] != ":":
         return None
     tz_at = len(text) - 6
     frac = text[20:tz_at]
-    if text[tz_at] not in "+-" or not frac.isdigit():
+    if text[tz_at] not in "+-" or not frac.isdecimal():  # isdigit() also takes "²", int() not
         return None
-    return _whole_seconds(text[:19], text[tz_at:]) + int(frac) / 10 ** len(frac)
+    return _whole_seconds(text[:19], text[tz_at:]) + int(frac) / _POW10[len(frac)]
 
 
 def parse_timestamp(text: str) -> float:
@@ -133,7 +136,8 @@ def _time_field(entry: dict[str, Any], key: str) -> float:
         return _NAN
     if not isinstance(value, str):
         raise ParseError(f"{key} is not a string")
-    return parse_timestamp(value)
+    fast = _fast_timestamp(value)
+    return fast if fast is not None else parse_timestamp(value)
 
 
 # --------------------------------------------------------------------------- field access
