@@ -25,6 +25,7 @@ import io
 import json
 import random
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -54,8 +55,13 @@ REAL_FILES = {
 }
 
 
-def peak_rss_of(cmd: list[str]) -> tuple[float, float]:
-    """Run ``cmd``; return (wall seconds, peak summed RSS in MB of it and its children)."""
+def peak_rss_of(cmd: list[str]) -> tuple[float, float, float]:
+    """Run ``cmd``; return wall seconds, peak summed RSS in MB and CPU seconds of it and its children.
+
+    CPU seconds (user + system, children included) hardly change when other jobs share the
+    cores, unlike wall seconds: rows per CPU second is the figure to compare across runs.
+    """
+    cpu0 = _children_cpu()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak = 0.0
     root = psutil.Process(proc.pid)
@@ -80,7 +86,12 @@ def peak_rss_of(cmd: list[str]) -> tuple[float, float]:
     thread.join()
     if proc.returncode != 0:
         raise SystemExit(f"flatten failed: {err.decode()[-2000:]}")
-    return wall, peak
+    return wall, peak, _children_cpu() - cpu0
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _load_patterns(directory: Path | None) -> list[re.Pattern[str]]:
@@ -173,10 +184,10 @@ def write_real_mix(out: Path, measurements: int, seed: int = 7) -> list[Path]:
 def stage_split(archives: list[Path], work: Path, tokenizer: Path, signatures: Path | None) -> None:
     """One in-process ``--workers 1`` pass with the pipeline's own stage timers; print the split."""
     flatten_module.STAGE_SECONDS.clear()
-    started = time.perf_counter()
+    started, cpu0 = time.perf_counter(), time.process_time()
     summary = flatten(archives, work / "split", Options(signatures=signatures), tokenizer=tokenizer,
                       progress=False)  # fmt: skip
-    total = time.perf_counter() - started
+    total, cpu = time.perf_counter() - started, time.process_time() - cpu0
     secs = flatten_module.STAGE_SECONDS
     split = {
         "read (decompress, split lines)": secs["read"],
@@ -188,7 +199,7 @@ def stage_split(archives: list[Path], work: Path, tokenizer: Path, signatures: P
     }
     split["other (setup, commit bookkeeping)"] = total - sum(split.values())
     print(f"where one worker's time goes (in-process, {summary.rows} rows, {total:.2f}s, "
-          f"{summary.rows / total:,.0f} rows/s):")  # fmt: skip
+          f"{summary.rows / total:,.0f} rows/s; {cpu:.2f} CPU s, {summary.rows / cpu:,.0f} rows/CPU-s):")  # fmt: skip
     for name, seconds in sorted(split.items(), key=lambda kv: -kv[1]):
         print(f"  {name:<40}{seconds:>7.2f}s{100 * seconds / total:>6.1f}%")
 
@@ -205,28 +216,34 @@ def compare(archives: list[Path], rows_hint: int, work: Path, repeats: int, sign
           f"({first.rows / tok_seconds:,.0f} rows/s; not counted below)")  # fmt: skip
     sig_args = ["--signatures", str(signatures)] if signatures else []
     patterns = _load_patterns(signatures)
-    rates: dict[str, list[float]] = {"w1": [], "w2": [], "ref": []}
-    print(f"{'run':<26}{'rows':>9}{'seconds':>9}{'rows/s':>10}{'rows/s/worker':>15}{'MB/s/worker':>13}{'peak RSS MB':>13}")
+    rates: dict[str, list[float]] = {"w1": [], "w2": [], "ref": [], "w1cpu": [], "refcpu": []}
+    print(f"{'run':<26}{'rows':>9}{'seconds':>9}{'rows/s':>10}{'rows/s/worker':>15}{'MB/s/worker':>13}"
+          f"{'peak RSS MB':>13}{'CPU s':>8}{'rows/CPU-s':>12}")  # fmt: skip
     for rep in range(repeats):
         for workers in (1, 2):
             out = work / f"ds{workers}-{rep}"
             cmd = [sys.executable, "-m", "quackae", "flatten", "--quiet", "--workers", str(workers),
                    "--tokenizer", str(tokenizer), "--storage_path", str(out), *sig_args,
                    "--source", *map(str, archives)]  # fmt: skip
-            wall, peak = peak_rss_of(cmd)
+            wall, peak, cpu = peak_rss_of(cmd)
             rows = store.read_manifest(out)["length"]
             shutil.rmtree(out)
             rates[f"w{workers}"].append(rows / wall)
+            if workers == 1:
+                rates["w1cpu"].append(rows / cpu)
             print(f"{'quackae flatten -w ' + str(workers):<26}{rows:>9}{wall:>9.2f}{rows / wall:>10,.0f}"
-                  f"{rows / wall / workers:>15,.0f}{mb / wall / workers:>13.2f}{peak:>13.0f}")  # fmt: skip
+                  f"{rows / wall / workers:>15,.0f}{mb / wall / workers:>13.2f}{peak:>13.0f}"
+                  f"{cpu:>8.2f}{rows / cpu:>12,.0f}")  # fmt: skip
             if workers == 1:  # the peer runs between our two runs of each repeat
-                ref_rows, ref_s = 0, 0.0
+                ref_rows, ref_s, cpu0 = 0, 0.0, time.process_time()
                 for archive in archives:
                     n, s = reference_flattener(archive, patterns)
                     ref_rows, ref_s = ref_rows + n, ref_s + s
+                ref_cpu = time.process_time() - cpu0
                 rates["ref"].append(ref_rows / ref_s)
+                rates["refcpu"].append(ref_rows / ref_cpu)
                 print(f"{'reference-style, 1 core':<26}{ref_rows:>9}{ref_s:>9.2f}{ref_rows / ref_s:>10,.0f}"
-                      f"{ref_rows / ref_s:>15,.0f}{'':>13}{'':>13}")  # fmt: skip
+                      f"{ref_rows / ref_s:>15,.0f}{'':>13}{'':>13}{ref_cpu:>8.2f}{ref_rows / ref_cpu:>12,.0f}")  # fmt: skip
     med = {k: statistics.median(v) for k, v in rates.items()}
     print(f"signatures: {'Censored Planet reference set' if signatures else 'project default set'} "
           f"({len(patterns)} patterns)")  # fmt: skip
@@ -234,6 +251,8 @@ def compare(archives: list[Path], rows_hint: int, work: Path, repeats: int, sign
           f"reference-style {med['ref']:,.0f} rows/s")  # fmt: skip
     print(f"speed-up vs reference-style flattener: {med['w1'] / med['ref']:.1f}x (1 worker), "
           f"{med['w2'] / med['ref']:.1f}x (2 workers); target >= 3x")  # fmt: skip
+    print(f"per CPU second (robust to other load): {med['w1cpu']:,.0f} rows/CPU-s (1 worker, whole "
+          f"command) vs {med['refcpu']:,.0f} reference-style: {med['w1cpu'] / med['refcpu']:.1f}x")  # fmt: skip
     stage_split(archives, work, tokenizer, signatures)
 
 

@@ -299,6 +299,7 @@ def _domain_from_request(sent: str) -> str | None:
     return host or None
 
 
+@lru_cache(maxsize=4096)  # a measurement's retries send the same request
 def _v1_domain(sent: str, keyword: str) -> str:
     """The domain a v1 try asked for: from the request, the bare domain, else Keyword."""
     if sent.startswith("GET ") or "\n" in sent:
