@@ -11,7 +11,8 @@ Inputs: generated archives (default), or with ``--real`` a mix built from Censor
 files in ``../shared/reference/hyperquack/`` (echo v1/v2, HTTP v2, HTTPS v1): every measurement
 copied with a fresh vantage point address and a rotated test domain per copy, written as
 ``CP_Quack-<scan>-….tar.gz`` archives with a ``results.json`` member like the real ones.
-With ``--real``, both flatteners label with Censored Planet's signatures when present.
+With ``--real``, both flatteners label with Censored Planet's signatures when present; on
+generated archives quackae uses its default set and the peer Censored Planet's (as before).
 
     .venv/bin/python benchmarks/ingest.py [--measurements 20000] [--repeats 1]
     .venv/bin/python benchmarks/ingest.py --real [--measurements 40000] [--repeats 1]
@@ -204,8 +205,14 @@ def stage_split(archives: list[Path], work: Path, tokenizer: Path, signatures: P
         print(f"  {name:<40}{seconds:>7.2f}s{100 * seconds / total:>6.1f}%")
 
 
-def compare(archives: list[Path], rows_hint: int, work: Path, repeats: int, signatures: Path | None) -> None:
-    """Time ``quackae flatten`` (1 and 2 workers) and the reference-style flattener, alternating."""
+def compare(
+    archives: list[Path], rows_hint: int, work: Path, repeats: int, signatures: Path | None, peer_signatures: Path | None
+) -> None:
+    """Time ``quackae flatten`` (1 and 2 workers) and the reference-style flattener, alternating.
+
+    ``signatures`` label quackae's rows (None: the project's default set); the peer loops over
+    ``peer_signatures`` (None: the project's default set).
+    """
     mb = sum(a.stat().st_size for a in archives) / 2**20
     t0 = time.perf_counter()
     first = flatten(archives, work / "tok", Options(signatures=signatures), progress=False)
@@ -215,7 +222,7 @@ def compare(archives: list[Path], rows_hint: int, work: Path, repeats: int, sign
     print(f"first flatten, in-process, incl. training the BPE tokenizer: {tok_seconds:.1f}s "
           f"({first.rows / tok_seconds:,.0f} rows/s; not counted below)")  # fmt: skip
     sig_args = ["--signatures", str(signatures)] if signatures else []
-    patterns = _load_patterns(signatures)
+    patterns = _load_patterns(peer_signatures)
     rates: dict[str, list[float]] = {"w1": [], "w2": [], "ref": [], "w1cpu": [], "refcpu": []}
     print(f"{'run':<26}{'rows':>9}{'seconds':>9}{'rows/s':>10}{'rows/s/worker':>15}{'MB/s/worker':>13}"
           f"{'peak RSS MB':>13}{'CPU s':>8}{'rows/CPU-s':>12}")  # fmt: skip
@@ -245,7 +252,8 @@ def compare(archives: list[Path], rows_hint: int, work: Path, repeats: int, sign
                 print(f"{'reference-style, 1 core':<26}{ref_rows:>9}{ref_s:>9.2f}{ref_rows / ref_s:>10,.0f}"
                       f"{ref_rows / ref_s:>15,.0f}{'':>13}{'':>13}{ref_cpu:>8.2f}{ref_rows / ref_cpu:>12,.0f}")  # fmt: skip
     med = {k: statistics.median(v) for k, v in rates.items()}
-    print(f"signatures: {'Censored Planet reference set' if signatures else 'project default set'} "
+    print(f"signatures: quackae {'Censored Planet reference set' if signatures else 'project default set'}, "
+          f"reference-style {'Censored Planet reference set' if peer_signatures else 'project default set'} "
           f"({len(patterns)} patterns)")  # fmt: skip
     print(f"median of {repeats}: {med['w1']:,.0f} rows/s (1 worker), {med['w2']:,.0f} rows/s (2 workers), "
           f"reference-style {med['ref']:,.0f} rows/s")  # fmt: skip
@@ -272,7 +280,7 @@ def main() -> None:
                 raise SystemExit(f"--real needs the reference files in {REFERENCE / 'hyperquack'}")
             measurements = args.measurements or 40000
             archives = write_real_mix(work / "raw", measurements)
-            sigs = REFERENCE_SIGS if REFERENCE_SIGS.is_dir() else None
+            sigs = peer_sigs = REFERENCE_SIGS if REFERENCE_SIGS.is_dir() else None
             print(f"real mix: {measurements} varied copies of the {len(REAL_FILES)} reference files")
         else:
             measurements = args.measurements or 20000
@@ -281,7 +289,8 @@ def main() -> None:
                 synth.write_archive(work / "raw", measurements, seed=2, fmt="v1", scan="https"),
             ]
             archives, sigs, measurements = [r.archive for r in raw], None, 2 * measurements
-        compare(archives, measurements, work, args.repeats, sigs)
+            peer_sigs = REFERENCE_SIGS if REFERENCE_SIGS.is_dir() else None  # as in earlier runs
+        compare(archives, measurements, work, args.repeats, sigs, peer_sigs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
