@@ -1,21 +1,37 @@
-"""Ingest speed and memory: ``quackae flatten`` on generated archives vs a reference-style flattener.
+"""Ingest speed and memory: ``quackae flatten`` vs a reference-style flattener, same inputs, same run.
 
 Prints rows/s and MB/s (compressed input) per worker and the peak RSS of the whole process tree
 for ``--workers 1`` and ``--workers 2``, and, in the same run, the rows/s of a flattener written
 the way Censored Planet's own one works (json.loads, one dict per try, every signature tried with
 ``re.search`` in a Python loop, timestamps through ``datetime``), without tokenizing or writing.
+Then an in-process pass prints where one worker's time goes (read, parse, label, normalise,
+tokenize, write).
 
-    .venv/bin/python benchmarks/ingest.py [--measurements 20000]
+Inputs: generated archives (default), or with ``--real`` a mix built from Censored Planet's real
+files in ``../shared/reference/hyperquack/`` (echo v1/v2, HTTP v2, HTTPS v1): every measurement
+copied with a fresh vantage point address and a rotated test domain per copy, written as
+``CP_Quack-<scan>-….tar.gz`` archives with a ``results.json`` member like the real ones.
+With ``--real``, both flatteners label with Censored Planet's signatures when present; on
+generated archives quackae uses its default set and the peer Censored Planet's (as before).
+
+    .venv/bin/python benchmarks/ingest.py [--measurements 20000] [--repeats 1]
+    .venv/bin/python benchmarks/ingest.py --real [--measurements 40000] [--repeats 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import io
 import json
+import random
 import re
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -24,15 +40,29 @@ from pathlib import Path
 
 import psutil
 
+from quackae import flatten as flatten_module
 from quackae import store, synth
 from quackae.flatten import Options, flatten
 from quackae.sources import iter_lines
 
-REFERENCE_SIGS = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "signatures"
+REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
+REFERENCE_SIGS = REFERENCE / "signatures"
+# reference file -> (scan, archive time stamp); one archive per file, as each has one format
+REAL_FILES = {
+    "echo_results_v1.json": ("echo", "2021-04-25-01-01-01"),
+    "echo_results_v2.json": ("echo", "2021-06-06-01-01-01"),
+    "http_results_v2.json": ("http", "2021-05-30-01-01-01"),
+    "https_results_v1.json": ("https", "2021-04-25-01-01-02"),
+}
 
 
-def peak_rss_of(cmd: list[str]) -> tuple[float, float]:
-    """Run ``cmd``; return (wall seconds, peak summed RSS in MB of it and its children)."""
+def peak_rss_of(cmd: list[str]) -> tuple[float, float, float]:
+    """Run ``cmd``; return wall seconds, peak summed RSS in MB and CPU seconds of it and its children.
+
+    CPU seconds (user + system, children included) hardly change when other jobs share the
+    cores, unlike wall seconds: rows per CPU second is the figure to compare across runs.
+    """
+    cpu0 = _children_cpu()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak = 0.0
     root = psutil.Process(proc.pid)
@@ -57,10 +87,16 @@ def peak_rss_of(cmd: list[str]) -> tuple[float, float]:
     thread.join()
     if proc.returncode != 0:
         raise SystemExit(f"flatten failed: {err.decode()[-2000:]}")
-    return wall, peak
+    return wall, peak, _children_cpu() - cpu0
 
 
-def _load_patterns(base: Path) -> list[re.Pattern[str]]:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _load_patterns(directory: Path | None) -> list[re.Pattern[str]]:
+    base = directory if directory is not None else Path(synth.__file__).parent / "data"
     patterns = []
     for name in ("false_positive_signatures.json", "blockpage_signatures.json"):
         for line in (base / name).read_text().splitlines():
@@ -109,49 +145,159 @@ def reference_flattener(archive: Path, patterns: list[re.Pattern[str]]) -> tuple
     return rows, time.perf_counter() - start
 
 
+def _vary(line: str, copy: int, rng: random.Random) -> str:
+    """One real measurement line as seen from another vantage point, for another test domain.
+
+    The vantage point address is replaced everywhere in the line (a fresh random IPv4 per copy);
+    the test domain too (request Host lines, bodies), for 3 copies in 4, by one of 997 variants.
+    """
+    m = json.loads(line)
+    ip, domain = (m["Server"], m["Keyword"]) if "Server" in m else (m["vp"], m["test_url"])
+    new_ip = ".".join(str(rng.randrange(1, 255)) for _ in range(4))
+    line = line.replace(ip, new_ip)
+    if copy % 4:
+        bare = domain.removeprefix("www.")
+        line = line.replace(domain, domain.replace(bare, f"d{copy % 997}-{bare}"))
+    return line
+
+
+def write_real_mix(out: Path, measurements: int, seed: int = 7) -> list[Path]:
+    """Archives of at least ``measurements`` varied copies of the real reference measurements."""
+    rng = random.Random(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    per_file = -(-measurements // len(REAL_FILES))
+    paths = []
+    for fname, (scan, stamp) in REAL_FILES.items():
+        lines = (REFERENCE / "hyperquack" / fname).read_text().splitlines()
+        body = "".join(_vary(lines[i % len(lines)], i // len(lines), rng) + "\n" for i in range(per_file))
+        data = body.encode()
+        stem = f"CP_Quack-{scan}-{stamp}"
+        path = out / f"{stem}.tar.gz"
+        with path.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz, \
+                tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:  # fmt: skip
+            info = tarfile.TarInfo(f"{stem}/results.json")
+            info.size, info.mtime = len(data), 0
+            tar.addfile(info, io.BytesIO(data))
+        paths.append(path)
+    return paths
+
+
+def stage_split(archives: list[Path], work: Path, tokenizer: Path, signatures: Path | None) -> None:
+    """One in-process ``--workers 1`` pass with the pipeline's own stage timers; print the split."""
+    flatten_module.STAGE_SECONDS.clear()
+    started, cpu0 = time.perf_counter(), time.process_time()
+    summary = flatten(archives, work / "split", Options(signatures=signatures), tokenizer=tokenizer,
+                      progress=False)  # fmt: skip
+    total, cpu = time.perf_counter() - started, time.process_time() - cpu0
+    secs = flatten_module.STAGE_SECONDS
+    split = {
+        "read (decompress, split lines)": secs["read"],
+        "parse (JSON, tries)": secs["parse"],
+        "label (signatures, outcome, columns)": secs["parse+label"] - secs["parse"] + secs["columns"],
+        "normalise (placeholders)": secs["normalise"],
+        "tokenize (BPE, static tokens, arrays)": secs["tokenize"],
+        "write (Parquet shard, manifest)": secs["write"],
+    }
+    split["other (setup, commit bookkeeping)"] = total - sum(split.values())
+    print(f"where one worker's time goes (in-process, {summary.rows} rows, {total:.2f}s, "
+          f"{summary.rows / total:,.0f} rows/s; {cpu:.2f} CPU s, {summary.rows / cpu:,.0f} rows/CPU-s):")  # fmt: skip
+    for name, seconds in sorted(split.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:<40}{seconds:>7.2f}s{100 * seconds / total:>6.1f}%")
+
+
+def _set_name(directory: Path | None) -> str:
+    """Which signature set a directory is, for the printout."""
+    if directory is None:
+        return "project default set"
+    return "Censored Planet reference set" if directory == REFERENCE_SIGS else f"the synth world's ({directory.name})"
+
+
+def compare(
+    archives: list[Path], rows_hint: int, work: Path, repeats: int, signatures: Path | None, peer_signatures: Path | None
+) -> None:
+    """Time ``quackae flatten`` (1 and 2 workers) and the reference-style flattener, alternating.
+
+    ``signatures`` label quackae's rows (None: the project's default set); the peer loops over
+    ``peer_signatures`` (None: the project's default set).
+    """
+    mb = sum(a.stat().st_size for a in archives) / 2**20
+    t0 = time.perf_counter()
+    first = flatten(archives, work / "tok", Options(signatures=signatures), progress=False)
+    tok_seconds = time.perf_counter() - t0
+    tokenizer = work / "tok" / store.TOKENIZER
+    print(f"input: {len(archives)} archives, {rows_hint} measurements, {first.rows} rows, {mb:.1f} MB compressed")
+    print(f"first flatten, in-process, incl. training the BPE tokenizer: {tok_seconds:.1f}s "
+          f"({first.rows / tok_seconds:,.0f} rows/s; not counted below)")  # fmt: skip
+    sig_args = ["--signatures", str(signatures)] if signatures else []
+    patterns = _load_patterns(peer_signatures)
+    rates: dict[str, list[float]] = {"w1": [], "w2": [], "ref": [], "w1cpu": [], "refcpu": []}
+    print(f"{'run':<26}{'rows':>9}{'seconds':>9}{'rows/s':>10}{'rows/s/worker':>15}{'MB/s/worker':>13}"
+          f"{'peak RSS MB':>13}{'CPU s':>8}{'rows/CPU-s':>12}")  # fmt: skip
+    for rep in range(repeats):
+        for workers in (1, 2):
+            out = work / f"ds{workers}-{rep}"
+            cmd = [sys.executable, "-m", "quackae", "flatten", "--quiet", "--workers", str(workers),
+                   "--tokenizer", str(tokenizer), "--storage_path", str(out), *sig_args,
+                   "--source", *map(str, archives)]  # fmt: skip
+            wall, peak, cpu = peak_rss_of(cmd)
+            rows = store.read_manifest(out)["length"]
+            shutil.rmtree(out)
+            rates[f"w{workers}"].append(rows / wall)
+            if workers == 1:
+                rates["w1cpu"].append(rows / cpu)
+            print(f"{'quackae flatten -w ' + str(workers):<26}{rows:>9}{wall:>9.2f}{rows / wall:>10,.0f}"
+                  f"{rows / wall / workers:>15,.0f}{mb / wall / workers:>13.2f}{peak:>13.0f}"
+                  f"{cpu:>8.2f}{rows / cpu:>12,.0f}")  # fmt: skip
+            if workers == 1:  # the peer runs between our two runs of each repeat
+                ref_rows, ref_s, cpu0 = 0, 0.0, time.process_time()
+                for archive in archives:
+                    n, s = reference_flattener(archive, patterns)
+                    ref_rows, ref_s = ref_rows + n, ref_s + s
+                ref_cpu = time.process_time() - cpu0
+                rates["ref"].append(ref_rows / ref_s)
+                rates["refcpu"].append(ref_rows / ref_cpu)
+                print(f"{'reference-style, 1 core':<26}{ref_rows:>9}{ref_s:>9.2f}{ref_rows / ref_s:>10,.0f}"
+                      f"{ref_rows / ref_s:>15,.0f}{'':>13}{'':>13}{ref_cpu:>8.2f}{ref_rows / ref_cpu:>12,.0f}")  # fmt: skip
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    print(f"signatures: quackae {_set_name(signatures)}, reference-style {_set_name(peer_signatures)} "
+          f"({len(patterns)} patterns)")  # fmt: skip
+    print(f"median of {repeats}: {med['w1']:,.0f} rows/s (1 worker), {med['w2']:,.0f} rows/s (2 workers), "
+          f"reference-style {med['ref']:,.0f} rows/s")  # fmt: skip
+    print(f"speed-up vs reference-style flattener: {med['w1'] / med['ref']:.1f}x (1 worker), "
+          f"{med['w2'] / med['ref']:.1f}x (2 workers); target >= 3x")  # fmt: skip
+    print(f"per CPU second (robust to other load): {med['w1cpu']:,.0f} rows/CPU-s (1 worker, whole "
+          f"command) vs {med['refcpu']:,.0f} reference-style: {med['w1cpu'] / med['refcpu']:.1f}x")  # fmt: skip
+    stage_split(archives, work, tokenizer, signatures)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--measurements", type=int, default=20000, help="measurements per archive")
-    args = parser.parse_args()
+    parser.add_argument("--real", action="store_true",
+                        help="the mix of Censored Planet's real reference files instead of generated archives")
+    parser.add_argument("--measurements", type=int, default=None,
+                        help="measurements per generated archive (default 20000), or in the whole real mix (40000)")
+    parser.add_argument("--repeats", type=int, default=1, help="alternating repeats; medians are reported")
+    args = parser.parse_args()  # fmt: skip
+    print("command: " + " ".join([Path(sys.executable).name, *sys.argv]))
     work = Path(tempfile.mkdtemp(prefix="quackae-bench-ingest-"))
     try:
-        raw = [
-            synth.write_archive(work / "raw", args.measurements, seed=1, fmt="v2", scan="http"),
-            synth.write_archive(work / "raw", args.measurements, seed=2, fmt="v1", scan="https"),
-        ]
-        synth_sigs = synth.write_signatures(work / "raw" / "signatures")
-        mb = sum(r.archive.stat().st_size for r in raw) / 2**20
-        t0 = time.perf_counter()
-        flatten([raw[0].archive], work / "tok", Options(signatures=synth_sigs), progress=False)
-        tok_seconds = time.perf_counter() - t0
-        tokenizer = work / "tok" / store.TOKENIZER
-        print(f"input: 2 archives, {sum(r.tries for r in raw)} tries, {mb:.1f} MB compressed")
-        print(f"tokenizer training + first flatten of one archive: {tok_seconds:.1f}s (not counted below)")
-        print(f"{'run':<26}{'rows':>9}{'seconds':>9}{'rows/s':>10}{'rows/s/worker':>15}{'MB/s/worker':>13}{'peak RSS MB':>13}")
-        results = {}
-        for workers in (1, 2):
-            out = work / f"ds{workers}"
-            cmd = [sys.executable, "-m", "quackae", "flatten", "--quiet", "--workers", str(workers),
-                   "--tokenizer", str(tokenizer), "--storage_path", str(out), "--signatures", str(synth_sigs),
-                   "--source", *(str(r.archive) for r in raw)]  # fmt: skip
-            wall, peak = peak_rss_of(cmd)
-            rows = store.read_manifest(out)["length"]
-            results[workers] = rows / wall
-            print(f"{'quackae flatten -w ' + str(workers):<26}{rows:>9}{wall:>9.2f}{rows / wall:>10,.0f}"
-                  f"{rows / wall / workers:>15,.0f}{mb / wall / workers:>13.2f}{peak:>13.0f}")  # fmt: skip
-        sigs = REFERENCE_SIGS if REFERENCE_SIGS.is_dir() else None
-        patterns = _load_patterns(sigs or synth_sigs)
-        ref_rows, ref_s = 0, 0.0
-        for r in raw:
-            n, s = reference_flattener(r.archive, patterns)
-            ref_rows, ref_s = ref_rows + n, ref_s + s
-        ref = ref_rows / ref_s
-        print(f"{'reference-style, 1 core':<26}{ref_rows:>9}{ref_s:>9.2f}{ref:>10,.0f}{ref:>15,.0f}{'':>13}{'':>13}")
-        print(f"signatures: quackae flatten the synth world's; reference-style "
-              f"{'Censored Planet reference set' if sigs else 'the synth world' + chr(39) + 's'} "
-              f"({len(patterns)} patterns)")  # fmt: skip
-        print(f"speed-up vs reference-style flattener: {results[1] / ref:.1f}x (1 worker), "
-              f"{results[2] / ref:.1f}x (2 workers); target >= 3x")  # fmt: skip
+        if args.real:
+            if not (REFERENCE / "hyperquack").is_dir():
+                raise SystemExit(f"--real needs the reference files in {REFERENCE / 'hyperquack'}")
+            measurements = args.measurements or 40000
+            archives = write_real_mix(work / "raw", measurements)
+            sigs = peer_sigs = REFERENCE_SIGS if REFERENCE_SIGS.is_dir() else None
+            print(f"real mix: {measurements} varied copies of the {len(REAL_FILES)} reference files")
+        else:
+            measurements = args.measurements or 20000
+            raw = [
+                synth.write_archive(work / "raw", measurements, seed=1, fmt="v2", scan="http"),
+                synth.write_archive(work / "raw", measurements, seed=2, fmt="v1", scan="https"),
+            ]
+            sigs = synth.write_signatures(work / "raw" / "signatures")
+            archives, measurements = [r.archive for r in raw], 2 * measurements
+            peer_sigs = REFERENCE_SIGS if REFERENCE_SIGS.is_dir() else sigs  # as in earlier runs
+        compare(archives, measurements, work, args.repeats, sigs, peer_sigs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

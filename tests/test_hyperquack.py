@@ -17,6 +17,7 @@ from quackae.hyperquack import (
     ParseError,
     Try,
     flatten_received,
+    loads_line,
     parse_line,
     parse_measurement,
     parse_timestamp,
@@ -236,7 +237,9 @@ def test_parse_timestamp_nanoseconds() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "yesterday", "2020-13-01T00:00:00Z", "2020-11-14", "2020-11-14T07:54:49+5"]
+    "bad",
+    ["", "yesterday", "2020-13-01T00:00:00Z", "2020-11-14", "2020-11-14T07:54:49+5",
+     "2020-11-14T07:54:49.²³-05:00"],
 )
 def test_parse_timestamp_rejects(bad: str) -> None:
     with pytest.raises(ParseError):
@@ -401,3 +404,43 @@ def test_reference_measurements() -> None:
         tries = parse_measurement(by_keyword["www.89.com"], "echo")
         assert [t.try_index for t in tries] == [0, 1, 2, 3, 4]
         assert [t.sent == "" for t in tries] == [False, True, False, False, True]
+
+
+# --------------------------------------------------------------------------- fast JSON
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"vp": "1.2.3.4", "n": [1, 2.5, -0, 1E2, 123456789012345678901234567890], "s": "\\u00e9\\n"}',
+        b'  {"a": {"b": [true, false, null]}}  ',
+        b'{"a": NaN, "b": Infinity}',  # the standard library accepts these; msgspec does not
+        b'{"a": "\\ud800"}',  # a lone surrogate
+        b"[1, 2]",
+        b'{"a": 1, "a": 2}',
+        '{"a": "é"}'.encode(),
+    ],
+)
+def test_loads_line_equals_json_loads(data: bytes) -> None:
+    expected = json.loads(data.decode("utf-8"))
+    got = loads_line(data)
+    assert json.dumps(got) == json.dumps(expected)  # same values, same key order
+
+
+@pytest.mark.parametrize(
+    "data", [b'{"a": 1', b"\xff{}", b'{"a": "\xed\xa0\x80"}', b'{"a": 01}', b'{"a": [1,]}', b"\xef\xbb\xbf{}"]
+)
+def test_loads_line_raises_what_json_raises(data: bytes) -> None:
+    try:
+        json.loads(data.decode("utf-8"))
+    except ValueError as e:
+        expected = type(e)
+    with pytest.raises(expected):
+        loads_line(data)
+
+
+@pytest.mark.skipif(not (REFERENCE / "hyperquack").is_dir(), reason="shared/reference not present")
+def test_loads_line_on_real_lines() -> None:
+    for path in sorted((REFERENCE / "hyperquack").glob("*.json")):
+        for line in path.read_bytes().splitlines():
+            assert json.dumps(loads_line(line)) == json.dumps(json.loads(line.decode("utf-8")))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import multiprocessing as mp
 import os
 import queue
@@ -30,11 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from quackae import atomic, store, tokens
 from quackae.geo import CountryLookup
-from quackae.hyperquack import ParseError, Try, parse_measurement
+from quackae.hyperquack import ParseError, Try, loads_line, parse_measurement
 from quackae.outcome import outcome_of
 from quackae.signatures import DEFAULT_SET_HINT, Matcher, label, load_signatures
 from quackae.sources import (
@@ -52,6 +52,11 @@ CHUNK_LINES = 5_000
 ARCHIVE_DAMAGE = ("truncated archive", "corrupt archive")  # iter_lines' reasons for an early end
 CHUNK_BYTES = 64 * 2**20  # also commit after this much input, so memory stays bounded with big pages
 TOKENIZER_SAMPLE = 20_000  # tries of text the BPE model is trained on at a dataset's creation
+LABEL_MEMO = 50_000  # distinct (received, error, flags) label results remembered per worker
+
+# Seconds per ingest stage spent in this process (read, parse, label, normalise, tokenize,
+# write): the split the ingest benchmark prints. Worker processes keep their own.
+STAGE_SECONDS: Counter[str] = Counter()
 
 
 class FlattenError(Exception):
@@ -110,12 +115,15 @@ class Summary:
 
 
 class _Chunk:
-    """Rows and rejects of one chunk of a source, in column form."""
+    """Rows and rejects of one chunk of a source; the columns are built at commit."""
 
-    def __init__(self) -> None:
-        self.columns: dict[str, list] = {name: [] for name in store.SCHEMA.names}
+    def __init__(self, source: str) -> None:
+        self.source = source  # the source's file name
+        self.columns: dict[str, Any] = {}
         self.tries: list[Try] = []
-        self.token_outcomes: list[str] = []
+        self.line_nos: list[int] = []
+        self.labels: list[tuple[int, str, str, str]] = []  # see _SourceWorker._label
+        self.places: list[tuple[str, str]] = []  # (country code, country name)
         self.rejects: list[dict[str, Any]] = []
         self.lines = 0
         self.bytes = 0
@@ -136,12 +144,15 @@ class _SourceWorker:
             tokens.load_tokenizer(root / store.TOKENIZER), options.max_tokens
         )
         self.geo = CountryLookup(options.mmdb)
+        self.encoder.seconds = STAGE_SECONDS
+        # Pages and errors repeat across vantage points: label and classify each kind once.
+        self.labels: dict[tuple, tuple[int, str, str, str]] = {}
 
     def run(self, path: Path, key: str, skip_lines: int, first_chunk: int) -> None:
         """Ingest ``path`` from line ``skip_lines + 1``, committing a chunk every N lines."""
         name = path.name
         scan = scan_from_name(name)
-        chunk, chunk_no, last_line = _Chunk(), first_chunk, skip_lines
+        chunk, chunk_no, last_line = _Chunk(name), first_chunk, skip_lines
         ended_early = ""
 
         def reject(_source: str, line_no: int, reason: str) -> None:
@@ -150,15 +161,22 @@ class _SourceWorker:
                 ended_early = reason
             chunk.rejects.append({"file": name, "line": line_no, "reason": reason})
 
+        clock = time.perf_counter
+        mark = clock()
         for item in iter_lines(path, reject, skip_lines=skip_lines):
+            read = clock()
+            STAGE_SECONDS["read"] += read - mark
             last_line = item.line_no
             chunk.lines += 1
             chunk.bytes += len(item.data)
             self._add_line(chunk, key, name, item.line_no, item.data, scan)
+            mark = clock()
+            STAGE_SECONDS["parse+label"] += mark - read  # parse: timed inside _add_line
             if chunk.lines >= self.options.chunk_lines or chunk.bytes >= CHUNK_BYTES:
                 self._commit(chunk, key, chunk_no, last_line, done=False)
                 self.emit(("progress", chunk.lines))
-                chunk, chunk_no = _Chunk(), chunk_no + 1
+                chunk, chunk_no = _Chunk(name), chunk_no + 1
+                mark = clock()
         self._commit(chunk, key, chunk_no, last_line, done=not ended_early, early=ended_early)
         self.emit(("progress", chunk.lines))
 
@@ -166,8 +184,9 @@ class _SourceWorker:
         self, chunk: _Chunk, key: str, name: str, line_no: int, data: bytes, scan: str | None
     ) -> None:
         reason = None
+        started = time.perf_counter()
         try:
-            obj = json.loads(data.decode("utf-8"))
+            obj = loads_line(data)
             if not isinstance(obj, dict):
                 raise ParseError(f"not a JSON object ({type(obj).__name__})")
             tries = parse_measurement(obj, scan)
@@ -177,6 +196,7 @@ class _SourceWorker:
             reason = "blank line" if not data.strip() else f"invalid JSON: {e.msg}"
         except (ParseError, RecursionError) as e:
             reason = f"unknown shape: {e}"
+        STAGE_SECONDS["parse"] += time.perf_counter() - started
         if reason is not None:
             chunk.rejects.append({"file": name, "line": line_no, "reason": reason})
             return
@@ -186,42 +206,47 @@ class _SourceWorker:
     def _add_try(self, chunk: _Chunk, key: str, name: str, line_no: int, t: Try) -> None:
         if self.options.anomalies and not (t.anomaly and not t.success):
             return
-        censored, fingerprint = label(t, self.matcher)
-        if self.options.labeled and censored == 0:
+        labels = self._label(t)
+        if self.options.labeled and labels[0] == 0:
             return
-        code, location = t.country_code, t.location
-        if not code:
-            code, location = self.geo.lookup(t.ip)
-        cols = chunk.columns
-        cols["row_id"].append(store.row_id(key, line_no, t.try_index))
-        cols["source"].append(name)
-        cols["line"].append(line_no)
-        cols["try_index"].append(t.try_index)
-        cols["ip"].append(t.ip)
-        cols["domain"].append(t.domain)
-        cols["location"].append(location)
-        cols["country_code"].append(code)
-        cols["timestamp"].append(_unix(t.start))
-        cols["end_time"].append(_unix(t.end))
-        cols["duration_ms"].append(_duration_ms(t))
-        cols["scan"].append(t.scan)
-        cols["censored"].append(censored)
-        cols["fingerprint"].append(fingerprint)
-        cols["outcome"].append(outcome_of(t, censored, fingerprint))
-        cols["anomaly"].append(t.anomaly)
+        code = t.country_code
+        chunk.places.append((code, t.location) if code else self.geo.lookup(t.ip))
         chunk.tries.append(t)
-        chunk.token_outcomes.append(outcome_of(t, 0, ""))
+        chunk.line_nos.append(line_no)
+        chunk.labels.append(labels)
+
+    def _label(self, t: Try) -> tuple[int, str, str, str]:
+        """Label, fingerprint, outcome and signature-blind outcome of a try, memoised.
+
+        They depend on nothing but the key's fields (see ``label`` and ``outcome_of``).
+        """
+        memo_key = (t.success, t.anomaly, t.scan, t.received, t.error)
+        hit = self.labels.get(memo_key)
+        if hit is None:
+            if len(self.labels) >= LABEL_MEMO:
+                self.labels.clear()
+            censored, fingerprint = label(t, self.matcher)
+            outcome = outcome_of(t, censored, fingerprint)
+            blind = outcome if not fingerprint else outcome_of(t, 0, "")
+            hit = self.labels[memo_key] = (censored, fingerprint, outcome, blind)
+        return hit
 
     def _commit(
         self, chunk: _Chunk, key: str, chunk_no: int, last_line: int, done: bool, early: str = ""
     ) -> None:
         entry = None
         if len(chunk) or chunk.rejects:
-            seqs = self.encoder.encode(chunk.tries, chunk.token_outcomes)
+            started = time.perf_counter()
+            chunk.columns = _columns(chunk, key, chunk.source)
+            STAGE_SECONDS["columns"] += time.perf_counter() - started
+            token_outcomes = [labels[3] for labels in chunk.labels]
+            seqs, lengths = self.encoder.encode_arrow(chunk.tries, token_outcomes)
             chunk.columns["tokens"] = seqs
-            chunk.columns["length"] = [len(s) for s in seqs]
+            chunk.columns["length"] = lengths.tolist()
             name = f"part-{key[:16]}-{chunk_no:05d}"
+            started = time.perf_counter()
             entry = store.write_shard(self.root, name, chunk.columns, chunk.rejects)
+            STAGE_SECONDS["write"] += time.perf_counter() - started
             entry["source"] = key
             reasons = Counter(_reason_kind(r["reason"]) for r in chunk.rejects)
             entry_reasons = dict(reasons)
@@ -230,13 +255,37 @@ class _SourceWorker:
         self.emit(("commit", key, entry, last_line, chunk_no + 1, done, entry_reasons, early))
 
 
-def _unix(seconds: float) -> int:
-    return int(math.floor(seconds)) if math.isfinite(seconds) else 0
+def _columns(chunk: _Chunk, key: str, name: str) -> dict[str, Any]:
+    """The metadata columns of a chunk's rows (all but tokens and length), one list each."""
+    tries = chunk.tries
+    start = np.fromiter((t.start for t in tries), np.float64, len(tries))
+    end = np.fromiter((t.end for t in tries), np.float64, len(tries))
+    with np.errstate(invalid="ignore"):
+        duration = (end - start) * 1000.0  # float64 as before, stored as float32
+    return {
+        "row_id": [store.row_id(key, n, t.try_index) for n, t in zip(chunk.line_nos, tries, strict=True)],
+        "source": [name] * len(tries),
+        "line": chunk.line_nos,
+        "try_index": [t.try_index for t in tries],
+        "ip": [t.ip for t in tries],
+        "domain": [t.domain for t in tries],
+        "location": [place[1] for place in chunk.places],
+        "country_code": [place[0] for place in chunk.places],
+        "timestamp": _unix(start),
+        "end_time": _unix(end),
+        "duration_ms": np.where(np.isfinite(duration), duration, np.nan),
+        "scan": [t.scan for t in tries],
+        "censored": [labels[0] for labels in chunk.labels],
+        "fingerprint": [labels[1] for labels in chunk.labels],
+        "outcome": [labels[2] for labels in chunk.labels],
+        "anomaly": [t.anomaly for t in tries],
+    }
 
 
-def _duration_ms(t: Try) -> float:
-    ms = (t.end - t.start) * 1000.0
-    return float(ms) if math.isfinite(ms) else float("nan")
+def _unix(seconds: np.ndarray) -> np.ndarray:
+    """Whole unix seconds (floor), 0 where unknown."""
+    finite = np.isfinite(seconds)
+    return np.where(finite, np.floor(np.where(finite, seconds, 0.0)), 0.0).astype(np.int64)
 
 
 def _reason_kind(reason: str) -> str:
@@ -296,21 +345,22 @@ def _sample_texts(paths: list[Path], limit: int) -> list[str]:
     """Normalised texts of the first tries of every source, to train the tokenizer on."""
     per_source = max(limit // max(len(paths), 1), 1)
     texts: list[str] = []
+    domains: list[str] = []
     for path in paths:
         scan = scan_from_name(path.name)
         taken = 0
         for item in iter_lines(path, lambda *_: None):
             try:
-                obj = json.loads(item.data.decode("utf-8"))
+                obj = loads_line(item.data)
                 tries = parse_measurement(obj, scan) if isinstance(obj, dict) else []
             except (ValueError, ParseError, RecursionError):
                 continue
-            for t in tries:
-                texts.append(tokens.normalise(tokens.try_text(t), t.domain))
+            texts.extend(tokens.try_text(t) for t in tries)
+            domains.extend(t.domain for t in tries)
             taken += len(tries)
             if taken >= per_source:
                 break
-    return texts
+    return tokens.normalise_many(texts, domains)
 
 
 def _signatures_id(directory: Path | None) -> str:

@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import msgspec
+
 __all__ = [
     "SCANS",
     "V1_CONTROL_DOMAINS",
     "ParseError",
     "Try",
     "flatten_received",
+    "loads_line",
     "parse_line",
     "parse_measurement",
     "parse_timestamp",
@@ -87,15 +90,18 @@ def _whole_seconds(prefix: str, tz: str) -> int:
     return int(parse_timestamp(prefix + tz))
 
 
+_POW10 = tuple(10**n for n in range(64))
+
+
 def _fast_timestamp(text: str) -> float | None:
     """The common shape ``YYYY-MM-DDTHH:MM:SS.fffffffff±HH:MM`` without a regex; None otherwise."""
-    if len(text) < 25 or text[10] != "T" or text[19] != "." or text[-3] != ":":
+    if not 25 <= len(text) <= 60 or text[10] != "T" or text[19] != "." or text[-3] != ":":
         return None
     tz_at = len(text) - 6
     frac = text[20:tz_at]
-    if text[tz_at] not in "+-" or not frac.isdigit():
+    if text[tz_at] not in "+-" or not frac.isdecimal():  # isdigit() also takes "²", int() not
         return None
-    return _whole_seconds(text[:19], text[tz_at:]) + int(frac) / 10 ** len(frac)
+    return _whole_seconds(text[:19], text[tz_at:]) + int(frac) / _POW10[len(frac)]
 
 
 def parse_timestamp(text: str) -> float:
@@ -130,7 +136,8 @@ def _time_field(entry: dict[str, Any], key: str) -> float:
         return _NAN
     if not isinstance(value, str):
         raise ParseError(f"{key} is not a string")
-    return parse_timestamp(value)
+    fast = _fast_timestamp(value)
+    return fast if fast is not None else parse_timestamp(value)
 
 
 # --------------------------------------------------------------------------- field access
@@ -292,6 +299,7 @@ def _domain_from_request(sent: str) -> str | None:
     return host or None
 
 
+@lru_cache(maxsize=4096)  # a measurement's retries send the same request
 def _v1_domain(sent: str, keyword: str) -> str:
     """The domain a v1 try asked for: from the request, the bare domain, else Keyword."""
     if sent.startswith("GET ") or "\n" in sent:
@@ -382,6 +390,22 @@ def _parse_v2(obj: dict[str, Any], scan: str | None) -> list[Try]:
 
 
 # --------------------------------------------------------------------------- entry points
+
+_FAST_DECODE = msgspec.json.Decoder().decode
+
+
+def loads_line(data: bytes) -> object:
+    """``json.loads(data.decode("utf-8"))``, about twice as fast on valid lines.
+
+    msgspec decodes first; it is never more lenient than the standard library (it refuses
+    NaN, lone surrogates and invalid UTF-8), so whatever it refuses is handed to ``json``,
+    which gives its usual value or raises its usual exception.
+    """
+    try:
+        return _FAST_DECODE(data)
+    except (msgspec.MsgspecError, ValueError, RecursionError):
+        return json.loads(data.decode("utf-8"))
+
 
 
 def parse_measurement(obj: object, scan: str | None) -> list[Try]:

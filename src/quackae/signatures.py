@@ -17,6 +17,7 @@ import re
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,6 +72,7 @@ class Signature:
 # --------------------------------------------------------------------------- loading
 
 
+@lru_cache(maxsize=8192)  # loading validates each pattern, the Matcher compiles it again
 def _compile_python(pattern: str) -> re.Pattern[str]:
     """Compile with ``re.DOTALL``, silencing Python's FutureWarnings about odd sets."""
     with warnings.catch_warnings():
