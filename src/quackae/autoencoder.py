@@ -95,8 +95,18 @@ class QuackAutoEncoder(pl.LightningModule):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Encode ``x`` (B, T): latent (B, H) and encoder states (B, T, H), zero at padding."""
+        latent, states = self.encode(x)
+        assert states is not None
+        return latent, states
+
+    def encode(self, x: Tensor, keep_states: bool = True) -> tuple[Tensor, Tensor | None]:
+        """Latent (B, H) and, if ``keep_states``, encoder states (B, T, H).
+
+        Without autograd the encoder runs its no-grad kernel (:func:`quackae.gru.gru_infer`;
+        cuDNN on CUDA), which may skip materialising the states when they are not wanted.
+        """
         lengths = x.ne(self.pad_id).sum(dim=1)
-        states, finals = self.encoder(self.embed(x), lengths)
+        states, finals = self.encoder(self.embed(x), lengths, keep_states=keep_states)
         latent = finals[-2:].transpose(0, 1).reshape(x.shape[0], self.hidden_size)
         return latent, states
 
@@ -107,11 +117,11 @@ class QuackAutoEncoder(pl.LightningModule):
         or over all real tokens for a row without text (a reset, a timeout). A page's wording
         then weighs more than the static tokens that the final states summarise last.
         """
-        final, states = self(x)
-        if latent == "final":
-            return final
-        if latent != "mean":
+        if latent not in LATENTS:
             raise ValueError(f"unknown latent {latent!r}; expected one of {LATENTS}")
+        final, states = self.encode(x, keep_states=latent == "mean")
+        if latent == "final" or states is None:
+            return final
         real = x.ne(self.pad_id)
         text = real & x.ge(self.text_offset) if self.text_offset else real
         weights = torch.where(text.any(dim=1, keepdim=True), text, real).to(states.dtype)
