@@ -119,13 +119,13 @@ class QuackAutoEncoder(pl.LightningModule):
         """
         if latent not in LATENTS:
             raise ValueError(f"unknown latent {latent!r}; expected one of {LATENTS}")
-        final, states = self.encode(x, keep_states=latent == "mean")
-        if latent == "final" or states is None:
-            return final
+        if latent == "final":
+            return self.encode(x, keep_states=False)[0]
         real = x.ne(self.pad_id)
         text = real & x.ge(self.text_offset) if self.text_offset else real
-        weights = torch.where(text.any(dim=1, keepdim=True), text, real).to(states.dtype)
-        return (states * weights.unsqueeze(-1)).sum(dim=1) / weights.sum(dim=1, keepdim=True)
+        weights = torch.where(text.any(dim=1, keepdim=True), text, real).to(self.embed.weight.dtype)
+        weights = weights / weights.sum(dim=1, keepdim=True)
+        return self.encoder.pooled(self.embed(x), real.sum(dim=1), weights)[0]
 
     # ----------------------------------------------------------------- decoder
 

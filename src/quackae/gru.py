@@ -129,20 +129,23 @@ def active_rows(sorted_lengths: Tensor) -> list[int]:
     return (len(sorted_lengths) - ends.cumsum(0)).tolist()
 
 
-def gru_infer(gi: Tensor, w_hh: Tensor, b_hh: Tensor, active: list[int],
-              keep_states: bool = True) -> tuple[Tensor | None, Tensor]:
+def gru_infer(gi: Tensor, w_hh: Tensor, b_hh: Tensor, active: list[int], keep_states: bool = True,
+              pool: Tensor | None = None) -> tuple[Tensor | None, Tensor]:
     """``D`` GRU recurrences without autograd over rows sorted longest first; h0 = 0.
 
     ``gi`` (D, T, B, 3H) input gates with ``b_ih`` added (overwritten: used as scratch);
     ``active[t]`` rows run at step t. Returns the states (D, T, B, H), zero where a row has
     ended (None unless ``keep_states``), and each row's state at its own end, (D, B, H).
-    One ``addmm`` per direction and step touches only the running rows.
+    With ``pool`` (D, T, B, 1) weights, the first result is instead ``sum_t pool * state``,
+    (D, B, H), accumulated as the scan goes. One ``addmm`` per direction and step touches
+    only the running rows.
     """
     d, steps, b, g = gi.shape
     hid = g // 3
     h = gi.new_zeros(d, b, hid)
     gh = gi.new_empty(d, b, g)
-    out = gi.new_empty(d, steps, b, hid) if keep_states else None
+    out = gi.new_empty(d, steps, b, hid) if keep_states and pool is None else None
+    acc = gi.new_zeros(d, b, hid) if pool is not None else None
     w_t = [w_hh[i].t() for i in range(d)]
     for t in range(steps):
         n = active[t]
@@ -151,11 +154,13 @@ def gru_infer(gi: Tensor, w_hh: Tensor, b_hh: Tensor, active: list[int],
         g_t, gh_t, h_t = gi[:, t, :n], gh[:, :n], h[:, :n]
         rz = g_t[..., : 2 * hid].add_(gh_t[..., : 2 * hid]).sigmoid_()
         cand = g_t[..., 2 * hid :].addcmul_(rz[..., :hid], gh_t[..., 2 * hid :]).tanh_()
-        h_t.copy_(torch.lerp(cand, h_t, rz[..., hid:]))  # n + z (h - n)
+        torch.lerp(cand, h_t, rz[..., hid:], out=h_t)  # n + z (h - n), in place
         if out is not None:
             out[:, t, :n] = h_t
             out[:, t, n:] = 0
-    return out, h
+        if acc is not None:
+            acc[:, :n].addcmul_(pool[:, t, :n], h_t)
+    return (acc if acc is not None else out), h
 
 
 def use_native(x: Tensor) -> bool:
@@ -301,32 +306,57 @@ class FastGRU(nn.Module):
                            self._stacked("weight_ih", layer).transpose(1, 2))
         return gi.view(len(dirs), steps, b, -1)
 
-    def _forward_sorted(self, x: Tensor, lengths: Tensor, keep_states: bool) -> tuple[Tensor | None, Tensor]:
-        """No-grad forward with :func:`gru_infer` on rows sorted longest first, unsorted at the end."""
+    def _forward_sorted(self, x: Tensor, lengths: Tensor, keep_states: bool,
+                        pool: Tensor | None = None) -> tuple[Tensor | None, Tensor]:
+        """No-grad forward with :func:`gru_infer` on rows sorted longest first, unsorted at the end.
+
+        With ``pool`` (B, T) weights the first result is the weighted sum over time (B, D*H).
+        """
         b, steps, _ = x.shape
         sorted_lengths, order = lengths.sort(descending=True)
         active = active_rows(sorted_lengths)
         span = len(active)  # the longest row; later columns are padding in every row
         inp = x[order, :span].transpose(0, 1)  # (S, B, F), time-major, sorted
         rev = reverse_index(sorted_lengths, span) if self.num_directions == 2 else None
+        weights = None
+        if pool is not None:  # per direction, in the order that direction runs its steps
+            w = pool[order, :span].t().unsqueeze(-1).to(x.dtype)  # (S, B, 1)
+            weights = torch.stack([w] if rev is None else [w, _time_gather(w, rev)])
         finals: list[Tensor] = []
         for layer in range(self.num_layers):
-            keep = keep_states or layer < self.num_layers - 1
+            top = layer == self.num_layers - 1
             with torch.no_grad():
                 gi = self._layer_gates(inp, rev, layer)
                 hs, ends = gru_infer(gi, self._stacked("weight_hh", layer), self._stacked("bias_hh", layer),
-                                     active, keep)
+                                     active, keep_states or not top, weights if top else None)
             finals.extend(ends.unbind(0))
-            if hs is not None:
+            if hs is not None and not (top and weights is not None):
                 inp = torch.cat([hs[0]] if rev is None else [hs[0], _time_gather(hs[1], rev)], dim=-1)
         unsort = torch.empty_like(order)
         unsort[order] = torch.arange(b, device=order.device)
         final = torch.stack(finals).index_select(1, unsort)
+        if weights is not None:
+            assert hs is not None
+            return torch.cat(hs.unbind(0), dim=-1).index_select(0, unsort), final
         if not keep_states:
             return None, final
         out = x.new_zeros(b, steps, self.num_directions * self.hidden_size)
         out[:, :span] = inp.transpose(0, 1).index_select(0, unsort)
         return out, final
+
+    def pooled(self, x: Tensor, lengths: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
+        """Weighted sum of the top layer's outputs over time, (B, D*H), and the final states.
+
+        ``weights`` (B, T) are zero at padding. Without autograd (CPU) the sum accumulates inside
+        :func:`gru_infer`, so the (B, T, D*H) outputs are never written; otherwise it is taken
+        over :meth:`forward`'s outputs.
+        """
+        if use_native(x) or self._needs_grad(x):
+            out, final = self(x, lengths)
+            assert out is not None
+            return (out * weights.unsqueeze(-1).to(out.dtype)).sum(dim=1), final
+        self.last_kernel = "sorted"
+        return self._forward_sorted(x, lengths.to(x.device), False, weights)
 
     def _forward_scan(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Forward through :func:`gru_scan` (autograd, O(T) backward) over the padded batch."""
