@@ -25,9 +25,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from original import (OriginalAutoEncoder, alternate, encoder_flops_per_token, machine_line, make_batch,
-                      matmul_peak, tokens)
 
+from original import (
+    OriginalAutoEncoder,
+    alternate,
+    encoder_flops_per_token,
+    machine_line,
+    make_batch,
+    matmul_peak,
+    tokens,
+)
 from quackae import ae_processor, store, synth
 from quackae.autoencoder import QuackAutoEncoder
 from quackae.cp_tokenized_data import BatchSampler, QuackTokenizedDataModule
@@ -58,41 +65,48 @@ def peers_same_run(args: argparse.Namespace, peak: float) -> None:
           f"({per_token / 1e6:.2f} MFLOP/token); {machine_line()}")
     use_bf16 = args.bf16 == "on" or (args.bf16 == "auto" and cpu_has_bf16())
     for length in args.lengths:
-        batches = [make_batch(args.batch_size, length, args.vocab, seed=1000 * length + i)
-                   for i in range(args.batches)]
-        n = tokens(batches)
-        model_bf16 = copy.deepcopy(model).to(torch.bfloat16)
-
-        def run_original() -> list[torch.Tensor]:
-            return [original.encode(x)[0] for x in batches]
-
-        def run_quackae(latent: str, m: QuackAutoEncoder = model) -> list[torch.Tensor]:
-            return [m.embed_rows(x, latent) for x in batches]
-
-        peers = {"original (nn.GRU, packed)": run_original,
-                 "quackae --latent final": lambda: run_quackae("final"),
-                 "quackae --latent mean": lambda: run_quackae("mean")}
-        if use_bf16:
-            peers["quackae final, bf16"] = lambda: run_quackae("final", model_bf16)
-        with torch.inference_mode():
-            want = torch.cat(run_original())
-            got = torch.cat(run_quackae("final"))
-            assert model.encoder.last_kernel == "sorted", model.encoder.last_kernel
-            agree = f"latents vs original: max abs diff {(got - want).abs().max():.1e}"
-            if use_bf16:
-                low = torch.cat(run_quackae("final", model_bf16)).float()
-                cos = torch.nn.functional.cosine_similarity(low, got, dim=1).min()
-                agree += f"; bf16 vs fp32 cosine min {cos:.6f}"
-            seconds = alternate(peers, args.rounds)
-        base = seconds["original (nn.GRU, packed)"]
-        print(f"T={length}: {n:,} tokens per call; {agree}")
-        for name, sec in seconds.items():
-            rate = n / sec
-            print(f"  {name:<28}{rate:>10,.0f} tokens/s  MFU {rate * per_token / peak:6.1%}  "
-                  f"{base / sec:5.2f}x original")
+        compare_at(length, args, original, model, use_bf16, peak)
     if not use_bf16:
         print("bf16: not timed (no native bf16 on this CPU; --bf16 on to time it anyway)")
     print("target: quackae >= 1.25x the original at T=64 and T=256, fp32")
+
+
+def compare_at(length: int, args: argparse.Namespace, original: OriginalAutoEncoder, model: QuackAutoEncoder,
+               use_bf16: bool, peak: float) -> None:
+    """Time and print the peers on ``args.batches`` random batches of width ``length``."""
+    per_token = encoder_flops_per_token(args.embed_size, args.hidden_size)
+    batches = [make_batch(args.batch_size, length, args.vocab, seed=1000 * length + i)
+               for i in range(args.batches)]
+    n = tokens(batches)
+    model_bf16 = copy.deepcopy(model).to(torch.bfloat16)
+
+    def run_original() -> list[torch.Tensor]:
+        return [original.encode(x)[0] for x in batches]
+
+    def run_quackae(latent: str, m: QuackAutoEncoder = model) -> list[torch.Tensor]:
+        return [m.embed_rows(x, latent) for x in batches]
+
+    peers = {"original (nn.GRU, packed)": run_original,
+             "quackae --latent final": lambda: run_quackae("final"),
+             "quackae --latent mean": lambda: run_quackae("mean")}
+    if use_bf16:
+        peers["quackae final, bf16"] = lambda: run_quackae("final", model_bf16)
+    with torch.inference_mode():
+        want = torch.cat(run_original())
+        got = torch.cat(run_quackae("final"))
+        assert model.encoder.last_kernel == "sorted", model.encoder.last_kernel
+        agree = f"latents vs original: max abs diff {(got - want).abs().max():.1e}"
+        if use_bf16:
+            low = torch.cat(run_quackae("final", model_bf16)).float()
+            cos = torch.nn.functional.cosine_similarity(low, got, dim=1).min()
+            agree += f"; bf16 vs fp32 cosine min {cos:.6f}"
+        seconds = alternate(peers, args.rounds)
+    base = seconds["original (nn.GRU, packed)"]
+    print(f"T={length}: {n:,} tokens per call; {agree}")
+    for name, sec in seconds.items():
+        rate = n / sec
+        print(f"  {name:<28}{rate:>10,.0f} tokens/s  MFU {rate * per_token / peak:6.1%}  "
+              f"{base / sec:5.2f}x original")
 
 
 def make_checkpoint(dm: QuackTokenizedDataModule, path: Path, embed: int, hidden: int) -> QuackAutoEncoder:
