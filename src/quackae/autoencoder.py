@@ -47,7 +47,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor, nn
 
 from quackae.embeddings import EmbeddingStore
-from quackae.gru import FastGRU, GRUCellStack
+from quackae.gru import FastGRU, GRUCellStack, active_rows
 
 DecodeMode = Literal["fast", "sample", "loop", "sample-loop"]
 DECODE_MODES = ("fast", "sample", "loop", "sample-loop")
@@ -200,18 +200,29 @@ class QuackAutoEncoder(pl.LightningModule):
         Only token choices come out of this rollout, and a choice (argmax) has no gradient,
         so it runs without autograd; :meth:`decode_loss` then replays the decoder over these
         inputs with :meth:`decode_fast`, which gives the loss and gradients of the sampling
-        loop (``mode="sample-loop"``) without a per-step backward.
+        loop (``mode="sample-loop"``) without a per-step backward. Step t runs only the rows
+        that have a real position t + 1 (rows sorted longest first): an input at a padding
+        position never reaches a real one, so it is left as padding.
         """
         with torch.no_grad():
-            inputs = x.new_empty(x.shape[0], steps)
-            inputs[:, 0] = self._first_input(x)
-            keys_t, bias = self._keys(states), self._attention_bias(x, states.dtype)
+            lengths = x.ne(self.pad_id).sum(dim=1).clamp(max=steps)
+            order = lengths.argsort(descending=True)  # longest first: running rows are a prefix
+            running = active_rows(lengths[order]) + [0]
+            xs, states, latent = x[order], states[order], latent[order]
+            keys_t, bias = self._keys(states), self._attention_bias(xs, states.dtype)
+            inputs = x.new_full((x.shape[0], steps), self.pad_id)  # no row reads its pad positions
+            inputs[:, 0] = self._first_input(xs)
             hidden = [latent] * len(self.decoder.cells)
             for t in range(steps - 1):  # the last prediction is never fed back
-                hidden = self.decoder.step(self.embed(inputs[:, t]), hidden)
-                features = self._attend(hidden[-1].unsqueeze(1), keys_t, states, bias)
-                inputs[:, t + 1] = self.predict_word(features.squeeze(1)).argmax(dim=-1)
-        return inputs
+                n = running[t + 1]  # rows that still have a real position t + 1 to feed
+                if n == 0:
+                    break
+                hidden = self.decoder.step(self.embed(inputs[:n, t]), [h[:n] for h in hidden])
+                features = self._attend(hidden[-1].unsqueeze(1), keys_t[:n], states[:n], bias[:n])
+                inputs[:n, t + 1] = self.predict_word(features.squeeze(1)).argmax(dim=-1)
+            unsorted = torch.empty_like(inputs)
+            unsorted[order] = inputs
+        return unsorted
 
     def decode_loss(self, x: Tensor, mode: DecodeMode = "fast") -> tuple[Tensor, Tensor, Tensor]:
         """Encode and decode ``x`` (B, T); returns (mean loss, correct tokens, real tokens).
