@@ -106,7 +106,7 @@ class QuackAutoEncoder(pl.LightningModule):
         cuDNN on CUDA), which may skip materialising the states when they are not wanted.
         """
         lengths = x.ne(self.pad_id).sum(dim=1)
-        states, finals = self.encoder(self.embed(x), lengths, keep_states=keep_states)
+        states, finals = self.encoder.forward_tokens(x, lengths, self.embed, keep_states)
         latent = finals[-2:].transpose(0, 1).reshape(x.shape[0], self.hidden_size)
         return latent, states
 
@@ -125,7 +125,7 @@ class QuackAutoEncoder(pl.LightningModule):
         text = real & x.ge(self.text_offset) if self.text_offset else real
         weights = torch.where(text.any(dim=1, keepdim=True), text, real).to(self.embed.weight.dtype)
         weights = weights / weights.sum(dim=1, keepdim=True)
-        return self.encoder.pooled(self.embed(x), real.sum(dim=1), weights)[0]
+        return self.encoder.forward_tokens(x, real.sum(dim=1), self.embed, pool=weights)[0]
 
     # ----------------------------------------------------------------- decoder
 

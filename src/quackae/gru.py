@@ -306,27 +306,34 @@ class FastGRU(nn.Module):
                            self._stacked("weight_ih", layer).transpose(1, 2))
         return gi.view(len(dirs), steps, b, -1)
 
-    def _forward_sorted(self, x: Tensor, lengths: Tensor, keep_states: bool,
-                        pool: Tensor | None = None) -> tuple[Tensor | None, Tensor]:
+    def _forward_sorted(self, x: Tensor, lengths: Tensor, keep_states: bool, pool: Tensor | None = None,
+                        table: Tensor | None = None) -> tuple[Tensor | None, Tensor]:
         """No-grad forward with :func:`gru_infer` on rows sorted longest first, unsorted at the end.
 
         With ``pool`` (B, T) weights the first result is the weighted sum over time (B, D*H).
+        With a gate ``table`` (D, V, 3H), ``x`` holds token ids (B, T) and layer 0's input gates
+        are rows of the table instead of a matmul.
         """
-        b, steps, _ = x.shape
+        b, steps = x.shape[:2]
         sorted_lengths, order = lengths.sort(descending=True)
         active = active_rows(sorted_lengths)
         span = len(active)  # the longest row; later columns are padding in every row
-        inp = x[order, :span].transpose(0, 1)  # (S, B, F), time-major, sorted
+        inp = x[order, :span].transpose(0, 1)  # (S, B, F) or (S, B) ids, time-major, sorted
         rev = reverse_index(sorted_lengths, span) if self.num_directions == 2 else None
+        dtype = self.weight_hh_l0.dtype
         weights = None
         if pool is not None:  # per direction, in the order that direction runs its steps
-            w = pool[order, :span].t().unsqueeze(-1).to(x.dtype)  # (S, B, 1)
+            w = pool[order, :span].t().unsqueeze(-1).to(dtype)  # (S, B, 1)
             weights = torch.stack([w] if rev is None else [w, _time_gather(w, rev)])
         finals: list[Tensor] = []
         for layer in range(self.num_layers):
             top = layer == self.num_layers - 1
             with torch.no_grad():
-                gi = self._layer_gates(inp, rev, layer)
+                if layer == 0 and table is not None:
+                    ids = [inp] if rev is None else [inp, inp.gather(0, rev)]
+                    gi = torch.stack([F.embedding(i, table[d]) for d, i in enumerate(ids)])
+                else:
+                    gi = self._layer_gates(inp, rev, layer)
                 hs, ends = gru_infer(gi, self._stacked("weight_hh", layer), self._stacked("bias_hh", layer),
                                      active, keep_states or not top, weights if top else None)
             finals.extend(ends.unbind(0))
@@ -340,9 +347,41 @@ class FastGRU(nn.Module):
             return torch.cat(hs.unbind(0), dim=-1).index_select(0, unsort), final
         if not keep_states:
             return None, final
-        out = x.new_zeros(b, steps, self.num_directions * self.hidden_size)
+        out = inp.new_zeros(b, steps, self.num_directions * self.hidden_size)
         out[:, :span] = inp.transpose(0, 1).index_select(0, unsort)
         return out, final
+
+    def forward_tokens(self, ids: Tensor, lengths: Tensor, embedding: nn.Embedding, keep_states: bool = True,
+                       pool: Tensor | None = None) -> tuple[Tensor | None, Tensor]:
+        """:meth:`forward` (or :meth:`pooled`, given ``pool`` weights) of ``embedding(ids)``.
+
+        On the no-grad CPU path layer 0's input gates ``W_ih e + b_ih`` are looked up per token in
+        a table computed once for the whole vocabulary (:meth:`gate_table`, cached while the weights
+        are unchanged): a third of the encoder's matmul FLOPs become a row copy.
+        """
+        lengths = lengths.to(ids.device)
+        grad = torch.is_grad_enabled() and (embedding.weight.requires_grad
+                                            or any(p.requires_grad for p in self.parameters()))
+        if use_native(ids) or grad:
+            x = embedding(ids)
+            return self(x, lengths, keep_states) if pool is None else self.pooled(x, lengths, pool)
+        self.last_kernel = "sorted"
+        return self._forward_sorted(ids, lengths, keep_states, pool, self.gate_table(embedding.weight))
+
+    def gate_table(self, embedding: Tensor) -> Tensor:
+        """Layer 0's input gates of every vocabulary entry, (D, V, 3H); recomputed when a weight changed."""
+        parts = [embedding] + [getattr(self, f"{n}_l0{sfx}") for sfx in self._suffixes()
+                               for n in ("weight_ih", "bias_ih")]
+        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in parts)
+        cached = getattr(self, "_gate_table", None)
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                table = torch.baddbmm(self._stacked("bias_ih", 0).unsqueeze(1),
+                                      embedding.unsqueeze(0).expand(self.num_directions, -1, -1),
+                                      self._stacked("weight_ih", 0).transpose(1, 2))
+            cached = (key, table)
+            self._gate_table = cached
+        return cached[1]
 
     def pooled(self, x: Tensor, lengths: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
         """Weighted sum of the top layer's outputs over time, (B, D*H), and the final states.
