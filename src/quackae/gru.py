@@ -130,18 +130,22 @@ def active_rows(sorted_lengths: Tensor) -> list[int]:
 
 
 def gru_infer(gi: Tensor, w_hh: Tensor, b_hh: Tensor, active: list[int], keep_states: bool = True,
-              pool: Tensor | None = None) -> tuple[Tensor | None, Tensor]:
+              pool: Tensor | None = None, ids: Tensor | None = None) -> tuple[Tensor | None, Tensor]:
     """``D`` GRU recurrences without autograd over rows sorted longest first; h0 = 0.
 
     ``gi`` (D, T, B, 3H) input gates with ``b_ih`` added (overwritten: used as scratch);
     ``active[t]`` rows run at step t. Returns the states (D, T, B, H), zero where a row has
     ended (None unless ``keep_states``), and each row's state at its own end, (D, B, H).
     With ``pool`` (D, T, B, 1) weights, the first result is instead ``sum_t pool * state``,
-    (D, B, H), accumulated as the scan goes. One ``addmm`` per direction and step touches
-    only the running rows.
+    (D, B, H), accumulated as the scan goes. With token ``ids`` (D, T, B), ``gi`` is instead a
+    per-token gate table (D, V, 3H) and step t gathers only its running rows' gates into a small
+    reused buffer (no (D, T, B, 3H) tensor is written). One ``addmm`` per direction and step
+    touches only the running rows.
     """
-    d, steps, b, g = gi.shape
+    d, steps, b = ids.shape if ids is not None else gi.shape[:3]
+    g = gi.shape[-1]
     hid = g // 3
+    step_gates = gi.new_empty(d, b, g) if ids is not None else None
     h = gi.new_zeros(d, b, hid)
     gh = gi.new_empty(d, b, g)
     out = gi.new_empty(d, steps, b, hid) if keep_states and pool is None else None
@@ -151,7 +155,10 @@ def gru_infer(gi: Tensor, w_hh: Tensor, b_hh: Tensor, active: list[int], keep_st
         n = active[t]
         for i in range(d):
             torch.addmm(b_hh[i], h[i, :n], w_t[i], out=gh[i, :n])
-        g_t, gh_t, h_t = gi[:, t, :n], gh[:, :n], h[:, :n]
+            if step_gates is not None:
+                torch.index_select(gi[i], 0, ids[i, t, :n], out=step_gates[i, :n])
+        g_t = gi[:, t, :n] if step_gates is None else step_gates[:, :n]
+        gh_t, h_t = gh[:, :n], h[:, :n]
         rz = g_t[..., : 2 * hid].add_(gh_t[..., : 2 * hid]).sigmoid_()
         cand = g_t[..., 2 * hid :].addcmul_(rz[..., :hid], gh_t[..., 2 * hid :]).tanh_()
         torch.lerp(cand, h_t, rz[..., hid:], out=h_t)  # n + z (h - n), in place
@@ -329,13 +336,13 @@ class FastGRU(nn.Module):
         for layer in range(self.num_layers):
             top = layer == self.num_layers - 1
             with torch.no_grad():
+                ids = None
                 if layer == 0 and table is not None:
-                    ids = [inp] if rev is None else [inp, inp.gather(0, rev)]
-                    gi = torch.stack([F.embedding(i, table[d]) for d, i in enumerate(ids)])
+                    gi, ids = table, torch.stack([inp] if rev is None else [inp, inp.gather(0, rev)])
                 else:
                     gi = self._layer_gates(inp, rev, layer)
                 hs, ends = gru_infer(gi, self._stacked("weight_hh", layer), self._stacked("bias_hh", layer),
-                                     active, keep_states or not top, weights if top else None)
+                                     active, keep_states or not top, weights if top else None, ids)
             finals.extend(ends.unbind(0))
             if hs is not None and not (top and weights is not None):
                 inp = torch.cat([hs[0]] if rev is None else [hs[0], _time_gather(hs[1], rev)], dim=-1)
