@@ -373,6 +373,9 @@ class FastGRU(nn.Module):
             x = embedding(ids)
             return self(x, lengths, keep_states) if pool is None else self.pooled(x, lengths, pool)
         self.last_kernel = "sorted"
+        if any(p.is_inference() for p in [embedding.weight, *self.parameters()]):
+            # weights made under inference_mode carry no version counter to key the table cache on
+            return self._forward_sorted(embedding(ids), lengths, keep_states, pool)
         return self._forward_sorted(ids, lengths, keep_states, pool, self.gate_table(embedding.weight))
 
     def gate_table(self, embedding: Tensor) -> Tensor:
