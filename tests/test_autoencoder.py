@@ -155,3 +155,37 @@ def test_mean_latent_averages_text_states_and_falls_back_to_all_tokens() -> None
     meta, out = m.predict_step((["a", "b", "c"], x))
     assert meta == ["a", "b", "c"]
     torch.testing.assert_close(out, mean)
+
+
+@pytest.mark.parametrize("latent", ["final", "mean"])
+def test_encode_path_uses_no_grad_kernel_and_matches_training_scan(latent: str) -> None:
+    """What --encode writes (embed_rows without grad: the sorted kernel) equals the training scan's, fp32."""
+    torch.manual_seed(0)
+    m = QuackAutoEncoder(VOCAB, EMBED, 16, layout={"text_offset": 10})
+    x = padded_batch([12, 1, 5, 12, 3, 1, 8], 12, seed=3)
+    want = m.embed_rows(x, latent)  # grad enabled: the autograd scan
+    assert m.encoder.last_kernel == "scan"
+    m.freeze()
+    with torch.inference_mode():
+        _, got = m.predict_step(([None] * 7, x)) if latent == m.latent else (None, m.embed_rows(x, latent))
+    assert m.encoder.last_kernel == "sorted"
+    torch.testing.assert_close(got, want.detach(), atol=1e-5, rtol=0)
+
+
+def test_bf16_encode_agrees_with_fp32_and_inference_made_weights_work() -> None:
+    """bf16 latents within cosine 0.9999 of fp32, with weights made normally (gate table) or
+    under inference_mode (no version counter: embedding matmul instead)."""
+    import copy
+
+    torch.manual_seed(0)
+    m = QuackAutoEncoder(VOCAB, 32, 64, layout={"text_offset": 10}).eval()
+    x = padded_batch([40, 1, 17, 40, 33], 40, seed=5)
+    low = copy.deepcopy(m).to(torch.bfloat16)
+    with torch.inference_mode():
+        low_inf = copy.deepcopy(m).to(torch.bfloat16)  # its parameters are inference tensors
+        for latent in ("final", "mean"):
+            want = m.embed_rows(x, latent)
+            for half in (low, low_inf):
+                got = half.embed_rows(x, latent).float()
+                assert half.encoder.last_kernel == "sorted"
+                assert torch.nn.functional.cosine_similarity(got, want, dim=1).min() > 0.9999

@@ -168,3 +168,18 @@ def test_bf16_encoding_agrees_with_fp32(small_dataset: Path, checkpoint: Path, t
     assert y.dtype == np.float32
     cos = (x * y).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(y, axis=1)
     assert cos.min() > 0.999
+
+
+@pytest.mark.parametrize("latent", ["final", "mean"])
+def test_encode_runs_the_no_grad_kernel_not_the_training_scan(small_dataset: Path, checkpoint: Path, tmp_path: Path,
+                                                             capsys, monkeypatch, latent: str) -> None:
+    """--encode must not fall back to the autograd scan: make the scan unusable and encode anyway."""
+    from quackae import gru
+
+    def scan_called(*args: object) -> None:
+        raise AssertionError("the encode path fell back to the training scan")
+
+    monkeypatch.setattr(gru, "gru_scan", scan_called)
+    code, text = encode(capsys, small_dataset, checkpoint, tmp_path / "out", "--latent", latent)
+    assert code == 0, text
+    assert written(tmp_path / "out").num_rows == len(store.Dataset(small_dataset))

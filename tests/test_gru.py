@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from quackae.gru import FastGRU, GRUCellStack, gru_scan, reverse_index
+from quackae.gru import FastGRU, GRUCellStack, gru_scan, native_gru, reverse_index, use_native
 
 DT = torch.float64
 
@@ -132,3 +132,62 @@ def test_reverse_index_is_an_involution_within_length() -> None:
     assert idx[:, 2].tolist() == [3, 2, 1, 0]
     cols = torch.arange(3)
     assert torch.equal(idx[idx, cols], torch.arange(4).unsqueeze(1).expand(4, 3))
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_no_grad_sorted_kernel_matches_training_scan_fp32(layers: int, bidirectional: bool) -> None:
+    torch.manual_seed(layers)
+    fast = FastGRU(6, 8, layers, bidirectional=bidirectional)
+    x = torch.randn(7, 9, 6)
+    lengths = torch.tensor([9, 1, 4, 9, 2, 7, 1])  # full rows, length-1 rows, ties
+    weights = torch.rand(7, 9) * (torch.arange(9) < lengths.unsqueeze(1))
+    out_scan, h_scan = fast(x, lengths)
+    assert fast.last_kernel == "scan"
+    with torch.no_grad():
+        out, h_n = fast(x, lengths)
+        assert fast.last_kernel == "sorted"
+        none, h_only = fast(x, lengths, keep_states=False)
+        pooled, h_pool = fast.pooled(x, lengths, weights)
+        assert fast.last_kernel == "sorted"
+    assert none is None
+    torch.testing.assert_close(out, out_scan, atol=1e-5, rtol=0)
+    for h in (h_n, h_only, h_pool):
+        torch.testing.assert_close(h, h_scan, atol=1e-5, rtol=0)
+    want = (out_scan * weights.unsqueeze(-1)).sum(dim=1)
+    torch.testing.assert_close(pooled, want, atol=1e-5, rtol=0)
+    assert out[1, 1:].abs().max() == 0  # padding stays zero
+
+
+def test_sorted_kernel_when_every_row_is_shorter_than_the_batch() -> None:
+    torch.manual_seed(3)
+    fast = FastGRU(3, 4, bidirectional=True)
+    x = torch.randn(3, 6, 3)
+    lengths = torch.tensor([2, 4, 1])
+    out_scan, h_scan = fast(x, lengths)
+    with torch.inference_mode():
+        out, h_n = fast(x, lengths)
+    assert out.shape == out_scan.shape == (3, 6, 8)
+    torch.testing.assert_close(out, out_scan, atol=1e-6, rtol=0)
+    torch.testing.assert_close(h_n, h_scan, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_native_kernel_path_matches_scans(layers: int) -> None:
+    """The cuDNN path's packing, weight order and unsorting, run by torch's CPU GRU kernel here."""
+    torch.manual_seed(layers)
+    fast = FastGRU(5, 4, layers, bidirectional=True).to(DT)
+    x = torch.randn(5, 6, 5, dtype=DT)
+    lengths = torch.tensor([6, 2, 4, 1, 6])
+    out_scan, h_scan = fast(x, lengths)
+    hx = x.new_zeros(2 * layers, 5, 4)
+    out, h_n = native_gru(x, lengths, fast._flat_weights(), hx, layers, True)
+    torch.testing.assert_close(out, out_scan)
+    torch.testing.assert_close(h_n, h_scan)
+
+    stack = GRUCellStack(5, 4, layers).to(DT)
+    h0 = [torch.randn(5, 4, dtype=DT) for _ in range(layers)]
+    weights = [w for c in stack.cells for w in (c.weight_ih, c.weight_hh, c.bias_ih, c.bias_hh)]
+    top, _ = native_gru(x, None, weights, torch.stack(h0), layers, False)
+    torch.testing.assert_close(top, stack(x, h0))
+    assert stack.last_kernel == "scan" and not use_native(x)

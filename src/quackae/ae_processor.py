@@ -372,7 +372,10 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
     import lightning.pytorch as pl
     import torch
 
+    from quackae.gru import tune_cpu_allocator
+
     quiet_warnings()
+    tune_cpu_allocator()  # steady-state steps reuse touched pages instead of faulting fresh ones
     args = argparse.Namespace(**config["args"])
     storage = Path(args.storage_path)
     in_ray = config.get("ray", False)

@@ -47,7 +47,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor, nn
 
 from quackae.embeddings import EmbeddingStore
-from quackae.gru import FastGRU, GRUCellStack
+from quackae.gru import FastGRU, GRUCellStack, active_rows
 
 DecodeMode = Literal["fast", "sample", "loop", "sample-loop"]
 DECODE_MODES = ("fast", "sample", "loop", "sample-loop")
@@ -95,8 +95,18 @@ class QuackAutoEncoder(pl.LightningModule):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Encode ``x`` (B, T): latent (B, H) and encoder states (B, T, H), zero at padding."""
+        latent, states = self.encode(x)
+        assert states is not None
+        return latent, states
+
+    def encode(self, x: Tensor, keep_states: bool = True) -> tuple[Tensor, Tensor | None]:
+        """Latent (B, H) and, if ``keep_states``, encoder states (B, T, H).
+
+        Without autograd the encoder runs its no-grad kernel (:func:`quackae.gru.gru_infer`;
+        cuDNN on CUDA), which may skip materialising the states when they are not wanted.
+        """
         lengths = x.ne(self.pad_id).sum(dim=1)
-        states, finals = self.encoder(self.embed(x), lengths)
+        states, finals = self.encoder.forward_tokens(x, lengths, self.embed, keep_states)
         latent = finals[-2:].transpose(0, 1).reshape(x.shape[0], self.hidden_size)
         return latent, states
 
@@ -107,15 +117,15 @@ class QuackAutoEncoder(pl.LightningModule):
         or over all real tokens for a row without text (a reset, a timeout). A page's wording
         then weighs more than the static tokens that the final states summarise last.
         """
-        final, states = self(x)
-        if latent == "final":
-            return final
-        if latent != "mean":
+        if latent not in LATENTS:
             raise ValueError(f"unknown latent {latent!r}; expected one of {LATENTS}")
+        if latent == "final":
+            return self.encode(x, keep_states=False)[0]
         real = x.ne(self.pad_id)
         text = real & x.ge(self.text_offset) if self.text_offset else real
-        weights = torch.where(text.any(dim=1, keepdim=True), text, real).to(states.dtype)
-        return (states * weights.unsqueeze(-1)).sum(dim=1) / weights.sum(dim=1, keepdim=True)
+        weights = torch.where(text.any(dim=1, keepdim=True), text, real).to(self.embed.weight.dtype)
+        weights = weights / weights.sum(dim=1, keepdim=True)
+        return self.encoder.forward_tokens(x, real.sum(dim=1), self.embed, pool=weights)[0]
 
     # ----------------------------------------------------------------- decoder
 
@@ -190,18 +200,29 @@ class QuackAutoEncoder(pl.LightningModule):
         Only token choices come out of this rollout, and a choice (argmax) has no gradient,
         so it runs without autograd; :meth:`decode_loss` then replays the decoder over these
         inputs with :meth:`decode_fast`, which gives the loss and gradients of the sampling
-        loop (``mode="sample-loop"``) without a per-step backward.
+        loop (``mode="sample-loop"``) without a per-step backward. Step t runs only the rows
+        that have a real position t + 1 (rows sorted longest first): an input at a padding
+        position never reaches a real one, so it is left as padding.
         """
         with torch.no_grad():
-            inputs = x.new_empty(x.shape[0], steps)
-            inputs[:, 0] = self._first_input(x)
-            keys_t, bias = self._keys(states), self._attention_bias(x, states.dtype)
+            lengths = x.ne(self.pad_id).sum(dim=1).clamp(max=steps)
+            order = lengths.argsort(descending=True)  # longest first: running rows are a prefix
+            running = active_rows(lengths[order]) + [0]
+            xs, states, latent = x[order], states[order], latent[order]
+            keys_t, bias = self._keys(states), self._attention_bias(xs, states.dtype)
+            inputs = x.new_full((x.shape[0], steps), self.pad_id)  # no row reads its pad positions
+            inputs[:, 0] = self._first_input(xs)
             hidden = [latent] * len(self.decoder.cells)
             for t in range(steps - 1):  # the last prediction is never fed back
-                hidden = self.decoder.step(self.embed(inputs[:, t]), hidden)
-                features = self._attend(hidden[-1].unsqueeze(1), keys_t, states, bias)
-                inputs[:, t + 1] = self.predict_word(features.squeeze(1)).argmax(dim=-1)
-        return inputs
+                n = running[t + 1]  # rows that still have a real position t + 1 to feed
+                if n == 0:
+                    break
+                hidden = self.decoder.step(self.embed(inputs[:n, t]), [h[:n] for h in hidden])
+                features = self._attend(hidden[-1].unsqueeze(1), keys_t[:n], states[:n], bias[:n])
+                inputs[:n, t + 1] = self.predict_word(features.squeeze(1)).argmax(dim=-1)
+            unsorted = torch.empty_like(inputs)
+            unsorted[order] = inputs
+        return unsorted
 
     def decode_loss(self, x: Tensor, mode: DecodeMode = "fast") -> tuple[Tensor, Tensor, Tensor]:
         """Encode and decode ``x`` (B, T); returns (mean loss, correct tokens, real tokens).

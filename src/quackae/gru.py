@@ -15,6 +15,13 @@ and only the hidden-to-hidden part runs per step, inside :class:`_GRUScan`, an a
 Function with a hand-written backward: buffers are allocated once, the loop over t runs
 backwards computing only ``dh``, and ``dW_hh`` is one matmul over all steps at the end.
 
+Without autograd (encoding) there is no backward to save for: :func:`gru_infer` runs the
+rows sorted by length, longest first, so step ``t`` multiplies only the rows still running
+(as a packed ``nn.GRU`` does) while the input gates of all steps and both directions stay one
+matmul; nothing per step is kept but the states asked for. On CUDA every recurrence that can
+be one (the encoder, the teacher-forced decoder scan) runs as cuDNN's GRU (:func:`native_gru`),
+with or without autograd.
+
 Parameters use the names and shapes of ``nn.GRU`` (``weight_ih_l0``, ``weight_hh_l0_reverse``,
 ...) and ``nn.GRUCell`` (``cells.0.weight_ih``, ...), so weights copy over with
 ``load_state_dict``.
@@ -28,8 +35,15 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-__all__ = ["FastGRU", "GRUCellStack", "gru_cell", "gru_scan", "reverse_index", "tune_cpu_allocator"]
+__all__ = ["FastGRU", "GRUCellStack", "gru_cell", "gru_infer", "gru_scan", "native_gru", "reverse_index",
+           "tune_cpu_allocator", "use_native"]
+
+#: Which recurrence ran last in :class:`FastGRU` / :class:`GRUCellStack` (``last_kernel``):
+#: ``"scan"`` the autograd scan, ``"sorted"`` the no-grad length-sorted kernel, ``"native"``
+#: torch's own GRU kernel (cuDNN on CUDA).
+KERNELS = ("scan", "sorted", "native")
 
 
 class _GRUScan(torch.autograd.Function):
@@ -108,6 +122,79 @@ def gru_scan(gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor) -> Tensor:
     return _GRUScan.apply(gi, w_hh, b_hh, h0)
 
 
+def active_rows(sorted_lengths: Tensor) -> list[int]:
+    """Rows still running at each step ``t`` (length > t) of rows sorted longest first."""
+    steps = int(sorted_lengths[0]) if len(sorted_lengths) else 0
+    ends = torch.bincount(sorted_lengths.cpu(), minlength=steps + 1)[:steps]
+    return (len(sorted_lengths) - ends.cumsum(0)).tolist()
+
+
+def gru_infer(gi: Tensor, w_hh: Tensor, b_hh: Tensor, active: list[int], keep_states: bool = True,
+              pool: Tensor | None = None, ids: Tensor | None = None) -> tuple[Tensor | None, Tensor]:
+    """``D`` GRU recurrences without autograd over rows sorted longest first; h0 = 0.
+
+    ``gi`` (D, T, B, 3H) input gates with ``b_ih`` added (overwritten: used as scratch);
+    ``active[t]`` rows run at step t. Returns the states (D, T, B, H), zero where a row has
+    ended (None unless ``keep_states``), and each row's state at its own end, (D, B, H).
+    With ``pool`` (D, T, B, 1) weights, the first result is instead ``sum_t pool * state``,
+    (D, B, H), accumulated as the scan goes. With token ``ids`` (D, T, B), ``gi`` is instead a
+    per-token gate table (D, V, 3H) and step t gathers only its running rows' gates into a small
+    reused buffer (no (D, T, B, 3H) tensor is written). One ``addmm`` per direction and step
+    touches only the running rows.
+    """
+    d, steps, b = ids.shape if ids is not None else gi.shape[:3]
+    g = gi.shape[-1]
+    hid = g // 3
+    step_gates = gi.new_empty(d, b, g) if ids is not None else None
+    h = gi.new_zeros(d, b, hid)
+    gh = gi.new_empty(d, b, g)
+    out = gi.new_empty(d, steps, b, hid) if keep_states and pool is None else None
+    acc = gi.new_zeros(d, b, hid) if pool is not None else None
+    w_t = [w_hh[i].t() for i in range(d)]
+    for t in range(steps):
+        n = active[t]
+        for i in range(d):
+            torch.addmm(b_hh[i], h[i, :n], w_t[i], out=gh[i, :n])
+            if step_gates is not None:
+                torch.index_select(gi[i], 0, ids[i, t, :n], out=step_gates[i, :n])
+        g_t = gi[:, t, :n] if step_gates is None else step_gates[:, :n]
+        gh_t, h_t = gh[:, :n], h[:, :n]
+        rz = g_t[..., : 2 * hid].add_(gh_t[..., : 2 * hid]).sigmoid_()
+        cand = g_t[..., 2 * hid :].addcmul_(rz[..., :hid], gh_t[..., 2 * hid :]).tanh_()
+        torch.lerp(cand, h_t, rz[..., hid:], out=h_t)  # n + z (h - n), in place
+        if out is not None:
+            out[:, t, :n] = h_t
+            out[:, t, n:] = 0
+        if acc is not None:
+            acc[:, :n].addcmul_(pool[:, t, :n], h_t)
+    return (acc if acc is not None else out), h
+
+
+def use_native(x: Tensor) -> bool:
+    """True where torch's own GRU kernel beats the scans: CUDA (cuDNN)."""
+    return x.is_cuda
+
+
+def native_gru(x: Tensor, lengths: Tensor | None, weights: list[Tensor], hx: Tensor, num_layers: int,
+               bidirectional: bool) -> tuple[Tensor, Tensor]:
+    """Torch's GRU kernel (cuDNN on CUDA) over ``x`` (B, T, F), packed by ``lengths`` if given.
+
+    ``weights`` are per layer and direction ``[w_ih, w_hh, b_ih, b_hh]``, ``hx`` the initial
+    states (layers*D, B, H). Returns outputs (B, T, D*H), zero at padding, and the final states
+    (layers*D, B, H) at each row's real end: what ``nn.GRU`` gives for the same weights.
+    """
+    train = torch.is_grad_enabled()  # cuDNN's backward needs its training-mode workspace
+    if lengths is None:
+        out, h_n = torch._VF.gru(x, hx, weights, True, num_layers, 0.0, train, bidirectional, True)
+        return out, h_n
+    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    hx = hx.index_select(1, packed.sorted_indices)
+    data, h_n = torch._VF.gru(packed.data, packed.batch_sizes, hx, weights, True, num_layers, 0.0, train,
+                              bidirectional)
+    out, _ = pad_packed_sequence(packed._replace(data=data), batch_first=True, total_length=x.shape[1])
+    return out, h_n.index_select(1, packed.unsorted_indices)
+
+
 def gru_cell(x: Tensor | None, h: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor,
              gi: Tensor | None = None) -> Tensor:
     """One GRU step with plain autograd ops (for loops that cannot be scanned).
@@ -158,6 +245,7 @@ class FastGRU(nn.Module):
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.num_directions = 2 if bidirectional else 1
+        self.last_kernel = ""  # which of KERNELS ran last
         for layer in range(num_layers):
             layer_in = input_size if layer == 0 else hidden_size * self.num_directions
             for sfx in self._suffixes():
@@ -185,15 +273,143 @@ class FastGRU(nn.Module):
         """One parameter of all directions of a layer, stacked on a new first axis."""
         return torch.stack([getattr(self, f"{name}_l{layer}{sfx}") for sfx in self._suffixes()])
 
-    def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def _flat_weights(self) -> list[Tensor]:
+        """Parameters in ``nn.GRU``'s order: per layer and direction w_ih, w_hh, b_ih, b_hh."""
+        return [getattr(self, f"{name}_l{layer}{sfx}") for layer in range(self.num_layers)
+                for sfx in self._suffixes() for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+
+    def _needs_grad(self, x: Tensor) -> bool:
+        """Whether autograd will record this call (then the backward-saving scan runs)."""
+        return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None,
+                keep_states: bool = True) -> tuple[Tensor | None, Tensor]:
         """Encode ``x`` (B, T, F) whose rows have ``lengths`` real steps (all T if None).
 
-        Returns outputs (B, T, D*H), zero at padding, and final states (layers*D, B, H).
+        Returns outputs (B, T, D*H), zero at padding (None when ``keep_states`` is False and
+        the no-grad kernel runs), and final states (layers*D, B, H). The kernel that ran is
+        recorded in ``last_kernel`` (see :data:`KERNELS`).
         """
         b, steps, _ = x.shape
         if lengths is None:
             lengths = torch.full((b,), steps, dtype=torch.long, device=x.device)
         lengths = lengths.to(x.device)
+        if use_native(x):
+            self.last_kernel = "native"
+            hx = x.new_zeros(self.num_layers * self.num_directions, b, self.hidden_size)
+            return native_gru(x, lengths, self._flat_weights(), hx, self.num_layers, self.num_directions == 2)
+        if not self._needs_grad(x):
+            self.last_kernel = "sorted"
+            return self._forward_sorted(x, lengths, keep_states)
+        self.last_kernel = "scan"
+        return self._forward_scan(x, lengths)
+
+    def _layer_gates(self, inp: Tensor, rev: Tensor | None, layer: int) -> Tensor:
+        """Input gates (D, T, B, 3H) of one layer, both directions in one batched matmul."""
+        steps, b, _ = inp.shape
+        dirs = [inp] if rev is None else [inp, _time_gather(inp, rev)]
+        xs = torch.stack(dirs).reshape(len(dirs), steps * b, -1)
+        gi = torch.baddbmm(self._stacked("bias_ih", layer).unsqueeze(1), xs,
+                           self._stacked("weight_ih", layer).transpose(1, 2))
+        return gi.view(len(dirs), steps, b, -1)
+
+    def _forward_sorted(self, x: Tensor, lengths: Tensor, keep_states: bool, pool: Tensor | None = None,
+                        table: Tensor | None = None) -> tuple[Tensor | None, Tensor]:
+        """No-grad forward with :func:`gru_infer` on rows sorted longest first, unsorted at the end.
+
+        With ``pool`` (B, T) weights the first result is the weighted sum over time (B, D*H).
+        With a gate ``table`` (D, V, 3H), ``x`` holds token ids (B, T) and layer 0's input gates
+        are rows of the table instead of a matmul.
+        """
+        b, steps = x.shape[:2]
+        sorted_lengths, order = lengths.sort(descending=True)
+        active = active_rows(sorted_lengths)
+        span = len(active)  # the longest row; later columns are padding in every row
+        inp = x[order, :span].transpose(0, 1)  # (S, B, F) or (S, B) ids, time-major, sorted
+        rev = reverse_index(sorted_lengths, span) if self.num_directions == 2 else None
+        dtype = self.weight_hh_l0.dtype
+        weights = None
+        if pool is not None:  # per direction, in the order that direction runs its steps
+            w = pool[order, :span].t().unsqueeze(-1).to(dtype)  # (S, B, 1)
+            weights = torch.stack([w] if rev is None else [w, _time_gather(w, rev)])
+        finals: list[Tensor] = []
+        for layer in range(self.num_layers):
+            top = layer == self.num_layers - 1
+            with torch.no_grad():
+                ids = None
+                if layer == 0 and table is not None:
+                    gi, ids = table, torch.stack([inp] if rev is None else [inp, inp.gather(0, rev)])
+                else:
+                    gi = self._layer_gates(inp, rev, layer)
+                hs, ends = gru_infer(gi, self._stacked("weight_hh", layer), self._stacked("bias_hh", layer),
+                                     active, keep_states or not top, weights if top else None, ids)
+            finals.extend(ends.unbind(0))
+            if hs is not None and not (top and weights is not None):
+                inp = torch.cat([hs[0]] if rev is None else [hs[0], _time_gather(hs[1], rev)], dim=-1)
+        unsort = torch.empty_like(order)
+        unsort[order] = torch.arange(b, device=order.device)
+        final = torch.stack(finals).index_select(1, unsort)
+        if weights is not None:
+            assert hs is not None
+            return torch.cat(hs.unbind(0), dim=-1).index_select(0, unsort), final
+        if not keep_states:
+            return None, final
+        out = inp.new_zeros(b, steps, self.num_directions * self.hidden_size)
+        out[:, :span] = inp.transpose(0, 1).index_select(0, unsort)
+        return out, final
+
+    def forward_tokens(self, ids: Tensor, lengths: Tensor, embedding: nn.Embedding, keep_states: bool = True,
+                       pool: Tensor | None = None) -> tuple[Tensor | None, Tensor]:
+        """:meth:`forward` (or :meth:`pooled`, given ``pool`` weights) of ``embedding(ids)``.
+
+        On the no-grad CPU path layer 0's input gates ``W_ih e + b_ih`` are looked up per token in
+        a table computed once for the whole vocabulary (:meth:`gate_table`, cached while the weights
+        are unchanged): a third of the encoder's matmul FLOPs become a row copy.
+        """
+        lengths = lengths.to(ids.device)
+        grad = torch.is_grad_enabled() and (embedding.weight.requires_grad
+                                            or any(p.requires_grad for p in self.parameters()))
+        if use_native(ids) or grad:
+            x = embedding(ids)
+            return self(x, lengths, keep_states) if pool is None else self.pooled(x, lengths, pool)
+        self.last_kernel = "sorted"
+        if any(p.is_inference() for p in [embedding.weight, *self.parameters()]):
+            # weights made under inference_mode carry no version counter to key the table cache on
+            return self._forward_sorted(embedding(ids), lengths, keep_states, pool)
+        return self._forward_sorted(ids, lengths, keep_states, pool, self.gate_table(embedding.weight))
+
+    def gate_table(self, embedding: Tensor) -> Tensor:
+        """Layer 0's input gates of every vocabulary entry, (D, V, 3H); recomputed when a weight changed."""
+        parts = [embedding] + [getattr(self, f"{n}_l0{sfx}") for sfx in self._suffixes()
+                               for n in ("weight_ih", "bias_ih")]
+        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in parts)
+        cached = getattr(self, "_gate_table", None)
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                table = torch.baddbmm(self._stacked("bias_ih", 0).unsqueeze(1),
+                                      embedding.unsqueeze(0).expand(self.num_directions, -1, -1),
+                                      self._stacked("weight_ih", 0).transpose(1, 2))
+            cached = (key, table)
+            self._gate_table = cached
+        return cached[1]
+
+    def pooled(self, x: Tensor, lengths: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
+        """Weighted sum of the top layer's outputs over time, (B, D*H), and the final states.
+
+        ``weights`` (B, T) are zero at padding. Without autograd (CPU) the sum accumulates inside
+        :func:`gru_infer`, so the (B, T, D*H) outputs are never written; otherwise it is taken
+        over :meth:`forward`'s outputs.
+        """
+        if use_native(x) or self._needs_grad(x):
+            out, final = self(x, lengths)
+            assert out is not None
+            return (out * weights.unsqueeze(-1).to(out.dtype)).sum(dim=1), final
+        self.last_kernel = "sorted"
+        return self._forward_sorted(x, lengths.to(x.device), False, weights)
+
+    def _forward_scan(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Forward through :func:`gru_scan` (autograd, O(T) backward) over the padded batch."""
+        b, steps, _ = x.shape
         valid = (torch.arange(steps, device=x.device).unsqueeze(1) < lengths.unsqueeze(0))
         valid = valid.unsqueeze(-1).to(x.dtype)  # (T, B, 1)
         rev = reverse_index(lengths, steps) if self.num_directions == 2 else None
@@ -201,15 +417,10 @@ class FastGRU(nn.Module):
         inp = x.transpose(0, 1)  # (T, B, F), time-major
         finals = []
         for layer in range(self.num_layers):
-            dirs = [inp] if rev is None else [inp, _time_gather(inp, rev)]
-            xs = torch.stack(dirs)  # (D, T, B, F)
-            w_ih = self._stacked("weight_ih", layer)
-            b_ih = self._stacked("bias_ih", layer)
-            gi = torch.baddbmm(b_ih.unsqueeze(1), xs.reshape(len(dirs), steps * b, -1),
-                               w_ih.transpose(1, 2)).view(len(dirs), steps, b, -1)
-            h0 = x.new_zeros(len(dirs), b, self.hidden_size)
+            gi = self._layer_gates(inp, rev, layer)
+            h0 = x.new_zeros(gi.shape[0], b, self.hidden_size)
             hs = gru_scan(gi, self._stacked("weight_hh", layer), self._stacked("bias_hh", layer), h0)
-            for d in range(len(dirs)):
+            for d in range(gi.shape[0]):
                 finals.append(hs[d].gather(0, last.expand(1, b, self.hidden_size)).squeeze(0))
             outs = [hs[0]] if rev is None else [hs[0], _time_gather(hs[1], rev)]
             inp = torch.cat(outs, dim=-1) * valid
@@ -230,10 +441,15 @@ class GRUCellStack(nn.Module):
         self.cells = nn.ModuleList(
             [nn.GRUCell(input_size if i == 0 else hidden_size, hidden_size) for i in range(num_layers)]
         )
+        self.last_kernel = ""
 
     def forward(self, x: Tensor, h0: list[Tensor]) -> Tensor:
         """Run the stack over ``x`` (B, S, F) from per-layer states ``h0``; top states (B, S, H)."""
-        b, steps, _ = x.shape
+        if use_native(x):  # the stack is a multi-layer GRU with per-layer h0: cuDNN runs it whole
+            self.last_kernel = "native"
+            weights = [w for c in self.cells for w in (c.weight_ih, c.weight_hh, c.bias_ih, c.bias_hh)]
+            return native_gru(x, None, weights, torch.stack(h0), len(self.cells), False)[0]
+        self.last_kernel = "scan"
         inp = x.transpose(0, 1)  # (S, B, F)
         for cell, h in zip(self.cells, h0, strict=True):
             gi = F.linear(inp, cell.weight_ih, cell.bias_ih).unsqueeze(0)  # (1, S, B, 3H)
