@@ -60,7 +60,8 @@ def run_demo(out: Path, scale: float = 1.0, seed: int = 0, epochs: int = 8, ray_
     from quackae.classifier import predict, train_classifier
     from quackae.flatten import Options, flatten
     from quackae.plots import plot_all
-    from quackae.report import score_against_truth, write_report
+    from quackae.report import write_report
+    from quackae.truth import score_against_truth
 
     out = Path(out)
     if out.exists():
@@ -147,9 +148,9 @@ def _truth_lines(name: str, score: dict[str, Any]) -> list[str]:
         f"false-positive rate {_fmt(at.get('fpr'))} on truly uncensored ones "
         f"(threshold {_fmt(at.get('threshold'))}, ROC-AUC {_fmt(score.get('roc_auc'))})"
     ]
-    vendors = at.get("recall_by_unfingerprinted_vendor") or {}
+    vendors = at.get("recall_by_unfingerprinted_family") or {}
     if vendors:
-        lines.append("    blockpages of unfingerprinted vendors: "
+        lines.append("    blockpages of unfingerprinted families: "
                      + ", ".join(f"{v} {_fmt(r)}" for v, r in vendors.items()))  # fmt: skip
     mechanisms = at.get("recall_by_mechanism") or {}
     if mechanisms:
