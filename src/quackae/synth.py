@@ -16,25 +16,36 @@ import hashlib
 import io
 import json
 import random
+import sys
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from functools import cache, lru_cache
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 __all__ = [
+    "BENIGN_KINDS",
     "BENIGN_PAGES",
+    "DEFAULT_FALSE_POSITIVE_KINDS",
+    "DEFAULT_FINGERPRINTED",
+    "DOMAIN_KINDS",
+    "FAMILIES",
+    "FAMILY_MECHANISMS",
     "FORMATS",
+    "HOST_KINDS",
     "MECHANISMS",
     "SCANS",
     "VENDORS",
+    "Family",
     "SynthResult",
     "add_synth_arguments",
+    "parse_fingerprinted",
     "run_synth",
     "write_archive",
+    "write_signatures",
 ]
 
 Format = Literal["v1", "v2"]
@@ -42,43 +53,6 @@ Scan = Literal["echo", "discard", "http", "https"]
 
 SCANS: tuple[str, ...] = ("echo", "discard", "http", "https")
 FORMATS: tuple[str, ...] = ("v1", "v2")
-
-#: Middlebox vendors whose blockpages the synthetic censors inject, mapped to whether the
-#: project's default blockpage signatures cover them (False: "new" censorship to discover).
-VENDORS: dict[str, bool] = {
-    "netsentry": True,
-    "clearpath": True,
-    "bluewall": True,
-    "ironveil": True,
-    "safeharbor": True,
-    "civicshield": True,
-    "webguard": True,
-    "orbitfilter": True,
-    "trustnet": True,
-    "gatewarden": False,
-    "kestrel": False,
-    "vigilnet": False,
-}
-
-#: Benign (non-censorship) page kinds, mapped to whether a default false-positive signature
-#: matches them (False: they stay undetermined under the fingerprints).
-BENIGN_PAGES: dict[str, bool] = {
-    "nginx_welcome": True,
-    "apache_default": True,
-    "iis_default": True,
-    "parked_parkcentral": True,
-    "parked_domainmart": False,
-    "cdn_challenge": True,
-    "cdn_denied": True,
-    "cdn_error": True,
-    "cdn_redirect": True,
-    "hosting_suspended": True,
-    "plesk_default": True,
-    "server_error": False,
-    "maintenance": False,
-    "redirect_https": False,
-    "login_page": False,
-}
 
 #: Ground-truth mechanisms. Censored: blockpage, reset, timeout, refused, status, tls, garbled.
 #: Not censored: none (template match), benign (benign non-matching page), noise (network).
@@ -244,134 +218,86 @@ _CATEGORY_LABELS = {
 
 @dataclass(frozen=True)
 class _Country:
-    """One country's censorship policy: what is blocked, by which ISPs and how."""
+    """One country's censorship policy: what is blocked and how its non-blockpage ISPs block.
+
+    The country's blockpage ISPs are the families deployed in it (``Family.countries``); two
+    vantage points sit behind each ISP, ``clean`` more are unfiltered.
+    """
 
     name: str
     code: str
     prefixes: tuple[str, ...]
     coverage: dict[str, float]
-    isps: tuple[tuple[str, str | None], ...]  # (mechanism, vendor) per ISP
+    mechanisms: tuple[str, ...]  # non-blockpage ISPs' mechanisms
     stateful: str | None = None  # follow-up mechanism after a block: "timeout" | "refused"
-    filtered_share: float = 0.85
-    vps: int = 10
+    clean: int = 2
 
 
 _COUNTRIES: tuple[_Country, ...] = (
-    _Country(
-        "Russia", "RU",
-        ("31.173", "95.165", "178.176", "5.167", "37.79", "37.193", "46.61", "46.181", "77.41"),
-        {"circumvention": 0.8, "gambling": 0.9, "lgbtq": 0.6, "news": 0.25, "filesharing": 0.6,
-         "political": 0.3, "human_rights": 0.2},
-        (("blockpage", "clearpath"), ("blockpage", "clearpath"), ("blockpage", "vigilnet"),
-         ("blockpage", "vigilnet"), ("blockpage", "trustnet"), ("reset", None), ("status", None)),
-        vps=12,
-    ),
-    _Country(
-        "China", "CN",
-        ("36.110", "59.110", "101.200", "106.75", "112.74", "119.29", "139.159", "1.70"),
-        {"news": 0.7, "social": 0.9, "human_rights": 0.8, "circumvention": 0.9, "religion": 0.6,
-         "political": 0.7, "lgbtq": 0.3, "filesharing": 0.4},
-        (("reset", None), ("reset", None), ("timeout", None), ("garbled", None)),
-        stateful="timeout",
-        vps=11,
-    ),
-    _Country(
-        "Iran", "IR",
-        ("2.144", "5.72", "78.38", "85.185", "5.114", "2.187", "5.113", "5.115"),
-        {"social": 0.9, "news": 0.6, "adult": 1.0, "lgbtq": 1.0, "circumvention": 0.9,
-         "human_rights": 0.8, "gambling": 0.9, "political": 0.6, "religion": 0.3},
-        (("blockpage", "kestrel"), ("blockpage", "kestrel"), ("blockpage", "ironveil"),
-         ("blockpage", "ironveil"), ("reset", None), ("timeout", None)),
-        vps=10,
-    ),
-    _Country(
-        "Turkey", "TR",
-        ("78.186", "81.214", "85.105", "88.247", "94.54", "176.41", "195.174", "213.74"),
-        {"adult": 0.8, "gambling": 0.9, "news": 0.2, "lgbtq": 0.5, "filesharing": 0.3,
-         "political": 0.2},
-        (("blockpage", "gatewarden"), ("blockpage", "gatewarden"), ("blockpage", "bluewall"),
-         ("blockpage", "civicshield"), ("timeout", None), ("status", None)),
-        vps=12,
-    ),
-    _Country(
-        "India", "IN",
-        ("14.139", "49.204", "106.51", "117.239", "122.160", "182.74", "14.141", "27.60"),
-        {"adult": 0.7, "filesharing": 0.7, "gambling": 0.4, "circumvention": 0.1},
-        (("blockpage", "bluewall"), ("blockpage", "bluewall"), ("blockpage", "gatewarden"),
-         ("blockpage", "gatewarden"), ("status", None), ("reset", None)),
-        vps=12,
-    ),
-    _Country(
-        "Indonesia", "ID",
-        ("36.66", "114.4", "118.97", "125.160", "180.250", "36.73", "36.89", "39.217"),
-        {"adult": 0.9, "gambling": 0.8, "lgbtq": 0.6, "circumvention": 0.4, "filesharing": 0.3,
-         "social": 0.05},
-        (("blockpage", "netsentry"), ("blockpage", "netsentry"), ("blockpage", "webguard"),
-         ("blockpage", "webguard"), ("status", None), ("reset", None)),
-        stateful="refused",
-        vps=10,
-    ),
-    _Country(
-        "Pakistan", "PK",
-        ("39.32", "39.38", "119.155", "182.176", "39.34", "39.46", "39.55", "182.178"),
-        {"adult": 0.8, "religion": 0.5, "political": 0.4, "lgbtq": 0.6, "human_rights": 0.3},
-        (("blockpage", "kestrel"), ("blockpage", "safeharbor"), ("timeout", None), ("status", None),
-         ("reset", None)),
-        stateful="refused",
-        vps=8,
-    ),
-    _Country(
-        "Kazakhstan", "KZ",
-        ("2.72", "37.150", "89.218", "92.46", "95.56", "178.88", "2.74", "95.59"),
-        {"news": 0.3, "political": 0.5, "circumvention": 0.7, "social": 0.1, "gambling": 0.5},
-        (("tls", None), ("tls", None), ("reset", None), ("blockpage", "vigilnet"),
-         ("blockpage", "trustnet")),
-        vps=8,
-    ),
-    _Country(
-        "United States", "US",
-        ("34.120", "50.116", "104.207", "167.207", "3.31", "3.86", "3.94"),
-        {"adult": 0.6, "gambling": 0.6},
-        (("blockpage", "netsentry"),),
-        filtered_share=0.2,
-        vps=11,
-    ),
-    _Country(
-        "Saudi Arabia", "SA",
-        ("2.88", "5.42", "37.224", "46.152", "51.36", "94.96", "188.48"),
-        {"adult": 1.0, "gambling": 0.9, "lgbtq": 0.9, "religion": 0.4, "political": 0.5,
-         "circumvention": 0.6},
-        (("blockpage", "safeharbor"), ("blockpage", "safeharbor"), ("blockpage", "civicshield"),
-         ("reset", None)),
-        vps=10,
-    ),
-    _Country(
-        "Vietnam", "VN",
-        ("14.160", "27.72", "42.112", "113.160", "115.73", "171.224", "183.80"),
-        {"news": 0.5, "political": 0.7, "human_rights": 0.6, "religion": 0.3, "gambling": 0.4},
-        (("blockpage", "orbitfilter"), ("blockpage", "orbitfilter"), ("reset", None),
-         ("timeout", None)),
-        vps=8,
-    ),
-    _Country(
-        "Thailand", "TH",
-        ("1.46", "27.55", "49.228", "58.8", "110.164", "171.96", "182.52"),
-        {"adult": 0.7, "gambling": 0.9, "political": 0.4, "filesharing": 0.3},
-        (("blockpage", "orbitfilter"), ("blockpage", "webguard"), ("blockpage", "ironveil"),
-         ("status", None)),
-        vps=8,
-    ),
+    _Country("Russia", "RU",
+             ("31.173", "95.165", "178.176", "5.167", "37.79", "37.193", "46.61", "46.181", "77.41"),
+             {"circumvention": 0.8, "gambling": 0.9, "lgbtq": 0.6, "news": 0.25, "filesharing": 0.6,
+              "political": 0.3, "human_rights": 0.2}, ("reset", "status")),
+    _Country("China", "CN",
+             ("36.110", "59.110", "101.200", "106.75", "112.74", "119.29", "139.159", "1.70"),
+             {"news": 0.7, "social": 0.9, "human_rights": 0.8, "circumvention": 0.9, "religion": 0.6,
+              "political": 0.7, "lgbtq": 0.3, "filesharing": 0.4},
+             ("reset", "reset", "timeout", "garbled"), stateful="timeout"),
+    _Country("Iran", "IR", ("2.144", "5.72", "78.38", "85.185", "5.114", "2.187", "5.113", "5.115"),
+             {"social": 0.9, "news": 0.6, "adult": 1.0, "lgbtq": 1.0, "circumvention": 0.9,
+              "human_rights": 0.8, "gambling": 0.9, "political": 0.6, "religion": 0.3},
+             ("reset", "timeout")),
+    _Country("Turkey", "TR", ("78.186", "81.214", "85.105", "88.247", "94.54", "176.41", "195.174", "213.74"),
+             {"adult": 0.8, "gambling": 0.9, "news": 0.2, "lgbtq": 0.5, "filesharing": 0.3, "political": 0.2},
+             ("timeout", "status")),
+    _Country("India", "IN", ("14.139", "49.204", "106.51", "117.239", "122.160", "182.74", "14.141", "27.60"),
+             {"adult": 0.7, "filesharing": 0.7, "gambling": 0.4, "circumvention": 0.1},
+             ("status", "reset")),
+    _Country("Indonesia", "ID", ("36.66", "114.4", "118.97", "125.160", "180.250", "36.73", "36.89", "39.217"),
+             {"adult": 0.9, "gambling": 0.8, "lgbtq": 0.6, "circumvention": 0.4, "filesharing": 0.3,
+              "social": 0.05}, ("status", "reset"), stateful="refused"),
+    _Country("Pakistan", "PK", ("39.32", "39.38", "119.155", "182.176", "39.34", "39.46", "39.55", "182.178"),
+             {"adult": 0.8, "religion": 0.5, "political": 0.4, "lgbtq": 0.6, "human_rights": 0.3},
+             ("timeout", "status", "reset"), stateful="refused"),
+    _Country("Kazakhstan", "KZ", ("2.72", "37.150", "89.218", "92.46", "95.56", "178.88", "2.74", "95.59"),
+             {"news": 0.3, "political": 0.5, "circumvention": 0.7, "social": 0.1, "gambling": 0.5},
+             ("tls", "tls", "reset")),
+    _Country("United States", "US", ("34.120", "50.116", "104.207", "167.207", "3.31", "3.86", "3.94"),
+             {"adult": 0.6, "gambling": 0.6}, (), clean=8),
+    _Country("Saudi Arabia", "SA", ("2.88", "5.42", "37.224", "46.152", "51.36", "94.96", "188.48"),
+             {"adult": 1.0, "gambling": 0.9, "lgbtq": 0.9, "religion": 0.4, "political": 0.5,
+              "circumvention": 0.6}, ("reset",)),
+    _Country("Vietnam", "VN", ("14.160", "27.72", "42.112", "113.160", "115.73", "171.224", "183.80"),
+             {"news": 0.5, "political": 0.7, "human_rights": 0.6, "religion": 0.3, "gambling": 0.4},
+             ("reset", "timeout")),
+    _Country("Thailand", "TH", ("1.46", "27.55", "49.228", "58.8", "110.164", "171.96", "182.52"),
+             {"adult": 0.7, "gambling": 0.9, "political": 0.4, "filesharing": 0.3}, ("status",)),
+    _Country("South Korea", "KR", ("1.209", "14.32", "58.120", "121.134", "175.223", "211.36"),
+             {"adult": 0.9, "gambling": 0.9, "political": 0.1, "filesharing": 0.3}, ("reset",)),
+    _Country("Egypt", "EG", ("41.33", "41.178", "156.160", "196.205", "197.32", "105.196"),
+             {"news": 0.5, "political": 0.6, "human_rights": 0.6, "circumvention": 0.4},
+             ("reset", "timeout")),
+    _Country("United Arab Emirates", "AE", ("5.30", "31.215", "86.96", "94.200", "185.93"),
+             {"adult": 1.0, "gambling": 0.9, "lgbtq": 0.9, "circumvention": 0.7, "religion": 0.2}, ("reset",)),
+    _Country("Belarus", "BY", ("37.17", "46.56", "86.57", "93.84", "178.124"),
+             {"news": 0.6, "political": 0.8, "human_rights": 0.6, "circumvention": 0.5}, ("reset",)),
+    _Country("Germany", "DE", ("46.114", "62.155", "84.128", "91.64", "178.4"),
+             {"filesharing": 0.5, "gambling": 0.2}, (), clean=4),
+    _Country("France", "FR", ("37.59", "80.12", "82.64", "90.84", "176.31"),
+             {"filesharing": 0.5, "gambling": 0.4, "adult": 0.1}, (), clean=4),
+    _Country("Spain", "ES", ("2.136", "31.4", "77.224", "83.32", "88.26"),
+             {"filesharing": 0.6, "gambling": 0.3}, (), clean=4),
+    _Country("Mexico", "MX", ("177.224", "187.188", "189.203", "200.38", "201.141"),
+             {"gambling": 0.6, "filesharing": 0.4, "adult": 0.3}, ("status",), clean=3),
 )
 
 _BENIGN_SETS: tuple[tuple[str, ...], ...] = (
-    ("nginx_welcome", "server_error", "redirect_https", "cdn_redirect"),
-    ("apache_default", "parked_parkcentral", "maintenance", "hosting_suspended"),
-    ("iis_default", "parked_domainmart", "server_error", "cdn_error"),
-    ("cdn_challenge", "cdn_denied", "cdn_error", "cdn_redirect"),
-    ("parked_domainmart", "parked_parkcentral", "redirect_https", "plesk_default"),
-    ("maintenance", "nginx_welcome", "cdn_denied", "login_page"),
-    ("plesk_default", "hosting_suspended", "login_page", "server_error"),
-    ("cdn_redirect", "apache_default", "cdn_challenge", "iis_default"),
+    ("cdn_challenge", "server_error", "same_site_redirect", "parking"),
+    ("waf_block", "parking", "maintenance", "hosting_suspended"),
+    ("cdn_error", "server_error", "same_site_redirect", "waf_block"),
+    ("cdn_challenge", "cdn_error", "waf_block", "maintenance"),
+    ("parking", "hosting_suspended", "same_site_redirect", "cdn_challenge"),
+    ("maintenance", "server_error", "cdn_error", "hosting_suspended"),
 )
 
 
@@ -383,13 +309,13 @@ class _Vantage:
     country: _Country
     isp: int
     mechanism: str | None  # censorship mechanism on this path (None: unfiltered)
-    vendor: str | None
+    vendor: str | None  # blockpage family of the path's censor
     all_ports: bool  # the middlebox inspects echo/discard ports too
     https_inject: bool  # the middlebox injects blockpages into TLS (with its own certificate)
     noise: float
     down: float
-    benign: dict[int, str] = field(default_factory=dict)  # domain index -> benign page kind
-    blockpage_status: str = "403 Forbidden"
+    benign: dict[int, str] = field(default_factory=dict)  # domain index -> benign domain kind
+    host_kind: str | None = None  # the host is not a proper server: a benign host kind
 
 
 @dataclass(frozen=True)
@@ -427,32 +353,46 @@ def _make_domains(rng: random.Random) -> list[_Domain]:
     return out
 
 
-def _make_vantage(rng: random.Random, country: _Country, n_domains: int, nth: int) -> _Vantage:
-    """Draw one vantage point of a country with its ISP, censor, noise and benign profile.
+def _isps(country: _Country) -> list[tuple[str, str | None]]:
+    """A country's censoring ISPs: one per deployed blockpage family, then the others."""
+    pages = [("blockpage", f.name) for f in _FAMILY_LIST if country.code in f.countries]
+    return pages + [(m, None) for m in country.mechanisms]
 
-    ISPs are taken in turn (the ``nth`` vantage point of a country is on ISP ``nth % ISPs``), so
-    every censoring ISP, and so every vendor, has vantage points.
-    """
+
+def _make_vantage(rng: random.Random, country: _Country, n_domains: int, isp: int,
+                  censor: tuple[str | None, str | None], host_kind: str | None) -> _Vantage:
+    """Draw one vantage point of a country behind a given censor, with noise and benign pages."""
     ip = f"{rng.choice(country.prefixes)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
-    isp = nth % len(country.isps)
-    filtered = rng.random() < country.filtered_share
-    mechanism, vendor = country.isps[isp] if filtered else (None, None)
     kinds = rng.choice(_BENIGN_SETS)
     rate = rng.choice((0.02, 0.04, 0.08, 0.12))
     benign = {d: rng.choice(kinds) for d in range(n_domains) if rng.random() < rate}
     return _Vantage(
-        ip=ip,
-        country=country,
-        isp=isp,
-        mechanism=mechanism,
-        vendor=vendor,
-        all_ports=rng.random() < 0.7,
+        ip=ip, country=country, isp=isp, mechanism=censor[0], vendor=censor[1],
+        all_ports=isp % 3 != 2 or rng.random() < 0.5,
         https_inject=rng.random() < 0.5,
         noise=rng.choice((0.005, 0.01, 0.02, 0.04, 0.08)),
         down=rng.choice((0.0, 0.005, 0.01, 0.03)),
         benign=benign,
-        blockpage_status=rng.choice(("403 Forbidden", "200 OK", "403 Forbidden")),
+        host_kind=host_kind,
     )
+
+
+def _vantage_plan() -> list[tuple[_Country, int, tuple[str | None, str | None], str | None]]:
+    """Every vantage point to draw: (country, isp, censor, host kind), in a fixed order.
+
+    Two per censoring ISP, the country's clean ones, and two per benign host kind spread over
+    the countries, so every family and kind has vantage points.
+    """
+    plan: list[tuple[_Country, int, tuple[str | None, str | None], str | None]] = []
+    for country in _COUNTRIES:
+        isps = _isps(country)
+        for isp, censor in enumerate(isps):
+            plan.extend([(country, isp, censor, None)] * 2)
+        plan.extend([(country, len(isps) + k, (None, None), None) for k in range(country.clean)])
+    for k, kind in enumerate(HOST_KINDS * 2):
+        country = _COUNTRIES[(k * 7) % len(_COUNTRIES)]
+        plan.append((country, 99, (None, None), kind))
+    return plan
 
 
 @lru_cache(maxsize=1)
@@ -462,18 +402,20 @@ def _world() -> _World:
     domains = _make_domains(rng)
     vantages: list[_Vantage] = []
     seen: set[str] = set()
-    for country in _COUNTRIES:
-        while sum(v.country is country for v in vantages) < country.vps:
-            vp = _make_vantage(rng, country, len(domains), sum(v.country is country for v in vantages))
+    for country, isp, censor, host_kind in _vantage_plan():
+        while True:
+            vp = _make_vantage(rng, country, len(domains), isp, censor, host_kind)
             if vp.ip not in seen:
-                seen.add(vp.ip)
-                vantages.append(vp)
+                break
+        seen.add(vp.ip)
+        vantages.append(vp)
     blocked = {
         (c.code, i): rng.random() < c.coverage.get(d.category, 0.0)
         for c in _COUNTRIES
         for i, d in enumerate(domains)
     }
     return _World(domains, vantages, blocked)
+
 
 
 # --------------------------------------------------------------------------------------------
@@ -503,224 +445,358 @@ def _html_headers(body: str, *extra: tuple[str, str]) -> tuple[tuple[str, str], 
     return tuple(base) + extra
 
 
-# --- Blockpages: one generative family, many vendors ------------------------------------------
+# --- Blockpage families ---------------------------------------------------------------------
 #
-# Every middlebox vendor draws its pages from one shared vocabulary and set of layouts (titles,
-# "blocked/restricted/denied ... by order of ..." sentences, authorities, local-language lines,
-# reference ids, redirects and frames onto a notice host), with a vendor "house style" (a fixed
-# subset of the vocabulary, its layouts, statuses and languages) and per-page variation. What
-# tells vendors apart for the signatures is a vendor marker: a footer/class string in page
-# bodies, the notice host of redirects and frames, sometimes a header.
+# Each family is one censor's page template, written on its own: its own wording in its own
+# language, its own layout (HTML table, div, card, right-to-left, plain text, JSON, XML, a
+# frame, a redirect, a meta refresh or a near-empty answer), headers, server and CSS. A page
+# varies per request (domain, reference numbers, client address, dates, optional lines), but
+# every page of a family contains the family's ``pattern`` and no other family's or benign
+# page does, so ``write_signatures`` can fingerprint any chosen subset of families.
+
+#: Blockpage mechanisms of the families (the HTTP status of the page, or how it is delivered).
+FAMILY_MECHANISMS: tuple[str, ...] = (
+    "200", "403", "404", "451", "redirect", "iframe", "meta-refresh", "near-empty")
+
+_STATUS = {"200": "200 OK", "403": "403 Forbidden", "404": "404 Not Found",
+           "451": "451 Unavailable For Legal Reasons"}
 
 
 @dataclass(frozen=True)
-class _Style:
-    """A vendor's house style within the blockpage family."""
+class Family:
+    """One blockpage family: a censor's template, where it is deployed, and its signature.
 
-    product: str  # product name as pages show it
-    footer: str  # marker in every page body that is not a redirect/frame
-    notice_host: str  # host of redirects, frames and meta refreshes ("{a}"/"{b}": random octets)
-    layouts: tuple[str, ...]  # weighted choice of: plain, box, table, frame, redirect, meta
-    statuses: tuple[str, ...]  # statuses of page layouts (weighted choice)
-    langs: tuple[str, ...] = ()  # local-language lines mixed into pages
-    header: tuple[str, str] | None = None  # vendor header on every response
-    cert: str = ""
+    ``lines`` are always on the page, ``extras`` are optional per-request lines; both may use
+    the placeholders ``{d}`` (domain), ``{ref}``, ``{n}``, ``{ip}``, ``{date}`` and ``{cat}``.
+    ``notice`` is the target of redirects, frames and meta refreshes (``{a}``/``{b}``: random
+    numbers, ``{d}``: domain). ``pattern`` is a Python regex found in every page of the family.
+    """
+
+    name: str
+    language: str
+    script: str
+    mechanism: str
+    countries: tuple[str, ...]
+    layout: str
+    title: str
+    lines: tuple[str, ...]
+    pattern: str
+    extras: tuple[str, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    notice: str = ""
 
 
-_TITLES = (
-    "Access Denied", "Web Page Blocked", "This site is blocked", "Website Blocked",
-    "Access Restricted", "Blocked", "Site Blocked", "Forbidden", "Restricted Content", "Notice",
-    "Access Prohibited", "Page Blocked", "Blocked Website", "Access to this site is restricted",
-    "Content Filtered", "Site Unavailable",
+def _fam(name: str, language: str, script: str, mechanism: str, countries: str, layout: str,
+         title: str, lines: tuple[str, ...], pattern: str, extras: tuple[str, ...] = (),
+         headers: tuple[tuple[str, str], ...] = (), notice: str = "") -> Family:
+    """Shorthand constructor: ``countries`` is a comma-separated list of country codes."""
+    return Family(name, language, script, mechanism, tuple(countries.split(",")), layout, title,
+                  lines, pattern, extras, headers, notice)
+
+
+_FAMILY_LIST: tuple[Family, ...] = (
+    # --- Russia, Belarus, Kazakhstan (Cyrillic)
+    _fam("ru_registry_div", "ru", "Cyrillic", "200", "RU", "div", "Доступ ограничен",
+         ("Доступ к ресурсу {d} ограничен на основании решения органа власти.",
+          "Сведения о причинах ограничения размещены в едином реестре."),
+         r"на основании решения органа власти",
+         ("Номер записи в реестре: {n}", "Ваш IP-адрес: {ip}"), (("Server", "nginx"),)),
+    _fam("ru_subscriber_table", "ru", "Cyrillic", "403", "RU,BY", "table", "Ресурс заблокирован",
+         ("Уважаемый абонент! Запрошенная страница {d} заблокирована оператором связи.",
+          "Блокировка выполнена во исполнение требований законодательства."),
+         r"Уважаемый абонент! Запрошенная страница",
+         ("Дата: {date}", "Код обращения: {ref}"), (("Server", "Apache"), ("X-Powered-By", "PHP/5.4.16"))),
+    _fam("ru_warning_redirect", "ru", "Cyrillic", "redirect", "RU", "redirect", "Перенаправление",
+         (), r"http://zapret\.uzel-svyazi\.net/", notice="http://zapret.uzel-svyazi.net/?site={d}"),
+    _fam("ru_api_json", "ru", "Cyrillic", "451", "RU", "json", "Ресурс недоступен",
+         ("Ресурс недоступен по требованию регулятора отрасли связи",),
+         r"Ресурс недоступен по требованию регулятора отрасли связи", ("Идентификатор запроса {ref}",),
+         (("Server", "envoy"), ("Content-Type", "application/json; charset=utf-8"))),
+    _fam("ru_silent_dpi", "ru", "Cyrillic", "near-empty", "RU,BY", "empty", "", (),
+         r"Server: kvant-dpi", headers=(("Server", "kvant-dpi"),)),
+    _fam("by_ministry_plain", "ru", "Cyrillic", "451", "BY", "plain", "Доступ ограничен",
+         ("Доступ к интернет-ресурсу {d} ограничен в соответствии с решением Министерства информации.",),
+         r"ограничен в соответствии с решением Министерства информации",
+         ("Обращения принимаются по адресу info@{d}", "Время: {date}"), (("Server", "lighttpd/1.4.55"),)),
+    _fam("kz_card", "kk", "Cyrillic", "200", "KZ", "card", "Ресурсқа кіру шектелген",
+         ("Бұл интернет-ресурсқа кіру шектелген.",
+          "Шектеу Қазақстан Республикасының заңнамасына сәйкес енгізілді."),
+         r"Шектеу Қазақстан Республикасының заңнамасына",
+         ("Сұрау нөмірі: {n}", "Санат: {cat}"), (("Server", "nginx/1.20.1"),)),
+    _fam("kz_meta_refresh", "kk", "Cyrillic", "meta-refresh", "KZ", "meta", "Қайта бағыттау",
+         ("Сіз ақпараттық бетке бағытталасыз.",), r"http://akparat\.shekteu-qyzmet\.kz/",
+         notice="http://akparat.shekteu-qyzmet.kz/bet?r={d}"),
+    # --- Iran (Persian, Arabic script)
+    _fam("ir_frame_private", "fa", "Arabic", "iframe", "IR", "frame", "صفحه در دسترس نیست",
+         ("دسترسی به این تارنما طبق مقررات کشور ممکن نیست.",),
+         r"http://10\.66\.0\.\d{1,3}/masdood\.htm", notice="http://10.66.0.{b}/masdood.htm?d={d}"),
+    _fam("ir_frame_filter", "fa", "Arabic", "iframe", "IR", "frame", "پالایش",
+         ("این محتوا پالایش شده است.",), r"http://172\.20\.\d{1,3}\.1/palayesh/",
+         notice="http://172.20.{a}.1/palayesh/index.php?url={d}"),
+    _fam("ir_rtl_notice", "fa", "Arabic", "403", "IR", "rtl", "صفحه مسدود است",
+         ("کاربر گرامی، دسترسی به {d} بر اساس فهرست مصادیق محتوای مجرمانه امکان‌پذیر نیست.",
+          "برای طرح شکایت با پشتیبانی تماس بگیرید."),
+         r"بر اساس فهرست مصادیق محتوای مجرمانه", ("شماره پیگیری: {n}",),
+         (("Server", "Microsoft-IIS/7.5"), ("X-AspNet-Version", "4.0.30319"))),
+    # --- Turkey (Turkish)
+    _fam("tr_court_center", "tr", "Latin", "200", "TR", "center", "Bu siteye erişim durduruldu",
+         ("{d} hakkında Sulh Ceza Hakimliği kararı ile erişimin engellenmesi tedbiri uygulanmaktadır.",),
+         r"kararı ile erişimin engellenmesi tedbiri uygulanmaktadır",
+         ("Karar numarası: {n}", "Karar tarihi: {date}"), (("Server", "Apache/2.2.15 (CentOS)"),)),
+    _fam("tr_admin_table", "tr", "Latin", "451", "TR", "table", "İdari tedbir",
+         ("İdari tedbir kararı uyarınca bu adrese erişim sağlanamamaktadır.",
+          "Ayrıntılı bilgi için hizmet sağlayıcınıza başvurunuz."),
+         r"İdari tedbir kararı uyarınca bu adrese", ("Başvuru no: {ref}",), (("Server", "nginx"),)),
+    _fam("tr_notice_redirect", "tr", "Latin", "redirect", "TR", "redirect", "Yönlendirme", (),
+         r"http://uyari\.erisim-bildirim\.net/", notice="http://uyari.erisim-bildirim.net/{d}"),
+    _fam("tr_fake_404", "tr", "Latin", "404", "TR", "pre", "404",
+         ("Aradığınız sayfa bu ağda görüntülenemiyor (kod TRB-404).",), r"\(kod TRB-404\)",
+         ("İstek: {ref}",), (("Server", "mini_httpd/1.30"),)),
+    # --- India (English, Hindi)
+    _fam("in_operator_plain", "en", "Latin", "200", "IN", "plain", "Link unavailable",
+         ("The link you opened is unavailable on this network following instructions issued to "
+          "licensed operators.", "Kindly reach out to your operator's helpline for assistance."),
+         r"unavailable on this network following instructions issued to licensed operators",
+         ("Ticket {n}",), (("Server", "Apache-Coyote/1.1"),)),
+    _fam("in_hindi_div", "hi", "Devanagari", "451", "IN", "div", "वेबसाइट उपलब्ध नहीं",
+         ("यह वेब पता सरकारी निर्देशों के अनुसार इस नेटवर्क पर उपलब्ध नहीं है।",
+          "अधिक जानकारी के लिए अपने सेवा प्रदाता से संपर्क करें।"),
+         r"सरकारी निर्देशों के अनुसार इस नेटवर्क पर", ("संदर्भ संख्या: {n}",), (("Server", "openresty"),)),
+    _fam("in_gateway_empty", "en", "Latin", "near-empty", "IN", "empty", "", (),
+         r"Server: sanchar-gw/2", headers=(("Server", "sanchar-gw/2"), ("Pragma", "no-cache"))),
+    # --- Indonesia (Indonesian)
+    _fam("id_healthy_redirect", "id", "Latin", "redirect", "ID", "redirect", "Dialihkan", (),
+         r"http://peringatan\.jaring-sehat\.id/", notice="http://peringatan.jaring-sehat.id/?situs={d}"),
+    _fam("id_card", "id", "Latin", "200", "ID", "card", "Situs tidak dapat diakses",
+         ("Mohon maaf, situs {d} tidak dapat dibuka karena termasuk dalam daftar situs bermuatan negatif.",
+          "Gunakan internet secara sehat dan aman."),
+         r"termasuk dalam daftar situs bermuatan negatif", ("Kategori: {cat}",), (("Server", "nginx/1.14.2"),)),
+    _fam("id_meta_refresh", "id", "Latin", "meta-refresh", "ID", "meta", "Mengalihkan",
+         ("Anda sedang dialihkan ke halaman pemberitahuan.",), r"http://blokir\.sahabat-net\.co\.id/",
+         notice="http://blokir.sahabat-net.co.id/info.html?u={d}"),
+    # --- Pakistan (Urdu, English)
+    _fam("pk_urdu_rtl", "ur", "Arabic", "200", "PK", "rtl", "ویب سائٹ بند ہے",
+         ("یہ ویب سائٹ متعلقہ ادارے کی ہدایت پر بند کر دی گئی ہے۔",
+          "مزید معلومات کے لیے اپنے انٹرنیٹ فراہم کنندہ سے رابطہ کریں۔"),
+         r"متعلقہ ادارے کی ہدایت پر بند کر دی گئی", ("حوالہ نمبر: {n}",), (("Server", "Apache"),)),
+    _fam("pk_regulator_pre", "en", "Latin", "403", "PK", "pre", "Not accessible",
+         ("This website is not accessible in your region under the direction of the telecom regulator.",),
+         r"under the direction of the telecom regulator", ("Reference {ref}", "Client {ip}"),
+         (("Server", "squid/3.5.20"), ("X-Cache", "MISS from pk-gw"))),
+    # --- Arabic-speaking countries
+    _fam("sa_table", "ar", "Arabic", "200", "SA", "table", "الموقع محجوب",
+         ("عفواً، لا يمكن الوصول إلى الصفحة المطلوبة لمخالفتها الأنظمة واللوائح.",),
+         r"لا يمكن الوصول إلى الصفحة المطلوبة لمخالفتها", ("الفئة: {cat}",), (("Server", "Apache"),)),
+    _fam("sa_frame_private", "ar", "Arabic", "iframe", "SA", "frame", "تنبيه",
+         ("المحتوى غير متاح.",), r"http://192\.168\.251\.\d{1,3}/tanbih\.html",
+         notice="http://192.168.251.{b}/tanbih.html#{d}"),
+    _fam("ae_bilingual_card", "ar", "Arabic", "403", "AE", "card", "المحتوى محظور | Content blocked",
+         ("المحتوى المطلوب محظور وفقاً لسياسة تنظيم الإنترنت.",
+          "The content you requested is not permitted under the internet access policy of this country."),
+         r"المحتوى المطلوب محظور وفقاً لسياسة", ("Ref: {ref}",), (("Server", "BigIP"),)),
+    _fam("eg_fake_404", "ar", "Arabic", "404", "EG", "plain", "404",
+         ("404 - الصفحة المطلوبة غير متوفرة على هذه الشبكة",), r"الصفحة المطلوبة غير متوفرة على هذه الشبكة",
+         (), (("Server", "nginx/1.10.3"),)),
+    _fam("eg_notice_redirect", "ar", "Arabic", "redirect", "EG", "redirect", "تحويل", (),
+         r"http://tanbih\.shabaka-misr\.net/", notice="http://tanbih.shabaka-misr.net/p?h={d}"),
+    # --- Vietnam, Thailand, Korea, China
+    _fam("vn_div", "vi", "Latin", "200", "VN", "div", "Trang web bị ngăn chặn",
+         ("Trang web {d} đã bị ngăn chặn theo yêu cầu của cơ quan quản lý.",),
+         r"đã bị ngăn chặn theo yêu cầu của cơ quan quản lý", ("Mã tham chiếu: {ref}",),
+         (("Server", "nginx"),)),
+    _fam("vn_json", "vi", "Latin", "403", "VN", "json", "Truy cập bị từ chối",
+         ("Truy cập bị từ chối do vi phạm quy định về nội dung thông tin trên mạng",),
+         r"vi phạm quy định về nội dung thông tin trên mạng", ("Thời gian {date}",),
+         (("Content-Type", "application/json"), ("Server", "gunicorn"))),
+    _fam("th_center", "th", "Thai", "200", "TH", "center", "ไม่สามารถเข้าถึงเว็บไซต์",
+         ("เว็บไซต์นี้ถูกปิดกั้นตามคำสั่งของหน่วยงานที่เกี่ยวข้อง",),
+         r"ถูกปิดกั้นตามคำสั่งของหน่วยงานที่เกี่ยวข้อง", ("รหัสอ้างอิง {n}",), (("Server", "Apache/2.4.6"),)),
+    _fam("th_court_table", "th", "Thai", "451", "TH", "table", "ระงับการเข้าถึง",
+         ("การเข้าถึง {d} ถูกระงับตามคำสั่งศาล", "หากมีข้อสงสัยโปรดติดต่อผู้ให้บริการ"),
+         r"ถูกระงับตามคำสั่งศาล", ("วันที่ {date}",), (("Server", "Microsoft-IIS/8.5"),)),
+    _fam("kr_notice_redirect", "ko", "Hangul", "redirect", "KR", "redirect", "안내", (),
+         r"http://annae\.jeopsok-chadan\.kr/", notice="http://annae.jeopsok-chadan.kr/index.jsp?u={d}"),
+    _fam("kr_card", "ko", "Hangul", "200", "KR", "card", "불법·유해 정보 차단 안내",
+         ("요청하신 사이트 {d}는 관련 법률에 따라 접속이 차단되었습니다.",),
+         r"관련 법률에 따라 접속이 차단되었습니다", ("문의 번호: {n}",), (("Server", "Jetty(9.4.z)"),)),
+    _fam("cn_policy_xml", "zh", "Han", "403", "CN", "xml", "禁止访问",
+         ("该网站已被网络安全策略禁止访问",), r"该网站已被网络安全策略禁止访问", ("请求编号 {ref}",),
+         (("Content-Type", "application/xml"), ("Server", "Tengine"))),
+    _fam("cn_plain", "zh", "Han", "200", "CN", "plain", "无法显示",
+         ("根据相关法律法规，您访问的网站暂时无法显示。",), r"根据相关法律法规，您访问的网站暂时无法显示",
+         ("时间：{date}",), (("Server", "Tengine/2.3.2"),)),
+    # --- Western countries (English, German, French, Spanish)
+    _fam("us_gateway_json", "en", "Latin", "403", "US", "json", "Request blocked",
+         ("Request blocked by the acceptable use policy of this network",),
+         r"blocked by the acceptable use policy of this network", ("Category {cat}", "Transaction {ref}"),
+         (("Content-Type", "application/json"), ("Server", "edge-proxy"))),
+    _fam("us_school_div", "en", "Latin", "200", "US", "div", "Page not allowed",
+         ("This page is not allowed on the district network.",
+          "Ask a teacher if you need it for class work."),
+         r"not allowed on the district network", ("Reason: {cat}", "Device: {ip}"), (("Server", "nginx"),)),
+    _fam("us_silent_empty", "en", "Latin", "near-empty", "US", "empty", "", (),
+         r"X-Filter-Verdict: deny", headers=(("X-Filter-Verdict", "deny"), ("Server", "Apache"))),
+    _fam("de_court_plain", "de", "Latin", "451", "DE", "plain", "Zugang gesperrt",
+         ("Der Zugang zu dieser Website wurde aufgrund einer gerichtlichen Anordnung gesperrt.",),
+         r"aufgrund einer gerichtlichen Anordnung gesperrt", ("Aktenzeichen {n}",), (("Server", "nginx"),)),
+    _fam("de_policy_xml", "de", "Latin", "403", "DE", "xml", "Zugriff verweigert",
+         ("Der Zugriff wurde durch die Sicherheitsrichtlinie des Netzbetreibers verweigert",),
+         r"durch die Sicherheitsrichtlinie des Netzbetreibers verweigert", ("Vorgang {ref}",),
+         (("Content-Type", "text/xml; charset=utf-8"), ("Server", "Apache"))),
+    _fam("fr_div", "fr", "Latin", "200", "FR", "div", "Site inaccessible",
+         ("L'accès à ce site a été bloqué à la demande de l'autorité administrative compétente.",
+          "Vous pouvez contester cette mesure auprès de la juridiction compétente."),
+         r"bloqué à la demande de l'autorité administrative", ("Référence : {ref}",), (("Server", "nginx"),)),
+    _fam("fr_meta_refresh", "fr", "Latin", "meta-refresh", "FR", "meta", "Redirection",
+         ("Redirection vers la page d'information.",), r"http://information\.acces-restreint\.fr/",
+         notice="http://information.acces-restreint.fr/?site={d}"),
+    _fam("es_card", "es", "Latin", "451", "ES,MX", "card", "Acceso bloqueado",
+         ("El acceso a esta página ha sido bloqueado por orden judicial.",),
+         r"ha sido bloqueado por orden judicial", ("Expediente {n}", "Fecha {date}"),
+         (("Server", "Apache/2.4.29 (Ubuntu)"),)),
+    _fam("mx_notice_redirect", "es", "Latin", "redirect", "MX", "redirect", "Redirección", (),
+         r"http://aviso\.red-bloqueo\.mx/", notice="http://aviso.red-bloqueo.mx/sitio/{d}"),
 )
-_SUBJECTS = (
-    "Access to this website", "This website", "The page you requested", "The requested URL",
-    "Access to {d}", "The site {d}", "This resource", "Your request for {d}", "The website {d}",
-    "Access to the requested page",
-)
-_VERBS = (
-    "has been blocked", "has been restricted", "is blocked", "is restricted", "has been denied",
-    "is prohibited", "is forbidden", "has been suspended", "was blocked", "has been filtered",
-    "is not permitted",
-)
-_CLAUSES = (
-    "by order of the {auth}", "in accordance with {law}", "under the instructions of the {auth}",
-    "as directed by the {auth}", "by your internet service provider", "under the policy of this network",
-    "pursuant to a decision of the {auth}", "in compliance with the registry of prohibited resources",
-    "following a court order", "by the {product} web filter", "on the orders of the {auth}",
-    "according to the regulations of the {auth}",
-)
-_AUTHORITIES = (
-    "Ministry of Communications", "Telecommunications Regulatory Authority", "competent authority",
-    "National Communications Commission", "Information Technology Authority", "government",
-    "Public Prosecutor", "Department of Telecommunications", "Cyber Crime Unit", "court",
-    "Ministry of Information", "National Security Council", "Media Regulatory Board",
-)
-_LAWS = (
-    "applicable law", "the Telecommunications Act", "national regulations",
-    "the Information Technology Act", "Law No. {n}", "the Internet Content Regulation",
-)
-_EXTRAS = (
-    "Category: {cat}", "Reference: {hex}", "Incident ID: {num}", "URL: {d}/", "Client: {ip}",
-    "If you believe this page was blocked in error, please contact your administrator.",
-    "For more information contact support@{host}", "Requested host: {d}", "Rule ID: {rule}",
-    "Request {hex}", "Please contact your service provider for details.", "Ticket: {num}",
-    "Time: {date}", "Policy: {cat}",
-)
-_LANG_LINES: dict[str, tuple[str, ...]] = {
-    "ru": ("Доступ к ресурсу {d} ограничен по решению реестра запрещённых сайтов.", "Доступ ограничен",
-           "Запрашиваемый ресурс {d} внесён в единый реестр и недоступен.",
-           "Сайт заблокирован по требованию уполномоченного органа."),
-    "tr": ("Bu siteye erişim mahkeme kararı ile engellenmiştir.", "Erişim engellendi",
-           "Bu internet sitesi hakkında idari tedbir uygulanmaktadır."),
-    "fa": ("دسترسی به این وب‌سایت امکان‌پذیر نیست", "دسترسی به این سایت مسدود شده است",
-           "به دستور مقام قضایی"),
-    "ar": ("عذراً، الموقع المطلوب محجوب", "تم حجب هذا الموقع بناءً على تعليمات الجهات المختصة",
-           "الوصول مرفوض"),
-    "id": ("Situs ini diblokir karena mengandung konten negatif.", "Akses ditolak",
-           "Situs yang Anda tuju tidak dapat diakses."),
-    "vi": ("Trang web này đã bị chặn theo quy định của pháp luật.", "Truy cập bị từ chối"),
-    "th": ("เว็บไซต์นี้ถูกระงับการเข้าถึง", "ไม่สามารถเข้าถึงเว็บไซต์นี้ได้ตามคำสั่งศาล"),
-    "kk": ("Бұл сайтқа кіру шектелген.", "Доступ к данному ресурсу ограничен."),
-    "hi": ("यह वेबसाइट सक्षम प्राधिकारी के निर्देशों के तहत अवरुद्ध है।", "पहुँच अस्वीकृत"),
-    "en": (),
-}
 
-#: House styles. Fingerprinted vendors' markers are covered by the default signatures; the
-#: unfingerprinted ones (gatewarden, kestrel, vigilnet) use markers no signature knows.
-_STYLES: dict[str, _Style] = {
-    "netsentry": _Style("NetSentry", '<div class="ns-block-reason">NetSentry policy</div>', "block.netsentry-utm.com",
-                        ("box", "box", "plain", "redirect"), ("403 Forbidden", "200 OK"), (),
-                        ("Server", "NetSentry"), "NetSentry Appliance"),
-    "clearpath": _Style("ClearPath", "<p>ClearPath Filter &middot; regional node</p>", "warning.clearpath-filter.net",
-                        ("redirect", "box", "plain"), ("200 OK",), ("ru",), None, "ClearPath"),
-    "bluewall": _Style("BlueWall", "<address>BlueWall Secure Gateway</address>", "notice.bluewall-gw.in",
-                       ("plain", "plain", "table"), ("451 Unavailable For Legal Reasons", "403 Forbidden"),
-                       ("hi",), ("X-Bluewall-Ref", "{hex}"), "BlueWall Gateway CA"),
-    "ironveil": _Style("IronVeil", '<span id="iv-policy">IronVeil</span>', "10.10.{a}.{b}",
-                       ("frame", "frame", "plain"), ("200 OK", "403 Forbidden"), ("fa",), None, "IronVeil"),
-    "safeharbor": _Style("SafeHarbor", "<p><i>SafeHarbor Content Filter v2</i></p>", "filter.safeharbor-isp.net",
-                         ("box", "meta", "redirect"), ("403 Forbidden", "200 OK"), ("ar",), None, "SafeHarbor"),
-    "civicshield": _Style("CivicShield", '<div class="civic-shield-notice"></div>', "stop.civicshield.gov.example",
-                          ("table", "plain", "frame"), ("200 OK", "451 Unavailable For Legal Reasons"),
-                          ("tr",), ("X-Civic-Shield", "1"), "CivicShield"),
-    "webguard": _Style("WebGuard", "<p>Powered by WebGuard DPI</p>", "wg-notice.webguard.io",
-                       ("plain", "box", "meta"), ("403 Forbidden", "200 OK"), ("id",), None, "WebGuard"),
-    "orbitfilter": _Style("OrbitFilter", "<!-- orbitfilter page -->", "portal.orbitfilter.net",
-                          ("redirect", "redirect", "box"), ("200 OK",), ("vi", "th"), None, "OrbitFilter"),
-    "trustnet": _Style("TrustNet", "<p>TrustNet Secure Web Gateway</p>", "blocked.trustnet-swg.com",
-                       ("box", "table", "plain"), ("403 Forbidden",), ("kk", "ru"), ("Via", "trustnet-swg"),
-                       "TrustNet SWG"),
-    # Not fingerprinted: the same family, markers unknown to the default signatures.
-    "gatewarden": _Style("GateWarden", "<address>gw-httpd</address>", "notice.gatewarden.net",
-                         ("plain", "plain", "box"), ("403 Forbidden", "200 OK"), ("tr", "hi"),
-                         ("Server", "gw-httpd"), "gw-httpd"),
-    "kestrel": _Style("Kestrel", '<div id="kst-msg"></div>', "10.77.{a}.{b}",
-                      ("frame", "frame", "frame", "plain"), ("200 OK",), ("fa",), None, "Kestrel"),
-    "vigilnet": _Style("VigilNet", '<small class="vn-ref">VigilNet</small>', "stop.vigil-net.ru",
-                       ("redirect", "box", "plain"), ("200 OK", "403 Forbidden"), ("ru", "kk"), None,
-                       "VigilNet"),
-}
+#: All blockpage families by name.
+FAMILIES: dict[str, Family] = {f.name: f for f in _FAMILY_LIST}
+
+#: Families without a signature by default (about a quarter, spread over mechanisms and scripts).
+_DEFAULT_UNFINGERPRINTED = frozenset({
+    "ru_api_json", "kz_meta_refresh", "ir_frame_filter", "tr_admin_table", "in_hindi_div",
+    "id_card", "pk_urdu_rtl", "eg_fake_404", "th_court_table", "kr_card", "de_policy_xml",
+    "us_silent_empty",
+})
+
+#: The families fingerprinted by default.
+DEFAULT_FINGERPRINTED: frozenset[str] = frozenset(FAMILIES) - _DEFAULT_UNFINGERPRINTED
+
+#: Compatibility view: family name -> fingerprinted by default.
+VENDORS: dict[str, bool] = {name: name in DEFAULT_FINGERPRINTED for name in FAMILIES}
 
 
-@cache
-def _vocab(vendor: str) -> dict[str, tuple[str, ...]]:
-    """A vendor's fixed subset of the shared blockpage vocabulary (its house wording)."""
-    rng = random.Random(f"quackae-vendor/{vendor}")
-    return {
-        "titles": tuple(rng.sample(_TITLES, 3)),
-        "subjects": tuple(rng.sample(_SUBJECTS, 3)),
-        "verbs": tuple(rng.sample(_VERBS, 3)),
-        "clauses": tuple(rng.sample(_CLAUSES, 3)),
-        "auths": tuple(rng.sample(_AUTHORITIES, 2)),
-        "laws": tuple(rng.sample(_LAWS, 2)),
-        "extras": tuple(rng.sample(_EXTRAS, 5)),
-        "css": (f"body{{font-family:{rng.choice(('Arial', 'Verdana', 'Tahoma', 'Helvetica'))},sans-serif;"
-                f"background:#{rng.choice(('f2f2f2', 'fff', 'eee', 'fafafa', '222'))}}}",),
-    }
+def _family_css(name: str) -> str:
+    """A family's own stylesheet, derived from its name (fonts, colours, sizes differ)."""
+    digest = hashlib.sha256(name.encode()).digest()
+    font = ("Tahoma", "Verdana", "Georgia", "Arial", "Trebuchet MS", "Segoe UI", "Courier New")[digest[0] % 7]
+    return (f"body{{font-family:'{font}',sans-serif;font-size:{12 + digest[1] % 6}px;"
+            f"background:#{digest[2:5].hex()};color:#{digest[5:8].hex()}}}"
+            f".m{digest[8] % 90 + 10}{{margin:{digest[9] % 40}px auto;max-width:{500 + digest[10] % 400}px;"
+            f"padding:{digest[11] % 30}px;border:{digest[12] % 4}px solid #{digest[13:16].hex()}}}")
 
 
-def _fill(text: str, rng: random.Random, domain: str, vp: _Vantage, category: str, style: _Style,
-          voc: dict[str, tuple[str, ...]]) -> str:
-    """Fill the placeholders of one phrase."""
-    if "{auth}" in text:
-        text = text.replace("{auth}", rng.choice(voc["auths"]))
-    if "{law}" in text:
-        text = text.replace("{law}", rng.choice(voc["laws"]))
-    repl = {
-        "{d}": domain, "{product}": style.product, "{cat}": _CATEGORY_LABELS[category],
-        "{hex}": _hex(rng, rng.choice((8, 10, 12, 16))), "{num}": str(rng.randint(100000, 9999999)),
-        "{ip}": _LOCAL_IPS[rng.getrandbits(1)], "{rule}": str(rng.randint(1, 999)),
-        "{n}": str(rng.randint(100, 9999)), "{host}": style.product.lower() + ".net",
-        "{date}": f"2021-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d} {rng.randint(0, 23):02d}:"
-                  f"{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}",
-    }
-    for key, value in repl.items():
-        if key in text:
-            text = text.replace(key, value)
-    return text
+def _fill(text: str, rng: random.Random, domain: str, category: str) -> str:
+    """Fill the placeholders of one phrase with per-request values."""
+    if "{" not in text:
+        return text
+    return (text.replace("{d}", domain).replace("{cat}", _CATEGORY_LABELS[category])
+            .replace("{ref}", _hex(rng, rng.choice((8, 10, 12, 16))))
+            .replace("{n}", str(rng.randint(1000, 9999999)))
+            .replace("{ip}", _LOCAL_IPS[rng.getrandbits(1)])
+            .replace("{a}", str(rng.randint(0, 255))).replace("{b}", str(rng.randint(2, 250)))
+            .replace("{date}", f"2021-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d} "
+                               f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}"))
 
 
-def _notice_url(rng: random.Random, style: _Style, domain: str, category: str, vp: _Vantage) -> str:
-    host = style.notice_host.format(a=rng.randint(0, 63), b=rng.randint(2, 250))
-    path = rng.choice(("/", "/block", "/notice.html", "/blocked.php", "/index.html", "/warn"))
-    query = rng.choice((f"?host={domain}", f"?u={domain}&r={_hex(rng, 10)}", f"?d={domain}",
-                        f"?host={domain}&cat={category}&isp={vp.isp}&id={_hex(rng, 8)}"))
-    return f"http://{host}{path}{query}"
-
-
-def _family_page(rng: random.Random, vendor: str, domain: str, vp: _Vantage, category: str) -> _Resp:
-    """One blockpage of a vendor: its house style, shared vocabulary, per-page variation."""
-    style, voc = _STYLES[vendor], _vocab(vendor)
-    fill = lambda s: _fill(s, rng, domain, vp, category, style, voc)  # noqa: E731
-    layout = rng.choice(style.layouts)
-    extra_headers: list[tuple[str, str]] = []
-    if style.header is not None:
-        extra_headers.append((style.header[0], fill(style.header[1])))
-    title = rng.choice(voc["titles"])
-    if layout in ("redirect", "meta"):
-        target = _notice_url(rng, style, domain, category, vp)
-        if layout == "redirect":
-            status = rng.choice(("302 Found", "302 Moved Temporarily", "307 Temporary Redirect"))
-            body = (f'<html><head><title>{status[4:]}</title></head><body><a href="{target}">'
-                    f"{title}</a></body></html>\n")
-            return _Resp(status, _html_headers(body, ("Location", target), *extra_headers), body,
-                         style.cert)
-        body = (f'<html><head><meta http-equiv="refresh" content="0;url={target}">'
-                f"<title>{title}</title></head><body>{title}</body></html>\n")
-        return _Resp("200 OK", _html_headers(body, *extra_headers), body, style.cert)
-    sentence = fill(f"{rng.choice(voc['subjects'])} {rng.choice(voc['verbs'])} {rng.choice(voc['clauses'])}.")
-    sentence = sentence[0].upper() + sentence[1:]
-    local = [fill(line) for lang in style.langs if rng.random() < 0.7
-             for line in rng.sample(_LANG_LINES[lang], 1)]
-    extras = [fill(e) for e in rng.sample(voc["extras"], rng.randint(1, 3))]
-    status = rng.choice(style.statuses) if rng.random() < 0.8 else vp.blockpage_status
-    marker = style.footer
-    if layout == "frame":
-        src = _notice_url(rng, style, domain, category, vp)
-        body = (
-            '<html><head><meta http-equiv="Content-Type" content="text/html; charset=utf-8">'
-            f"<title>{title}</title></head>\n<body style=\"margin:0\">\n"
-            f'<iframe src="{src}" style="width:100%;height:100%;border:0" scrolling="no"></iframe>\n'
-            f"<noscript>{(local or [sentence])[0]}</noscript>\n</body></html>\n"
-        )
-        return _Resp(status, _html_headers(body, *extra_headers), body, style.cert)
-    paras = [sentence, *local, *extras]
-    if layout == "table":
-        rows = "".join(f"<tr><td>{p}</td></tr>\n" for p in paras)
-        body = (f"<html><head><title>{title}</title></head>\n<body>\n<table align=\"center\" width=\"600\">\n"
-                f"<tr><th>{title}</th></tr>\n{rows}</table>\n{marker}\n</body></html>\n")
-    elif layout == "box":
+def _render_html(family: Family, title: str, paras: list[str]) -> str:
+    """A family's HTML page in its layout."""
+    lang, css = family.language, _family_css(family.name)
+    cls = f"m{hashlib.sha256(family.name.encode()).digest()[8] % 90 + 10}"
+    if family.layout == "table":
+        rows = "".join(f'<tr><td align="center"><font size="3">{p}</font></td></tr>\n' for p in paras)
+        return (f"<HTML><HEAD><TITLE>{title}</TITLE>\n<META HTTP-EQUIV=\"Pragma\" CONTENT=\"no-cache\"></HEAD>\n"
+                f'<BODY><TABLE border="0" cellpadding="6" width="{560 + len(family.name) * 4}">\n'
+                f'<tr><th bgcolor="#{hashlib.sha256(family.name.encode()).hexdigest()[:6]}">{title}</th></tr>\n'
+                f"{rows}</TABLE></BODY></HTML>\n")
+    if family.layout == "center":
+        inner = "<br>\n".join(paras)
+        return (f"<html><head><title>{title}</title></head>\n<body><center>\n<h2>{title}</h2>\n"
+                f"<p>{inner}</p>\n</center></body></html>\n")
+    if family.layout == "card":
+        inner = "".join(f'<p class="card-text">{p}</p>\n' for p in paras)
+        return (f'<!DOCTYPE html>\n<html lang="{lang}">\n<head>\n<meta charset="utf-8">\n'
+                f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<title>{title}</title>\n'
+                f"<style>{css}</style>\n</head>\n<body>\n<div class=\"container {cls}\">\n<div class=\"card\">\n"
+                f'<div class="card-header">{title}</div>\n<div class="card-body">\n{inner}</div>\n</div>\n'
+                "</div>\n</body>\n</html>\n")
+    if family.layout == "rtl":
         inner = "".join(f"<p>{p}</p>\n" for p in paras)
-        body = (f'<!DOCTYPE html>\n<html>\n<head><meta charset="utf-8"><title>{title}</title>\n'
-                f"<style>{voc['css'][0]}</style></head>\n<body>\n<div class=\"box\">\n<h2>{title}</h2>\n"
-                f"{inner}{marker}\n</div>\n</body></html>\n")
+        return (f'<html dir="rtl" lang="{lang}"><head><meta http-equiv="Content-Type" '
+                f'content="text/html; charset=utf-8"><title>{title}</title><style>{css}</style></head>\n'
+                f'<body><div class="{cls}" style="direction:rtl;text-align:right">\n<h3>{title}</h3>\n'
+                f"{inner}</div></body></html>\n")
+    if family.layout == "pre":
+        return f"<html><body><pre>\n{title}\n\n" + "\n".join(paras) + "\n</pre></body></html>\n"
+    inner = "".join(f"<p>{p}</p>\n" for p in paras)  # "div"
+    return (f'<!DOCTYPE html>\n<html lang="{lang}">\n<head>\n<meta charset="utf-8">\n<title>{title}</title>\n'
+            f"<style>{css}</style>\n</head>\n<body>\n<div class=\"{cls}\">\n<h1>{title}</h1>\n{inner}</div>\n"
+            "</body>\n</html>\n")
+
+
+def _render_structured(family: Family, title: str, paras: list[str], rng: random.Random) -> str:
+    """A family's plain-text, JSON or XML body."""
+    if family.layout == "plain":
+        return "\n".join(paras) + "\n"
+    if family.layout == "json":
+        obj = {"status": int(_STATUS[family.mechanism][:3]), "error": title, "message": paras[0],
+               "details": paras[1:], "id": _hex(rng, 12)}
+        return json.dumps(obj, ensure_ascii=False, indent=1 + len(family.name) % 3) + "\n"
+    items = "".join(f"  <detail>{p}</detail>\n" for p in paras[1:])  # "xml"
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<response>\n  <code>{_STATUS[family.mechanism][:3]}</code>\n'
+            f"  <title>{title}</title>\n  <reason>{paras[0]}</reason>\n{items}</response>\n")
+
+
+def _content_type(family: Family) -> str:
+    """The Content-Type of a family's pages (its own header wins)."""
+    for name, value in family.headers:
+        if name == "Content-Type":
+            return value
+    if family.layout == "plain":
+        return "text/plain; charset=utf-8"
+    return "text/html" if len(family.name) % 3 == 0 else "text/html; charset=UTF-8"
+
+
+def _headers(family: Family, body: str, *extra: tuple[str, str]) -> tuple[tuple[str, str], ...]:
+    """A family's response headers: its own set plus length and type."""
+    own = tuple((k, v) for k, v in family.headers if k != "Content-Type")
+    base: tuple[tuple[str, str], ...] = (("Content-Type", _content_type(family)),
+                                         ("Content-Length", str(len(body.encode()))))
+    return base + own + extra
+
+
+def _family_page(rng: random.Random, family_name: str, domain: str, category: str) -> _Resp:
+    """One blockpage of a family for a request of ``domain``."""
+    family = FAMILIES[family_name]
+    cert = family.name.replace("_", "-") + "-gw"
+    if family.mechanism in ("redirect", "meta-refresh", "iframe"):
+        target = _fill(family.notice.replace("{d}", domain), rng, domain, category)
+        if family.mechanism == "redirect":
+            status = rng.choice(("302 Found", "302 Moved Temporarily", "301 Moved Permanently", "307 Temporary Redirect"))
+            body = rng.choice(("", f'<a href="{target}">{status[4:]}</a>.\n',
+                               f"<html><body>{status[4:]}</body></html>\n"))
+            return _Resp(status, _headers(family, body, ("Location", target)), body, cert)
+        if family.mechanism == "meta-refresh":
+            note = family.lines[0] if family.lines else ""
+            body = (f'<html><head><meta http-equiv="refresh" content="{rng.choice((0, 0, 1, 3))};url={target}">'
+                    f"<title>{family.title}</title></head><body>{note}</body></html>\n")
+            return _Resp("200 OK", _headers(family, body), body, cert)
+        body = (f'<html><head><meta http-equiv="Content-Type" content="text/html; charset=utf-8">'
+                f"<title>{family.title}</title></head>\n<body style=\"margin:0\">"
+                f'<iframe src="{target}" style="width:100%;height:100%" frameborder="0" scrolling="no"></iframe>'
+                f"<noscript>{family.lines[0]}</noscript></body></html>\n")
+        return _Resp("200 OK", _headers(family, body), body, cert)
+    if family.mechanism == "near-empty":
+        status = rng.choice(("200 OK", "403 Forbidden"))
+        body = rng.choice(("", "", "\n", "<html></html>\n", "<html><body></body></html>"))
+        return _Resp(status, _headers(family, body), body, cert)
+    lines = [_fill(p, rng, domain, category) for p in family.lines]
+    extras = [_fill(p, rng, domain, category) for p in family.extras if rng.random() < 0.6]
+    paras = lines + extras
+    if family.layout in ("plain", "json", "xml"):
+        body = _render_structured(family, family.title, paras, rng)
     else:
-        inner = "".join(f"<p>{p}</p>\n" for p in paras)
-        body = (f"<html><head><title>{title}</title></head>\n<body>\n<h1>{title}</h1>\n{inner}"
-                f"<hr>{marker}\n</body></html>\n")
-    return _Resp(status, _html_headers(body, ("Cache-Control", "no-cache"), *extra_headers), body,
-                 style.cert)
+        body = _render_html(family, family.title, paras)
+    return _Resp(_STATUS[family.mechanism], _headers(family, body), body, cert)
 
 
 def _page_status(rng: random.Random, domain: str, vp: _Vantage) -> _Resp:
@@ -734,88 +810,96 @@ def _page_status(rng: random.Random, domain: str, vp: _Vantage) -> _Resp:
     return _Resp("404 Not Found", (("Connection", "close"),), "")
 
 
-# --- Benign pages ------------------------------------------------------------------------------
+# --- Benign anomalies ---------------------------------------------------------------------------
+#
+# Two sorts. Host kinds: the vantage point is not the echo/discard/web server it should be (an
+# SSH, SMTP, FTP, telnet or Redis daemon, a router, a fresh web server, a captive portal, a
+# device spewing bytes). It answers the control probe the same way as the test, so Censored
+# Planet sees the controls fail. Domain kinds: a normal server answers this test domain with a
+# benign non-template page (CDN challenge or WAF, parking, a same-site redirect, errors), while
+# its controls succeed.
+
+#: Benign kinds whose host is not a proper echo/web server (all its tries, controls too, fail).
+HOST_KINDS: tuple[str, ...] = (
+    "ssh_banner", "smtp_banner", "ftp_banner", "telnet_banner", "redis_banner", "http_banner",
+    "router_login", "router_default", "nginx_welcome", "apache_default", "iis_default",
+    "captive_portal", "binary_garbage",
+)
+#: Benign kinds served by a proper server for some test domains (controls succeed).
+DOMAIN_KINDS: tuple[str, ...] = (
+    "cdn_challenge", "waf_block", "cdn_error", "parking", "same_site_redirect", "server_error",
+    "hosting_suspended", "maintenance",
+)
+#: Every benign anomaly kind; "noise" is network noise (timeouts, resets of the path).
+BENIGN_KINDS: tuple[str, ...] = (*HOST_KINDS, *DOMAIN_KINDS, "noise")
+
+#: Kinds that are not HTTP: on a web scan the client sees a malformed response, no page.
+_BANNER_KINDS = frozenset({"ssh_banner", "smtp_banner", "ftp_banner", "telnet_banner", "redis_banner",
+                           "binary_garbage"})
+
+#: False-positive patterns per benign kind (those a signature can catch). Each matches every
+#: received text of its kind and no blockpage.
+_BENIGN_PATTERNS: dict[str, str] = {
+    "ssh_banner": r"^SSH-2\.0-",
+    "smtp_banner": r"^220 [\w.-]+ E?SMTP",
+    "ftp_banner": r"^220[ -].{0,80}FTP",
+    "telnet_banner": r"^\ufffd\ufffd\x01\ufffd\ufffd\x03.{0,40}login: ",
+    "redis_banner": r"^-(?:ERR unknown command|NOAUTH Authentication required)",
+    "http_banner": r"<title>400 Bad Request</title>.{0,200}plain HTTP request",
+    "router_login": r"WWW-Authenticate: Basic realm=\"[^\"]*(?:Router|Gateway|AP)",
+    "router_default": r"<title>(?:Router|Wireless Gateway) (?:Status|Setup)</title>",
+    "nginx_welcome": r"<title>Welcome to nginx!</title>",
+    "apache_default": r"<title>Apache2 \w+ Default Page: It works</title>",
+    "iis_default": r"<title>IIS Windows Server</title>",
+    "captive_portal": r"Location: http://(?:portal|hotspot|login)\.[\w.-]+/(?:login|auth)",
+    "cdn_challenge": r"<title>Just a moment\.\.\.</title>.{0,200}Checking your browser",
+    "waf_block": r"Server: StratusEdge.{0,400}(?:Web Application Firewall|Request ID)",
+    "cdn_error": r"<hr><center>StratusEdge</center>|<h1>Error \d{3}</h1>\n<p>The origin web server",
+    "parking": r"https://parkcentral-domains\.com/\?d=",
+    "same_site_redirect": r"Location: https://",
+    "server_error": r"<hr><center>(?:nginx|Apache|openresty|LiteSpeed|Microsoft-IIS|Caddy)</center>",
+    "hosting_suspended": r"/cgi-sys/suspendedpage\.cgi",
+    "maintenance": r"performing some maintenance at the moment",
+}
+
+#: Benign kinds given a false-positive signature by default (common servers and CDN pages).
+DEFAULT_FALSE_POSITIVE_KINDS: frozenset[str] = frozenset({
+    "nginx_welcome", "apache_default", "iis_default", "cdn_challenge", "cdn_error", "parking",
+    "hosting_suspended", "ssh_banner",
+})
+
+#: Compatibility view: benign page kind -> covered by a default false-positive signature.
+BENIGN_PAGES: dict[str, bool] = {k: k in DEFAULT_FALSE_POSITIVE_KINDS for k in BENIGN_KINDS if k != "noise"}
 
 _SERVERS = ("nginx", "Apache", "openresty", "LiteSpeed", "nginx/1.18.0", "Apache/2.4.41 (Ubuntu)",
             "Microsoft-IIS/8.5", "Caddy")
 
 
-def _benign_nginx(rng: random.Random, domain: str) -> _Resp:
-    """Default page of a fresh nginx installation."""
-    body = (
-        "<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome to nginx!</title>\n</head>\n<body>\n"
-        "<h1>Welcome to nginx!</h1>\n<p>" + rng.choice((
-            "The web server works; further configuration is needed.",
-            "If you see this page, the nginx web server is successfully installed and working.")) +
-        "</p>\n</body>\n</html>\n"
-    )
-    return _Resp("200 OK", _html_headers(body, ("Server", f"nginx/1.{rng.randint(14, 24)}.0")), body,
-                 "localhost")
+def _banner(kind: str, rng: random.Random) -> str:
+    """The first bytes a non-HTTP daemon sends (or garbage), as the client reads them."""
+    if kind == "ssh_banner":
+        return rng.choice(("SSH-2.0-OpenSSH_7.4\r\n", "SSH-2.0-OpenSSH_8.2p1 Ubuntu-4ubuntu0.3\r\n",
+                           "SSH-2.0-dropbear_2019.78\r\n", "SSH-2.0-ROSSSH\r\n"))
+    if kind == "smtp_banner":
+        host = rng.choice(("mail", "mx1", "smtp")) + f".host{rng.randint(1, 999)}.net"
+        return f"220 {host} {rng.choice(('ESMTP Postfix', 'ESMTP Exim 4.94', 'ESMTP ready'))}\r\n"
+    if kind == "ftp_banner":
+        return rng.choice(("220 (vsFTPd 3.0.3)\r\n", "220 ProFTPD Server (FTP) ready.\r\n",
+                           "220-FileZilla Server 0.9.60 beta FTP\r\n", "220 Microsoft FTP Service\r\n"))
+    if kind == "telnet_banner":
+        return "\ufffd\ufffd\x01\ufffd\ufffd\x03\ufffd\ufffd\x18\r\n" + rng.choice(("", "BusyBox v1.19\r\n")) + \
+            rng.choice(("login: ", "DVR login: ", "router login: "))
+    if kind == "redis_banner":
+        return rng.choice(("-ERR unknown command 'GET', with args beginning with: '/' \r\n",
+                           "-NOAUTH Authentication required.\r\n"))
+    # Bytes that are not UTF-8 reach the JSON as U+FFFD, as Go's encoder writes them.
+    return "".join(chr(c) if c < 128 else "\ufffd" for c in rng.randbytes(rng.randint(4, 40)))
 
 
-def _benign_apache(rng: random.Random, domain: str) -> _Resp:
-    """Default page of a fresh Apache installation on a Linux distribution."""
-    distro = rng.choice(("Ubuntu", "Debian"))
-    body = (
-        "<html>\n<head>\n<title>Apache2 " + distro + " Default Page: It works</title>\n</head>\n"
-        "<body>\n<div class=\"main_page\">\n<p>This is the default welcome page of the Apache2 "
-        "server after installation.</p>\n</div>\n</body>\n</html>\n"
-    )
-    return _Resp("200 OK", _html_headers(body, ("Server", f"Apache/2.4.{rng.randint(29, 52)}")),
-                 body, "localhost")
-
-
-def _benign_iis(rng: random.Random, domain: str) -> _Resp:
-    """Default page of a Windows IIS server."""
-    body = (
-        "<!DOCTYPE html>\n<html>\n<head>\n<title>IIS Windows Server</title>\n</head>\n<body>\n"
-        '<div id="container"><img src="iisstart.png" alt="IIS"></div>\n</body>\n</html>\n'
-    )
-    return _Resp("200 OK", _html_headers(body, ("Server", "Microsoft-IIS/10.0")), body, "WIN-SRV")
-
-
-def _benign_parkcentral(rng: random.Random, domain: str) -> _Resp:
-    """A domain-parking page of the ParkCentral service."""
-    body = (
-        f"<html><head><title>{domain}</title></head>\n<body>\n<h1>{domain}</h1>\n"
-        f"<p>{rng.choice(('This domain is parked free of charge.', 'This domain is registered.'))}</p>\n"
-        f'<a href="https://parkcentral-domains.com/?d={domain}&amp;s={rng.randint(1, 9999)}">'
-        "Related searches</a>\n</body></html>\n"
-    )
-    return _Resp("200 OK", _html_headers(body, ("Server", "Apache")), body, "parkcentral")
-
-
-def _benign_domainmart(rng: random.Random, domain: str) -> _Resp:
-    """A domain-for-sale page (no false-positive signature covers it)."""
-    body = (
-        f"<html><head><title>{domain} is for sale</title></head>\n<body>\n"
-        f"<h1>The domain {domain} may be for sale!</h1>\n<p>Make an offer today. "
-        f"Listing #{rng.randint(10000, 99999)}</p>\n</body></html>\n"
-    )
-    return _Resp("200 OK", _html_headers(body, ("Server", "openresty")), body, "domainmart")
-
-
-def _benign_cdn_challenge(rng: random.Random, domain: str) -> _Resp:
-    """A CDN bot check interstitial."""
-    body = (
-        "<!DOCTYPE html>\n<html><head><title>Just a moment...</title></head>\n<body>\n"
-        f"<h2>Checking your browser before accessing {domain}.</h2>\n"
-        f"<p>This process is automatic. Ray ID: {_hex(rng, 16)}</p>\n</body></html>\n"
-    )
-    headers = _html_headers(body, ("Server", "StratusEdge"), ("Cache-Control", "no-store"))
-    return _Resp("503 Service Unavailable", headers, body, "StratusEdge Inc")
-
-
-def _benign_cdn_denied(rng: random.Random, domain: str) -> _Resp:
-    """A CDN's own geo/permission denial (looks like a blockpage; it is not censorship)."""
-    body = (
-        "<HTML><HEAD>\n<TITLE>Access Denied</TITLE>\n</HEAD><BODY>\n<H1>Access Denied</H1>\n"
-        f"You are not authorized to view \"http://{domain}/\" on this server.<P>\n"
-        f"Reference #{rng.randint(10, 99)}.{_hex(rng, 8)}.{rng.randint(1000000000, 1999999999)}\n"
-        "</BODY>\n</HTML>\n"
-    )
-    headers = _html_headers(body, ("Server", "StratusEdge"), ("Mime-Version", "1.0"))
-    return _Resp("403 Forbidden", headers, body, "StratusEdge Inc")
+def _page(status: str, body: str, server: str | None, cert: str, *extra: tuple[str, str]) -> _Resp:
+    """A benign HTML response with a server header."""
+    head = (("Server", server),) if server else ()
+    return _Resp(status, _html_headers(body, *head, *extra), body, cert)
 
 
 def _error_page(status: str, server: str) -> str:
@@ -823,112 +907,109 @@ def _error_page(status: str, server: str) -> str:
             f"</center>\n<hr><center>{server}</center>\n</body>\n</html>\n")
 
 
-_ERRORS = ("502 Bad Gateway", "500 Internal Server Error", "503 Service Unavailable",
-           "504 Gateway Time-out", "404 Not Found", "400 Bad Request")
+def _benign_http(kind: str, rng: random.Random, domain: str) -> _Resp:
+    """One benign HTTP response of a kind (host or domain kind with a page)."""
+    if kind == "http_banner":
+        body = ("<html>\r\n<head><title>400 Bad Request</title></head>\r\n<body>\r\n<center><h1>400 "
+                "Bad Request</h1></center>\r\n<center>The plain HTTP request was sent to HTTPS port"
+                "</center>\r\n</body>\r\n</html>\r\n")
+        return _page("400 Bad Request", body, "nginx", "localhost")
+    if kind == "router_login":
+        realm = rng.choice(("Broadband Router", "Home Gateway", "Wireless AP", "DSL Router"))
+        body = ('<HTML><HEAD><TITLE>401 Unauthorized</TITLE></HEAD>\n<BODY><H1>401 Unauthorized</H1>\n'
+                "Authorization required to access this device.</BODY></HTML>\n")
+        return _page("401 Unauthorized", body, rng.choice(("micro_httpd", "GoAhead-Webs", "httpd")),
+                     "router", ("WWW-Authenticate", f'Basic realm="{realm}"'))
+    if kind == "router_default":
+        title = rng.choice(("Router Status", "Wireless Gateway Setup", "Router Setup"))
+        body = (f"<html><head><title>{title}</title>\n<script>var fw='V{rng.randint(1, 4)}.0.{rng.randint(0, 99)}';"
+                "</script></head>\n<body onload=\"init()\"><div id=\"menu\"></div>\n<form name=\"login\">"
+                "Password <input type=\"password\" name=\"pw\"></form></body></html>\n")
+        return _page("200 OK", body, rng.choice(("lighttpd", "mini_httpd/1.19", None)), "router")
+    if kind == "nginx_welcome":
+        body = ("<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome to nginx!</title>\n</head>\n<body>\n"
+                "<h1>Welcome to nginx!</h1>\n<p>" + rng.choice((
+                    "The web server works; further configuration is needed.",
+                    "If you see this page, the nginx web server is successfully installed and working.")) +
+                "</p>\n</body>\n</html>\n")
+        return _page("200 OK", body, f"nginx/1.{rng.randint(14, 24)}.0", "localhost")
+    if kind == "apache_default":
+        distro = rng.choice(("Ubuntu", "Debian"))
+        body = (f"<html>\n<head>\n<title>Apache2 {distro} Default Page: It works</title>\n</head>\n"
+                "<body>\n<div class=\"main_page\">\n<p>This is the default welcome page of the Apache2 "
+                "server after installation.</p>\n</div>\n</body>\n</html>\n")
+        return _page("200 OK", body, f"Apache/2.4.{rng.randint(29, 52)}", "localhost")
+    if kind == "iis_default":
+        body = ("<!DOCTYPE html>\n<html>\n<head>\n<title>IIS Windows Server</title>\n</head>\n<body>\n"
+                '<div id="container"><img src="iisstart.png" alt="IIS"></div>\n</body>\n</html>\n')
+        return _page("200 OK", body, "Microsoft-IIS/10.0", "WIN-SRV")
+    if kind == "captive_portal":
+        host = rng.choice(("portal", "hotspot", "login")) + "." + rng.choice(("guestwifi.net", "cafe-net.com", "hotel-wlan.de"))
+        target = f"http://{host}/{rng.choice(('login', 'auth'))}?orig={domain}&mac={_hex(rng, 12)}"
+        body = f'<html><body>Redirecting to <a href="{target}">the sign-in page</a></body></html>\n'
+        return _page("302 Found", body, None, "portal", ("Location", target))
+    if kind == "cdn_challenge":
+        body = ("<!DOCTYPE html>\n<html><head><title>Just a moment...</title></head>\n<body>\n"
+                f"<h2>Checking your browser before accessing {domain}.</h2>\n"
+                f"<p>This process is automatic. Ray ID: {_hex(rng, 16)}</p>\n</body></html>\n")
+        return _page("503 Service Unavailable", body, "StratusEdge", "StratusEdge Inc", ("Cache-Control", "no-store"))
+    if kind == "waf_block":
+        body = ("<!DOCTYPE html>\n<html><head><title>Request rejected</title></head>\n<body>\n"
+                "<h1>Sorry, you have been blocked</h1>\n<p>The Web Application Firewall of this site "
+                f"stopped a request it considered unsafe.</p>\n<p>Request ID: {_hex(rng, 20)}</p>\n</body></html>\n")
+        return _page("403 Forbidden", body, "StratusEdge", "StratusEdge Inc")
+    if kind == "cdn_error":
+        status = rng.choice(("502 Bad Gateway", "504 Gateway Time-out", "520 Unknown Error", "404 Not Found"))
+        body = (_error_page(status, "StratusEdge") if rng.random() < 0.5 else
+                f"<!DOCTYPE html>\n<html><head><title>{domain} | {status}</title></head>\n<body>\n"
+                f"<h1>Error {status[:3]}</h1>\n<p>The origin web server of {domain} is not reachable. "
+                f"Ray ID: {_hex(rng, 16)}</p>\n</body></html>\n")
+        return _page(status, body, "StratusEdge", "StratusEdge Inc")
+    if kind == "parking":
+        body = (f"<html><head><title>{domain}</title></head>\n<body>\n<h1>{domain}</h1>\n"
+                f"<p>{rng.choice(('This domain is parked free of charge.', 'This domain may be for sale.'))}</p>\n"
+                f'<a href="https://parkcentral-domains.com/?d={domain}&amp;s={rng.randint(1, 9999)}">'
+                "Related searches</a>\n</body></html>\n")
+        return _page("200 OK", body, "Apache", "parkcentral")
+    if kind == "same_site_redirect":
+        target = rng.choice((f"https://{domain}/", f"https://{domain}/index.php",
+                             f"https://www.{domain.removeprefix('www.')}/"))
+        body = ('<html><head><title>301 Moved Permanently</title></head><body><h1>Moved Permanently'
+                f'</h1><p>The document has moved <a href="{target}">here</a>.</p></body></html>\n')
+        status = rng.choice(("301 Moved Permanently", "302 Found", "308 Permanent Redirect"))
+        return _page(status, body, rng.choice(_SERVERS), domain, ("Location", target))
+    if kind == "server_error":
+        status, server = rng.choice(("502 Bad Gateway", "500 Internal Server Error", "503 Service Unavailable",
+                                     "504 Gateway Time-out")), rng.choice(_SERVERS)
+        return _page(status, _error_page(status, server.split("/")[0]), server, "localhost")
+    if kind == "hosting_suspended":
+        body = ("<html><head><title>Account Suspended</title></head>\n<body>\n"
+                "<h1>This Account has been suspended.</h1>\n"
+                f"<p>{rng.choice(('Contact your hosting provider for more information.', 'Please contact the billing department.'))}</p>\n"
+                '<a href="/cgi-sys/suspendedpage.cgi">details</a>\n</body></html>\n')
+        return _page("200 OK", body, rng.choice(("Apache", "LiteSpeed")), "cpanel")
+    title, line = rng.choice((("Site Maintenance", "We&rsquo;ll be back soon!"),
+                              ("Under Maintenance", "Scheduled maintenance"),
+                              ("Temporarily unavailable", "This site is temporarily down for maintenance")))
+    body = (f"<!doctype html>\n<html><head><title>{title}</title></head>\n<body>\n"
+            f"<article><h1>{line}</h1>\n<p>Sorry for the inconvenience; we are "
+            "performing some maintenance at the moment.</p></article>\n</body></html>\n")
+    return _page("503 Service Unavailable", body, None, domain, ("Retry-After", "3600"))
 
 
-def _benign_server_error(rng: random.Random, domain: str) -> _Resp:
-    """A plain server error page of a common web server."""
-    status, server = rng.choice(_ERRORS), rng.choice(_SERVERS)
-    body = _error_page(status, server.split("/")[0])
-    return _Resp(status, _html_headers(body, ("Server", server)), body, "localhost")
-
-
-def _benign_cdn_error(rng: random.Random, domain: str) -> _Resp:
-    """The CDN's origin-error page (a false-positive signature covers the CDN)."""
-    status = rng.choice(("502 Bad Gateway", "504 Gateway Time-out", "520 Unknown Error", "404 Not Found"))
-    body = (_error_page(status, "StratusEdge") if rng.random() < 0.5 else
-            f"<!DOCTYPE html>\n<html><head><title>{domain} | {status}</title></head>\n<body>\n"
-            f"<h1>Error {status[:3]}</h1>\n<p>The origin web server of {domain} is not reachable. "
-            f"Ray ID: {_hex(rng, 16)}</p>\n</body></html>\n")
-    return _Resp(status, _html_headers(body, ("Server", "StratusEdge")), body, "StratusEdge Inc")
-
-
-def _benign_cdn_redirect(rng: random.Random, domain: str) -> _Resp:
-    """The CDN redirecting to HTTPS (a false-positive signature covers the CDN)."""
-    target = f"https://{domain}/" if rng.random() < 0.7 else f"https://www.{domain.removeprefix('www.')}/"
-    code = rng.choice(("301 Moved Permanently", "302 Found", "307 Temporary Redirect"))
-    body = (f"<html>\n<head><title>{code}</title></head>\n<body>\n<center><h1>{code}</h1></center>\n"
-            "<hr><center>StratusEdge</center>\n</body>\n</html>\n")
-    return _Resp(code, _html_headers(body, ("Location", target), ("Server", "StratusEdge")), body,
-                 "StratusEdge Inc")
-
-
-def _benign_maintenance(rng: random.Random, domain: str) -> _Resp:
-    """A site-maintenance notice."""
-    title, line = rng.choice((
-        ("Site Maintenance", "We&rsquo;ll be back soon!"), ("Under Maintenance", "Scheduled maintenance"),
-        ("Temporarily unavailable", "This site is temporarily down for maintenance")))
-    body = (
-        f"<!doctype html>\n<html><head><title>{title}</title></head>\n<body>\n"
-        f"<article><h1>{line}</h1>\n<p>Sorry for the inconvenience; we are "
-        "performing some maintenance at the moment.</p></article>\n</body></html>\n"
-    )
-    return _Resp("503 Service Unavailable", _html_headers(body, ("Retry-After", "3600")), body,
-                 domain)
-
-
-def _benign_redirect(rng: random.Random, domain: str) -> _Resp:
-    """A redirect to the HTTPS version of the site."""
-    target = f"https://{domain}/" if rng.random() < 0.7 else f"https://{domain}/index.php"
-    body = ('<html><head><title>301 Moved Permanently</title></head><body><h1>Moved Permanently'
-            f'</h1><p>The document has moved <a href="{target}">here</a>.</p></body></html>\n')
-    return _Resp("301 Moved Permanently",
-                 _html_headers(body, ("Location", target), ("Server", rng.choice(_SERVERS))), body, domain)
-
-
-def _benign_suspended(rng: random.Random, domain: str) -> _Resp:
-    """A shared host's suspended-account page (covered by a false-positive signature)."""
-    body = (
-        "<html><head><title>Account Suspended</title></head>\n<body>\n"
-        "<h1>This Account has been suspended.</h1>\n"
-        f"<p>{rng.choice(('Contact your hosting provider for more information.', 'Please contact the billing department.'))}</p>\n"
-        '<a href="/cgi-sys/suspendedpage.cgi">details</a>\n</body></html>\n'
-    )
-    return _Resp("200 OK", _html_headers(body, ("Server", rng.choice(("Apache", "LiteSpeed")))), body,
-                 "cpanel")
-
-
-def _benign_plesk(rng: random.Random, domain: str) -> _Resp:
-    """A Plesk default domain page (covered by a false-positive signature)."""
-    body = (
-        "<!DOCTYPE html>\n<html><head><title>Domain Default page</title></head>\n<body>\n"
-        f"<h2>{domain}</h2>\n<p>This page is generated by Plesk, the leading hosting automation "
-        "software.</p>\n</body></html>\n"
-    )
-    return _Resp("200 OK", _html_headers(body, ("Server", "nginx"), ("X-Powered-By", "PleskLin")), body,
-                 "Plesk")
-
-
-def _benign_login(rng: random.Random, domain: str) -> _Resp:
-    """A login form in front of a private site (no false-positive signature)."""
-    body = (
-        f"<!DOCTYPE html>\n<html><head><title>{rng.choice(('Sign in', 'Login', 'Members area'))}</title></head>\n"
-        "<body>\n<form method=\"post\" action=\"/login\">\n<input name=\"user\"><input type=\"password\" "
-        "name=\"pass\">\n<button>Sign in</button>\n</form>\n"
-        f"<p>{rng.choice(('Please log in to continue.', 'Authorised users only.'))}</p>\n</body></html>\n"
-    )
-    return _Resp(rng.choice(("200 OK", "401 Unauthorized")), _html_headers(body, ("Server", rng.choice(_SERVERS))),
-                 body, domain)
-
-
-_BENIGN_BUILDERS: dict[str, Callable[[random.Random, str], _Resp]] = {
-    "nginx_welcome": _benign_nginx,
-    "apache_default": _benign_apache,
-    "iis_default": _benign_iis,
-    "parked_parkcentral": _benign_parkcentral,
-    "parked_domainmart": _benign_domainmart,
-    "cdn_challenge": _benign_cdn_challenge,
-    "cdn_denied": _benign_cdn_denied,
-    "cdn_error": _benign_cdn_error,
-    "cdn_redirect": _benign_cdn_redirect,
-    "hosting_suspended": _benign_suspended,
-    "plesk_default": _benign_plesk,
-    "server_error": _benign_server_error,
-    "maintenance": _benign_maintenance,
-    "redirect_https": _benign_redirect,
-    "login_page": _benign_login,
-}
+def _benign_outcome(kind: str, rng: random.Random, domain: str, scan: str) -> _Outcome:
+    """One try answered by a benign kind, as the scan's client records it."""
+    duration = rng.uniform(60, 900)
+    if kind in _BANNER_KINDS:
+        banner = _banner(kind, rng)
+        if scan in ("echo", "discard"):
+            return _Outcome("benign", False, family=kind, detail=kind, raw=banner, duration_ms=duration)
+        error = ("tls: first record does not look like a TLS handshake" if scan == "https" else
+                 "malformed HTTP response " + json.dumps(banner[:40]))
+        return _Outcome("benign", False, family=kind, detail=kind, error="custom", error_text=error,
+                        duration_ms=duration)
+    return _Outcome("benign", False, family=kind, detail=kind, resp=_benign_http(kind, rng, domain),
+                    duration_ms=duration)
 
 
 def _raw_http(resp: _Resp) -> str:
@@ -977,9 +1058,11 @@ class _Outcome:
     detail: str = ""
     resp: _Resp | None = None  # a received HTTP response
     raw: str | None = None  # a received raw string (echo/discard garbage)
-    error: str = ""  # error kind: timeout | dial_timeout | reset | refused | malformed | eof
+    error: str = ""  # error kind: timeout | dial_timeout | reset | refused | malformed | eof | custom
     success: bool = False
     duration_ms: float = 100.0
+    family: str = ""  # blockpage family or benign kind ("noise" for network noise)
+    error_text: str = ""  # the error string of a "custom" error
 
 
 def _censored_outcome(
@@ -988,9 +1071,9 @@ def _censored_outcome(
     """One censored try on this path with the given mechanism."""
     if mech == "blockpage":
         assert vp.vendor is not None
-        resp = _family_page(rng, vp.vendor, domain.name, vp, domain.category)
+        resp = _family_page(rng, vp.vendor, domain.name, domain.category)
         return _Outcome("blockpage", True, vp.vendor, vp.vendor, resp=resp,
-                        duration_ms=rng.uniform(80, 900))
+                        duration_ms=rng.uniform(80, 900), family=vp.vendor)
     if mech == "reset":
         return _Outcome("reset", True, detail="rst", error="reset", duration_ms=rng.uniform(40, 400))
     if mech == "timeout":
@@ -1034,15 +1117,15 @@ def _noise_outcome(rng: random.Random) -> _Outcome:
     """A non-censorship network failure."""
     pick = rng.random()
     if pick < 0.55:
-        return _Outcome("noise", False, detail="timeout", error="timeout",
+        return _Outcome("noise", False, family="noise", detail="timeout", error="timeout",
                         duration_ms=rng.uniform(30000, 30400))
     if pick < 0.7:
-        return _Outcome("noise", False, detail="dial_timeout", error="dial_timeout",
+        return _Outcome("noise", False, family="noise", detail="dial_timeout", error="dial_timeout",
                         duration_ms=rng.uniform(20000, 130000))
     if pick < 0.88:
-        return _Outcome("noise", False, detail="reset", error="reset",
+        return _Outcome("noise", False, family="noise", detail="reset", error="reset",
                         duration_ms=rng.uniform(40, 900))
-    return _Outcome("noise", False, detail="refused", error="refused",
+    return _Outcome("noise", False, family="noise", detail="refused", error="refused",
                     duration_ms=rng.uniform(5, 200))
 
 
@@ -1151,8 +1234,7 @@ def _test_outcome(
         return _censored_outcome(rng, vp, mech, domain, scan)
     kind = vp.benign.get(d_index)
     if kind is not None and (scan in ("http", "https") or d_index % 4 == 0):
-        return _Outcome("benign", False, detail=kind, resp=_BENIGN_BUILDERS[kind](rng, domain.name),
-                        duration_ms=rng.uniform(60, 900))
+        return _benign_outcome(kind, rng, domain.name, scan)
     if rng.random() < vp.noise:
         return _noise_outcome(rng)
     return _success(rng)
@@ -1161,11 +1243,23 @@ def _test_outcome(
 def _plan_down(rng: random.Random, fmt: str, max_tries: int) -> _Plan:
     """A measurement whose vantage point is unreachable: controls fail, nothing is learnt."""
     kind = rng.choice(("refused", "dial_timeout", "timeout"))
-    fail = _Outcome("noise", False, detail="vp_down", error=kind,
+    fail = _Outcome("noise", False, family="noise", detail="vp_down", error=kind,
                     duration_ms=30000.0 if kind != "refused" else 20.0)
     tries = [(False, fail)] * max_tries + [(True, fail)]
     if fmt == "v2":
         tries = [(True, fail), *tries]
+    return _Plan(tries, anomaly=False, controls_failed=True, stateful=False)
+
+
+def _plan_host(
+    rng: random.Random, kind: str, domain: _Domain, fmt: str, scan: str, max_tries: int
+) -> _Plan:
+    """A measurement of a host that is not a proper server: tests and controls get its answer."""
+    tests = [(False, _benign_outcome(kind, rng, domain.name, scan)) for _ in range(max_tries)]
+    control = (True, _benign_outcome(kind, rng, domain.name, scan))
+    tries = [*tests, control]
+    if fmt == "v2":
+        tries = [(True, _benign_outcome(kind, rng, domain.name, scan)), *tries]
     return _Plan(tries, anomaly=False, controls_failed=True, stateful=False)
 
 
@@ -1177,6 +1271,8 @@ def _plan(
     max_tries = 5 if fmt == "v1" else 4
     if rng.random() < vp.down:
         return _plan_down(rng, fmt, max_tries)
+    if vp.host_kind is not None:
+        return _plan_host(rng, vp.host_kind, domain, fmt, scan, max_tries)
     mech = _effective_mechanism(vp, scan) if blocked else None
     stateful_mode = vp.country.stateful if mech in ("reset", "blockpage") else None
     tests: list[_Outcome] = []
@@ -1198,7 +1294,7 @@ def _plan(
         tries.insert(0, (True, _success(rng)))
     if failed:
         if stateful:
-            tries.append((True, _Outcome("noise", False, detail="stateful_control", error="timeout",
+            tries.append((True, _Outcome("noise", False, family="noise", detail="stateful_control", error="timeout",
                                          duration_ms=rng.uniform(30000, 30400))))
             if fmt == "v2":
                 tries.append((True, _success(rng)))
@@ -1233,7 +1329,7 @@ def _render_try(
             received = _resp_object(out.resp, ctx.scan, ctx.fmt, rng)
     elif out.raw is not None:
         received = out.raw
-    error = _error_text(out.error, rng, vp.ip, ctx.port) if out.error else ""
+    error = out.error_text or (_error_text(out.error, rng, vp.ip, ctx.port) if out.error else "")
     if ctx.fmt == "v1":
         return _render_v1(ctx, domain, control, out, received, error, start_ns, end_ns, swapped)
     entry: dict[str, Any] = {"matches_template": out.success}
@@ -1315,13 +1411,16 @@ def _measurement_object(
     }
 
 
-def _truth_line(line: int, index: int, vp: _Vantage, domain: str, out: _Outcome) -> str:
-    """One ground-truth JSON line."""
+def _truth_line(
+    line: int, index: int, vp: _Vantage, domain: str, out: _Outcome, fingerprinted: frozenset[str]
+) -> str:
+    """One ground-truth JSON line (``family``: blockpage family, benign kind, "noise" or "")."""
+    family = out.family if out.mechanism in ("blockpage", "benign", "noise") else ""
     return json.dumps({
         "line": line, "try_index": index, "ip": vp.ip, "domain": domain,
         "censored": out.censored, "mechanism": out.mechanism, "vendor": out.vendor,
-        "fingerprinted": VENDORS.get(out.vendor, False) if out.vendor else False,
-        "detail": out.detail,
+        "fingerprinted": out.vendor in fingerprinted if out.vendor else False,
+        "detail": out.detail, "family": family,
     }, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -1361,7 +1460,8 @@ def _tarinfo(name: str, size: int, mtime: int, directory: bool = False) -> tarfi
 
 
 def _generate(
-    path: Path, truth_path: Path, measurements: int, seed: int, fmt: str, scan: str, start: datetime
+    path: Path, truth_path: Path, measurements: int, seed: int, fmt: str, scan: str, start: datetime,
+    fingerprinted: frozenset[str],
 ) -> tuple[int, list[str]]:
     """Write results lines to path and the truth sidecar; return (tries, vantage IPs used)."""
     world = _world()
@@ -1385,7 +1485,7 @@ def _generate(
             start_ns = line_no * 37_000_000 + rng.randrange(2_000_000_000)
             obj, outcomes = _measurement(ctx, rng, vp, domain, d_index, blocked, start_ns)
             lines.append(_dumps(obj))
-            truths.extend(_truth_line(line_no, i, vp, domain.name, o) for i, o in outcomes)
+            truths.extend(_truth_line(line_no, i, vp, domain.name, o, fingerprinted) for i, o in outcomes)
             tries += len(outcomes)
             if len(lines) >= _CHUNK:
                 results.write(("\n".join(lines) + "\n").encode())
@@ -1405,6 +1505,7 @@ def write_archive(
     fmt: Format = "v2",
     scan: Scan = "http",
     start: datetime | None = None,
+    fingerprinted: Collection[str] | None = None,
 ) -> SynthResult:
     """Write a synthetic Hyperquack scan archive and its ground-truth sidecar into ``out``.
 
@@ -1428,6 +1529,8 @@ def write_archive(
     start : datetime, optional
         Scan start (names the archive, first timestamps); naive means the format's default
         UTC offset. Default: 2021-03-07 (v1) or 2021-10-11 (v2), 01:01:01.
+    fingerprinted : collection of str, optional
+        Families the truth's ``fingerprinted`` field refers to (default ``DEFAULT_FINGERPRINTED``).
 
     Returns
     -------
@@ -1451,7 +1554,8 @@ def write_archive(
     mtime = int(start.timestamp())
     with tempfile.TemporaryDirectory(dir=out, prefix=".synth-") as tmp:
         results = Path(tmp) / "results.json"
-        tries, ips = _generate(results, truth, measurements, seed, fmt, scan, start)
+        tries, ips = _generate(results, truth, measurements, seed, fmt, scan, start,
+                               _fingerprinted_set(fingerprinted))
         ips_bytes = ("\n".join(ips) + "\n").encode()
         partial = archive.with_name(archive.name + ".part")
         with partial.open("wb") as raw, \
@@ -1463,6 +1567,57 @@ def write_archive(
             tar.addfile(_tarinfo(f"{stem}/ips.txt", len(ips_bytes), mtime), io.BytesIO(ips_bytes))
         partial.replace(archive)
     return SynthResult(archive=archive, truth=truth, measurements=measurements, tries=tries)
+
+
+# --------------------------------------------------------------------------------------------
+# Signatures of the synthetic world
+# --------------------------------------------------------------------------------------------
+
+
+def _fingerprinted_set(fingerprinted: Collection[str] | None) -> frozenset[str]:
+    """The chosen fingerprinted families (None: the default), checked against ``FAMILIES``."""
+    if fingerprinted is None:
+        return DEFAULT_FINGERPRINTED
+    chosen = frozenset(fingerprinted)
+    unknown = sorted(chosen - FAMILIES.keys())
+    if unknown:
+        raise ValueError(f"unknown blockpage families {unknown}; known: {', '.join(FAMILIES)}")
+    return chosen
+
+
+def _signature_line(fingerprint: str, pattern: str) -> str:
+    """One JSON line in Censored Planet's signature format."""
+    return json.dumps({"fingerprint": fingerprint, "pattern": pattern}, ensure_ascii=False)
+
+
+def write_signatures(
+    out_dir: Path,
+    fingerprinted: Collection[str] | None = None,
+    false_positive_kinds: Collection[str] | None = None,
+) -> Path:
+    """Write the synthetic world's signature files (Censored Planet's JSON-lines format).
+
+    ``blockpage_signatures.json`` gets one ``a_synth_<family>`` line per fingerprinted family
+    (default ``DEFAULT_FINGERPRINTED``) and ``false_positive_signatures.json`` one
+    ``x_fp_synth_<kind>`` line per benign kind (default ``DEFAULT_FALSE_POSITIVE_KINDS``).
+    Each pattern matches every page of its family or kind and nothing else of this world.
+    Returns ``out_dir``, ready for ``quackae flatten --signatures``.
+    """
+    families = _fingerprinted_set(fingerprinted)
+    kinds = DEFAULT_FALSE_POSITIVE_KINDS if false_positive_kinds is None else frozenset(false_positive_kinds)
+    unknown = sorted(kinds - _BENIGN_PATTERNS.keys())
+    if unknown:
+        raise ValueError(f"benign kinds without a signature: {unknown}; known: {', '.join(_BENIGN_PATTERNS)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    blockpages = [_signature_line(f"a_synth_{name}", FAMILIES[name].pattern)
+                  for name in FAMILIES if name in families]
+    false_positives = [_signature_line(f"x_fp_synth_{kind}", _BENIGN_PATTERNS[kind])
+                       for kind in _BENIGN_PATTERNS if kind in kinds]
+    for name, lines in (("blockpage_signatures.json", blockpages),
+                        ("false_positive_signatures.json", false_positives)):
+        (out_dir / name).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return out_dir
 
 
 # --------------------------------------------------------------------------------------------
@@ -1478,12 +1633,33 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--format", dest="format", choices=FORMATS, default="v2",
                         help="Hyperquack format")
     parser.add_argument("--scan", choices=SCANS, default="http", help="scan type")
+    parser.add_argument("--fingerprinted", default="default", metavar="all|none|default|A,B,...",
+                        help="blockpage families that DIR/signatures/ fingerprints (and the truth's "
+                             "'fingerprinted' field refers to); default: about three quarters")
     return parser
+
+
+def parse_fingerprinted(value: str) -> frozenset[str]:
+    """The families named by ``--fingerprinted``: all, none, default or a comma-separated list."""
+    if value == "all":
+        return frozenset(FAMILIES)
+    if value == "none":
+        return frozenset()
+    if value == "default":
+        return DEFAULT_FINGERPRINTED
+    return _fingerprinted_set(name.strip() for name in value.split(",") if name.strip())
 
 
 def run_synth(args: argparse.Namespace) -> int:
     """Run ``quackae synth``: write the archive and print one summary line."""
-    result = write_archive(args.out, args.measurements, args.seed, args.format, args.scan)
+    try:
+        fingerprinted = parse_fingerprinted(getattr(args, "fingerprinted", "default"))
+    except ValueError as exc:
+        print(f"synth: --fingerprinted: {exc}", file=sys.stderr)
+        return 2
+    result = write_archive(args.out, args.measurements, args.seed, args.format, args.scan,
+                           fingerprinted=fingerprinted)
+    sigs = write_signatures(Path(args.out) / "signatures", fingerprinted)
     print(f"synth: archive {result.archive} truth {result.truth} "
-          f"measurements {result.measurements} tries {result.tries}")
+          f"measurements {result.measurements} tries {result.tries} signatures {sigs}")
     return 0
