@@ -132,6 +132,7 @@ class Detector:
     seed: int = 0
     target_fpr: float = 0.01
     c_combiner: float = 0.3
+    lexical: bool = True
     scorers: dict[str, Linear] = field(default_factory=dict)
     combiner: Linear | None = None
     platt: PlattScaler = field(default_factory=PlattScaler)
@@ -142,7 +143,7 @@ class Detector:
     # ------------------------------------------------------------------ inputs
 
     def _matrices(self, rf: RowFeatures, latents: np.ndarray | None) -> dict[str, Any]:
-        out: dict[str, Any] = {"lexical": lexical_features(rf)}
+        out: dict[str, Any] = {"lexical": lexical_features(rf)} if self.lexical else {}
         if latents is not None:
             out["latent"] = latents
         return out
@@ -243,7 +244,7 @@ class Detector:
             scalars[name] = lin.intercept
         np.savez(directory / VECTORS_FILE, **vectors)
         meta = {"kind": "quackae_detector", "seed": self.seed, "target_fpr": self.target_fpr,
-                "c_combiner": self.c_combiner, "inputs": list(self.inputs), "intercepts": scalars,
+                "c_combiner": self.c_combiner, "lexical": self.lexical, "inputs": list(self.inputs), "intercepts": scalars,
                 "platt": [self.platt.a, self.platt.b], "threshold": self.threshold, "info": self.info,
                 "numeric": list(NUMERIC)}  # fmt: skip
         (directory / MODEL_FILE).write_text(json.dumps(meta, indent=1))
@@ -263,7 +264,7 @@ class Detector:
                               z.get(f"{name}.scale"))  # fmt: skip
 
             d = cls(seed=meta["seed"], target_fpr=meta["target_fpr"], c_combiner=meta["c_combiner"],
-                    scorers={n: lin(n) for n in meta["inputs"]}, combiner=lin("combiner"),
+                    lexical=meta["lexical"], scorers={n: lin(n) for n in meta["inputs"]}, combiner=lin("combiner"),
                     platt=PlattScaler(*meta["platt"]), threshold=meta["threshold"],
                     inputs=tuple(meta["inputs"]), info=meta["info"])  # fmt: skip
         return d

@@ -139,14 +139,14 @@ def held_out_masks(world: World, families: frozenset[str], kinds: frozenset[str]
 
 
 def score_fold(world: World, families: frozenset[str], kinds: frozenset[str], c: float,
-               target_fprs: tuple[float, ...]) -> dict[float, dict[str, Any]]:  # fmt: skip
+               target_fprs: tuple[float, ...], lexical: bool = True) -> dict[float, dict[str, Any]]:  # fmt: skip
     """Fit without the fold's families and kinds; rates on them at each target FPR's threshold."""
     labels = fold_labels(world, families, kinds)
     page, benign = held_out_masks(world, families, kinds)
     leak = int((labels[page | benign] != 0).sum())
     if leak:
         raise AssertionError(f"{leak} held-out rows kept a label")
-    det = Detector(seed=world.seed, c_combiner=c).fit(world.rf, labels, world.latents)
+    det = Detector(seed=world.seed, c_combiner=c, lexical=lexical).fit(world.rf, labels, world.latents)
     prob, _, _ = det.predict(world.rf, world.latents)
     from quackae.calibration import threshold_for_fpr
 
@@ -175,17 +175,17 @@ def _rate(hit: np.ndarray, mask: np.ndarray) -> float | None:
     return round(float(hit[mask].mean()), 4) if mask.any() else None
 
 
-def evaluate_world(world: World, folds: int) -> dict[str, Any]:
+def evaluate_world(world: World, folds: int, lexical: bool = True) -> dict[str, Any]:
     """Choose settings on the development fold, then score every reported fold with them."""
     plan = fold_plan(folds, world.seed)
     dev_fams, dev_kinds = plan[0]
-    dev = {c: score_fold(world, dev_fams, dev_kinds, c, TARGET_FPRS) for c in COMBINER_CS}
+    dev = {c: score_fold(world, dev_fams, dev_kinds, c, TARGET_FPRS, lexical) for c in COMBINER_CS}
     options = [(c, t, r) for c, by_t in dev.items() for t, r in by_t.items()]
     ok = [o for o in options if (o[2]["fpr"] or 0) <= DEV_MAX_FPR] or options
     c, target, dev_result = max(ok, key=lambda o: ((o[2]["recall"] or 0), -(o[2]["fpr"] or 0), -o[1], o[0]))
     reported = []
     for i, (fams, kinds) in enumerate(plan[1:], start=1):
-        r = score_fold(world, fams, kinds, c, (target,))[target]
+        r = score_fold(world, fams, kinds, c, (target,), lexical)[target]
         reported.append({"fold": i, "families": sorted(fams), "kinds": sorted(kinds), **r})
     return {"seed": world.seed, "dev_fold": {"families": sorted(dev_fams), "kinds": sorted(dev_kinds),
             "chosen": {"c_combiner": c, "target_fpr": target}, "recall": dev_result["recall"],
@@ -220,7 +220,7 @@ def summarise(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_evaluation(out: Path, seeds: list[int], folds: int = 5, measurements: int = 3000,
-                   autoencoder: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+                   autoencoder: dict[str, Any] | None = None, lexical: bool = True) -> dict[str, Any]:  # fmt: skip
     """Evaluate every seed into ``out/seed<N>/`` and write ``out/evaluation.json``."""
     import shutil
 
@@ -232,9 +232,9 @@ def run_evaluation(out: Path, seeds: list[int], folds: int = 5, measurements: in
         if d.exists():
             shutil.rmtree(d)
         world = make_world(d, seed, measurements, autoencoder)
-        per_seed.append(evaluate_world(world, folds))
+        per_seed.append(evaluate_world(world, folds, lexical))
     result = {"kind": "leave_family_out", "folds": folds, "measurements": measurements,
-              "features": "cluster + contrast + lexical" + (" + latent" if autoencoder else ""),
+              "features": "cluster + contrast" + (" + lexical" if lexical else "") + (" + latent" if autoencoder else ""),
               "autoencoder": autoencoder, "summary": summarise(per_seed), "per_seed": per_seed,
               "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
     (out / RESULT_FILE).write_text(json.dumps(result, indent=1))
@@ -271,6 +271,7 @@ def add_evaluate_arguments(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--measurements", type=int, default=3000, help="measurements generated per seed (default %(default)s)")
     p.add_argument("--autoencoder_epochs", type=int, default=0,
                    help="train one autoencoder per seed for this many epochs and add its latents (0: none; default %(default)s)")
+    p.add_argument("--no_lexical", action="store_true", help="leave the bag-of-tokens score out (an ablation)")
     p.set_defaults(func=_run)
 
 
@@ -279,7 +280,7 @@ def _run(args: argparse.Namespace) -> int:
         print("quackae evaluate: error: use --folds >= 2 and --measurements >= 200", file=sys.stderr)
         return 2
     ae = {"epochs": args.autoencoder_epochs} if args.autoencoder_epochs > 0 else None
-    result = run_evaluation(args.out, args.seeds, args.folds, args.measurements, ae)
+    result = run_evaluation(args.out, args.seeds, args.folds, args.measurements, ae, not args.no_lexical)
     print(render(result))
     print(f"evaluate: {result['seconds']:.0f}s; details in {Path(args.out) / RESULT_FILE}")
     return 0
