@@ -29,6 +29,7 @@ import pyarrow as pa
 from quackae import synth, truth
 from quackae.detect.detector import Detector, load_latents
 from quackae.detect.features import RowFeatures, row_features
+from quackae.detect.proposals import propose
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,8 @@ def held_out_masks(world: World, families: frozenset[str], kinds: frozenset[str]
 
 
 def score_fold(world: World, families: frozenset[str], kinds: frozenset[str], c: float,
-               target_fprs: tuple[float, ...], lexical: bool = True) -> dict[float, dict[str, Any]]:  # fmt: skip
+               target_fprs: tuple[float, ...], lexical: bool = True,
+               propose_signatures: bool = False) -> dict[float, dict[str, Any]]:  # fmt: skip
     """Fit without the fold's families and kinds; rates on them at each target FPR's threshold."""
     labels = fold_labels(world, families, kinds)
     page, benign = held_out_masks(world, families, kinds)
@@ -147,11 +149,12 @@ def score_fold(world: World, families: frozenset[str], kinds: frozenset[str], c:
     if leak:
         raise AssertionError(f"{leak} held-out rows kept a label")
     det = Detector(seed=world.seed, c_combiner=c, lexical=lexical).fit(world.rf, labels, world.latents)
-    prob, _, _ = det.predict(world.rf, world.latents)
+    prob, candidate, _ = det.predict(world.rf, world.latents)
     from quackae.calibration import threshold_for_fpr
 
     train_neg = (labels == -1) & world.rf.scored & world.rf.evidence_allowed
     base = det.platt(det.combiner.logit(det.features_of(world.rf, world.latents)[train_neg]))  # type: ignore[union-attr]
+    proposal_scores = score_proposals(world, labels, candidate, page) if propose_signatures else None
     out = {}
     for target in target_fprs:
         threshold = max(0.5, threshold_for_fpr(base, target))
@@ -167,8 +170,27 @@ def score_fold(world: World, families: frozenset[str], kinds: frozenset[str], c:
                          if (benign & (world.family == k)).any()},
             "pages": int(page.sum()), "benign_rows": int(benign.sum()),
             "family_rows": {f: int((page & (world.family == f)).sum()) for f in sorted(families)},
+            "proposals": proposal_scores,
         }  # fmt: skip
     return out
+
+
+def score_proposals(world: World, labels: np.ndarray, candidate: np.ndarray, page: np.ndarray) -> dict[str, Any]:
+    """Propose signatures from the fold's candidates; their coverage of held-out pages, benign hits."""
+    from quackae.signatures import Matcher, Signature
+
+    proposals = propose(world.rf, candidate & (labels == 0), labels == -1, world.seed)  # negatives: + every unflagged page
+    if not proposals:
+        return {"proposals": 0, "coverage": 0.0, "benign_hits": 0}
+    matcher = Matcher([], [Signature(p.fingerprint, p.pattern) for p in proposals])
+    rf = world.rf
+    benign = (world.mechanism == "benign") | (world.mechanism == "none")
+    benign_rows = np.flatnonzero(benign & (rf.template != "(nothing received)"))
+    hit = [matcher.match(t)[0] == 1 for t in rf.tokens.texts(rf.row_ids[np.flatnonzero(page)])]
+    benign_hits = sum(matcher.match(t)[0] == 1 for t in rf.tokens.texts(rf.row_ids[benign_rows]))
+    return {"proposals": len(proposals), "coverage": round(float(np.mean(hit)), 4) if hit else None,
+            "benign_hits": int(benign_hits), "benign_pages_checked": int(len(benign_rows)),
+            "clusters": [{"fingerprint": p.fingerprint, "pattern": p.pattern, **p.summary} for p in proposals]}
 
 
 def _rate(hit: np.ndarray, mask: np.ndarray) -> float | None:
@@ -185,7 +207,7 @@ def evaluate_world(world: World, folds: int, lexical: bool = True) -> dict[str, 
     c, target, dev_result = max(ok, key=lambda o: ((o[2]["recall"] or 0), -(o[2]["fpr"] or 0), -o[1], o[0]))
     reported = []
     for i, (fams, kinds) in enumerate(plan[1:], start=1):
-        r = score_fold(world, fams, kinds, c, (target,), lexical)[target]
+        r = score_fold(world, fams, kinds, c, (target,), lexical, True)[target]
         reported.append({"fold": i, "families": sorted(fams), "kinds": sorted(kinds), **r})
     return {"seed": world.seed, "dev_fold": {"families": sorted(dev_fams), "kinds": sorted(dev_kinds),
             "chosen": {"c_combiner": c, "target_fpr": target}, "recall": dev_result["recall"],
@@ -205,6 +227,8 @@ def summarise(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
         for k, v in f["kind_fpr"].items():
             kind.setdefault(k, []).append(v)
     pages = sum(f["pages"] for f in folds)
+    props = [f["proposals"] for f in folds if f.get("proposals")]
+    covered = sum((p["coverage"] or 0) * f["pages"] for f, p in zip(folds, props, strict=False))
     pooled = sum(f["recall"] * f["pages"] for f in folds if f["recall"] is not None) / max(pages, 1)
     return {
         "seeds": [s["seed"] for s in per_seed], "reported_folds": len(folds),
@@ -214,6 +238,9 @@ def summarise(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
         "mean_family_recall": round(float(np.mean([np.mean(v) for v in fam.values()])), 4) if fam else None,
         "mean_fpr": round(float(np.mean(fprs)), 4) if fprs else None,
         "worst_fold_fpr": round(float(np.max(fprs)), 4) if fprs else None,
+        "proposed_signatures": sum(p["proposals"] for p in props),
+        "proposal_coverage": round(covered / max(pages, 1), 4),
+        "proposal_benign_hits": sum(p["benign_hits"] for p in props),
         "family_recall": {k: round(float(np.mean(v)), 4) for k, v in sorted(fam.items())},
         "kind_fpr": {k: round(float(np.mean(v)), 4) for k, v in sorted(kind.items())},
     }
@@ -250,6 +277,8 @@ def render(result: dict[str, Any]) -> str:
         f"  held-out blockpage families: mean recall {s['mean_recall']}, worst fold {s['worst_fold_recall']}, "
         f"pooled {s['pooled_recall']}, mean per family {s['mean_family_recall']}",
         f"  held-out benign kinds: mean FPR {s['mean_fpr']}, worst fold {s['worst_fold_fpr']}",
+        f"  proposed signatures: {s['proposed_signatures']} over all folds, covering {s['proposal_coverage']} of the "
+        f"held-out families' pages, {s['proposal_benign_hits']} matches on benign or expected pages",
         "  settings chosen on each seed's development fold: "
         + "; ".join(f"seed {p['seed']}: {p['dev_fold']['chosen']}" for p in result["per_seed"]),
     ]
