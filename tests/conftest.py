@@ -27,18 +27,25 @@ def run_cli(*args: str, timeout: float = 600, module: str = "quackae") -> subpro
 
 
 @pytest.fixture(scope="session")
+def synth_signatures(tmp_path_factory) -> Path:
+    """The synthetic world's default signature directory (what ``quackae synth`` writes)."""
+    return synth.write_signatures(tmp_path_factory.mktemp("synth_signatures"))
+
+
+@pytest.fixture(scope="session")
 def archive_v2_http(tmp_path_factory) -> synth.SynthResult:
     """A small v2 HTTP archive with ground truth."""
     return synth.write_archive(tmp_path_factory.mktemp("raw_v2_http"), 400, seed=1, fmt="v2", scan="http")
 
 
 @pytest.fixture(scope="session")
-def small_dataset(tmp_path_factory, archive_v2_http) -> Path:
-    """A dataset flattened from the small v2 HTTP archive plus a v1 echo archive."""
+def small_dataset(tmp_path_factory, archive_v2_http, synth_signatures) -> Path:
+    """A dataset flattened from the small v2 HTTP archive plus a v1 echo archive, synth signatures."""
     raw = tmp_path_factory.mktemp("raw_v1_echo")
     echo = synth.write_archive(raw, 200, seed=2, fmt="v1", scan="echo")
     root = tmp_path_factory.mktemp("ds") / "dataset"
-    flatten([archive_v2_http.archive, echo.archive], root, Options(max_tokens=128), progress=False, vocab_size=1024)
+    flatten([archive_v2_http.archive, echo.archive], root, Options(max_tokens=128, signatures=synth_signatures), progress=False,
+            vocab_size=1024)
     return root
 
 

@@ -45,7 +45,8 @@ def write_embeddings(root: Path, mode: str, rows: list[dict], positive: np.ndarr
 def build_demo(run: Path) -> Path:
     """Dataset, embeddings, trained classifier and predictions in the demo folder layout."""
     result = synth.write_archive(run / "raw", 800, seed=3, fmt="v2", scan="http")
-    flatten([result.archive], run / "dataset", Options(max_tokens=64), progress=False, vocab_size=600)
+    sigs = synth.write_signatures(run / "raw" / "signatures")
+    flatten([result.archive], run / "dataset", Options(max_tokens=64, signatures=sigs), progress=False, vocab_size=600)
     rows = store.Dataset(run / "dataset").read_columns(list(COLUMNS)).to_pylist()
     censored = [r for r in rows if r["censored"] == 1]
     uncensored = [r for r in rows if r["censored"] == -1][: 2 * len(censored)]  # --filtered balances

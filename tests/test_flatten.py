@@ -36,9 +36,10 @@ def truth_lines(path: Path) -> list[dict]:
 
 @pytest.mark.parametrize("fmt", ["v1", "v2"])
 @pytest.mark.parametrize("scan", ["echo", "discard", "http", "https"])
-def test_every_format_and_scan(tmp_path: Path, fmt: str, scan: str) -> None:
+def test_every_format_and_scan(tmp_path: Path, fmt: str, scan: str, synth_signatures: Path) -> None:
     raw = synth.write_archive(tmp_path / "raw", 80, seed=3, fmt=fmt, scan=scan)
-    summary = flatten([raw.archive], tmp_path / "ds", Options(max_tokens=96), progress=False, vocab_size=600)
+    summary = flatten([raw.archive], tmp_path / "ds", Options(max_tokens=96, signatures=synth_signatures),
+                      progress=False, vocab_size=600)
     truth = truth_lines(raw.truth)
     rows = read_rows(tmp_path / "ds")
     # one row per non-control try, nothing rejected, every try traced back to its raw line
@@ -66,18 +67,45 @@ def test_every_format_and_scan(tmp_path: Path, fmt: str, scan: str) -> None:
     assert manifest["censored"] + manifest["undetermined"] + manifest["uncensored"] == rows.num_rows
 
 
-def test_labels_follow_ground_truth_for_fingerprinted_vendors(archive_v2_http, tmp_path: Path) -> None:
-    flatten([archive_v2_http.archive], tmp_path / "ds", Options(max_tokens=64), progress=False, vocab_size=600)
+def test_labels_follow_ground_truth_for_fingerprinted_vendors(archive_v2_http, tmp_path: Path,
+                                                              synth_signatures: Path) -> None:
+    """With the synth world's signatures, fingerprinted families are censored, the others undetermined."""
+    flatten([archive_v2_http.archive], tmp_path / "ds", Options(max_tokens=64, signatures=synth_signatures),
+            progress=False, vocab_size=600)
     rows = read_rows(tmp_path / "ds", ["line", "try_index", "censored", "fingerprint", "outcome"])
     truth = {(t["line"], t["try_index"]): t for t in truth_lines(archive_v2_http.truth)}
+    seen = set()
     for line, idx, censored, fp, outcome in zip(*(rows[c].to_pylist() for c in rows.column_names), strict=True):
         t = truth[(line, idx)]
         if t["mechanism"] == "blockpage" and t["fingerprinted"]:
-            assert censored == 1 and fp.startswith("a_prod_") and outcome == "content/blockpage"
+            assert censored == 1 and fp == f"a_synth_{t['family']}" and outcome == "content/blockpage"
+            seen.add("fingerprinted")
         if t["mechanism"] == "blockpage" and not t["fingerprinted"]:
             assert censored == 0 and fp == ""
+            seen.add("unfingerprinted")
+        page = t["family"] not in synth._BANNER_KINDS  # banners on a web scan: an error, no page
+        if t["mechanism"] == "benign" and t["family"] in synth.DEFAULT_FALSE_POSITIVE_KINDS and page:
+            assert censored == -1 and fp == f"x_fp_synth_{t['family']}"
+            seen.add("false_positive")
         if censored == -1 and fp:
             assert outcome == "content/false_positive"
+    assert seen == {"fingerprinted", "unfingerprinted", "false_positive"}
+
+
+def test_default_set_knows_no_synthetic_censor(archive_v2_http, tmp_path: Path) -> None:
+    """Without --signatures the real-world default set labels no synthetic blockpage, and says so once."""
+    result = run_cli("flatten", "--source", archive_v2_http.archive, "--storage_path", tmp_path / "ds",
+                     "--quiet", "--max_tokens", "64", "--vocab_size", "600")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("--signatures DIR") == 1 and result.stderr.strip().count("\n") == 0
+    rows = read_rows(tmp_path / "ds", ["censored", "fingerprint"])
+    assert not any(fp.startswith("a_synth_") or fp.startswith("x_fp_synth_") for fp in rows["fingerprint"].to_pylist())
+    assert 1 not in set(rows["censored"].to_pylist())
+    sigs = REFERENCE / "signatures" if (REFERENCE / "signatures").is_dir() else None
+    if sigs is not None:
+        quiet = run_cli("flatten", "--source", archive_v2_http.archive, "--storage_path", tmp_path / "ds2",
+                        "--quiet", "--max_tokens", "64", "--vocab_size", "600", "--signatures", sigs)
+        assert quiet.returncode == 0 and "--signatures DIR" not in quiet.stderr
 
 
 def test_reingest_adds_nothing_and_append_adds(tmp_path: Path, archive_v2_http) -> None:

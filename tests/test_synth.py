@@ -8,7 +8,6 @@ import importlib
 import json
 import re
 import tarfile
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ V1_KEYS = ["Server", "Keyword", "Retries", "Results", "Blocked", "FailSanity", "
 V2_KEYS = ["vp", "location", "service", "test_url", "response", "anomaly", "controls_failed",
            "stateful_block", "tag"]
 TRUTH_KEYS = {"line", "try_index", "ip", "domain", "censored", "mechanism", "vendor",
-              "fingerprinted", "detail"}
+              "fingerprinted", "detail", "family"}
 
 
 def read_results(archive: Path) -> list[dict[str, Any]]:
@@ -49,9 +48,9 @@ def full_text(received: Any) -> str | None:
     return "\n".join(lines)
 
 
-def load_signatures(name: str) -> list[tuple[str, re.Pattern[str]]]:
-    """The project's default signatures of one file, compiled DOTALL."""
-    text = resources.files("quackae").joinpath("data", name).read_text(encoding="utf-8")
+def load_signatures(path: Path) -> list[tuple[str, re.Pattern[str]]]:
+    """The signatures of one JSON-lines file, compiled DOTALL."""
+    text = path.read_text(encoding="utf-8")
     rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     return [(r["fingerprint"], re.compile(r["pattern"], re.DOTALL)) for r in rows]
 
@@ -180,7 +179,13 @@ def test_shape_and_truth(tmp_path: Path, fmt: str, scan: str) -> None:
         assert "control_url" not in entry
         success = entry.get("Success", entry.get("matches_template"))
         assert success == (row["mechanism"] == "none")
-        assert row["fingerprinted"] == (row["vendor"] is not None and synth.VENDORS[row["vendor"]])
+        assert row["fingerprinted"] == (row["vendor"] in synth.DEFAULT_FINGERPRINTED)
+        if row["mechanism"] == "blockpage":
+            assert row["family"] == row["vendor"] and row["family"] in synth.FAMILIES
+        elif row["mechanism"] == "benign":
+            assert row["family"] == row["detail"] and row["family"] in synth.BENIGN_KINDS
+        else:
+            assert row["family"] == ("noise" if row["mechanism"] == "noise" else "")
     assert set(by_line) == set(range(1, 401))
     for line, indexes in by_line.items():
         entries = entries_of(objs[line - 1])
@@ -191,13 +196,12 @@ def test_shape_and_truth(tmp_path: Path, fmt: str, scan: str) -> None:
 
 
 def test_all_outcomes_appear(http_v2: synth.SynthResult, tmp_path: Path) -> None:
-    """A few thousand measurements contain every outcome kind, vendor and benign page."""
+    """A few thousand measurements contain every outcome kind, blockpage family and benign kind."""
     truth = read_truth(http_v2.truth)
     mechanisms = {row["mechanism"] for row in truth}
     assert set(synth.MECHANISMS) - {"tls"} <= mechanisms
-    assert {row["vendor"] for row in truth if row["vendor"]} == set(synth.VENDORS)
-    assert {row["detail"] for row in truth if row["mechanism"] == "benign"} == set(
-        synth.BENIGN_PAGES)
+    assert {row["vendor"] for row in truth if row["vendor"]} == set(synth.FAMILIES)
+    assert {row["family"] for row in truth if row["family"]} == set(synth.BENIGN_KINDS) | set(synth.FAMILIES)
     objs = read_results(http_v2.archive)
     assert any(o["anomaly"] for o in objs) and any(o["controls_failed"] for o in objs)
     assert any(o["stateful_block"] for o in objs)
@@ -212,48 +216,124 @@ def test_all_outcomes_appear(http_v2: synth.SynthResult, tmp_path: Path) -> None
 
 
 def pages_by_kind(result: synth.SynthResult) -> dict[str, list[str]]:
-    """Full received texts of censored (by vendor) and benign (by page kind) tries."""
+    """Full received texts of tries by blockpage family or benign kind."""
     objs = read_results(result.archive)
     out: dict[str, list[str]] = collections.defaultdict(list)
     for row in read_truth(result.truth):
-        key = row["vendor"] or (row["detail"] if row["mechanism"] == "benign" else None)
-        if key is None:
+        if row["family"] in ("", "noise"):
             continue
         entry = entries_of(objs[row["line"] - 1])[row["try_index"]]
         text = full_text(received_of(entry))
         if text:
-            out[key].append(text)
+            out[row["family"]].append(text)
     return out
 
 
+def test_world_size_and_variety() -> None:
+    """>= 40 families in >= 12 languages over every mechanism, >= 15 benign kinds, ~3/4 fingerprinted."""
+    families = synth.FAMILIES.values()
+    assert len(synth.FAMILIES) >= 40
+    assert len({f.language for f in families}) >= 12 and len({f.script for f in families}) >= 6
+    assert {f.mechanism for f in families} == set(synth.FAMILY_MECHANISMS)
+    assert {f.layout for f in families} >= {"table", "div", "plain", "json", "xml", "card", "rtl"}
+    assert len(synth.BENIGN_KINDS) >= 15 and "noise" in synth.BENIGN_KINDS
+    assert {"ssh_banner", "smtp_banner", "ftp_banner", "telnet_banner", "redis_banner",
+            "router_login", "captive_portal", "parking", "binary_garbage"} <= set(synth.BENIGN_KINDS)
+    assert 0.65 <= len(synth.DEFAULT_FINGERPRINTED) / len(synth.FAMILIES) <= 0.85
+    countries = {c.code for c in synth._COUNTRIES}
+    assert all(f.countries and set(f.countries) <= countries for f in families)
+
+
+def words(family: synth.Family) -> set[str]:
+    """The words of a family's own wording (title and lines), placeholders dropped."""
+    text = " ".join((family.title, *family.lines, *family.extras))
+    return {w for w in re.findall(r"\w{3,}", re.sub(r"\{\w+\}", " ", text).lower())}
+
+
+def test_families_do_not_share_a_vocabulary() -> None:
+    """No shared house wording: any two families' word sets overlap little (Jaccard <= 0.25)."""
+    fams = [f for f in synth.FAMILIES.values() if words(f)]
+    for i, a in enumerate(fams):
+        for b in fams[i + 1:]:
+            wa, wb = words(a), words(b)
+            assert len(wa & wb) / len(wa | wb) <= 0.25, (a.name, b.name, wa & wb)
+    assert len({f.pattern for f in synth.FAMILIES.values()}) == len(synth.FAMILIES)
+
+
 @pytest.mark.parametrize(("fmt", "scan"), [("v2", "http"), ("v1", "echo")])
-def test_default_signatures(tmp_path: Path, fmt: str, scan: str) -> None:
-    """Default signatures match fingerprinted vendors only; FP signatures match covered benign pages."""
-    blockpages = load_signatures("blockpage_signatures.json")
-    false_positives = load_signatures("false_positive_signatures.json")
-    assert all(name.startswith("a_") for name, _ in blockpages)
-    assert all(name.startswith("x_fp_") for name, _ in false_positives)
+def test_signatures_match_own_family_only(tmp_path: Path, fmt: str, scan: str) -> None:
+    """Each family's and benign kind's pattern matches all its pages and nothing else."""
+    sigs = synth.write_signatures(tmp_path / "sigs", synth.FAMILIES, synth._BENIGN_PATTERNS)
+    blockpages = load_signatures(sigs / "blockpage_signatures.json")
+    false_positives = load_signatures(sigs / "false_positive_signatures.json")
+    assert len(blockpages) == len(synth.FAMILIES) and len(false_positives) == len(synth._BENIGN_PATTERNS)
     pages = pages_by_kind(synth.write_archive(tmp_path, 4000, seed=5, fmt=fmt, scan=scan))
-    for vendor, fingerprinted in synth.VENDORS.items():
-        assert pages[vendor], vendor
-        for text in pages[vendor]:
-            assert first_hit(false_positives, text) is None, vendor
-            hit = first_hit(blockpages, text)
-            if fingerprinted:
-                assert hit is not None and hit.startswith(f"a_prod_{vendor}_"), (vendor, text)
+    assert len([f for f in synth.FAMILIES if pages[f]]) >= 35
+    for key, texts in pages.items():
+        for text in texts:
+            hits = [n for n, p in blockpages if p.search(text)] + [n for n, p in false_positives if p.search(text)]
+            if key in synth.FAMILIES:
+                assert hits == [f"a_synth_{key}"], (key, hits, text[:200])
             else:
-                assert hit is None, (vendor, hit)
-    for kind, covered in synth.BENIGN_PAGES.items():
-        for text in pages.get(kind, []):
-            assert first_hit(blockpages, text) is None, kind
-            assert (first_hit(false_positives, text) is not None) == covered, kind
+                assert hits == ([f"x_fp_synth_{key}"] if key in synth._BENIGN_PATTERNS else []), (key, hits)
+
+
+def test_default_and_chosen_signatures(tmp_path: Path) -> None:
+    """By default ~3/4 of the families and a few server/CDN pages are fingerprinted; any subset can be."""
+    sigs = synth.write_signatures(tmp_path / "default")
+    names = [n for n, _ in load_signatures(sigs / "blockpage_signatures.json")]
+    assert sorted(names) == sorted(f"a_synth_{f}" for f in synth.DEFAULT_FINGERPRINTED)
+    fps = [n for n, _ in load_signatures(sigs / "false_positive_signatures.json")]
+    assert sorted(fps) == sorted(f"x_fp_synth_{k}" for k in synth.DEFAULT_FALSE_POSITIVE_KINDS)
+    chosen = synth.write_signatures(tmp_path / "two", ["kr_card", "vn_json"], [])
+    assert [n for n, _ in load_signatures(chosen / "blockpage_signatures.json")] == [
+        "a_synth_vn_json", "a_synth_kr_card"]
+    assert (chosen / "false_positive_signatures.json").read_text() == ""
+    with pytest.raises(ValueError, match="nosuch"):
+        synth.write_signatures(tmp_path / "bad", ["nosuch"])
+    with pytest.raises(ValueError, match="noise"):
+        synth.write_signatures(tmp_path / "bad", None, ["noise"])
+
+
+def test_control_behaviour(http_v2: synth.SynthResult, tmp_path: Path) -> None:
+    """Hosts that are not proper servers fail their controls too; blockpages come with good controls."""
+    for result in (http_v2, synth.write_archive(tmp_path, 3000, seed=6, fmt="v1", scan="echo")):
+        objs = read_results(result.archive)
+        by_line: dict[int, set[str]] = collections.defaultdict(set)
+        for row in read_truth(result.truth):
+            by_line[row["line"]].add(row["family"])
+        seen = collections.Counter()
+        for line, fams in by_line.items():
+            obj = objs[line - 1]
+            failed = obj.get("controls_failed", obj.get("FailSanity"))
+            host = fams & set(synth.HOST_KINDS)
+            if host:
+                assert fams == host and failed, (line, fams)
+                controls = [e for e in entries_of(obj) if "control_url" in e or e.get("Sent", "x") in (
+                    "", synth._V1_CONTROL["echo"]) or synth._V1_CONTROL["echo"] in e.get("Sent", "")]
+                assert controls and not any(e.get("Success", e.get("matches_template")) for e in controls)
+                seen["host"] += 1
+            elif fams & set(synth.FAMILIES):
+                assert not failed, (line, fams)
+                seen["blockpage"] += 1
+                seen["blockpage_anomaly"] += bool(obj.get("anomaly", obj.get("Blocked")))
+            elif fams & set(synth.DOMAIN_KINDS):
+                assert not failed, (line, fams)
+                seen["domain"] += 1
+        assert min(seen.values()) > 20 and len(seen) == 4, seen
+        assert seen["blockpage_anomaly"] > 0.9 * seen["blockpage"], seen
 
 
 def test_pages_vary(http_v2: synth.SynthResult) -> None:
-    """Vendor pages carry per-request details, so they are not identical strings."""
+    """Family pages carry per-request details (domain, ids, optional lines): few identical strings."""
     pages = pages_by_kind(http_v2)
-    for vendor in synth.VENDORS:
-        assert len(set(pages[vendor])) > len(pages[vendor]) // 2, vendor
+    distinct = total = 0
+    for name, family in synth.FAMILIES.items():
+        varies = "{" in "".join((*family.lines, *family.extras, family.notice))
+        if varies and len(pages[name]) >= 4:
+            assert len(set(pages[name])) >= 2, name
+            distinct, total = distinct + len(set(pages[name])), total + len(pages[name])
+    assert distinct > 0.6 * total
 
 
 def test_every_line_parses(tmp_path: Path) -> None:
@@ -277,7 +357,7 @@ def test_every_line_parses(tmp_path: Path) -> None:
 
 
 def test_cli_helpers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The CLI helpers have the documented defaults and print one summary line."""
+    """The CLI helpers have the documented defaults, write signatures and print one summary line."""
     parser = synth.add_synth_arguments(argparse.ArgumentParser())
     args = parser.parse_args(["--out", str(tmp_path), "--measurements", "50"])
     assert (args.measurements, args.seed, args.format, args.scan) == (50, 0, "v2", "http")
@@ -285,6 +365,20 @@ def test_cli_helpers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     line = capsys.readouterr().out.strip()
     assert line.count("\n") == 0 and ".tar.gz" in line and ".truth.jsonl" in line
     assert "measurements 50" in line
+    written = load_signatures(tmp_path / "signatures" / "blockpage_signatures.json")
+    assert len(written) == len(synth.DEFAULT_FINGERPRINTED)
+    args = parser.parse_args(["--out", str(tmp_path / "none"), "--measurements", "30", "--fingerprinted", "none"])
+    assert synth.run_synth(args) == 0
+    assert (tmp_path / "none" / "signatures" / "blockpage_signatures.json").read_text() == ""
+    truth = read_truth(next((tmp_path / "none").glob("*.truth.jsonl")))
+    assert not any(row["fingerprinted"] for row in truth)
+    args = parser.parse_args(["--out", str(tmp_path / "bad"), "--fingerprinted", "kr_card,nosuch"])
+    capsys.readouterr()
+    assert synth.run_synth(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "nosuch" in err and not (tmp_path / "bad").exists()
+    assert synth.parse_fingerprinted("all") == frozenset(synth.FAMILIES)
+    assert synth.parse_fingerprinted("kr_card, vn_json") == {"kr_card", "vn_json"}
 
 
 def test_bad_arguments(tmp_path: Path) -> None:
@@ -293,3 +387,15 @@ def test_bad_arguments(tmp_path: Path) -> None:
         synth.write_archive(tmp_path, 10, fmt="v3")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         synth.write_archive(tmp_path, 10, scan="dns")  # type: ignore[arg-type]
+
+
+def test_synth_directory_is_a_flatten_source(tmp_path: Path) -> None:
+    """A synth output directory expands to its archives only: no truth sidecar, no signature file."""
+    from quackae.sources import expand_sources
+
+    parser = synth.add_synth_arguments(argparse.ArgumentParser())
+    for scan in ("echo", "http"):
+        assert synth.run_synth(parser.parse_args(["--out", str(tmp_path), "--measurements", "20", "--scan", scan])) == 0
+    found = expand_sources([tmp_path])
+    assert sorted(p.name for p in found) == sorted(p.name for p in tmp_path.glob("*.tar.gz"))
+    assert len(found) == 2

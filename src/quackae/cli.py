@@ -26,7 +26,7 @@ def _add_flatten(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage_path", required=True, metavar="DIR", help="dataset directory (created or appended to)")
     p.add_argument("--labeled", action="store_true", help="keep only rows labelled censored (1) or uncensored (-1)")
     p.add_argument("--anomalies", action="store_true", help="keep only tries of anomalous measurements that did not match the template")
-    p.add_argument("--signatures", type=Path, metavar="DIR", help="folder with blockpage_signatures.json and false_positive_signatures.json (Censored Planet's format); default: the project's own set")
+    p.add_argument("--signatures", type=Path, metavar="DIR", help="folder with blockpage_signatures.json and false_positive_signatures.json (Censored Planet's format, e.g. their published files, or DIR/signatures of quackae synth); default: a small set of well-known real blockpages (docs/signatures.md)")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes, one source file each at a time (default 1)")
     p.add_argument("--max_tokens", type=int, default=tokens.DEFAULT_MAX_TOKENS, metavar="N", help="truncate each sequence to N tokens, keeping the head (default %(default)s)")
     p.add_argument("--tokenizer", type=Path, metavar="PATH", help="use this tokenizer.json (e.g. another dataset's) instead of training one")

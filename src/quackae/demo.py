@@ -81,7 +81,7 @@ def run_demo(out: Path, scale: float = 1.0, seed: int = 0, epochs: int = 8, ray_
     dataset = out / "dataset"
     stages.run(
         "flatten",
-        lambda: flatten([a.archive for a in archives], dataset, Options(max_tokens=128, anomalies=anomalies), progress=False, vocab_size=2048),
+        lambda: flatten([a.archive for a in archives], dataset, Options(max_tokens=128, anomalies=anomalies, signatures=synth.write_signatures(raw / "signatures")), progress=False, vocab_size=2048),
         lambda s: f"{s.rows} rows (censored {s.labels[1]}, undetermined {s.labels[0]}, uncensored {s.labels[-1]})",
     )
     common = ["--data_dir", str(dataset), "--embed_size", "64", "--hidden_size", "128", "--batch_size", "32",

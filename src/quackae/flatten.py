@@ -31,7 +31,7 @@ from quackae import store, tokens
 from quackae.geo import CountryLookup
 from quackae.hyperquack import ParseError, Try, parse_measurement
 from quackae.outcome import outcome_of
-from quackae.signatures import Matcher, label, load_signatures
+from quackae.signatures import DEFAULT_SET_HINT, Matcher, label, load_signatures
 from quackae.sources import SourceError, expand_sources, iter_lines, scan_from_name, source_key
 
 log = logging.getLogger(__name__)
@@ -378,6 +378,8 @@ def flatten(
     manifest = _open_or_create(root, paths, options, tokenizer, vocab_size)
     store.remove_orphans(root, manifest)
     tasks, already = _plan(paths, manifest)
+    if tasks and options.signatures is None:
+        log.warning(DEFAULT_SET_HINT)
     summary = Summary(skipped_sources=already)
     names = {key: Path(path).name for path, key, _, _ in tasks}
     bar = tqdm(

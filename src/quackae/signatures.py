@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BLOCKPAGE_FILE",
+    "DEFAULT_SET_HINT",
     "FALSE_POSITIVE_FILE",
     "Matcher",
     "Signature",
@@ -39,6 +40,13 @@ __all__ = [
 ]
 
 BLOCKPAGE_FILE = "blockpage_signatures.json"
+#: Said once by flatten when no ``--signatures`` is given (see docs/signatures.md).
+DEFAULT_SET_HINT = (
+    "signatures: using quackae's small default set of well-known national and vendor blockpages "
+    "(docs/signatures.md); Censored Planet's published blockpage_signatures.json and "
+    "false_positive_signatures.json (github.com/censoredplanet/censoredplanet-analysis) give "
+    "fuller coverage: pass --signatures DIR"
+)
 FALSE_POSITIVE_FILE = "false_positive_signatures.json"
 _RE2_MAX_MEM = 512 << 20
 _SET_CHUNK = 256

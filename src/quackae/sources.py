@@ -81,9 +81,16 @@ def _log_error(source: str, line_no: int, reason: str) -> None:
 # --------------------------------------------------------------------------- paths
 
 
+#: Companion files that sit beside archives and are never measurements: signature files and
+#: ground-truth sidecars (``quackae synth`` writes both next to its archives).
+_NOT_SOURCES = ("blockpage_signatures.json", "false_positive_signatures.json")
+
+
 def _is_source_name(name: str) -> bool:
-    """Whether a file name has one of the recognised source suffixes."""
+    """Whether a file name has a recognised source suffix and is no known companion file."""
     lower = name.lower()
+    if lower in _NOT_SOURCES or lower.endswith(".truth.jsonl"):
+        return False
     return lower.endswith(SOURCE_SUFFIXES)
 
 

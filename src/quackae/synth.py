@@ -525,7 +525,7 @@ _FAMILY_LIST: tuple[Family, ...] = (
          ("Сұрау нөмірі: {n}", "Санат: {cat}"), (("Server", "nginx/1.20.1"),)),
     _fam("kz_meta_refresh", "kk", "Cyrillic", "meta-refresh", "KZ", "meta", "Қайта бағыттау",
          ("Сіз ақпараттық бетке бағытталасыз.",), r"http://akparat\.shekteu-qyzmet\.kz/",
-         notice="http://akparat.shekteu-qyzmet.kz/bet?r={d}"),
+         notice="http://akparat.shekteu-qyzmet.kz/bet?r={d}&id={ref}"),
     # --- Iran (Persian, Arabic script)
     _fam("ir_frame_private", "fa", "Arabic", "iframe", "IR", "frame", "صفحه در دسترس نیست",
          ("دسترسی به این تارنما طبق مقررات کشور ممکن نیست.",),
@@ -573,7 +573,7 @@ _FAMILY_LIST: tuple[Family, ...] = (
          r"termasuk dalam daftar situs bermuatan negatif", ("Kategori: {cat}",), (("Server", "nginx/1.14.2"),)),
     _fam("id_meta_refresh", "id", "Latin", "meta-refresh", "ID", "meta", "Mengalihkan",
          ("Anda sedang dialihkan ke halaman pemberitahuan.",), r"http://blokir\.sahabat-net\.co\.id/",
-         notice="http://blokir.sahabat-net.co.id/info.html?u={d}"),
+         notice="http://blokir.sahabat-net.co.id/info.html?u={d}&s={n}"),
     # --- Pakistan (Urdu, English)
     _fam("pk_urdu_rtl", "ur", "Arabic", "200", "PK", "rtl", "ویب سائٹ بند ہے",
          ("یہ ویب سائٹ متعلقہ ادارے کی ہدایت پر بند کر دی گئی ہے۔",
@@ -649,7 +649,7 @@ _FAMILY_LIST: tuple[Family, ...] = (
          r"bloqué à la demande de l'autorité administrative", ("Référence : {ref}",), (("Server", "nginx"),)),
     _fam("fr_meta_refresh", "fr", "Latin", "meta-refresh", "FR", "meta", "Redirection",
          ("Redirection vers la page d'information.",), r"http://information\.acces-restreint\.fr/",
-         notice="http://information.acces-restreint.fr/?site={d}"),
+         notice="http://information.acces-restreint.fr/?site={d}&ref={ref}"),
     _fam("es_card", "es", "Latin", "451", "ES,MX", "card", "Acceso bloqueado",
          ("El acceso a esta página ha sido bloqueado por orden judicial.",),
          r"ha sido bloqueado por orden judicial", ("Expediente {n}", "Fecha {date}"),
