@@ -4,8 +4,9 @@ Everything here is unsupervised (no label is read), so it may use every row of t
 
 - the measurement flags Censored Planet stores for every try (``success``, ``anomaly``,
   ``controls_failed``, ``stateful_block``), decoded from the row's static tokens;
-- the page *template* a try received (status line + title, else first line of the normalised
-  text, where domains, addresses, numbers and ids are already placeholders);
+- the page *template* a try received (status line + title, or + the first body line, else the
+  first line of the normalised text; a redirect by its target host), where domains, addresses,
+  numbers and ids are already placeholders;
 - cluster evidence per template (ICLab, S&P 2020): distinct test domains and vantage points
   showing it within the row's country, the number of countries, and the URL-to-country ratio;
 - contrast: the share of the domains tested at the row's vantage point that got the same template.
@@ -15,6 +16,7 @@ Everything here is unsupervised (no label is read), so it may use every row of t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,9 +85,45 @@ def static_flags(tokens: store.DatasetTokens, row_ids: np.ndarray) -> dict[str, 
     return out
 
 
-def templates(tokens: store.DatasetTokens, row_ids: np.ndarray) -> np.ndarray:
-    """The page template each row received: ``report.page_signature`` of its normalised text."""
-    return np.asarray(report.page_signatures(tokens, row_ids), dtype=object)
+_LOCATION = re.compile(r"^Location:\s*((?:[a-z]+://)?[^/\s?#]*)", re.IGNORECASE | re.MULTILINE)
+_REDIRECT = re.compile(r"^(?:HTTP/\S+\s+)?3\d\d\b")
+
+
+def template_of(text: str) -> str:
+    """A page's template: ``report.page_signature``; a redirect is named by where it points.
+
+    A censor's redirect keeps its target host while its status line varies (301/302/307), so
+    redirects group by the Location's scheme and host instead of by the status line.
+    """
+    sig = report.page_signature(text)
+    if _REDIRECT.match(sig):
+        where = _LOCATION.search(text)
+        if where:
+            return f"redirect to {where.group(1)}"
+    if "| title:" not in sig and report._STATUS.match(sig):
+        body = _first_body_line(text)
+        return f"{sig} | body: {body[:60]}" if body else sig
+    return sig
+
+
+_HEADER = re.compile(r"^[A-Za-z][A-Za-z0-9-]*:\s")
+
+
+def _first_body_line(text: str) -> str:
+    """The first line after the status line that is not a header (a title-less page's start)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    status = next((i for i, ln in enumerate(lines) if report._STATUS.match(ln)), None)
+    if status is None:
+        return ""
+    return next((ln for ln in lines[status + 1 :] if not _HEADER.match(ln)), "")
+
+
+def templates(tokens: store.DatasetTokens, row_ids: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """The page template each row received (``template_of`` its normalised text)."""
+    out: list[str] = []
+    for lo in range(0, len(row_ids), chunk):
+        out.extend(template_of(t) for t in tokens.texts(row_ids[lo : lo + chunk]))
+    return np.asarray(out, dtype=object)
 
 
 def _distinct_counts(group: np.ndarray, member: np.ndarray) -> np.ndarray:
@@ -124,7 +162,7 @@ def cluster_evidence(template: np.ndarray, domain: np.ndarray, ip: np.ndarray, c
 
 def received_page(template: np.ndarray) -> np.ndarray:
     """Whether a row's template is an HTTP page (a status line), not an error or a bare banner."""
-    return np.array([bool(report._STATUS.match(s)) for s in template.tolist()])
+    return np.array([s.startswith("redirect to ") or bool(report._STATUS.match(s)) for s in template.tolist()])
 
 
 def row_features(dataset: Path | str) -> RowFeatures:

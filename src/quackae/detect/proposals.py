@@ -51,16 +51,19 @@ class Proposal:
 
 
 _PLACEHOLDER_RX = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS))
+_BETWEEN_TAGS = re.compile(r"(?<=>)(?=<)")
 GAP = r"[^\r\n]*?"  # what a placeholder (domain, address, number, id) becomes in a pattern
 
 
 def _lines(text: str) -> set[str]:
     """Lines of a normalised page with enough literal text to anchor a pattern, trimmed."""
     out = set()
-    for line in text.replace("\r", "").split("\n"):
-        line = line.strip()[:MAX_LINE]
-        if len(_PLACEHOLDER_RX.sub("", line)) >= MIN_LINE:
-            out.add(line)
+    for full in text.replace("\r", "").split("\n"):
+        # the whole line, and its pieces between HTML tags (one volatile attribute spoils a line)
+        for line in {full.strip(), *_BETWEEN_TAGS.split(full)}:
+            line = line.strip()[:MAX_LINE]
+            if len(_PLACEHOLDER_RX.sub("", line)) >= MIN_LINE:
+                out.add(line)
     return out
 
 
@@ -103,36 +106,60 @@ def choose_line(pages: list[str], avoid: str) -> tuple[str, float] | None:
     return None
 
 
+def _clusters(rf: RowFeatures, rows: np.ndarray, by_country: bool) -> dict[str, np.ndarray]:
+    keys = rf.template[rows].astype(str)
+    if by_country:
+        keys = np.char.add(np.char.add(keys, " @ "), rf.column("country_code")[rows].astype(str))
+    names, counts = np.unique(keys, return_counts=True)
+    return {k: rows[keys == k] for k, c in zip(names.tolist(), counts.tolist(), strict=True) if c >= MIN_PAGES}
+
+
 def propose(rf: RowFeatures, candidate: np.ndarray, negatives: np.ndarray, seed: int = 0) -> list[Proposal]:
-    """Cluster the candidate rows that received a page by template and propose a verified pattern each."""
+    """Cluster the candidate rows that received a page by template and propose a verified pattern each.
+
+    Clusters are page templates; a template no single line covers (one status line used by
+    several censors) is split by country and tried again, as per-country pages.
+    """
     cand = np.flatnonzero(candidate & rf.has_page)
-    # one cluster per page template and country: a censor's page, not every page with that status line
-    templates = np.char.add(np.char.add(rf.template[cand].astype(str), " @ "), rf.column("country_code")[cand].astype(str))
-    names, counts = np.unique(templates.astype(str), return_counts=True)
-    clusters = {t: cand[templates == t] for t, c in zip(names.tolist(), counts.tolist(), strict=True) if c >= MIN_PAGES}
-    texts = {t: rf.tokens.texts(rf.row_ids[_sample(r, MAX_PAGES_PER_CLUSTER, seed)]) for t, r in clusters.items()}
     # every page the detector does not flag counts against a line too, not only labelled negatives
     unflagged = ~candidate & (rf.template != "(nothing received)")
     neg_rows = _sample(np.flatnonzero((negatives | unflagged) & ~candidate), MAX_NEGATIVES, seed)
-    neg_texts = sorted(set(rf.tokens.texts(rf.row_ids[neg_rows])))
-    neg_joined = "\n".join(neg_texts)
+    neg_joined = "\n".join(sorted(set(rf.tokens.texts(rf.row_ids[neg_rows]))))
+    all_texts = dict(zip(cand.tolist(), rf.tokens.texts(rf.row_ids[cand]), strict=True))
     out: list[Proposal] = []
-    for i, (template, rows) in enumerate(sorted(clusters.items(), key=lambda kv: (-len(kv[1]), kv[0]))):
-        others = [p for t, pages in texts.items() if t != template for p in pages]
-        chosen = choose_line(texts[template], neg_joined + "\n" + "\n".join(others))
-        if chosen is None:
-            continue
-        line, _ = chosen
-        sig = Signature(f"proposed_{i:03d}_{_slug(template)}", line_pattern(line))
-        matcher = Matcher([], [sig])
-        coverage = float(_matches(matcher, texts[template]).mean())
-        neg_hits = int(_matches(matcher, neg_texts).sum())
-        cross = int(_matches(matcher, others).sum())
-        if coverage < MIN_COVERAGE or neg_hits or cross:
-            continue
-        out.append(Proposal(sig.fingerprint, sig.pattern, template, rows, round(coverage, 4), neg_hits, cross,
-                            cluster_summary(rf, rows, texts[template][0])))  # fmt: skip
+    pending = _clusters(rf, cand, by_country=False)
+    for by_country in (False, True):
+        failed: list[np.ndarray] = []
+        for template, rows in sorted(pending.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+            found = _propose_one(rf, template, rows, all_texts, cand, neg_joined, len(out), seed)
+            if found is None:
+                failed.append(rows)
+            else:
+                out.append(found)
+        if not failed or by_country:
+            break
+        pending = _clusters(rf, np.concatenate(failed), by_country=True)
     return out
+
+
+def _propose_one(rf: RowFeatures, template: str, rows: np.ndarray, all_texts: dict[int, str], cand: np.ndarray,
+                 neg_joined: str, index: int, seed: int) -> Proposal | None:  # fmt: skip
+    """A verified proposal for one cluster, or None."""
+    pages = [all_texts[r] for r in _sample(rows, MAX_PAGES_PER_CLUSTER, seed).tolist()]
+    in_cluster = set(rows.tolist())
+    others = [t for r, t in all_texts.items() if r not in in_cluster]
+    chosen = choose_line(pages, neg_joined + "\n" + "\n".join(others))
+    if chosen is None:
+        return None
+    sig = Signature(f"proposed_{index:03d}_{_slug(template)}", line_pattern(chosen[0]))
+    matcher = Matcher([], [sig])
+    coverage = float(_matches(matcher, pages).mean())
+    neg_hits = int(bool(re.search(sig.pattern, neg_joined)))
+    cross = int(_matches(matcher, others).sum())
+    if coverage < MIN_COVERAGE or neg_hits or cross:
+        return None
+    return Proposal(sig.fingerprint, sig.pattern, template, rows, round(coverage, 4), neg_hits, cross,
+                    cluster_summary(rf, rows, pages[0]))  # fmt: skip
 
 
 def _when(ts: int) -> str:
