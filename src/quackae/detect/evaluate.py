@@ -237,6 +237,7 @@ def summarise(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
         "pooled_recall": round(pooled, 4),
         "mean_family_recall": round(float(np.mean([np.mean(v) for v in fam.values()])), 4) if fam else None,
         "mean_fpr": round(float(np.mean(fprs)), 4) if fprs else None,
+        "mean_noise_fpr": round(float(np.mean([f["noise_fpr"] for f in folds if f["noise_fpr"] is not None] or [0])), 4),
         "worst_fold_fpr": round(float(np.max(fprs)), 4) if fprs else None,
         "proposed_signatures": sum(p["proposals"] for p in props),
         "proposal_coverage": round(covered / max(pages, 1), 4),
@@ -276,7 +277,8 @@ def render(result: dict[str, Any]) -> str:
         f"{result['measurements']} measurements per seed, features: {result['features']}",
         f"  held-out blockpage families: mean recall {s['mean_recall']}, worst fold {s['worst_fold_recall']}, "
         f"pooled {s['pooled_recall']}, mean per family {s['mean_family_recall']}",
-        f"  held-out benign kinds: mean FPR {s['mean_fpr']}, worst fold {s['worst_fold_fpr']}",
+        f"  held-out benign kinds: mean FPR {s['mean_fpr']}, worst fold {s['worst_fold_fpr']}; "
+        f"network noise: FPR {s['mean_noise_fpr']}",
         f"  proposed signatures: {s['proposed_signatures']} over all folds, covering {s['proposal_coverage']} of the "
         f"held-out families' pages, {s['proposal_benign_hits']} matches on benign or expected pages",
         "  settings chosen on each seed's development fold: "
