@@ -380,7 +380,7 @@ def _make_vantage(rng: random.Random, country: _Country, n_domains: int, isp: in
 def _vantage_plan() -> list[tuple[_Country, int, tuple[str | None, str | None], str | None]]:
     """Every vantage point to draw: (country, isp, censor, host kind), in a fixed order.
 
-    Two per censoring ISP, the country's clean ones, and two per benign host kind spread over
+    Two per censoring ISP, the country's clean ones, and one per benign host kind spread over
     the countries, so every family and kind has vantage points.
     """
     plan: list[tuple[_Country, int, tuple[str | None, str | None], str | None]] = []
@@ -389,7 +389,7 @@ def _vantage_plan() -> list[tuple[_Country, int, tuple[str | None, str | None], 
         for isp, censor in enumerate(isps):
             plan.extend([(country, isp, censor, None)] * 2)
         plan.extend([(country, len(isps) + k, (None, None), None) for k in range(country.clean)])
-    for k, kind in enumerate(HOST_KINDS * 2):
+    for k, kind in enumerate(HOST_KINDS):
         country = _COUNTRIES[(k * 7) % len(_COUNTRIES)]
         plan.append((country, 99, (None, None), kind))
     return plan
