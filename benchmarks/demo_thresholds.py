@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from quackae.report import score_against_truth
+from quackae.truth import score_against_truth
 
 
 def rule_thresholds(rule: dict) -> dict[str, float]:
@@ -38,7 +38,7 @@ def main() -> None:
         for name, threshold in rule_thresholds(rule).items():
             kw = {"threshold": threshold} if model == "classifier" else {"baseline_threshold": threshold}
             score = score_against_truth(run / "candidates", truth, **kw)[model]["at_threshold"]
-            vendors = " ".join(f"{v} {r:.3f}" for v, r in score["recall_by_unfingerprinted_vendor"].items())
+            vendors = " ".join(f"{v} {r:.3f}" for v, r in score["recall_by_unfingerprinted_family"].items())
             print(f"{model:<11} {name:<11} {threshold:>9.4f}  {vendors:<44} {score['recall']:>6.3f} {score['fpr']:>6.3f}")
 
 

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from quackae import classifier, plots, store, synth
+from quackae import baseline, calibration, classifier, plots, store, synth
 from quackae.embeddings import COLUMNS, EmbeddingStore
 from quackae.flatten import Options, flatten
 
@@ -90,10 +90,10 @@ def test_training_beats_chance_and_writes_metrics(run):
 
 
 def test_baseline_saved_without_pickle(run):
-    path = run / "classifier" / classifier.BASELINE_FILE
+    path = run / "classifier" / baseline.BASELINE_FILE
     with np.load(path, allow_pickle=False) as z:
         assert z["coef"].ndim == 1
-    model = classifier.BagOfTokensBaseline.load(path)
+    model = baseline.BagOfTokensBaseline.load(path)
     assert model.n_features == store.Dataset(run / "dataset").manifest["vocab_size"]
 
 
@@ -111,11 +111,11 @@ def test_novel_kind_calibration_holds_out_each_benign_kind(run):
                             (metrics["baseline"]["threshold_rule"], metrics["baseline"]["threshold"])):  # fmt: skip
         assert rule["calibration"] == "novel-kind" and rule["threshold"] == threshold
         kinds = rule["novel_kind"]["kinds"]
-        assert len(kinds) >= 2 and all(k["rows"] >= classifier.MIN_KIND_ROWS for k in kinds.values())
+        assert len(kinds) >= 2 and all(k["rows"] >= calibration.MIN_KIND_ROWS for k in kinds.values())
         assert threshold == max(0.5, rule["validation"], *(k["threshold"] for k in kinds.values()))
     dm = classifier.LatentDataModule(run / "encoded_filtered")
     dm.setup()
-    assert set(dm.negative_kinds(classifier.MIN_KIND_ROWS)) == set(metrics["threshold_rule"]["novel_kind"]["kinds"])
+    assert set(dm.negative_kinds(calibration.MIN_KIND_ROWS)) == set(metrics["threshold_rule"]["novel_kind"]["kinds"])
 
 
 def test_novel_kind_threshold_fits_without_the_held_out_kind(run):
@@ -129,12 +129,12 @@ def test_novel_kind_threshold_fits_without_the_held_out_kind(run):
         seen.append(dm.kind[mask][0])
         return np.linspace(0, 1, int(mask.sum()))
 
-    rule = classifier.novel_kind_threshold(dm, score, target_fpr=0.0)
+    rule = calibration.novel_kind_threshold(dm, score, target_fpr=0.0)
     assert sorted(seen) == sorted(rule["kinds"])
     assert all(k["max_probability"] == 1.0 for k in rule["kinds"].values())
     assert rule["threshold"] > 1.0 - 1e-9  # FPR 0 on a kind scoring up to 1.0: nothing below 1.0 is flagged
     one_kind = dm.without((dm.y == 0) & (dm.kind != seen[0]))  # positives and a single benign kind
-    assert "skipped" in classifier.novel_kind_threshold(one_kind, score, 0.01)
+    assert "skipped" in calibration.novel_kind_threshold(one_kind, score, 0.01)
 
 
 def test_calibration_none_and_validation(run, tmp_path):

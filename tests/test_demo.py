@@ -18,9 +18,11 @@ def test_small_demo_runs_every_stage(tmp_path: Path) -> None:
     result = run_cli("demo", "--out", out, "--scale", "0.12", "--epochs", "1")
     assert result.returncode == 0, result.stderr[-3000:]
     for stage in ("synth", "flatten", "train autoencoder", "encode --filtered", "encode --evaluate",
-                  "classify train", "classify predict + report", "plots"):  # fmt: skip
+                  "classify train", "classify predict + report", "plots", "evaluate (leave-family-out)"):  # fmt: skip
         assert f"] {stage}:" in result.stdout
-    assert "recall" in result.stdout and "false-positive rate" in result.stdout
+    assert "held-out blockpage families: mean recall" in result.stdout and "held-out benign kinds: mean FPR" in result.stdout
+    evaluation = json.loads((out / "evaluation" / "evaluation.json").read_text())
+    assert evaluation["summary"]["reported_folds"] == 5 and evaluation["summary"]["mean_recall"] is not None
     summary = json.loads((out / "summary.json").read_text())
     assert summary["truth"]["classifier"]["at_threshold"]["recall"] is not None
     # every undetermined row of the dataset got exactly one probability

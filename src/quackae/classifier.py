@@ -22,8 +22,6 @@ import json
 import logging
 import sys
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from quackae import report, store
 from quackae.atomic import TMP_SUFFIX, atomic_path
+from quackae.baseline import BASELINE_FILE, BagOfTokensBaseline, fit_baseline, open_dataset_tokens
+from quackae.calibration import (
+    CALIBRATIONS,
+    binary_metrics,
+    calibrate,
+)
 from quackae.cp_tokenized_data import split_of as data_split_of
 from quackae.embeddings import META
 
@@ -44,11 +48,9 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
-BASELINE_FILE = "baseline.npz"
 METRICS_FILE = "metrics.json"
 TIE_MARGIN = 0.005  # ROC-AUC difference below which neither model "wins"
 TEMPLATE_KIND = "template match"  # the kind of a labelled negative no false-positive signature named
-MIN_KIND_ROWS = 5  # smallest kind of labelled negatives held out for the novel-kind threshold
 
 
 # --------------------------------------------------------------------------- reading latents
@@ -91,34 +93,6 @@ def read_embeddings(embeddings: Path, columns: tuple[str, ...] = ("row_id", "cen
 def split_of(row_ids: np.ndarray, seed: int = 0) -> np.ndarray:
     """0 train / 1 val / 2 test per row, by stable row-id hash (the data module's, other fractions)."""
     return data_split_of(row_ids, seed, SPLIT_FRACTIONS)
-
-
-# --------------------------------------------------------------------------- metrics
-
-
-def binary_metrics(target: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
-    """Accuracy, precision, recall, F1 at ``threshold`` and ROC-AUC (None with one class)."""
-    from sklearn.metrics import (
-        accuracy_score,
-        f1_score,
-        precision_score,
-        recall_score,
-        roc_auc_score,
-    )
-
-    target = np.asarray(target).astype(bool)
-    pred = np.asarray(prob) >= threshold
-    both = 0 < target.sum() < len(target)
-    return {
-        "accuracy": round(float(accuracy_score(target, pred)), 4) if len(target) else None,
-        "precision": round(float(precision_score(target, pred, zero_division=0)), 4),
-        "recall": round(float(recall_score(target, pred, zero_division=0)), 4),
-        "f1": round(float(f1_score(target, pred, zero_division=0)), 4),
-        "roc_auc": round(float(roc_auc_score(target, prob)), 4) if both else None,
-        "threshold": threshold,
-        "n": int(len(target)),
-        "positives": int(target.sum()),
-    }
 
 
 # --------------------------------------------------------------------------- the model
@@ -322,101 +296,6 @@ class LatentDataModule(pl.LightningDataModule):
         return self._loader("test", False)
 
 
-# --------------------------------------------------------------------------- the baseline
-
-
-@dataclass
-class BagOfTokensBaseline:
-    """Logistic regression on log(1 + count) of every token id (static features and BPE text).
-
-    Column ``j`` of the feature matrix is token id ``j`` of the dataset's layout (no hashing
-    needed: the vocabulary is bounded), so the model is its coefficients and intercept.
-    """
-
-    coef: np.ndarray
-    intercept: float
-    tokenizer_sha256: str
-
-    @property
-    def n_features(self) -> int:
-        """Number of token ids (the dataset's vocab_size)."""
-        return int(len(self.coef))
-
-    @staticmethod
-    def features(tokens: report.DatasetTokens, row_ids: np.ndarray):
-        """Sparse ``(rows, vocab_size)`` log1p token counts of the rows (empty for unknown ids)."""
-        from scipy.sparse import csr_matrix
-
-        values, indptr = tokens.flat(row_ids)
-        x = csr_matrix((np.ones(len(values), np.float32), values, indptr), shape=(len(row_ids), tokens.vocab_size))
-        x.sum_duplicates()
-        x.data = np.log1p(x.data)
-        return x
-
-    def probability(self, x) -> np.ndarray:
-        """Sigmoid of the linear score of a feature matrix."""
-        score = np.asarray(x @ self.coef, dtype=np.float64) + self.intercept
-        return (1.0 / (1.0 + np.exp(-np.clip(score, -50, 50)))).astype(np.float32)
-
-    def save(self, path: Path) -> None:
-        """Write the coefficients to ``.npz`` (plain arrays, readable with allow_pickle=False)."""
-        with atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
-            np.savez(f, coef=self.coef.astype(np.float64), intercept=np.array([self.intercept]),
-                     tokenizer_sha256=np.array(self.tokenizer_sha256), transform=np.array("log1p_count"))  # fmt: skip
-
-    @classmethod
-    def load(cls, path: Path) -> BagOfTokensBaseline:
-        """Read a baseline written by ``save`` (no pickle)."""
-        with np.load(path, allow_pickle=False) as z:
-            return cls(coef=z["coef"], intercept=float(z["intercept"][0]), tokenizer_sha256=str(z["tokenizer_sha256"]))
-
-
-def fit_baseline(tokens: report.DatasetTokens, dm: LatentDataModule, seed: int, threshold: float,
-                 target_fpr: float = 0.01, calibration: str = "none") -> tuple[BagOfTokensBaseline, dict[str, Any]]:
-    """Fit the baseline on the training split and measure it on the test split.
-
-    Its threshold is ``threshold`` raised by ``calibration`` exactly as the latent classifier's
-    (``train_classifier``), from its own probabilities: its own operating point.
-    """
-    x_tr, y_tr, ids_tr = dm.part("train")
-    _, y_te, ids_te = dm.part("test")
-    missing = int((tokens.index_of(np.concatenate([ids_tr, ids_te])) < 0).sum())
-    if missing:
-        raise ValueError(f"{missing} embedded rows are not in the dataset {tokens.dataset.root}")
-    model = _fit_bag_of_tokens(tokens, dm, seed)
-    _, y_va, ids_va = dm.part("val")
-    val_prob = model.probability(BagOfTokensBaseline.features(tokens, ids_va))
-
-    def held_out(view: LatentDataModule, mask: np.ndarray) -> np.ndarray:
-        return _fit_bag_of_tokens(tokens, view, seed).probability(BagOfTokensBaseline.features(tokens, dm.row_ids[mask]))
-
-    rule = calibrate(threshold, calibration, target_fpr, val_prob[y_va == 0], dm, held_out)
-    threshold = rule["threshold"]
-    prob = model.probability(BagOfTokensBaseline.features(tokens, ids_te))
-    return model, {"model": "logistic regression on log1p bag of token ids (text + static features)",
-                   "threshold_rule": rule, **binary_metrics(y_te, prob, threshold)}  # fmt: skip
-
-
-def _fit_bag_of_tokens(tokens: report.DatasetTokens, dm: LatentDataModule, seed: int) -> BagOfTokensBaseline:
-    """Logistic regression on the bag of token ids of ``dm``'s training split."""
-    from sklearn.linear_model import LogisticRegression
-
-    _, y_tr, ids_tr = dm.part("train")
-    if len(np.unique(y_tr)) < 2:
-        raise ValueError("the training split has a single class")
-    lr = LogisticRegression(C=1.0, max_iter=2000, random_state=seed)
-    lr.fit(BagOfTokensBaseline.features(tokens, ids_tr), y_tr)
-    return BagOfTokensBaseline(lr.coef_[0].copy(), float(lr.intercept_[0]), tokens.tokenizer_sha256)
-
-
-def open_dataset_tokens(meta: dict[str, Any]) -> report.DatasetTokens:
-    """Token lookup of the dataset an embeddings directory was encoded from."""
-    dataset = meta.get("dataset")
-    if not dataset or not (Path(dataset) / "manifest.json").is_file():
-        raise ValueError(f"the dataset of these embeddings is not available ({dataset!r})")
-    return report.DatasetTokens(dataset)
-
-
 def verdict(classifier: dict[str, Any], baseline: dict[str, Any]) -> tuple[str, str]:
     """Which model wins on held-out ROC-AUC (F1 breaks near-ties), and a sentence saying so."""
     if baseline.get("skipped"):
@@ -466,51 +345,6 @@ def _fit_head(dm: LatentDataModule, params: dict[str, Any], checkpoints: Path, l
     trainer.fit(model, datamodule=dm)
     best = Path(checkpoint.best_model_path)
     return load_classifier(best), best, trainer
-
-
-def novel_kind_threshold(dm: LatentDataModule, score_held_out: Callable[[LatentDataModule, np.ndarray], np.ndarray],
-                         target_fpr: float) -> dict[str, Any]:
-    """Threshold that keeps the false-positive rate on benign pages of an *unseen* kind <= target_fpr.
-
-    The undetermined rows a classifier scores are, by construction, pages no signature knows:
-    their benign ones are of kinds absent from the labelled negatives, so the validation split
-    (kinds seen in training) understates their false-positive rate. Each kind of labelled
-    negative (its false-positive fingerprint, or template match) is held out in turn: a model
-    fitted without it (``score_held_out(view without the kind, kind mask)``) scores its rows, and
-    the threshold is the highest of the per-kind thresholds at ``target_fpr``.
-    """
-    kinds = dm.negative_kinds(MIN_KIND_ROWS)
-    if len(kinds) < 2:
-        return {"skipped": f"needs at least two kinds of labelled negatives with {MIN_KIND_ROWS}+ rows, "
-                           f"found {len(kinds)}"}  # fmt: skip
-    per_kind = {}
-    for kind, mask in kinds.items():
-        prob = np.asarray(score_held_out(dm.without(mask), mask), dtype=np.float64)
-        per_kind[kind] = {"rows": int(mask.sum()), "threshold": report.threshold_for_fpr(prob, target_fpr),
-                          "max_probability": float(prob.max()), "median_probability": float(np.median(prob))}  # fmt: skip
-    return {"target_fpr": target_fpr, "threshold": max(k["threshold"] for k in per_kind.values()), "kinds": per_kind}
-
-
-CALIBRATIONS = ("novel-kind", "validation", "none")
-
-
-def calibrate(floor: float, calibration: str, target_fpr: float, val_negatives: np.ndarray, dm: LatentDataModule,
-              score_held_out: Callable[[LatentDataModule, np.ndarray], np.ndarray]) -> dict[str, Any]:
-    """A model's threshold and how it was set (``threshold_rule``), by ``calibration``.
-
-    ``floor`` raised to keep the false-positive rate <= ``target_fpr`` on the validation
-    negatives' probabilities (``validation``) and also on every held-out kind (``novel-kind``).
-    """
-    rule: dict[str, Any] = {"calibration": calibration, "floor": floor}
-    threshold = floor
-    if calibration != "none":
-        rule["validation"] = report.threshold_for_fpr(np.asarray(val_negatives, dtype=np.float64), target_fpr)
-        threshold = max(threshold, rule["validation"])
-    if calibration == "novel-kind":
-        rule["novel_kind"] = novel_kind_threshold(dm, score_held_out, target_fpr)
-        threshold = max(threshold, rule["novel_kind"].get("threshold", threshold))
-    rule["threshold"] = threshold
-    return rule
 
 
 def train_classifier(
@@ -611,7 +445,7 @@ def _prediction_table(table: pa.Table, prob: np.ndarray, base: np.ndarray | None
     return table.append_column("baseline_probability", base_arr)
 
 
-def _open_baseline(checkpoint: Path, meta: dict[str, Any]) -> tuple[BagOfTokensBaseline | None, report.DatasetTokens | None, str]:
+def _open_baseline(checkpoint: Path, meta: dict[str, Any]) -> tuple[BagOfTokensBaseline | None, store.DatasetTokens | None, str]:
     path = Path(checkpoint).parent / BASELINE_FILE
     if not path.is_file():
         return None, None, f"no {BASELINE_FILE} next to the checkpoint"

@@ -131,6 +131,18 @@ def _add_plot(sub: argparse._SubParsersAction) -> None:
     add_plot_arguments(sub)
 
 
+def _add_detect(sub: argparse._SubParsersAction) -> None:
+    from quackae.detect.commands import add_detect_arguments
+
+    add_detect_arguments(sub)
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    from quackae.detect.evaluate import add_evaluate_arguments
+
+    add_evaluate_arguments(sub)
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     from quackae.demo import add_demo_arguments
 
@@ -146,6 +158,8 @@ ADDERS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "train": _add_controller,
     "encode": _add_controller,
     "classify": _add_classify,
+    "detect": _add_detect,
+    "evaluate": _add_evaluate,
     "plot": _add_plot,
     "demo": _add_demo,
 }

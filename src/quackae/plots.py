@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from quackae import classifier, report  # noqa: E402
+from quackae import classifier, report, truth  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def umap_available() -> bool:
 def truth_labels(table: pa.Table, truth_files: Sequence[Path]) -> np.ndarray:
     """Per row: 1 truly censored, -1 truly not, 0 no ground truth line."""
     rows = table.append_column("_pos", pa.array(np.arange(table.num_rows)))
-    joined = report.join_truth(rows.select(["source", "line", "try_index", "_pos"]), report.load_truth(truth_files))
+    joined = truth.join_truth(rows.select(["source", "line", "try_index", "_pos"]), truth.load_truth(truth_files))
     out = np.zeros(table.num_rows, dtype=np.int8)
     pos = joined.column("_pos").to_numpy()
     out[pos] = np.where(joined.column("censored").to_numpy(zero_copy_only=False), 1, -1)
@@ -163,7 +163,7 @@ def plot_probability_histograms(predictions: Path, out: Path, truth_files: Seque
         return None
     rows = report.read_predictions(predictions, ["source", "line", "try_index", "probability", "baseline_probability"])
     if truth_files:
-        rows = report.join_truth(rows, report.load_truth(truth_files))
+        rows = truth.join_truth(rows, truth.load_truth(truth_files))
         cls = rows.column("censored").to_numpy(zero_copy_only=False).astype(bool)
         groups = [("truly censored", cls, "tab:red"), ("truly not censored", ~cls, "tab:blue")]
     else:

@@ -1,10 +1,9 @@
-"""The censorship candidates report of a predict output, and scoring against synth ground truth.
+"""The censorship candidates report of a predict output: candidates ranked and grouped.
 
 ``write_report(pred_dir)`` reads the prediction shards (metadata + ``probability`` and
 ``baseline_probability``) and writes ``report.md`` and ``report.json``: the candidates
 (probability >= threshold) ranked and grouped by country, domain, vantage point, outcome,
-scan and the page they received. ``score_against_truth`` joins predictions with the
-``*.truth.jsonl`` sidecars of ``quackae.synth`` and says how much hidden censorship was found.
+scan and the page they received. Ground-truth scoring of generated data is ``quackae.truth``.
 """
 
 from __future__ import annotations
@@ -19,12 +18,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from quackae import store
 from quackae.atomic import atomic_write
-from quackae.synth import VENDORS
 
 log = logging.getLogger(__name__)
 
@@ -35,81 +32,8 @@ GROUP_KEYS = ("country", "domain", "ip", "outcome", "page", "scan")
 CONFIDENCE_BANDS = (("high", 0.9), ("medium", 0.7))  # lower bounds; the rest is "low"
 MAX_SIGNATURES = 200_000  # candidates whose page is decoded; the rest are grouped as "(not decoded)"
 SIGNATURE_CHARS = 90
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".jsonl.gz", ".json.gz", ".jsonl", ".json", ".gz")
-CENSORED_MECHANISMS = ("blockpage", "reset", "timeout", "refused", "status", "tls", "garbled")
 _TITLE = re.compile(r"<title[^>]*>([^<]*)", re.IGNORECASE)  # also a title cut by truncation
 _STATUS = re.compile(r"^(?:HTTP/\S+\s+)?[1-5]\d\d\b.*")
-TRUTH_SCHEMA = pa.schema(
-    [
-        ("line", pa.int64()),
-        ("try_index", pa.int64()),
-        ("censored", pa.bool_()),
-        ("mechanism", pa.string()),
-        ("vendor", pa.string()),
-        ("fingerprinted", pa.bool_()),
-    ]
-)
-
-
-# --------------------------------------------------------------------------- dataset tokens
-
-
-class DatasetTokens:
-    """Token ids of a dataset's rows by ``row_id``: sorted ids plus the memory-mapped token cache.
-
-    Used by the bag-of-tokens baseline (features) and by the report (page signatures).
-    """
-
-    def __init__(self, root: Path | str) -> None:
-        self.dataset = store.Dataset(root)
-        ids = self.dataset.read_columns(["row_id"]).column(0).to_numpy()
-        self._order = np.argsort(ids, kind="stable")
-        self._sorted = ids[self._order]
-        self.cache = self.dataset.tokens()
-        layout = self.dataset.manifest["layout"]
-        self.text_offset = int(layout["text_offset"])
-        self.vocab_size = int(self.dataset.manifest["vocab_size"])
-        self.tokenizer_sha256 = str(self.dataset.manifest.get("tokenizer_sha256", ""))
-        self._tokenizer = None
-
-    def index_of(self, row_ids: np.ndarray) -> np.ndarray:
-        """Global row index of each id in the dataset, -1 where the dataset lacks it."""
-        row_ids = np.asarray(row_ids, dtype=np.int64)
-        if len(self._sorted) == 0:
-            return np.full(len(row_ids), -1, dtype=np.int64)
-        pos = np.clip(np.searchsorted(self._sorted, row_ids), 0, len(self._sorted) - 1)
-        found = self._sorted[pos] == row_ids
-        return np.where(found, self._order[pos], -1).astype(np.int64)
-
-    def flat(self, row_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Tokens of the rows concatenated, and CSR-style row pointers (missing rows are empty)."""
-        index = self.index_of(row_ids)
-        ok = index >= 0
-        safe = np.where(ok, index, 0)
-        starts = np.asarray(self.cache.offsets[safe], dtype=np.int64)
-        lengths = np.where(ok, np.asarray(self.cache.offsets[safe + 1], dtype=np.int64) - starts, 0)
-        indptr = np.zeros(len(index) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=indptr[1:])
-        positions = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1], dtype=np.int64)
-        return np.asarray(self.cache.values[positions], dtype=np.int64), indptr
-
-    def texts(self, row_ids: np.ndarray) -> list[str]:
-        """The normalised text of each row (placeholders kept), decoded from its BPE ids."""
-        if self._tokenizer is None:
-            from tokenizers import Tokenizer
-
-            self._tokenizer = Tokenizer.from_file(str(self.dataset.root / store.TOKENIZER))
-        values, indptr = self.flat(row_ids)
-        seqs = [values[a:b] for a, b in zip(indptr[:-1], indptr[1:], strict=True)]
-        ids = [[int(i) - self.text_offset for i in s if i >= self.text_offset] for s in seqs]
-        return self._tokenizer.decode_batch(ids, skip_special_tokens=False)
-
-    def signatures(self, row_ids: np.ndarray, chunk: int = 4096) -> list[str]:
-        """A short signature of the page or error each row received (see ``page_signature``)."""
-        out: list[str] = []
-        for lo in range(0, len(row_ids), chunk):
-            out.extend(page_signature(t) for t in self.texts(row_ids[lo : lo + chunk]))
-        return out
 
 
 def page_signature(text: str) -> str:
@@ -124,6 +48,14 @@ def page_signature(text: str) -> str:
         parts.append(f"title: {' '.join(title.group(1).split())}")
     sig = " | ".join(parts) if parts else lines[0]
     return sig[:SIGNATURE_CHARS]
+
+
+def page_signatures(tokens: store.DatasetTokens, row_ids: np.ndarray, chunk: int = 4096) -> list[str]:
+    """A short signature of the page or error each row received (see ``page_signature``)."""
+    out: list[str] = []
+    for lo in range(0, len(row_ids), chunk):
+        out.extend(page_signature(t) for t in tokens.texts(row_ids[lo : lo + chunk]))
+    return out
 
 
 # --------------------------------------------------------------------------- reading predictions
@@ -215,12 +147,12 @@ def _page_keys(candidates: pa.Table, dataset: str | None) -> np.ndarray | None:
     if not dataset or not (Path(dataset) / store.MANIFEST).is_file():
         return None
     try:
-        tokens = DatasetTokens(dataset)
+        tokens = store.DatasetTokens(dataset)
     except (store.StoreError, OSError) as e:
         log.warning("no page signatures: %s", e)
         return None
     ids = candidates.column("row_id").to_numpy()
-    head = tokens.signatures(ids[:MAX_SIGNATURES])
+    head = page_signatures(tokens, ids[:MAX_SIGNATURES])
     return np.array(head + ["(not decoded)"] * (len(ids) - len(head)), dtype=object)
 
 
@@ -410,125 +342,3 @@ def render_markdown(r: dict[str, Any], top: int = 25) -> str:
                      f"{_cell(row['country'])} | {_cell(row['domain'])} | {row['ip']} | "
                      f"{_cell(row['outcome'])} | {_cell(row.get('page') or '')} |")
     return "\n".join(lines) + "\n"
-
-
-# --------------------------------------------------------------------------- ground truth
-
-
-def archive_stem(name: str) -> str:
-    """An archive file name without its archive suffix (synth names truth files after it)."""
-    for suffix in ARCHIVE_SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
-def load_truth(truth_files: Sequence[Path]) -> pa.Table:
-    """Ground truth rows of synth sidecars, with ``stem`` (the archive stem) added."""
-    parse = pajson.ParseOptions(explicit_schema=TRUTH_SCHEMA, unexpected_field_behavior="ignore")
-    tables = []
-    for path in truth_files:
-        path = Path(path)
-        t = pajson.read_json(path, parse_options=parse)
-        stem = path.name.removesuffix(".truth.jsonl")
-        tables.append(t.append_column("stem", pa.array([stem] * t.num_rows, pa.string())))
-    if not tables:
-        raise ValueError("no truth files given")
-    return pa.concat_tables(tables)
-
-
-def join_truth(rows: pa.Table, truth: pa.Table) -> pa.Table:
-    """Inner join of rows (with source, line, try_index) and truth on (archive stem, line, try)."""
-    stems = pa.array([archive_stem(s) for s in rows.column("source").to_pylist()], pa.string())
-    left = rows.append_column("stem", stems).set_column(
-        rows.schema.get_field_index("try_index"), "try_index",
-        pc.cast(rows.column("try_index"), pa.int64()))
-    return left.join(truth, keys=["stem", "line", "try_index"], join_type="inner")
-
-
-def _recall(hit: np.ndarray, mask: np.ndarray) -> float | None:
-    n = int(mask.sum())
-    return round(float(hit[mask].mean()), 4) if n else None
-
-
-def threshold_for_fpr(negatives: np.ndarray, target_fpr: float) -> float:
-    """Lowest threshold whose false-positive rate on ``negatives`` is at most ``target_fpr``."""
-    if len(negatives) == 0:
-        return 0.5
-    desc = np.sort(negatives)[::-1]
-    k = int(np.floor(target_fpr * len(desc)))
-    if k >= len(desc):
-        return float(desc[-1])
-    return float(np.nextafter(desc[k], np.inf))
-
-
-def rates_at(prob: np.ndarray, censored: np.ndarray, mechanism: np.ndarray, vendor: np.ndarray,
-             threshold: float) -> dict[str, Any]:  # fmt: skip
-    """Recall on truly censored tries (overall, per mechanism, per vendor) and FPR on the rest."""
-    hit = prob >= threshold
-    neg = ~censored
-    by_mech = {m: _recall(hit, censored & (mechanism == m)) for m in CENSORED_MECHANISMS}
-    vendors = {v: _recall(hit, censored & (mechanism == "blockpage") & (vendor == v)) for v in VENDORS}
-    fpr_by = {m: _recall(hit, neg & (mechanism == m)) for m in ("none", "benign", "noise")}
-    return {
-        "threshold": threshold,
-        "recall": _recall(hit, censored),
-        "fpr": _recall(hit, neg),
-        "recall_by_mechanism": {k: v for k, v in by_mech.items() if v is not None},
-        "recall_by_unfingerprinted_vendor": {
-            k: v for k, v in vendors.items() if v is not None and not VENDORS[k]
-        },
-        "recall_by_fingerprinted_vendor": {k: v for k, v in vendors.items() if v is not None and VENDORS[k]},
-        "fpr_by_mechanism": {k: v for k, v in fpr_by.items() if v is not None},
-        "flagged": int(hit.sum()),
-    }
-
-
-def _score(prob: np.ndarray, censored: np.ndarray, mechanism: np.ndarray, vendor: np.ndarray,
-           threshold: float, target_fpr: float) -> dict[str, Any]:  # fmt: skip
-    from sklearn.metrics import roc_auc_score
-
-    both = 0 < censored.sum() < len(censored)
-    at_fpr = threshold_for_fpr(prob[~censored], target_fpr)
-    fpr_rates = rates_at(prob, censored, mechanism, vendor, at_fpr)
-    return {
-        "roc_auc": round(float(roc_auc_score(censored, prob)), 4) if both else None,
-        "at_threshold": rates_at(prob, censored, mechanism, vendor, threshold),
-        "at_fpr": {"target_fpr": target_fpr, **fpr_rates},
-    }
-
-
-def score_against_truth(
-    predictions: Path, truth_files: Sequence[Path], threshold: float = 0.5, target_fpr: float = 0.02,
-    baseline_threshold: float | None = None,
-) -> dict[str, Any]:
-    """Recall on truly censored scored tries and FPR on truly uncensored ones, for both models.
-
-    Rates are over the rows of ``predictions`` (for an ``--evaluate`` run: the undetermined
-    tries) that have a ground-truth line; ``at_fpr`` uses the lowest threshold whose FPR on
-    those rows is at most ``target_fpr`` (chosen on the same rows: an optimistic operating point).
-    """
-    cols = ["source", "line", "try_index", "probability", "baseline_probability"]
-    rows = read_predictions(predictions, cols)
-    joined = join_truth(rows, load_truth(truth_files))
-    censored = joined.column("censored").to_numpy(zero_copy_only=False).astype(bool)
-    mechanism = np.asarray(joined.column("mechanism").fill_null("").to_pylist(), dtype=object)
-    vendor = np.asarray(joined.column("vendor").fill_null("").to_pylist(), dtype=object)
-    out: dict[str, Any] = {
-        "threshold": threshold,
-        "rows": rows.num_rows,
-        "matched": joined.num_rows,
-        "unmatched": rows.num_rows - joined.num_rows,
-        "truly_censored": int(censored.sum()),
-        "truly_uncensored": int((~censored).sum()),
-        "censored_by_mechanism": {m: int((censored & (mechanism == m)).sum()) for m in CENSORED_MECHANISMS},
-    }
-    for name, col in (("classifier", "probability"), ("baseline", "baseline_probability")):
-        arr = joined.column(col)
-        if joined.num_rows == 0 or arr.null_count == len(arr):
-            out[name] = None
-            continue
-        prob = arr.fill_null(0.0).to_numpy(zero_copy_only=False).astype(np.float64)
-        at = baseline_threshold if name == "baseline" and baseline_threshold is not None else threshold
-        out[name] = _score(prob, censored, mechanism, vendor, at, target_fpr)
-    return out

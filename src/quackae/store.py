@@ -436,3 +436,55 @@ def _shard_batches(path: Path, batch_size: int, columns: list[str]) -> Iterator[
         yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns)
     except (OSError, pa.ArrowException) as e:
         raise damaged(path, e) from None
+
+
+
+class DatasetTokens:
+    """Token ids of a dataset's rows by ``row_id``: sorted ids plus the memory-mapped token cache.
+
+    Used by the bag-of-tokens baseline (features), the detector and the report (page texts).
+    """
+
+    def __init__(self, root: Path | str) -> None:
+        self.dataset = Dataset(root)
+        ids = self.dataset.read_columns(["row_id"]).column(0).to_numpy()
+        self._order = np.argsort(ids, kind="stable")
+        self._sorted = ids[self._order]
+        self.cache = self.dataset.tokens()
+        layout = self.dataset.manifest["layout"]
+        self.text_offset = int(layout["text_offset"])
+        self.vocab_size = int(self.dataset.manifest["vocab_size"])
+        self.tokenizer_sha256 = str(self.dataset.manifest.get("tokenizer_sha256", ""))
+        self._tokenizer = None
+
+    def index_of(self, row_ids: np.ndarray) -> np.ndarray:
+        """Global row index of each id in the dataset, -1 where the dataset lacks it."""
+        row_ids = np.asarray(row_ids, dtype=np.int64)
+        if len(self._sorted) == 0:
+            return np.full(len(row_ids), -1, dtype=np.int64)
+        pos = np.clip(np.searchsorted(self._sorted, row_ids), 0, len(self._sorted) - 1)
+        found = self._sorted[pos] == row_ids
+        return np.where(found, self._order[pos], -1).astype(np.int64)
+
+    def flat(self, row_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Tokens of the rows concatenated, and CSR-style row pointers (missing rows are empty)."""
+        index = self.index_of(row_ids)
+        ok = index >= 0
+        safe = np.where(ok, index, 0)
+        starts = np.asarray(self.cache.offsets[safe], dtype=np.int64)
+        lengths = np.where(ok, np.asarray(self.cache.offsets[safe + 1], dtype=np.int64) - starts, 0)
+        indptr = np.zeros(len(index) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        positions = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1], dtype=np.int64)
+        return np.asarray(self.cache.values[positions], dtype=np.int64), indptr
+
+    def texts(self, row_ids: np.ndarray) -> list[str]:
+        """The normalised text of each row (placeholders kept), decoded from its BPE ids."""
+        if self._tokenizer is None:
+            from tokenizers import Tokenizer
+
+            self._tokenizer = Tokenizer.from_file(str(self.dataset.root / TOKENIZER))
+        values, indptr = self.flat(row_ids)
+        seqs = [values[a:b] for a, b in zip(indptr[:-1], indptr[1:], strict=True)]
+        ids = [[int(i) - self.text_offset for i in s if i >= self.text_offset] for s in seqs]
+        return self._tokenizer.decode_batch(ids, skip_special_tokens=False)

@@ -26,7 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from quackae.atomic import atomic_path
+from quackae.atomic import atomic_path, atomic_write
 
 __all__ = [
     "BENIGN_KINDS",
@@ -1619,7 +1619,7 @@ def write_signatures(
                        for kind in _BENIGN_PATTERNS if kind in kinds]
     for name, lines in (("blockpage_signatures.json", blockpages),
                         ("false_positive_signatures.json", false_positives)):
-        (out_dir / name).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        atomic_write(out_dir / name, "".join(line + "\n" for line in lines))
     return out_dir
 
 

@@ -1,0 +1,318 @@
+"""Leave-family-out evaluation on generated data: can the detector find pages nobody has seen?
+
+Per seed: one synthetic world (``quackae.synth``), flattened once with signatures for *every*
+blockpage family and benign kind, and (optionally) one autoencoder trained on all of its rows
+(unsupervised: it may see every row, as it would in practice). Families and benign kinds are then
+split into ``folds + 1`` groups by a seeded shuffle. Group 0 is the *development* fold: settings
+(the false-positive budget of the threshold rule and the combiner's regularisation) are chosen on
+it and it is never reported. For every other fold, the fold's families and kinds lose their
+signatures: their rows are relabelled undetermined (each synth signature matches exactly its own
+family or kind, so this equals flattening again without them), the detector is fitted on what is
+left, and the held-out rows are scored: recall per held-out blockpage family and false-positive
+rate per held-out benign kind. The same command twice gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from quackae import synth, truth
+from quackae.atomic import atomic_write
+from quackae.detect.detector import Detector, load_latents
+from quackae.detect.features import RowFeatures, row_features
+from quackae.detect.proposals import propose
+
+log = logging.getLogger(__name__)
+
+# (format, scan, share of the measurements): web scans carry the pages
+WORLD_MIX = (("v2", "http", 0.55), ("v1", "http", 0.2), ("v2", "https", 0.25))
+TARGET_FPRS = (0.005, 0.01, 0.02)
+COMBINER_CS = (0.1, 1.0)
+DEV_MAX_FPR = 0.02  # the dev fold's false-positive budget when choosing settings
+RESULT_FILE = "evaluation.json"
+
+
+@dataclass
+class World:
+    """One seed's flattened world and its ground truth per row (``family``, ``mechanism``)."""
+
+    seed: int
+    rf: RowFeatures
+    family: np.ndarray  # per row: blockpage family, benign kind, "noise" or ""
+    mechanism: np.ndarray
+    censored_truth: np.ndarray
+    labels: np.ndarray  # the full-knowledge labels (every signature known)
+    latents: np.ndarray | None = None
+
+
+def blockpage_signature(family: str) -> str:
+    """The fingerprint name ``synth.write_signatures`` gives a family."""
+    return f"a_synth_{family}"
+
+
+def benign_signature(kind: str) -> str:
+    """The fingerprint name ``synth.write_signatures`` gives a benign kind."""
+    return f"x_fp_synth_{kind}"
+
+
+def make_world(out: Path, seed: int, measurements: int, autoencoder: dict[str, Any] | None = None) -> World:
+    """Generate, flatten (every try, every signature) and optionally encode one seed's world."""
+    from quackae.flatten import Options, flatten
+
+    out = Path(out)
+    archives = [synth.write_archive(out / "raw", max(int(measurements * share), 20), seed=seed * 10 + i, fmt=fmt, scan=scan)
+                for i, (fmt, scan, share) in enumerate(WORLD_MIX)]  # fmt: skip
+    sigs = synth.write_signatures(out / "signatures", fingerprinted=set(synth.FAMILIES),
+                                  false_positive_kinds=set(synth.BENIGN_KINDS) - {"noise", "binary_garbage"})  # fmt: skip
+    dataset = out / "dataset"
+    flatten([a.archive for a in archives], dataset, Options(max_tokens=128, signatures=sigs), progress=False,
+            vocab_size=2048)  # fmt: skip
+    rf = row_features(dataset)
+    joined = truth.join_truth(rf.table.select(["source", "line", "try_index"]).append_column(
+        "_row", pa.array(np.arange(rf.table.num_rows))), truth.load_truth([a.truth for a in archives]))  # fmt: skip
+    rows = joined.column("_row").to_numpy()
+    cols = truth.truth_columns(joined)
+    n = rf.table.num_rows
+    family, mechanism = np.full(n, "", dtype=object), np.full(n, "", dtype=object)
+    censored = np.zeros(n, bool)
+    family[rows], mechanism[rows], censored[rows] = cols["family"], cols["mechanism"], cols["censored"]
+    world = World(seed, rf, family, mechanism, censored, rf.column("censored").astype(np.int64))
+    if autoencoder is not None:
+        world.latents = train_and_encode(out, dataset, seed, **autoencoder)
+    return world
+
+
+def train_and_encode(out: Path, dataset: Path, seed: int, epochs: int = 3, batch_size: int = 32) -> np.ndarray:
+    """Train one autoencoder on every row of ``dataset`` and return every row's latent (mean)."""
+    from quackae import ae_processor
+
+    common = ["--data_dir", str(dataset), "--embed_size", "64", "--hidden_size", "128", "--batch_size", str(batch_size),
+              "--ray_nodes", "0", "--seed", str(seed), "--enable_progress_bar", "false", "--enable_model_summary", "false"]  # fmt: skip
+    ae_dir = out / "autoencoder"
+    ae_processor.main(ae_processor.build_parser().parse_args(
+        [*common, "--storage_path", str(ae_dir), "--max_epochs", str(epochs), "--bucketing", "--l_rate", "3e-3",
+         "--l_rate_min", "3e-4", "--exp_label", "evaluate", "--num_sanity_val_steps", "0"]))  # fmt: skip
+    summary = json.loads((ae_dir / "train_summary.json").read_text())
+    ckpt = summary["best_checkpoint"] or summary["last_checkpoint"]
+    ae_processor.main(ae_processor.build_parser().parse_args(
+        [*common, "--encode", "--checkpoint_path", ckpt, "--latent", "mean", "--storage_path", str(out / "encoded")]))
+    rf_ids = row_features(dataset).row_ids
+    x, have = load_latents(out / "encoded", rf_ids)
+    if not have.all():
+        raise ValueError(f"{int((~have).sum())} rows were not encoded")
+    return x
+
+
+def fold_plan(folds: int, seed: int) -> list[tuple[frozenset[str], frozenset[str]]]:
+    """``folds + 1`` (families, benign kinds) groups; group 0 is the development fold."""
+    rng = np.random.default_rng(seed)
+    fams = np.array(sorted(synth.FAMILIES), dtype=object)[rng.permutation(len(synth.FAMILIES))]
+    kinds_all = sorted(k for k in synth.BENIGN_KINDS if k != "noise")
+    kinds = np.array(kinds_all, dtype=object)[rng.permutation(len(kinds_all))]
+    n = folds + 1
+    return [(frozenset(fams[i::n].tolist()), frozenset(kinds[i::n].tolist())) for i in range(n)]
+
+
+def fold_labels(world: World, families: frozenset[str], kinds: frozenset[str]) -> np.ndarray:
+    """The labels with the fold's signatures removed: their rows become undetermined (0)."""
+    held = {blockpage_signature(f) for f in families} | {benign_signature(k) for k in kinds}
+    fingerprint = world.rf.column("fingerprint")
+    labels = world.labels.copy()
+    labels[np.isin(fingerprint, list(held))] = 0
+    return labels
+
+
+def held_out_masks(world: World, families: frozenset[str], kinds: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Scored rows of the fold's blockpage families and of its benign kinds."""
+    scored = world.rf.scored
+    page = scored & (world.mechanism == "blockpage") & np.isin(world.family, list(families))
+    benign = scored & (world.mechanism == "benign") & np.isin(world.family, list(kinds))
+    return page, benign
+
+
+def score_fold(world: World, families: frozenset[str], kinds: frozenset[str], c: float,
+               target_fprs: tuple[float, ...], lexical: bool = True,
+               propose_signatures: bool = False) -> dict[float, dict[str, Any]]:  # fmt: skip
+    """Fit without the fold's families and kinds; rates on them at each target FPR's threshold."""
+    labels = fold_labels(world, families, kinds)
+    page, benign = held_out_masks(world, families, kinds)
+    leak = int((labels[page | benign] != 0).sum())
+    if leak:
+        raise AssertionError(f"{leak} held-out rows kept a label")
+    det = Detector(seed=world.seed, c_combiner=c, lexical=lexical).fit(world.rf, labels, world.latents)
+    prob, candidate, _ = det.predict(world.rf, world.latents)
+    from quackae.calibration import threshold_for_fpr
+
+    train_neg = (labels == -1) & world.rf.scored & world.rf.evidence_allowed
+    base = det.platt(det.combiner.logit(det.features_of(world.rf, world.latents)[train_neg]))  # type: ignore[union-attr]
+    proposal_scores = score_proposals(world, labels, candidate, page) if propose_signatures else None
+    out = {}
+    for target in target_fprs:
+        threshold = max(0.5, threshold_for_fpr(base, target))
+        hit = prob >= threshold
+        out[target] = {
+            "threshold": round(float(threshold), 4),
+            "recall": _rate(hit, page),
+            "fpr": _rate(hit, benign),
+            "noise_fpr": _rate(hit, world.rf.scored & (world.mechanism == "noise")),
+            "family_recall": {f: _rate(hit, page & (world.family == f)) for f in sorted(families)
+                              if (page & (world.family == f)).any()},
+            "kind_fpr": {k: _rate(hit, benign & (world.family == k)) for k in sorted(kinds)
+                         if (benign & (world.family == k)).any()},
+            "pages": int(page.sum()), "benign_rows": int(benign.sum()),
+            "family_rows": {f: int((page & (world.family == f)).sum()) for f in sorted(families)},
+            "proposals": proposal_scores,
+        }  # fmt: skip
+    return out
+
+
+def score_proposals(world: World, labels: np.ndarray, candidate: np.ndarray, page: np.ndarray) -> dict[str, Any]:
+    """Propose signatures from the fold's candidates; their coverage of held-out pages, benign hits."""
+    from quackae.signatures import Matcher, Signature
+
+    proposals = propose(world.rf, candidate & (labels == 0), labels == -1, world.seed)  # negatives: + every unflagged page
+    if not proposals:
+        return {"proposals": 0, "coverage": 0.0, "benign_hits": 0}
+    matcher = Matcher([], [Signature(p.fingerprint, p.pattern) for p in proposals])
+    rf = world.rf
+    benign = (world.mechanism == "benign") | (world.mechanism == "none")
+    benign_rows = np.flatnonzero(benign & (rf.template != "(nothing received)"))
+    hit = [matcher.match(t)[0] == 1 for t in rf.tokens.texts(rf.row_ids[np.flatnonzero(page)])]
+    benign_hits = sum(matcher.match(t)[0] == 1 for t in rf.tokens.texts(rf.row_ids[benign_rows]))
+    return {"proposals": len(proposals), "coverage": round(float(np.mean(hit)), 4) if hit else None,
+            "benign_hits": int(benign_hits), "benign_pages_checked": int(len(benign_rows)),
+            "clusters": [{"fingerprint": p.fingerprint, "pattern": p.pattern, **p.summary} for p in proposals]}
+
+
+def _rate(hit: np.ndarray, mask: np.ndarray) -> float | None:
+    return round(float(hit[mask].mean()), 4) if mask.any() else None
+
+
+def evaluate_world(world: World, folds: int, lexical: bool = True) -> dict[str, Any]:
+    """Choose settings on the development fold, then score every reported fold with them."""
+    plan = fold_plan(folds, world.seed)
+    dev_fams, dev_kinds = plan[0]
+    dev = {c: score_fold(world, dev_fams, dev_kinds, c, TARGET_FPRS, lexical) for c in COMBINER_CS}
+    options = [(c, t, r) for c, by_t in dev.items() for t, r in by_t.items()]
+    ok = [o for o in options if (o[2]["fpr"] or 0) <= DEV_MAX_FPR] or options
+    c, target, dev_result = max(ok, key=lambda o: ((o[2]["recall"] or 0), -(o[2]["fpr"] or 0), -o[1], o[0]))
+    reported = []
+    for i, (fams, kinds) in enumerate(plan[1:], start=1):
+        r = score_fold(world, fams, kinds, c, (target,), lexical, True)[target]
+        reported.append({"fold": i, "families": sorted(fams), "kinds": sorted(kinds), **r})
+    return {"seed": world.seed, "dev_fold": {"families": sorted(dev_fams), "kinds": sorted(dev_kinds),
+            "chosen": {"c_combiner": c, "target_fpr": target}, "recall": dev_result["recall"],
+            "fpr": dev_result["fpr"]}, "folds": reported}  # fmt: skip
+
+
+def summarise(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and worst fold over seeds; recall per family and FPR per kind (mean over seeds)."""
+    folds = [f for s in per_seed for f in s["folds"]]
+    recalls = [f["recall"] for f in folds if f["recall"] is not None]
+    fprs = [f["fpr"] for f in folds if f["fpr"] is not None]
+    fam: dict[str, list[float]] = {}
+    kind: dict[str, list[float]] = {}
+    for f in folds:
+        for k, v in f["family_recall"].items():
+            fam.setdefault(k, []).append(v)
+        for k, v in f["kind_fpr"].items():
+            kind.setdefault(k, []).append(v)
+    pages = sum(f["pages"] for f in folds)
+    props = [f["proposals"] for f in folds if f.get("proposals")]
+    covered = sum((p["coverage"] or 0) * f["pages"] for f, p in zip(folds, props, strict=False))
+    pooled = sum(f["recall"] * f["pages"] for f in folds if f["recall"] is not None) / max(pages, 1)
+    return {
+        "seeds": [s["seed"] for s in per_seed], "reported_folds": len(folds),
+        "mean_recall": round(float(np.mean(recalls)), 4) if recalls else None,
+        "worst_fold_recall": round(float(np.min(recalls)), 4) if recalls else None,
+        "pooled_recall": round(pooled, 4),
+        "mean_family_recall": round(float(np.mean([np.mean(v) for v in fam.values()])), 4) if fam else None,
+        "mean_fpr": round(float(np.mean(fprs)), 4) if fprs else None,
+        "mean_noise_fpr": round(float(np.mean([f["noise_fpr"] for f in folds if f["noise_fpr"] is not None] or [0])), 4),
+        "worst_fold_fpr": round(float(np.max(fprs)), 4) if fprs else None,
+        "proposed_signatures": sum(p["proposals"] for p in props),
+        "proposal_coverage": round(covered / max(pages, 1), 4),
+        "proposal_benign_hits": sum(p["benign_hits"] for p in props),
+        "family_recall": {k: round(float(np.mean(v)), 4) for k, v in sorted(fam.items())},
+        "kind_fpr": {k: round(float(np.mean(v)), 4) for k, v in sorted(kind.items())},
+    }
+
+
+def run_evaluation(out: Path, seeds: list[int], folds: int = 5, measurements: int = 3000,
+                   autoencoder: dict[str, Any] | None = None, lexical: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Evaluate every seed into ``out/seed<N>/`` and write ``out/evaluation.json``."""
+    import shutil
+
+    out = Path(out)
+    started = time.perf_counter()
+    per_seed = []
+    for seed in seeds:
+        d = out / f"seed{seed}"
+        if d.exists():
+            shutil.rmtree(d)
+        world = make_world(d, seed, measurements, autoencoder)
+        per_seed.append(evaluate_world(world, folds, lexical))
+    result = {"kind": "leave_family_out", "folds": folds, "measurements": measurements,
+              "features": "cluster + contrast" + (" + lexical" if lexical else "") + (" + latent" if autoencoder else ""),
+              "autoencoder": autoencoder, "summary": summarise(per_seed), "per_seed": per_seed,
+              "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+    atomic_write(out / RESULT_FILE, json.dumps(result, indent=1))
+    return result
+
+
+def render(result: dict[str, Any]) -> str:
+    """The evaluation as a few lines of text (the numbers of ``evaluation.json``)."""
+    s = result["summary"]
+    lines = [
+        f"leave-family-out: seeds {s['seeds']}, {result['folds']} reported folds each (+1 development fold), "
+        f"{result['measurements']} measurements per seed, features: {result['features']}",
+        f"  held-out blockpage families: mean recall {s['mean_recall']}, worst fold {s['worst_fold_recall']}, "
+        f"pooled {s['pooled_recall']}, mean per family {s['mean_family_recall']}",
+        f"  held-out benign kinds: mean FPR {s['mean_fpr']}, worst fold {s['worst_fold_fpr']}; "
+        f"network noise: FPR {s['mean_noise_fpr']}",
+        f"  proposed signatures: {s['proposed_signatures']} over all folds, covering {s['proposal_coverage']} of the "
+        f"held-out families' pages, {s['proposal_benign_hits']} matches on benign or expected pages",
+        "  settings chosen on each seed's development fold: "
+        + "; ".join(f"seed {p['seed']}: {p['dev_fold']['chosen']}" for p in result["per_seed"]),
+    ]
+    misses = {k: v for k, v in s["family_recall"].items() if v < 0.75}
+    if misses:
+        lines.append("  families under 0.75 recall: " + ", ".join(f"{k} {v:.2f}" for k, v in misses.items()))
+    fps = {k: v for k, v in s["kind_fpr"].items() if v > 0}
+    lines.append("  benign kinds flagged: " + (", ".join(f"{k} {v:.3f}" for k, v in fps.items()) or "none"))
+    return "\n".join(lines)
+
+
+def add_evaluate_arguments(sub: argparse._SubParsersAction) -> None:
+    """``quackae evaluate``: leave-family-out evaluation on generated worlds."""
+    p = sub.add_parser("evaluate", help="leave-family-out evaluation of the detector on generated data",
+                       description=__doc__.split("\n\n")[0])  # fmt: skip
+    p.add_argument("--out", type=Path, required=True, help="output folder (one sub-folder per seed, evaluation.json)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="world and model seeds (default %(default)s)")
+    p.add_argument("--folds", type=int, default=5, help="reported folds per seed; one more is the development fold (default %(default)s)")
+    p.add_argument("--measurements", type=int, default=3000, help="measurements generated per seed (default %(default)s)")
+    p.add_argument("--autoencoder_epochs", type=int, default=0,
+                   help="train one autoencoder per seed for this many epochs and add its latents (0: none; default %(default)s)")
+    p.add_argument("--no_lexical", action="store_true", help="leave the bag-of-tokens score out (an ablation)")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.folds < 2 or args.measurements < 200:
+        print("quackae evaluate: error: use --folds >= 2 and --measurements >= 200", file=sys.stderr)
+        return 2
+    ae = {"epochs": args.autoencoder_epochs} if args.autoencoder_epochs > 0 else None
+    result = run_evaluation(args.out, args.seeds, args.folds, args.measurements, ae, not args.no_lexical)
+    print(render(result))
+    print(f"evaluate: {result['seconds']:.0f}s; details in {Path(args.out) / RESULT_FILE}")
+    return 0
