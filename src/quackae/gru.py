@@ -321,6 +321,14 @@ class FastGRU(nn.Module):
         With a gate ``table`` (D, V, 3H), ``x`` holds token ids (B, T) and layer 0's input gates
         are rows of the table instead of a matmul.
         """
+        with torch.autocast(device_type=x.device.type, enabled=False):  # the kernel's buffers are fp32
+            if x.is_floating_point():
+                x = x.to(self.weight_hh_l0.dtype)
+            return self._forward_sorted_fp(x, lengths, keep_states, pool, table)
+
+    def _forward_sorted_fp(self, x: Tensor, lengths: Tensor, keep_states: bool, pool: Tensor | None,
+                           table: Tensor | None) -> tuple[Tensor | None, Tensor]:
+        """:meth:`_forward_sorted` with autocast off and ``x`` in the weights' dtype."""
         b, steps = x.shape[:2]
         sorted_lengths, order = lengths.sort(descending=True)
         active = active_rows(sorted_lengths)
@@ -385,7 +393,7 @@ class FastGRU(nn.Module):
         key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in parts)
         cached = getattr(self, "_gate_table", None)
         if cached is None or cached[0] != key:
-            with torch.no_grad():
+            with torch.no_grad(), torch.autocast(device_type=embedding.device.type, enabled=False):
                 table = torch.baddbmm(self._stacked("bias_ih", 0).unsqueeze(1),
                                       embedding.unsqueeze(0).expand(self.num_directions, -1, -1),
                                       self._stacked("weight_ih", 0).transpose(1, 2))
