@@ -1717,11 +1717,16 @@ def page_features(raw: str) -> set[str]:
     return feats
 
 
-def artefact_rates(pages: list[tuple[str, str]]) -> dict[str, tuple[float, float]]:
-    """Per feature: (rate in blockpages, rate in benign pages)."""
+def artefact_rates(pages: list[tuple[str, str]], within: str = "") -> dict[str, tuple[float, float]]:
+    """Per feature: (rate in blockpages, rate in benign pages), over the pages matching ``within``.
+
+    ``within`` compares like with like: a <meta> charset can only be drawn on a page with <head>.
+    """
     counts: dict[str, list[int]] = {}
     totals = {"blockpage": 0, "benign": 0}
     for group, raw in pages:
+        if within and not re.search(within, raw):
+            continue
         totals[group] += 1
         for feat in page_features(raw):
             counts.setdefault(feat, [0, 0])[group == "benign"] += 1
