@@ -920,7 +920,7 @@ _BENIGN_PATTERNS: dict[str, str] = {
     "iis_default": r"<title>IIS Windows Server</title>",
     "captive_portal": r"Location: http://(?:portal|hotspot|login)\.[\w.-]+/(?:login|auth)",
     "cdn_challenge": r"<title>Just a moment\.\.\.</title>.{0,200}Checking your browser",
-    "waf_block": r"Server: StratusEdge.{0,400}(?:Web Application Firewall|Request ID)",
+    "waf_block": r"Server: StratusEdge.{0,900}(?:Web Application Firewall|Request ID)",
     "cdn_error": r"<hr><center>StratusEdge</center>|<h1>Error \d{3}</h1>\n<p>The origin web server",
     "parking": r"https://parkcentral-domains\.com/\?d=",
     "same_site_redirect": r"Location: https://",
