@@ -740,14 +740,37 @@ DEFAULT_FINGERPRINTED: frozenset[str] = frozenset(FAMILIES) - _DEFAULT_UNFINGERP
 VENDORS: dict[str, bool] = {name: name in DEFAULT_FINGERPRINTED for name in FAMILIES}
 
 
+_CSS_CLASSES = ("box", "wrap", "main", "notice", "msg", "content", "panel", "block", "info", "page")
+
+
+def _family_class(name: str) -> str:
+    """The class of a family's main container (its own word and number)."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return f"{_CSS_CLASSES[digest[17] % len(_CSS_CLASSES)]}{digest[8] % 90 + 10}"
+
+
 def _family_css(name: str) -> str:
-    """A family's own stylesheet, derived from its name (fonts, colours, sizes differ)."""
+    """A family's own stylesheet, derived from its name.
+
+    Fonts, colours, sizes, the font's quoting, property order and whitespace all differ per family,
+    so no "house style" is shared by every censor's pages.
+    """
     digest = hashlib.sha256(name.encode()).digest()
     font = ("Tahoma", "Verdana", "Georgia", "Arial", "Trebuchet MS", "Segoe UI", "Courier New")[digest[0] % 7]
-    return (f"body{{font-family:'{font}',sans-serif;font-size:{12 + digest[1] % 6}px;"
-            f"background:#{digest[2:5].hex()};color:#{digest[5:8].hex()}}}"
-            f".m{digest[8] % 90 + 10}{{margin:{digest[9] % 40}px auto;max-width:{500 + digest[10] % 400}px;"
-            f"padding:{digest[11] % 30}px;border:{digest[12] % 4}px solid #{digest[13:16].hex()}}}")
+    quote = ("", "'", '"')[digest[18] % 3] if " " not in font else ("'", '"')[digest[18] % 2]
+    body = [f"font-family:{quote}{font}{quote},sans-serif", f"font-size:{12 + digest[1] % 6}px",
+            f"background:#{digest[2:5].hex()}", f"color:#{digest[5:8].hex()}"]
+    box = [f"margin:{digest[9] % 40}px auto", f"max-width:{500 + digest[10] % 400}px",
+           f"padding:{digest[11] % 30}px", f"border:{digest[12] % 4}px solid #{digest[13:16].hex()}"]
+    if digest[19] % 2:
+        body.reverse()
+    if digest[20] % 2:
+        box.reverse()
+    rules = (("body", body), (f".{_family_class(name)}", box))
+    if digest[16] % 2:  # pretty-printed
+        return "\n" + "".join(f"{sel} {{\n" + "".join(f"  {d.replace(':', ': ', 1)};\n" for d in decls) + "}\n"
+                              for sel, decls in rules)
+    return "".join(f"{sel}{{{';'.join(decls)}}}" for sel, decls in rules)
 
 
 def _fill(text: str, rng: random.Random, domain: str, category: str) -> str:
@@ -766,7 +789,7 @@ def _fill(text: str, rng: random.Random, domain: str, category: str) -> str:
 def _render_html(family: Family, title: str, paras: list[str]) -> str:
     """A family's HTML page in its layout."""
     lang, css = family.language, _family_css(family.name)
-    cls = f"m{hashlib.sha256(family.name.encode()).digest()[8] % 90 + 10}"
+    cls = _family_class(family.name)
     if family.layout == "table":
         rows = "".join(f'<tr><td align="center"><font size="3">{p}</font></td></tr>\n' for p in paras)
         return (f"<HTML><HEAD><TITLE>{title}</TITLE>\n<META HTTP-EQUIV=\"Pragma\" CONTENT=\"no-cache\"></HEAD>\n"
