@@ -22,6 +22,20 @@ from pathlib import Path
 from quackae.detect import evaluate
 
 
+def lexical_summary(result: dict, k: int = 8) -> str:
+    """The tokens most often among the lexical model's top weights over every reported fold."""
+    lines = ["lexical model's top tokens over all reported folds (folds in whose top 8 it is, mean weight):"]
+    for side in ("censored", "benign"):
+        seen: dict[str, list[float]] = {}
+        for seed in result["per_seed"]:
+            for fold in seed["folds"]:
+                for token, weight in (fold.get("lexical_weights") or {}).get(side, []):
+                    seen.setdefault(token, []).append(weight)
+        top = sorted(seen.items(), key=lambda kv: (-len(kv[1]), -abs(sum(kv[1]) / len(kv[1]))))[:k]
+        lines.append(f"  {side:>8}: " + ", ".join(f"{t} ({len(w)}, {sum(w) / len(w):+.2f})" for t, w in top))
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -42,6 +56,8 @@ def main() -> None:
             r = evaluate.run_evaluation(base / name.split()[-1].strip("()"), args.seeds, args.folds, args.measurements,
                                         ae, lexical)  # fmt: skip
             print(evaluate.render(r), flush=True)
+            if lexical:
+                print(lexical_summary(r), flush=True)
             rows.append((name + (" + latent" if ae else ""), r["summary"], time.perf_counter() - started))
     print()
     print("| detector | mean recall (held-out families) | worst fold | FPR (held-out benign kinds) | worst fold FPR "

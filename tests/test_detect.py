@@ -128,6 +128,11 @@ def test_evaluation_is_deterministic(tmp_path):
     assert ra["summary"]["reported_folds"] == 2 and ra["per_seed"][0]["dev_fold"]["chosen"]
     fold = ra["per_seed"][0]["folds"][0]
     assert set(fold["family_recall"]) <= set(fold["families"]) and fold["pages"] > 0
+    # each reported fold names the lexical model's strongest tokens, both ways, readable
+    weights = fold["lexical_weights"]
+    assert len(weights["censored"]) == len(weights["benign"]) == 8
+    assert all(w > 0 for _, w in weights["censored"]) and all(w < 0 for _, w in weights["benign"])
+    assert all(isinstance(t, str) and t for t, _ in weights["censored"] + weights["benign"])
 
 
 def test_features_of_a_dataset_without_pages(small_dataset):

@@ -399,3 +399,24 @@ def test_synth_directory_is_a_flatten_source(tmp_path: Path) -> None:
     found = expand_sources([tmp_path])
     assert sorted(p.name for p in found) == sorted(p.name for p in tmp_path.glob("*.tar.gz"))
     assert len(found) == 2
+
+
+def test_generic_headers_do_not_tell_blockpages_from_benign_pages() -> None:
+    """Generic header lines, charset spellings and <meta> charsets have the same rates in both groups.
+
+    Each is compared where it can occur (a <meta> only in a page with <head>, a text/html charset
+    only in an HTML response), so a detector cannot key on the generator's habits.
+    """
+    pages = synth.sample_pages(1500, seed=3)
+    scope = {'<meta charset="...">': r"(?i)<head>", "<meta http-equiv=Content-Type>": r"(?i)<head>"}
+    checked = 0
+    for feature in synth.GENERIC_FEATURES:
+        within = scope.get(feature, r"Content-Type: text/html" if "html" in feature or "charset" in feature else "")
+        block, benign = synth.artefact_rates(pages, within).get(feature, (0.0, 0.0))
+        assert block + benign > 0, f"{feature!r} never drawn"
+        assert abs(block - benign) <= 0.15, f"{feature!r}: blockpages {block:.3f}, benign pages {benign:.3f}"
+        checked += 1
+    assert checked == len(synth.GENERIC_FEATURES) >= 10
+    # the check can fail: a family's own identity header is rare in benign pages
+    rates = synth.artefact_rates(pages)
+    assert rates["Server: StratusEdge"][0] == 0 and rates["Server: StratusEdge"][1] > 0.15

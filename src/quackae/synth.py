@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import random
+import re
 import sys
 import tarfile
 import tempfile
@@ -440,11 +441,73 @@ def _hex(rng: random.Random, n: int) -> str:
     return f"{rng.getrandbits(4 * n):0{n}x}"
 
 
-def _html_headers(body: str, *extra: tuple[str, str]) -> tuple[tuple[str, str], ...]:
-    """Typical headers of a small HTML response."""
-    base = [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body.encode()))),
-            ("Connection", "close")]
-    return tuple(base) + extra
+# --- Generic HTTP parts, shared by every page kind ------------------------------------------
+#
+# Headers no censor's identity depends on (Date, Connection, Content-Length, Cache-Control, the
+# charset spelling of Content-Type and of the page's <meta>) and their order are drawn from ONE
+# distribution for blockpages and benign pages alike, so a model cannot tell the two apart by the
+# generator's habits; only a page's own content and its deliberate identity headers (a vendor's
+# Server, X-Powered-By, WWW-Authenticate, Location, ...) differ. ``benchmarks/synth_world.py
+# --artefacts`` prints the rates per header line and token in both groups.
+
+#: Content-Type values of an HTML page (the charset spelling is the generic part).
+_HTML_TYPES = ("text/html", "text/html; charset=utf-8", "text/html; charset=UTF-8")
+#: The page's own charset declaration inside <head>, drawn per response ("" for none).
+_META_CHARSETS = ("", '<meta charset="utf-8">', '<meta charset="UTF-8">',
+                  '<meta http-equiv="Content-Type" content="text/html; charset=utf-8">')
+_META_CHARSET_RE = re.compile(r'<meta (?:charset="[^"]*"|http-equiv="Content-Type" content="[^"]*")>\n?',
+                              re.IGNORECASE)
+_HEAD_RE = re.compile(r"<head>\n?", re.IGNORECASE)
+#: Where each header goes on the wire (one order for every kind); unknown names follow, as given.
+_HEADER_ORDER = ("Server", "Date", "Content-Type", "Content-Length", "Connection", "Cache-Control")
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _http_date(rng: random.Random) -> str:
+    """An RFC 7231 date (the weekday need not match; nothing checks it)."""
+    return (f"{rng.choice(_DAYS)}, {rng.randint(1, 28):02d} {rng.choice(_MONTHS)} 2021 "
+            f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d} GMT")
+
+
+def _shared_head(body: str, rng: random.Random) -> str:
+    """The body with its <meta> charset declaration redrawn from the shared distribution."""
+    if not _HEAD_RE.search(body):
+        return body
+    body = _META_CHARSET_RE.sub("", body)
+    meta = rng.choice(_META_CHARSETS)
+    return _HEAD_RE.sub(lambda m: m.group(0) + (meta + "\n" if meta else ""), body, count=1) if meta else body
+
+
+def _generic_headers(rng: random.Random, body: str, content_type: str | None,
+                     own: tuple[tuple[str, str], ...] = ()) -> tuple[tuple[str, str], ...]:
+    """Every response's headers: the shared generic draw plus ``own`` ones, in the one order.
+
+    ``content_type`` None means an HTML page (its charset spelling is drawn); an ``own`` header
+    of a generic name (a vendor's Cache-Control or Content-Type) replaces the drawn one.
+    """
+    generic: dict[str, str] = {}
+    if rng.random() < 0.5:
+        generic["Date"] = _http_date(rng)
+    generic["Content-Type"] = content_type or rng.choice(_HTML_TYPES)
+    if not body or rng.random() < 0.85:
+        generic["Content-Length"] = str(len(body.encode()))
+    pick = rng.random()
+    if pick < 0.45:
+        generic["Connection"] = "close"
+    elif pick < 0.7:
+        generic["Connection"] = "keep-alive"
+    if rng.random() < 0.3:
+        generic["Cache-Control"] = rng.choice(("no-cache", "no-store", "max-age=0"))
+    names = {k for k, _ in own}
+    merged = [(k, v) for k, v in generic.items() if k not in names] + list(own)
+    rank = {name: i for i, name in enumerate(_HEADER_ORDER)}
+    return tuple(sorted(merged, key=lambda kv: rank.get(kv[0], len(rank))))
+
+
+def _html_headers(rng: random.Random, body: str, *own: tuple[str, str]) -> tuple[tuple[str, str], ...]:
+    """Headers of an HTML response: the shared generic ones plus its own."""
+    return _generic_headers(rng, body, None, own)
 
 
 # --- Blockpage families ---------------------------------------------------------------------
@@ -677,14 +740,37 @@ DEFAULT_FINGERPRINTED: frozenset[str] = frozenset(FAMILIES) - _DEFAULT_UNFINGERP
 VENDORS: dict[str, bool] = {name: name in DEFAULT_FINGERPRINTED for name in FAMILIES}
 
 
+_CSS_CLASSES = ("box", "wrap", "main", "notice", "msg", "content", "panel", "block", "info", "page")
+
+
+def _family_class(name: str) -> str:
+    """The class of a family's main container (its own word and number)."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return f"{_CSS_CLASSES[digest[17] % len(_CSS_CLASSES)]}{digest[8] % 90 + 10}"
+
+
 def _family_css(name: str) -> str:
-    """A family's own stylesheet, derived from its name (fonts, colours, sizes differ)."""
+    """A family's own stylesheet, derived from its name.
+
+    Fonts, colours, sizes, the font's quoting, property order and whitespace all differ per family,
+    so no "house style" is shared by every censor's pages.
+    """
     digest = hashlib.sha256(name.encode()).digest()
     font = ("Tahoma", "Verdana", "Georgia", "Arial", "Trebuchet MS", "Segoe UI", "Courier New")[digest[0] % 7]
-    return (f"body{{font-family:'{font}',sans-serif;font-size:{12 + digest[1] % 6}px;"
-            f"background:#{digest[2:5].hex()};color:#{digest[5:8].hex()}}}"
-            f".m{digest[8] % 90 + 10}{{margin:{digest[9] % 40}px auto;max-width:{500 + digest[10] % 400}px;"
-            f"padding:{digest[11] % 30}px;border:{digest[12] % 4}px solid #{digest[13:16].hex()}}}")
+    quote = ("", "'", '"')[digest[18] % 3] if " " not in font else ("'", '"')[digest[18] % 2]
+    body = [f"font-family:{quote}{font}{quote},sans-serif", f"font-size:{12 + digest[1] % 6}px",
+            f"background:#{digest[2:5].hex()}", f"color:#{digest[5:8].hex()}"]
+    box = [f"margin:{digest[9] % 40}px auto", f"max-width:{500 + digest[10] % 400}px",
+           f"padding:{digest[11] % 30}px", f"border:{digest[12] % 4}px solid #{digest[13:16].hex()}"]
+    if digest[19] % 2:
+        body.reverse()
+    if digest[20] % 2:
+        box.reverse()
+    rules = (("body", body), (f".{_family_class(name)}", box))
+    if digest[16] % 2:  # pretty-printed
+        return "\n" + "".join(f"{sel} {{\n" + "".join(f"  {d.replace(':', ': ', 1)};\n" for d in decls) + "}\n"
+                              for sel, decls in rules)
+    return "".join(f"{sel}{{{';'.join(decls)}}}" for sel, decls in rules)
 
 
 def _fill(text: str, rng: random.Random, domain: str, category: str) -> str:
@@ -703,7 +789,7 @@ def _fill(text: str, rng: random.Random, domain: str, category: str) -> str:
 def _render_html(family: Family, title: str, paras: list[str]) -> str:
     """A family's HTML page in its layout."""
     lang, css = family.language, _family_css(family.name)
-    cls = f"m{hashlib.sha256(family.name.encode()).digest()[8] % 90 + 10}"
+    cls = _family_class(family.name)
     if family.layout == "table":
         rows = "".join(f'<tr><td align="center"><font size="3">{p}</font></td></tr>\n' for p in paras)
         return (f"<HTML><HEAD><TITLE>{title}</TITLE>\n<META HTTP-EQUIV=\"Pragma\" CONTENT=\"no-cache\"></HEAD>\n"
@@ -748,22 +834,22 @@ def _render_structured(family: Family, title: str, paras: list[str], rng: random
             f"  <title>{title}</title>\n  <reason>{paras[0]}</reason>\n{items}</response>\n")
 
 
-def _content_type(family: Family) -> str:
-    """The Content-Type of a family's pages (its own header wins)."""
+def _content_type(family: Family) -> str | None:
+    """A family's own Content-Type (JSON, XML, plain text); None for HTML (drawn per response)."""
     for name, value in family.headers:
         if name == "Content-Type":
             return value
-    if family.layout == "plain":
-        return "text/plain; charset=utf-8"
-    return "text/html" if len(family.name) % 3 == 0 else "text/html; charset=UTF-8"
+    return "text/plain" if family.layout == "plain" else None
 
 
-def _headers(family: Family, body: str, *extra: tuple[str, str]) -> tuple[tuple[str, str], ...]:
-    """A family's response headers: its own set plus length and type."""
+def _headers(rng: random.Random, family: Family, body: str,
+             *extra: tuple[str, str]) -> tuple[tuple[str, str], ...]:
+    """A family's response headers: the shared generic ones plus its own identity headers."""
     own = tuple((k, v) for k, v in family.headers if k != "Content-Type")
-    base: tuple[tuple[str, str], ...] = (("Content-Type", _content_type(family)),
-                                         ("Content-Length", str(len(body.encode()))))
-    return base + own + extra
+    content_type = _content_type(family)
+    if content_type == "text/plain":
+        content_type = rng.choice(_HTML_TYPES).replace("html", "plain")
+    return _generic_headers(rng, body, content_type, own + extra)
 
 
 def _family_page(rng: random.Random, family_name: str, domain: str, category: str) -> _Resp:
@@ -776,40 +862,42 @@ def _family_page(rng: random.Random, family_name: str, domain: str, category: st
             status = rng.choice(("302 Found", "302 Moved Temporarily", "301 Moved Permanently", "307 Temporary Redirect"))
             body = rng.choice(("", f'<a href="{target}">{status[4:]}</a>.\n',
                                f"<html><body>{status[4:]}</body></html>\n"))
-            return _Resp(status, _headers(family, body, ("Location", target)), body, cert)
+            return _Resp(status, _headers(rng, family, body, ("Location", target)), body, cert)
         if family.mechanism == "meta-refresh":
             note = family.lines[0] if family.lines else ""
             body = (f'<html><head><meta http-equiv="refresh" content="{rng.choice((0, 0, 1, 3))};url={target}">'
                     f"<title>{family.title}</title></head><body>{note}</body></html>\n")
-            return _Resp("200 OK", _headers(family, body), body, cert)
+            body = _shared_head(body, rng)
+            return _Resp("200 OK", _headers(rng, family, body), body, cert)
         body = (f'<html><head><meta http-equiv="Content-Type" content="text/html; charset=utf-8">'
                 f"<title>{family.title}</title></head>\n<body style=\"margin:0\">"
                 f'<iframe src="{target}" style="width:100%;height:100%" frameborder="0" scrolling="no"></iframe>'
                 f"<noscript>{family.lines[0]}</noscript></body></html>\n")
-        return _Resp("200 OK", _headers(family, body), body, cert)
+        body = _shared_head(body, rng)
+        return _Resp("200 OK", _headers(rng, family, body), body, cert)
     if family.mechanism == "near-empty":
         status = rng.choice(("200 OK", "403 Forbidden"))
         body = rng.choice(("", "", "\n", "<html></html>\n", "<html><body></body></html>"))
-        return _Resp(status, _headers(family, body), body, cert)
+        return _Resp(status, _headers(rng, family, body), body, cert)
     lines = [_fill(p, rng, domain, category) for p in family.lines]
     extras = [_fill(p, rng, domain, category) for p in family.extras if rng.random() < 0.6]
     paras = lines + extras
     if family.layout in ("plain", "json", "xml"):
         body = _render_structured(family, family.title, paras, rng)
     else:
-        body = _render_html(family, family.title, paras)
-    return _Resp(_STATUS[family.mechanism], _headers(family, body), body, cert)
+        body = _shared_head(_render_html(family, family.title, paras), rng)
+    return _Resp(_STATUS[family.mechanism], _headers(rng, family, body), body, cert)
 
 
 def _page_status(rng: random.Random, domain: str, vp: _Vantage) -> _Resp:
     """A bare injected status response without any vendor page."""
     pick = rng.random()
     if pick < 0.4:
-        return _Resp("403 Forbidden", (("Content-Length", "0"), ("Connection", "close")), "")
+        return _Resp("403 Forbidden", _generic_headers(rng, "", None), "")
     if pick < 0.7:
         loc = f"http://{vp.ip.rsplit('.', 1)[0]}.1/"
-        return _Resp("302 Found", (("Location", loc), ("Content-Length", "0")), "")
-    return _Resp("404 Not Found", (("Connection", "close"),), "")
+        return _Resp("302 Found", _generic_headers(rng, "", None, (("Location", loc),)), "")
+    return _Resp("404 Not Found", _generic_headers(rng, "", None), "")
 
 
 # --- Benign anomalies ---------------------------------------------------------------------------
@@ -855,7 +943,7 @@ _BENIGN_PATTERNS: dict[str, str] = {
     "iis_default": r"<title>IIS Windows Server</title>",
     "captive_portal": r"Location: http://(?:portal|hotspot|login)\.[\w.-]+/(?:login|auth)",
     "cdn_challenge": r"<title>Just a moment\.\.\.</title>.{0,200}Checking your browser",
-    "waf_block": r"Server: StratusEdge.{0,400}(?:Web Application Firewall|Request ID)",
+    "waf_block": r"Server: StratusEdge.{0,900}(?:Web Application Firewall|Request ID)",
     "cdn_error": r"<hr><center>StratusEdge</center>|<h1>Error \d{3}</h1>\n<p>The origin web server",
     "parking": r"https://parkcentral-domains\.com/\?d=",
     "same_site_redirect": r"Location: https://",
@@ -898,15 +986,40 @@ def _banner(kind: str, rng: random.Random) -> str:
     return "".join(chr(c) if c < 128 else "\ufffd" for c in rng.randbytes(rng.randint(4, 40)))
 
 
-def _page(status: str, body: str, server: str | None, cert: str, *extra: tuple[str, str]) -> _Resp:
+def _page(rng: random.Random, status: str, body: str, server: str | None, cert: str,
+          *extra: tuple[str, str]) -> _Resp:
     """A benign HTML response with a server header."""
     head = (("Server", server),) if server else ()
-    return _Resp(status, _html_headers(body, *head, *extra), body, cert)
+    body = _shared_head(body, rng)
+    return _Resp(status, _html_headers(rng, body, *head, *extra), body, cert)
 
 
 def _error_page(status: str, server: str) -> str:
     return (f"<html>\n<head><title>{status}</title></head>\n<body>\n<center><h1>{status}</h1>"
             f"</center>\n<hr><center>{server}</center>\n</body>\n</html>\n")
+
+
+#: Benign kinds whose real pages carry a stylesheet and a language attribute, as real ones do
+#: (the default pages of nginx, Apache and IIS, CDN and WAF pages, parking and maintenance pages).
+_BENIGN_DRESS: dict[str, tuple[str, str]] = {
+    "nginx_welcome": ("", "html{color-scheme:light dark}body{width:35em;margin:0 auto;font-family:Tahoma,Verdana,Arial,sans-serif}"),
+    "apache_default": ("", "*{margin:0;padding:0}body,html{padding:3px 3px 3px 3px;background-color:#D8DBE2;font-family:Verdana}"),
+    "iis_default": ("en", "body{color:#000000;background-color:#0072C6;margin:0}#container{margin-left:auto;margin-right:auto;text-align:center}"),
+    "cdn_challenge": ("en-US", "html,body{width:100%;height:100%;margin:0;padding:0}body{background-color:#ffffff;color:#000000;font-family:system-ui}"),
+    "waf_block": ("en-US", "body{font-family:-apple-system,system-ui,sans-serif;margin:2em}h1{font-size:1.6em}"),
+    "parking": ("en", "body{background:#f2f2f2;font-family:Arial,sans-serif}a{color:#0066cc}"),
+    "maintenance": ("en", "body{text-align:center;padding:150px;font:20px Helvetica,sans-serif;color:#333}article{display:block;width:650px;margin:0 auto}"),
+}
+
+
+def _dress(kind: str, body: str) -> str:
+    """A benign page with its kind's stylesheet (after <head>) and language attribute, if it has them."""
+    lang, css = _BENIGN_DRESS.get(kind, ("", ""))
+    if css:
+        body = _HEAD_RE.sub(lambda m: m.group(0) + f"<style>{css}</style>\n", body, count=1)
+    if lang:
+        body = body.replace("<html>", f'<html lang="{lang}">', 1)
+    return body
 
 
 def _benign_http(kind: str, rng: random.Random, domain: str) -> _Resp:
@@ -915,88 +1028,95 @@ def _benign_http(kind: str, rng: random.Random, domain: str) -> _Resp:
         body = ("<html>\r\n<head><title>400 Bad Request</title></head>\r\n<body>\r\n<center><h1>400 "
                 "Bad Request</h1></center>\r\n<center>The plain HTTP request was sent to HTTPS port"
                 "</center>\r\n</body>\r\n</html>\r\n")
-        return _page("400 Bad Request", body, "nginx", "localhost")
+        return _page(rng, "400 Bad Request", body, "nginx", "localhost")
     if kind == "router_login":
         realm = rng.choice(("Broadband Router", "Home Gateway", "Wireless AP", "DSL Router"))
         body = ('<HTML><HEAD><TITLE>401 Unauthorized</TITLE></HEAD>\n<BODY><H1>401 Unauthorized</H1>\n'
                 "Authorization required to access this device.</BODY></HTML>\n")
-        return _page("401 Unauthorized", body, rng.choice(("micro_httpd", "GoAhead-Webs", "httpd")),
+        return _page(rng, "401 Unauthorized", body, rng.choice(("micro_httpd", "GoAhead-Webs", "httpd")),
                      "router", ("WWW-Authenticate", f'Basic realm="{realm}"'))
     if kind == "router_default":
         title = rng.choice(("Router Status", "Wireless Gateway Setup", "Router Setup"))
         body = (f"<html><head><title>{title}</title>\n<script>var fw='V{rng.randint(1, 4)}.0.{rng.randint(0, 99)}';"
                 "</script></head>\n<body onload=\"init()\"><div id=\"menu\"></div>\n<form name=\"login\">"
                 "Password <input type=\"password\" name=\"pw\"></form></body></html>\n")
-        return _page("200 OK", body, rng.choice(("lighttpd", "mini_httpd/1.19", None)), "router")
+        return _page(rng, "200 OK", body, rng.choice(("lighttpd", "mini_httpd/1.19", None)), "router")
     if kind == "nginx_welcome":
         body = ("<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome to nginx!</title>\n</head>\n<body>\n"
                 "<h1>Welcome to nginx!</h1>\n<p>" + rng.choice((
                     "The web server works; further configuration is needed.",
                     "If you see this page, the nginx web server is successfully installed and working.")) +
                 "</p>\n</body>\n</html>\n")
-        return _page("200 OK", body, f"nginx/1.{rng.randint(14, 24)}.0", "localhost")
+        body = _dress(kind, body)
+        return _page(rng, "200 OK", body, f"nginx/1.{rng.randint(14, 24)}.0", "localhost")
     if kind == "apache_default":
         distro = rng.choice(("Ubuntu", "Debian"))
         body = (f"<html>\n<head>\n<title>Apache2 {distro} Default Page: It works</title>\n</head>\n"
                 "<body>\n<div class=\"main_page\">\n<p>This is the default welcome page of the Apache2 "
                 "server after installation.</p>\n</div>\n</body>\n</html>\n")
-        return _page("200 OK", body, f"Apache/2.4.{rng.randint(29, 52)}", "localhost")
+        body = _dress(kind, body)
+        return _page(rng, "200 OK", body, f"Apache/2.4.{rng.randint(29, 52)}", "localhost")
     if kind == "iis_default":
         body = ("<!DOCTYPE html>\n<html>\n<head>\n<title>IIS Windows Server</title>\n</head>\n<body>\n"
                 '<div id="container"><img src="iisstart.png" alt="IIS"></div>\n</body>\n</html>\n')
-        return _page("200 OK", body, "Microsoft-IIS/10.0", "WIN-SRV")
+        body = _dress(kind, body)
+        return _page(rng, "200 OK", body, "Microsoft-IIS/10.0", "WIN-SRV")
     if kind == "captive_portal":
         host = rng.choice(("portal", "hotspot", "login")) + "." + rng.choice(("guestwifi.net", "cafe-net.com", "hotel-wlan.de"))
         target = f"http://{host}/{rng.choice(('login', 'auth'))}?orig={domain}&mac={_hex(rng, 12)}"
         body = f'<html><body>Redirecting to <a href="{target}">the sign-in page</a></body></html>\n'
-        return _page("302 Found", body, None, "portal", ("Location", target))
+        return _page(rng, "302 Found", body, None, "portal", ("Location", target))
     if kind == "cdn_challenge":
         body = ("<!DOCTYPE html>\n<html><head><title>Just a moment...</title></head>\n<body>\n"
                 f"<h2>Checking your browser before accessing {domain}.</h2>\n"
                 f"<p>This process is automatic. Ray ID: {_hex(rng, 16)}</p>\n</body></html>\n")
-        return _page("503 Service Unavailable", body, "StratusEdge", "StratusEdge Inc", ("Cache-Control", "no-store"))
+        body = _dress(kind, body)
+        return _page(rng, "503 Service Unavailable", body, "StratusEdge", "StratusEdge Inc", ("Cache-Control", "no-store"))
     if kind == "waf_block":
         body = ("<!DOCTYPE html>\n<html><head><title>Request rejected</title></head>\n<body>\n"
                 "<h1>Sorry, you have been blocked</h1>\n<p>The Web Application Firewall of this site "
                 f"stopped a request it considered unsafe.</p>\n<p>Request ID: {_hex(rng, 20)}</p>\n</body></html>\n")
-        return _page("403 Forbidden", body, "StratusEdge", "StratusEdge Inc")
+        body = _dress(kind, body)
+        return _page(rng, "403 Forbidden", body, "StratusEdge", "StratusEdge Inc")
     if kind == "cdn_error":
         status = rng.choice(("502 Bad Gateway", "504 Gateway Time-out", "520 Unknown Error", "404 Not Found"))
         body = (_error_page(status, "StratusEdge") if rng.random() < 0.5 else
                 f"<!DOCTYPE html>\n<html><head><title>{domain} | {status}</title></head>\n<body>\n"
                 f"<h1>Error {status[:3]}</h1>\n<p>The origin web server of {domain} is not reachable. "
                 f"Ray ID: {_hex(rng, 16)}</p>\n</body></html>\n")
-        return _page(status, body, "StratusEdge", "StratusEdge Inc")
+        return _page(rng, status, body, "StratusEdge", "StratusEdge Inc")
     if kind == "parking":
         body = (f"<html><head><title>{domain}</title></head>\n<body>\n<h1>{domain}</h1>\n"
                 f"<p>{rng.choice(('This domain is parked free of charge.', 'This domain may be for sale.'))}</p>\n"
                 f'<a href="https://parkcentral-domains.com/?d={domain}&amp;s={rng.randint(1, 9999)}">'
                 "Related searches</a>\n</body></html>\n")
-        return _page("200 OK", body, "Apache", "parkcentral")
+        body = _dress(kind, body)
+        return _page(rng, "200 OK", body, "Apache", "parkcentral")
     if kind == "same_site_redirect":
         target = rng.choice((f"https://{domain}/", f"https://{domain}/index.php",
                              f"https://www.{domain.removeprefix('www.')}/"))
         body = ('<html><head><title>301 Moved Permanently</title></head><body><h1>Moved Permanently'
                 f'</h1><p>The document has moved <a href="{target}">here</a>.</p></body></html>\n')
         status = rng.choice(("301 Moved Permanently", "302 Found", "308 Permanent Redirect"))
-        return _page(status, body, rng.choice(_SERVERS), domain, ("Location", target))
+        return _page(rng, status, body, rng.choice(_SERVERS), domain, ("Location", target))
     if kind == "server_error":
         status, server = rng.choice(("502 Bad Gateway", "500 Internal Server Error", "503 Service Unavailable",
                                      "504 Gateway Time-out")), rng.choice(_SERVERS)
-        return _page(status, _error_page(status, server.split("/")[0]), server, "localhost")
+        return _page(rng, status, _error_page(status, server.split("/")[0]), server, "localhost")
     if kind == "hosting_suspended":
         body = ("<html><head><title>Account Suspended</title></head>\n<body>\n"
                 "<h1>This Account has been suspended.</h1>\n"
                 f"<p>{rng.choice(('Contact your hosting provider for more information.', 'Please contact the billing department.'))}</p>\n"
                 '<a href="/cgi-sys/suspendedpage.cgi">details</a>\n</body></html>\n')
-        return _page("200 OK", body, rng.choice(("Apache", "LiteSpeed")), "cpanel")
+        return _page(rng, "200 OK", body, rng.choice(("Apache", "LiteSpeed")), "cpanel")
     title, line = rng.choice((("Site Maintenance", "We&rsquo;ll be back soon!"),
                               ("Under Maintenance", "Scheduled maintenance"),
                               ("Temporarily unavailable", "This site is temporarily down for maintenance")))
     body = (f"<!doctype html>\n<html><head><title>{title}</title></head>\n<body>\n"
             f"<article><h1>{line}</h1>\n<p>Sorry for the inconvenience; we are "
             "performing some maintenance at the moment.</p></article>\n</body></html>\n")
-    return _page("503 Service Unavailable", body, None, domain, ("Retry-After", "3600"))
+    body = _dress(kind, body)
+    return _page(rng, "503 Service Unavailable", body, None, domain, ("Retry-After", "3600"))
 
 
 def _benign_outcome(kind: str, rng: random.Random, domain: str, scan: str) -> _Outcome:
@@ -1089,7 +1209,7 @@ def _censored_outcome(
                         resp=_page_status(rng, domain.name, vp), duration_ms=rng.uniform(40, 500))
     if mech == "tls":
         body = "<html><body></body></html>\n"
-        resp = _Resp("200 OK", _html_headers(body, ("Server", "nginx")), body,
+        resp = _Resp("200 OK", _html_headers(rng, body, ("Server", "nginx")), body,
                      "Security Certificate")
         return _Outcome("tls", True, detail="wrong_cert", resp=resp, duration_ms=rng.uniform(80, 600))
     return _garbled_outcome(rng, vp, domain, scan)
@@ -1109,7 +1229,7 @@ def _garbled_outcome(rng: random.Random, vp: _Vantage, domain: _Domain, scan: st
         return _Outcome("garbled", True, detail="malformed", error="malformed",
                         duration_ms=rng.uniform(40, 400))
     body = "<html><head><title>"
-    resp = _Resp("200 OK", (("Content-Length", "1536"), ("Content-Type", "text/html")), body,
+    resp = _Resp("200 OK", _generic_headers(rng, "", None, (("Content-Length", "1536"),)), body,
                  domain.name)
     return _Outcome("garbled", True, detail="truncated", resp=resp, error="eof",
                     duration_ms=rng.uniform(40, 400))
@@ -1570,6 +1690,70 @@ def write_archive(
             tar.addfile(_tarinfo(f"{stem}/ips.txt", len(ips_bytes), mtime), io.BytesIO(ips_bytes))
         partial.replace(archive)
     return SynthResult(archive=archive, truth=truth, measurements=measurements, tries=tries)
+
+
+# --------------------------------------------------------------------------------------------
+# Artefact check: generic parts must not tell blockpages from benign pages
+# --------------------------------------------------------------------------------------------
+
+#: Header names whose value is per-response noise (only their presence is compared).
+_VALUELESS = frozenset({"Date", "Content-Length", "Location", "Retry-After"})
+#: Markup and charset tokens compared between the groups (name -> regex on the raw response).
+SKELETON_TOKENS: dict[str, str] = {
+    "<!DOCTYPE html>": r"<!DOCTYPE html>", "<!doctype html>": r"<!doctype html>",
+    '<meta charset="...">': r"<meta charset=", "<meta http-equiv=Content-Type>": r'<meta http-equiv="Content-Type"',
+    "<style>": r"<style>", ' lang="..."': r' lang="', "CRLF in body": r"\r\n\r\n[^\x00]*\r\n",
+    "Server first header": r"^HTTP/1\.1 [^\r]*\r\nServer: ",
+}
+#: Features that are generic (no censor's identity): their rates must match across the groups.
+GENERIC_FEATURES: tuple[str, ...] = (
+    "Date", "Content-Length", "Connection: close", "Connection: keep-alive", "Cache-Control: no-cache",
+    "Cache-Control: max-age=0", "Content-Type: text/html", "Content-Type: text/html; charset=utf-8",
+    "Content-Type: text/html; charset=UTF-8", "charset=utf-8", "charset=UTF-8", '<meta charset="...">',
+    "<meta http-equiv=Content-Type>",
+)
+
+
+def sample_pages(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """``n`` raw HTTP responses per group ("blockpage", "benign"), drawn as the generator draws them.
+
+    Families and benign page kinds are taken in turn, so every one weighs the same.
+    """
+    rng = random.Random(seed)
+    kinds = [k for k in BENIGN_KINDS if k not in _BANNER_KINDS and k != "noise"]
+    names = sorted(FAMILIES)
+    out = [("blockpage", _raw_http(_family_page(rng, names[i % len(names)], "example.com", "news")))
+           for i in range(n)]
+    out += [("benign", _raw_http(_benign_http(kinds[i % len(kinds)], rng, "example.com"))) for i in range(n)]
+    return out
+
+
+def page_features(raw: str) -> set[str]:
+    """The header lines (noise values dropped), charset spellings and skeleton tokens of a response."""
+    head, _, _ = raw.partition("\r\n\r\n")
+    feats: set[str] = set()
+    for line in head.split("\r\n")[1:]:
+        name, _, value = line.partition(": ")
+        feats.add(name if name in _VALUELESS else f"{name}: {value}")
+    feats.update(f"charset={m}" for m in re.findall(r"charset=([\w-]+)", raw))
+    feats.update(name for name, rx in SKELETON_TOKENS.items() if re.search(rx, raw))
+    return feats
+
+
+def artefact_rates(pages: list[tuple[str, str]], within: str = "") -> dict[str, tuple[float, float]]:
+    """Per feature: (rate in blockpages, rate in benign pages), over the pages matching ``within``.
+
+    ``within`` compares like with like: a <meta> charset can only be drawn on a page with <head>.
+    """
+    counts: dict[str, list[int]] = {}
+    totals = {"blockpage": 0, "benign": 0}
+    for group, raw in pages:
+        if within and not re.search(within, raw):
+            continue
+        totals[group] += 1
+        for feat in page_features(raw):
+            counts.setdefault(feat, [0, 0])[group == "benign"] += 1
+    return {f: (c[0] / max(totals["blockpage"], 1), c[1] / max(totals["benign"], 1)) for f, c in counts.items()}
 
 
 # --------------------------------------------------------------------------------------------

@@ -271,6 +271,30 @@ class Detector:
         return d
 
 
+def token_name(rf: RowFeatures, column: int) -> str:
+    """The readable name of a lexical feature column (a BPE text token or a static token)."""
+    tokens = rf.tokens
+    if column >= tokens.text_offset:
+        if tokens._tokenizer is None:
+            tokens.texts(rf.row_ids[:1])  # loads the tokenizer
+        piece = tokens._tokenizer.id_to_token(column - tokens.text_offset)  # type: ignore[union-attr]
+        return repr(piece.replace("\u0120", " ").replace("\u010a", "\n").replace("\u010d", "\r"))
+    for name, (start, size) in tokens.dataset.manifest["layout"]["static"].items():
+        if start <= column < start + size:
+            return f"[{name} {column - start}]"
+    return f"[token {column}]"
+
+
+def top_lexical_weights(det: Detector, rf: RowFeatures, k: int = 8) -> dict[str, list[list[Any]]]:
+    """The lexical model's ``k`` most censored and most benign tokens, with their weights."""
+    if "lexical" not in det.scorers:
+        return {"censored": [], "benign": []}
+    coef = det.scorers["lexical"].coef
+    order = np.argsort(coef)
+    pick = lambda idx: [[token_name(rf, int(j)), round(float(coef[j]), 3)] for j in idx]  # noqa: E731
+    return {"censored": pick(order[::-1][:k]), "benign": pick(order[:k])}
+
+
 def _describe(name: str, rf: RowFeatures, i: int) -> str:
     n = rf.numeric[i]
     if name == "log_domains_in_country":

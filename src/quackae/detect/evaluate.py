@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from quackae import synth, truth
 from quackae.atomic import atomic_write
-from quackae.detect.detector import Detector, load_latents
+from quackae.detect.detector import Detector, load_latents, top_lexical_weights
 from quackae.detect.features import RowFeatures, row_features
 from quackae.detect.proposals import propose
 
@@ -156,6 +156,7 @@ def score_fold(world: World, families: frozenset[str], kinds: frozenset[str], c:
     train_neg = (labels == -1) & world.rf.scored & world.rf.evidence_allowed
     base = det.platt(det.combiner.logit(det.features_of(world.rf, world.latents)[train_neg]))  # type: ignore[union-attr]
     proposal_scores = score_proposals(world, labels, candidate, page) if propose_signatures else None
+    weights = top_lexical_weights(det, world.rf) if propose_signatures else None
     out = {}
     for target in target_fprs:
         threshold = max(0.5, threshold_for_fpr(base, target))
@@ -172,6 +173,7 @@ def score_fold(world: World, families: frozenset[str], kinds: frozenset[str], c:
             "pages": int(page.sum()), "benign_rows": int(benign.sum()),
             "family_rows": {f: int((page & (world.family == f)).sum()) for f in sorted(families)},
             "proposals": proposal_scores,
+            "lexical_weights": weights,
         }  # fmt: skip
     return out
 
