@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
 from quackae import classifier, report, truth  # noqa: E402
+from quackae.atomic import atomic_path  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,8 @@ def _save(fig, out: Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
+    with atomic_path(out) as tmp:  # a killed run never leaves half a PNG
+        fig.savefig(tmp, dpi=DPI, format="png")
     plt.close(fig)
     return out
 
