@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -84,6 +87,69 @@ def gcs() -> Iterator[FakeGCS]:
         yield FakeGCS(server.port)
     finally:
         server.stop()
+
+
+class RayCluster:
+    """A local multi-node Ray cluster started with ``ray start`` (token authentication on)."""
+
+    def __init__(self, temp_dir: Path, address: str) -> None:
+        self.temp_dir = temp_dir
+        self.address = address
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment a client needs: token mode on (the token is read from ~/.ray)."""
+        return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_ADDRESS": self.address}
+
+    def stop(self) -> None:
+        """Kill this cluster's processes only (``ray stop`` would kill every cluster here)."""
+        import psutil
+
+        victims = []
+        for proc in psutil.process_iter(["cmdline"]):
+            if str(self.temp_dir) in " ".join(proc.info["cmdline"] or []):
+                victims += [proc, *proc.children(recursive=True)]
+        for proc in victims:
+            with contextlib.suppress(psutil.Error):
+                proc.terminate()
+        _, alive = psutil.wait_procs(victims, timeout=10)
+        for proc in alive:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+
+
+def _ray_start(*args: str, env: dict[str, str]) -> str:
+    """Run ``ray start ARGS``; its output (raises with the output if it failed)."""
+    done = subprocess.run([str(Path(sys.executable).parent / "ray"), "start", *args], env=env,
+                          capture_output=True, text=True, timeout=180)  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"ray start {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout + done.stderr
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayCluster]:
+    """Two Ray nodes of one CPU each on this machine (head + one joined worker), stopped after.
+
+    Token authentication stays on, as on a real cluster: clients set ``RAY_AUTH_MODE=token``.
+    """
+    import re
+    import tempfile
+
+    temp_dir = Path(tempfile.mkdtemp(prefix="qray-", dir="/tmp"))  # socket paths must stay short
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+    out = _ray_start("--head", "--num-cpus", "1", "--port", "0", "--temp-dir", str(temp_dir),
+                     "--include-dashboard", "false", "--disable-usage-stats", env=env)  # fmt: skip
+    found = re.search(r"ray start --address='([^']+)'", out)
+    cluster = RayCluster(temp_dir, found.group(1) if found else "")
+    try:
+        if not found:
+            raise RuntimeError(f"no address in the output of ray start --head:\n{out}")
+        _ray_start("--address", cluster.address, "--num-cpus", "1", "--temp-dir", str(temp_dir), env=env)
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.fixture
