@@ -1,0 +1,62 @@
+"""Joining a Ray cluster (``--ray_address``) or starting a local one, with one-line failures.
+
+Clusters started with ``ray start --head`` (Ray >= 2.5x) require token authentication. Ray
+turns it on for a client by itself only when no address is given; with an explicit address the
+client must set ``RAY_AUTH_MODE=token``. ``connect`` does that when a token is at hand
+(``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``), and turns a refused
+connection into one line saying what to set, instead of Ray's retries and traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["ClusterError", "connect", "token_available"]
+
+AUTH_HELP = (
+    "the cluster refused the connection or did not answer. Ray clusters started with "
+    "`ray start --head` require a token: set RAY_AUTH_MODE=token and make the head's token "
+    "available here (copy its ~/.ray/auth_token to this machine's ~/.ray/auth_token, or set "
+    "RAY_AUTH_TOKEN); also check the address (`ray status` on the head prints it)"
+)
+
+
+class ClusterError(Exception):
+    """A Ray cluster that cannot be joined; the message is one line saying what to do."""
+
+
+def token_available() -> bool:
+    """Whether a Ray authentication token is configured for this process."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    return Path(path).is_file()
+
+
+def connect(address: str | None, num_cpus: int | None = None) -> None:
+    """Join the cluster at ``address`` (``auto``: the one running here), else start a local one.
+
+    Raises
+    ------
+    ClusterError
+        The cluster could not be joined (wrong address, missing or wrong token).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    if not address:
+        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=True)
+        return
+    if "RAY_AUTH_MODE" not in os.environ and token_available():
+        os.environ["RAY_AUTH_MODE"] = "token"  # what Ray itself does for address=None
+    try:
+        ray.init(address=address, log_to_driver=True)
+    except (ConnectionError, RuntimeError) as e:
+        raise ClusterError(f"--ray_address {address}: {AUTH_HELP} ({_first_line(e)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
