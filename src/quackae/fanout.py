@@ -28,11 +28,12 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
-import queue
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from multiprocessing import connection as mp_connection
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -253,97 +254,115 @@ class InlineExecutor:
         """Nothing to stop."""
 
 
-def _pool_main(factory: Factory, root: str, options: Any, jobs: mp.Queue, out: mp.Queue, parent: int) -> None:
+def _pool_main(factory: Factory, root: str, options: Any, jobs: mp.Queue, out: Any, parent: int) -> None:
     """Worker process: run jobs until told to stop, or until the driver is gone."""
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     while True:
-        try:
-            item = jobs.get(timeout=1.0)
-        except queue.Empty:
-            if os.getppid() != parent:  # the driver was killed: stop, write nothing more
-                os._exit(1)
-            continue
+        item = jobs.get()
         if item is None:
             return
-        if os.getppid() != parent:
-            os._exit(1)
         seq, job = item
-        out.put((seq, run_job(factory, root, options, job)))
+        out.send((seq, run_job(factory, root, options, job)))
+
+
+def _exit_with(parent: int) -> None:
+    """Stop this process within a second of the driver's death, whatever it is doing.
+
+    A driver killed mid-way through sending a job leaves half a message in the pipe, which
+    would block the worker's read forever; the watch does not depend on the pipe.
+    """
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+class _Worker:
+    """One worker process with its own job queue and result pipe.
+
+    Nothing is shared between workers: a worker killed while holding a queue's lock or
+    half-way through a message breaks only its own channels, which die with it.
+    """
+
+    def __init__(self, ctx: Any, args: tuple) -> None:
+        self.jobs = ctx.Queue()
+        self.results, send = ctx.Pipe(duplex=False)
+        self.proc = ctx.Process(target=_pool_main, args=(*args, self.jobs, send, os.getpid()), daemon=True)
+        self.proc.start()
+        send.close()  # the worker holds the only writing end: its death reads as EOF here
+        self.pending: dict[int, ChunkJob] = {}
+
+    def submit(self, seq: int, job: ChunkJob) -> None:
+        self.pending[seq] = job
+        self.jobs.put((seq, job))
+
+    def abandon(self) -> None:
+        """Forget a dead worker's channels without waiting on them."""
+        self.jobs.cancel_join_thread()
+        self.jobs.close()
+        self.results.close()
 
 
 class PoolExecutor:
-    """Jobs spread over ``workers`` spawned processes through one queue: ``--workers N``.
+    """Jobs spread over ``workers`` spawned processes, the least busy first: ``--workers N``.
 
-    A worker process that dies is replaced and the jobs without a result are resubmitted
-    (a job may then run twice; ``drive`` keeps its first result).
+    A worker process that dies is replaced and the jobs it had not answered go to its
+    replacement, up to ``POOL_RESTARTS`` times per run; after that they fail their sources.
     """
 
     def __init__(self, factory: Factory, root: str, options: Any, workers: int) -> None:
         self.args = (factory, root, options)
         self.slots = JOBS_PER_WORKER * workers
         self.ctx = mp.get_context("spawn")
-        self.jobs: mp.Queue = self.ctx.Queue()
-        self.out: mp.Queue = self.ctx.Queue()
-        self.pending: dict[int, ChunkJob] = {}
+        self.workers = [_Worker(self.ctx, self.args) for _ in range(workers)]
         self.restarts = 0
-        self.procs = [self._start() for _ in range(workers)]
-
-    def _start(self) -> Any:
-        proc = self.ctx.Process(target=_pool_main, args=(*self.args, self.jobs, self.out, os.getpid()), daemon=True)
-        proc.start()
-        return proc
 
     def submit(self, seq: int, job: ChunkJob) -> None:
-        """Queue the job for the next free worker."""
-        self.pending[seq] = job
-        self.jobs.put((seq, job))
+        """Queue the job at the worker with the fewest unanswered jobs."""
+        min(self.workers, key=lambda w: len(w.pending)).submit(seq, job)
 
     def wait(self) -> list[tuple[int, Message]]:
         """Block until at least one result is in; replace dead workers meanwhile."""
         while True:
-            try:
-                seq, msg = self.out.get(timeout=1.0)
-            except queue.Empty:
-                dead = self._replace_dead()
-                if dead:
-                    return dead
-                continue
-            got = [(seq, msg)]
-            while True:
+            owner = {w.results: w for w in self.workers}
+            got: list[tuple[int, Message]] = []
+            for conn in mp_connection.wait(list(owner), timeout=0.5):
+                worker = owner[conn]
                 try:
-                    got.append(self.out.get_nowait())
-                except queue.Empty:
-                    break
-            for s, _ in got:
-                self.pending.pop(s, None)
-            return got
+                    seq, msg = conn.recv()
+                except (EOFError, OSError):  # the worker died; what it sent before was read
+                    got += self._replace(worker)
+                    continue
+                worker.pending.pop(seq, None)
+                got.append((seq, msg))
+            if got:
+                return got
 
-    def _replace_dead(self) -> list[tuple[int, Message]]:
-        """Restart dead workers and resubmit unanswered jobs; past the limit, fail them."""
-        dead = [i for i, p in enumerate(self.procs) if not p.is_alive()]
-        if not dead:
-            return []
-        self.restarts += len(dead)
+    def _replace(self, dead: _Worker) -> list[tuple[int, Message]]:
+        """Start a worker in place of a dead one, with its unanswered jobs; past the limit, fail them."""
+        dead.abandon()
+        dead.proc.join(timeout=5)
+        self.restarts += 1
+        fresh = _Worker(self.ctx, self.args)
+        self.workers[self.workers.index(dead)] = fresh
         if self.restarts > POOL_RESTARTS:
-            failed = [(s, _failed(j.key, "worker process died")) for s, j in self.pending.items()]
-            self.pending.clear()
-            return failed
-        log.warning("%d worker process(es) died; restarting and resubmitting %d chunk(s)",
-                    len(dead), len(self.pending))  # fmt: skip
-        for i in dead:
-            self.procs[i] = self._start()
-        for seq, job in self.pending.items():
-            self.jobs.put((seq, job))
+            return [(s, _failed(j.key, f"worker process died ({self.restarts} times)")) for s, j in dead.pending.items()]
+        log.warning("a worker process died (exit code %s); restarting it with its %d chunk(s)",
+                    dead.proc.exitcode, len(dead.pending))  # fmt: skip
+        for seq, job in sorted(dead.pending.items()):
+            fresh.submit(seq, job)
         return []
 
     def close(self) -> None:
         """Stop the workers (at once if jobs are left, e.g. after a fatal error)."""
-        for _ in self.procs:
-            self.jobs.put(None)
-        for p in self.procs:
-            p.join(timeout=0 if self.pending else 10)
-            if p.is_alive():
-                p.terminate()
-                p.join(timeout=5)
+        busy = any(w.pending for w in self.workers)
+        for w in self.workers:
+            w.jobs.put(None)
+        for w in self.workers:
+            w.proc.join(timeout=0 if busy else 10)
+            if w.proc.is_alive():
+                w.proc.terminate()
+                w.proc.join(timeout=5)
+            w.abandon()
 
 
 def _ray_job(factory: Factory, root: str, options: Any, job: ChunkJob) -> Message:
