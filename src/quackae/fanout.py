@@ -217,16 +217,21 @@ def drive(
 _PROCESSORS: dict[tuple, Processor] = {}
 
 
-def run_job(factory: Factory, root: str, options: Any, job: ChunkJob) -> Message:
-    """Run one job with this process's processor for ``(root, options)``, made on first use."""
+def run_job(
+    factory: Factory, root: str, options: Any, job: ChunkJob, cache: dict[tuple, Processor] = _PROCESSORS
+) -> Message:
+    """Run one job with the processor for ``(root, options)`` in ``cache``, made on first use.
+
+    Worker processes and Ray workers keep theirs for their lifetime (the module's cache).
+    """
     cache_key = (factory.__module__, factory.__qualname__, root, options)
-    processor = _PROCESSORS.get(cache_key)
+    processor = cache.get(cache_key)
     if processor is None:
-        # one tokenizer thread per worker: the workers are the parallelism
-        os.environ["RAYON_NUM_THREADS"] = "1"
-        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        if cache is _PROCESSORS:  # a worker process: one tokenizer thread, workers are the parallelism
+            os.environ["RAYON_NUM_THREADS"] = "1"
+            os.environ["TOKENIZERS_PARALLELISM"] = "false"
         try:
-            processor = _PROCESSORS[cache_key] = factory(root, options)
+            processor = cache[cache_key] = factory(root, options)
         except Exception as e:  # noqa: BLE001 - reported to the driver as a failed source
             return _failed(job.key, f"worker could not start: {type(e).__name__}: {e}")
     return processor.process(job)
@@ -239,11 +244,12 @@ class InlineExecutor:
 
     def __init__(self, factory: Factory, root: str, options: Any) -> None:
         self.factory, self.root, self.options = factory, root, options
+        self.cache: dict[tuple, Processor] = {}  # this run's processor, gone with the run
         self.done: list[tuple[int, Message]] = []
 
     def submit(self, seq: int, job: ChunkJob) -> None:
         """Run the job now."""
-        self.done.append((seq, run_job(self.factory, self.root, self.options, job)))
+        self.done.append((seq, run_job(self.factory, self.root, self.options, job, self.cache)))
 
     def wait(self) -> list[tuple[int, Message]]:
         """The results of the jobs run since the last call."""
