@@ -20,8 +20,8 @@ import logging
 import multiprocessing as mp
 import os
 import queue
-import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from quackae import atomic, store, tokens
+from quackae import atomic, storage, store, tokens
 from quackae.geo import CountryLookup
 from quackae.hyperquack import ParseError, Try, loads_line, parse_measurement
 from quackae.outcome import outcome_of
@@ -44,6 +44,7 @@ from quackae.sources import (
     scan_from_name,
     source_fingerprint,
     source_key,
+    source_name,
 )
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ class Summary:
     labels: Counter = field(default_factory=Counter)
     seconds: float = 0.0
 
-    def lines_text(self, root: Path) -> list[str]:
+    def lines_text(self, root: Path | str) -> list[str]:
         """Human-readable summary lines."""
         rate = self.rows / self.seconds if self.seconds else 0.0
         out = [
@@ -135,22 +136,20 @@ class _Chunk:
 class _SourceWorker:
     """Turns the lines of one source into committed chunks."""
 
-    def __init__(self, root: Path, options: Options, emit: Callable[[tuple], None]) -> None:
-        self.root = root
+    def __init__(self, root: store.Root, options: Options, emit: Callable[[tuple], None]) -> None:
+        self.root = root  # a local path or an object-store URI: shards are written there
         self.options = options
         self.emit = emit
         self.matcher: Matcher = load_signatures(options.signatures)
-        self.encoder = tokens.Encoder(
-            tokens.load_tokenizer(root / store.TOKENIZER), options.max_tokens
-        )
+        self.encoder = tokens.Encoder(store.load_tokenizer(root), options.max_tokens)
         self.geo = CountryLookup(options.mmdb)
         self.encoder.seconds = STAGE_SECONDS
         # Pages and errors repeat across vantage points: label and classify each kind once.
         self.labels: dict[tuple, tuple[int, str, str, str]] = {}
 
-    def run(self, path: Path, key: str, skip_lines: int, first_chunk: int) -> None:
-        """Ingest ``path`` from line ``skip_lines + 1``, committing a chunk every N lines."""
-        name = path.name
+    def run(self, path: str | Path, key: str, skip_lines: int, first_chunk: int) -> None:
+        """Ingest ``path`` (local or URI) from line ``skip_lines + 1``, committing every N lines."""
+        name = source_name(path)
         scan = scan_from_name(name)
         chunk, chunk_no, last_line = _Chunk(name), first_chunk, skip_lines
         ended_early = ""
@@ -310,17 +309,17 @@ def _worker_main(
         out.put(msg)
 
     try:
-        worker = _SourceWorker(Path(root), options, emit)
+        worker = _SourceWorker(root, options, emit)
     except Exception as e:  # noqa: BLE001 - reported to the parent as a failed start
         for _path, key, _skip, _chunk in tasks:
             out.put(("failed", key, f"worker could not start: {e}"))
         return
     for path, key, skip, first_chunk in tasks:
         try:
-            worker.run(Path(path), key, skip, first_chunk)
+            worker.run(path, key, skip, first_chunk)
         except OSError as e:
             if atomic.is_disk_full(e):  # every other source would fail the same way
-                out.put(("fatal", key, _disk_full_text(Path(root), e)))
+                out.put(("fatal", key, _disk_full_text(root, e)))
                 return
             log.exception("source %s failed", path)
             out.put(("failed", key, f"{type(e).__name__}: {e}"))
@@ -329,7 +328,7 @@ def _worker_main(
             out.put(("failed", key, f"{type(e).__name__}: {e}"))
 
 
-def _disk_full_text(root: Path, e: OSError) -> str:
+def _disk_full_text(root: Path | str, e: OSError) -> str:
     """One line for a write that ran out of space: which file, and what to do."""
     where = e.filename or root
     return (
@@ -341,13 +340,13 @@ def _disk_full_text(root: Path, e: OSError) -> str:
 # --------------------------------------------------------------------------- the run
 
 
-def _sample_texts(paths: list[Path], limit: int) -> list[str]:
+def _sample_texts(paths: list, limit: int) -> list[str]:
     """Normalised texts of the first tries of every source, to train the tokenizer on."""
     per_source = max(limit // max(len(paths), 1), 1)
     texts: list[str] = []
     domains: list[str] = []
     for path in paths:
-        scan = scan_from_name(path.name)
+        scan = scan_from_name(source_name(path))
         taken = 0
         for item in iter_lines(path, lambda *_: None):
             try:
@@ -375,27 +374,28 @@ def _signatures_id(directory: Path | None) -> str:
 
 
 def _open_or_create(
-    root: Path, paths: list[Path], options: Options, tokenizer: Path | None, vocab_size: int
+    root: Path | storage.Location, paths: list, options: Options, tokenizer: Path | None, vocab_size: int
 ) -> dict[str, Any]:
     """The dataset's manifest, creating the directory and its tokenizer on first use."""
     signatures_id = _signatures_id(options.signatures)
-    if (root / store.MANIFEST).exists():
+    if store.exists(root, store.MANIFEST):
         manifest = store.read_manifest(root)
         restorable = tokenizer is not None and tokenizer.is_file()
-        if not (root / store.TOKENIZER).is_file() and restorable and (
+        if not store.exists(root, store.TOKENIZER) and restorable and (
             tokens.tokenizer_sha256(tokenizer) == manifest["tokenizer_sha256"]
         ):
             _copy_tokenizer(tokenizer, root)  # restoring the dataset's own tokenizer
-        if not (root / store.TOKENIZER).is_file():
+        if not store.exists(root, store.TOKENIZER):
             raise FlattenError(
-                f"{root / store.TOKENIZER} is missing, so rows cannot be appended with the same "
+                f"{root}/{store.TOKENIZER} is missing, so rows cannot be appended with the same "
                 "tokens: restore it (or pass it with --tokenizer), or flatten into a new "
                 "--storage_path"
             )
         _check_compatible(root, manifest, options, tokenizer, signatures_id)
         store.check_shards(root, manifest)
         return manifest
-    root.mkdir(parents=True, exist_ok=True)
+    if isinstance(root, Path):
+        root.mkdir(parents=True, exist_ok=True)
     if options.max_tokens < 32:
         raise FlattenError(f"--max_tokens {options.max_tokens} is too small; use 32 or more")
     if tokenizer is not None:
@@ -405,9 +405,15 @@ def _open_or_create(
     else:
         log.info("training a %d-token BPE tokenizer on the sources", vocab_size)
         tok = tokens.train_tokenizer(_sample_texts(paths, TOKENIZER_SAMPLE), vocab_size)
-        tokens.save_tokenizer(tok, root / store.TOKENIZER)
-    sha = tokens.tokenizer_sha256(root / store.TOKENIZER)
-    layout = tokens.TokenLayout(tokens.load_tokenizer(root / store.TOKENIZER).get_vocab_size())
+        if isinstance(root, Path):
+            tokens.save_tokenizer(tok, root / store.TOKENIZER)
+        else:  # the same bytes as a local save, uploaded whole
+            with tempfile.TemporaryDirectory(prefix="quackae-") as tmp:
+                tokens.save_tokenizer(tok, Path(tmp) / store.TOKENIZER)
+                _copy_tokenizer(Path(tmp) / store.TOKENIZER, root)
+    tokenizer_bytes = store.read_file(root, store.TOKENIZER) or b""
+    sha = hashlib.sha256(tokenizer_bytes).hexdigest()
+    layout = tokens.TokenLayout(store.load_tokenizer(root).get_vocab_size())
     manifest = store.new_manifest(layout.to_dict(), sha, options.max_tokens)
     manifest["filters"] = options.filters()
     manifest["signatures"] = signatures_id
@@ -415,14 +421,13 @@ def _open_or_create(
     return manifest
 
 
-def _copy_tokenizer(tokenizer: Path, root: Path) -> None:
+def _copy_tokenizer(tokenizer: Path, root: Path | storage.Location) -> None:
     """Install a given tokenizer file into the dataset, atomically."""
-    with atomic.atomic_path(root / store.TOKENIZER) as tmp:
-        shutil.copyfile(tokenizer, tmp)
+    store.write_file(root, store.TOKENIZER, Path(tokenizer).read_bytes())
 
 
 def _check_compatible(
-    root: Path, manifest: dict, options: Options, tokenizer: Path | None, signatures_id: str
+    root: Path | storage.Location, manifest: dict, options: Options, tokenizer: Path | None, signatures_id: str
 ) -> None:
     if tokenizer is not None and tokens.tokenizer_sha256(tokenizer) != manifest["tokenizer_sha256"]:
         raise FlattenError(f"--tokenizer {tokenizer} differs from the tokenizer of {root}")
@@ -454,7 +459,7 @@ class _Plan:
     refused: list[str] = field(default_factory=list)
 
 
-def _plan(paths: list[Path], manifest: dict) -> _Plan:
+def _plan(paths: list, manifest: dict) -> _Plan:
     """Decide per source: new, resume a killed run, replace an incomplete copy, or skip."""
     plan, seen = _Plan(), set()
     for path in paths:
@@ -472,7 +477,7 @@ def _plan(paths: list[Path], manifest: dict) -> _Plan:
             continue
         elif same and entry.get("ended_early"):
             plan.refused.append(
-                f"{path.name}: this copy ends early ({entry['ended_early']}); its "
+                f"{source_name(path)}: this copy ends early ({entry['ended_early']}); its "
                 f"{entry['rows']} rows stay, not marked done: flatten the complete file to "
                 "replace them"
             )
@@ -481,7 +486,7 @@ def _plan(paths: list[Path], manifest: dict) -> _Plan:
             skip, chunk = entry["lines_done"], entry["chunks"]
         elif entry["done"]:
             plan.refused.append(
-                f"{path}: a different file named {path.name} was already ingested completely; "
+                f"{path}: a different file named {source_name(path)} was already ingested completely; "
                 "nothing added (rename it if it really is another source)"
             )
             continue
@@ -502,12 +507,17 @@ def flatten(
     vocab_size: int = tokens.DEFAULT_VOCAB,
     progress: bool = True,
 ) -> Summary:
-    """Ingest ``sources`` into the dataset at ``storage_path``; see the module docstring."""
+    """Ingest ``sources`` into the dataset at ``storage_path``; see the module docstring.
+
+    Sources and ``storage_path`` may be local paths or object-store URIs (``gs://``, ``s3://``,
+    any form ``pyarrow.fs`` takes; source URIs may hold globs): archives are streamed from the
+    store, and shards are written to it directly.
+    """
     options = options or Options()
     started = time.perf_counter()
-    root = Path(storage_path)
+    root = _root_of(storage_path)
     try:
-        paths = expand_sources([Path(s) for s in sources])
+        paths = expand_sources(sources)
     except SourceError as e:
         raise FlattenError(str(e)) from None
     store.check_owned(root)
@@ -523,9 +533,19 @@ def flatten(
     return summary
 
 
+def _root_of(storage_path: str | Path) -> Path | storage.Location:
+    """The dataset root: a ``Path`` for a local directory, a ``Location`` for a URI."""
+    if not storage.is_uri(storage_path):
+        return Path(storage_path)
+    try:
+        return storage.resolve(str(storage_path))
+    except storage.StorageError as e:
+        raise FlattenError(f"--storage_path {e}") from None
+
+
 def _flatten_locked(
-    root: Path,
-    paths: list[Path],
+    root: Path | storage.Location,
+    paths: list,
     options: Options,
     workers: int,
     tokenizer: Path | None,
@@ -543,7 +563,7 @@ def _flatten_locked(
     if plan.tasks and options.signatures is None:
         log.warning(DEFAULT_SET_HINT)
     summary = Summary(skipped_sources=plan.done, failed_sources=list(plan.refused))
-    names = {key: Path(path).name for path, key, _, _ in plan.tasks}
+    names = {key: source_name(path) for path, key, _, _ in plan.tasks}
     bar = tqdm(
         desc="flatten", unit=" lines", unit_scale=True, disable=not progress, file=sys.stderr
     )
@@ -589,14 +609,14 @@ def _flatten_locked(
     return summary
 
 
-def _run_inline(root: Path, options: Options, tasks: list, handle: Callable) -> None:
+def _run_inline(root: Path | storage.Location, options: Options, tasks: list, handle: Callable) -> None:
     """All sources in this process: the path of ``--workers 1`` and of a single source."""
     if not tasks:
         return
     worker = _SourceWorker(root, options, handle)
     for path, key, skip, first_chunk in tasks:
         try:
-            worker.run(Path(path), key, skip, first_chunk)
+            worker.run(path, key, skip, first_chunk)
         except OSError as e:
             if atomic.is_disk_full(e):
                 raise
@@ -607,7 +627,7 @@ def _run_inline(root: Path, options: Options, tasks: list, handle: Callable) -> 
             handle(("failed", key, f"{type(e).__name__}: {e}"))
 
 
-def _run_pool(root: Path, options: Options, tasks: list, workers: int, handle: Callable) -> None:
+def _run_pool(root: Path | storage.Location, options: Options, tasks: list, workers: int, handle: Callable) -> None:
     """Sources spread over worker processes; the parent alone writes the manifest."""
     ctx = mp.get_context("spawn")
     out: mp.Queue = ctx.Queue(maxsize=256)
