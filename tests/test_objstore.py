@@ -187,3 +187,11 @@ def test_unreachable_or_empty_sources_are_one_line(gcs, tmp_path: Path) -> None:
     assert not (tmp_path / "ds").exists()
     missing = run_cli("inspect", gcs.uri("scans5", "nothing-here"))
     assert missing.returncode == 2 and "no dataset at" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_gs_sources_in_worker_processes_to_a_local_dataset(pair, archives, tmp_path: Path) -> None:
+    local = tmp_path / "ds"
+    done = run_cli("flatten", "--source", pair["glob"], "--storage_path", local, "--workers", "2",
+                   "--signatures", archives["signatures"], *FLAGS)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert rows(local).equals(rows(pair["local"]))

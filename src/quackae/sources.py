@@ -199,6 +199,11 @@ def _location(source: Source) -> Location | None:
     return storage.resolve(str(source)) if storage.is_uri(source) else None
 
 
+def _local_path(source: Source) -> Path:
+    """A local source as a ``Path`` (a local ``Location`` included)."""
+    return Path(source.path) if isinstance(source, Location) else Path(source)
+
+
 def scan_from_name(name: str | os.PathLike[str]) -> str | None:
     """The scan type (echo/discard/http/https) named in a source's file name, or None.
 
@@ -244,7 +249,7 @@ def source_fingerprint(path: Source) -> str:
         except storage.StorageError as exc:
             raise SourceError(str(exc)) from None
         return f"{size}:{hashlib.blake2b(head, digest_size=16).hexdigest()}"
-    p = Path(path)
+    p = _local_path(path)
     try:
         size = p.stat().st_size
         with p.open("rb") as fh:
@@ -435,7 +440,7 @@ def iter_lines(
         The path is missing or cannot be opened (raised by the call itself, before any
         iteration).
     """
-    p: Path | Location = _location(path) or Path(path)
+    p: Path | Location = _location(path) or _local_path(path)
     try:
         if not p.is_file():
             raise SourceError(f"{p}: no such file; check the path (or re-run the listing)")
