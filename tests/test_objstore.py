@@ -195,3 +195,28 @@ def test_gs_sources_in_worker_processes_to_a_local_dataset(pair, archives, tmp_p
                    "--signatures", archives["signatures"], *FLAGS)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert rows(local).equals(rows(pair["local"]))
+
+
+def test_shards_written_elsewhere_commit_to_a_uri_root(gcs) -> None:
+    """The committer's API with the storage path as a string, as a Ray task on another node gets it."""
+    uri = gcs.uri("datasets6", "api")
+    layout = {"vocab_size": 300, "specials": {"pad": 0}}
+    with store.dataset_lock(uri):
+        store.write_manifest(uri, store.new_manifest(layout, "0" * 64, 64))
+    n = 5
+    columns = {name: [None] * n for name in store.SCHEMA.names}
+    columns.update(row_id=[store.row_id("k" * 32, i, 0) for i in range(n)], line=list(range(n)), try_index=[0] * n,
+                   censored=[1, 0, -1, -1, 0], length=[3] * n, tokens=[[1, 2, 3]] * n, anomaly=[False] * n)  # fmt: skip
+    entry = store.write_shard(uri, "part-" + "a" * 16 + "-00000", columns, [{"file": "f", "line": 9, "reason": "x"}])
+    entry["source"] = "k" * 32
+    with store.dataset_lock(storage.resolve(uri)), store.dataset_lock(uri):  # re-entrant, Location or string
+        assert storage.resolve(uri).child(".quackae.lock").is_file()
+        manifest = store.commit(uri, [entry], {"k" * 32: {"name": "f", "done": True}})
+    assert not storage.resolve(uri).child(".quackae.lock").is_file()
+    assert manifest["length"] == 5 and manifest["censored"] == 1 and manifest["rejected"] == 1
+    assert store.read_manifest(uri) == manifest
+    assert store.verify(uri) == [f"{storage.resolve(uri).child('tokenizer.json')}: missing; restore it or re-flatten into a new --storage_path"]
+    # a second commit dropping that source deletes its objects after the manifest no longer lists them
+    with store.dataset_lock(uri):
+        store.commit(uri, [], replace=["k" * 32])
+    assert [f.name for f in storage.resolve(uri).list_files()] == ["manifest.json"]

@@ -481,8 +481,14 @@ def _read_lock(lock: Location) -> dict[str, Any] | None:
     return held if isinstance(held, dict) else {"host": "?", "pid": -1, "time": "?"}
 
 
-def _pid_alive(pid: int) -> bool:
-    """Whether a process of this host is running."""
+def _pid_alive(pid: Any) -> bool:
+    """Whether a process of this host is running (a malformed pid counts as dead)."""
+    try:
+        pid = int(pid)
+    except (TypeError, ValueError):
+        return False
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -497,7 +503,7 @@ def _take_object_lock(lock: Location) -> dict[str, Any]:
     host, pid = socket.gethostname(), os.getpid()
     held = _read_lock(lock)
     if held is not None:
-        dead = held.get("host") == host and (held.get("pid") == pid or not _pid_alive(int(held.get("pid", -1))))
+        dead = held.get("host") == host and (held.get("pid") == pid or not _pid_alive(held.get("pid")))
         if not dead:
             plain = lock.prefix.split("://")[0] + "://" + lock.path
             raise StoreError(
