@@ -187,6 +187,25 @@ def test_unreachable_or_empty_sources_are_one_line(gcs, tmp_path: Path) -> None:
     assert not (tmp_path / "ds").exists()
     missing = run_cli("inspect", gcs.uri("scans5", "nothing-here"))
     assert missing.returncode == 2 and "no dataset at" in missing.stderr and "Traceback" not in missing.stderr
+    dead_ds = "gs://anonymous@nobucket/ds?scheme=http&endpoint_override=127.0.0.1:9&retry_limit_seconds=1"
+    done = run_cli("flatten", "--source", empty, "--storage_path", dead_ds, *FLAGS)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_inspect_embeddings_on_a_store(gcs) -> None:
+    import pyarrow as pa
+
+    root = storage.resolve(gcs.uri("emb7", "run/embeddings"))
+    root.child("embeddings.json").write_bytes(json.dumps({"dim": 4, "complete": True, "mode": "all"}).encode())
+    table = pa.table({"censored": pa.array([1, -1, -1, 0], pa.int8()), "country_code": ["IR", "US", "US", "CN"]})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    root.child("shards", "part-00000.parquet").write_bytes(sink.getvalue().to_pybytes())
+    done = run_cli("inspect", root.uri, "--json", "--verify")
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert info["kind"] == "embeddings" and info["length"] == 4 and info["censored"] == 1 and info["uncensored"] == 2
+    assert info["per_country"] == {"US": 2, "IR": 1, "CN": 1} and info["verify"]["ok"]
 
 
 def test_gs_sources_in_worker_processes_to_a_local_dataset(pair, archives, tmp_path: Path) -> None:
