@@ -172,8 +172,8 @@ def new_manifest(layout: dict, tokenizer_sha256: str, max_tokens: int) -> dict[s
 def read_manifest(root: Root) -> dict[str, Any]:
     """Load ``manifest.json``; a clear ``StoreError`` if the directory is not a dataset."""
     remote = _remote(root)
-    path: Path | Location = remote.child(MANIFEST) if remote else Path(_local(root)) / MANIFEST
-    with _store_call(remote or location(root), "read the manifest"):
+    path: Path | Location = remote.child(MANIFEST) if remote else _local(root) / MANIFEST
+    with _store_call(remote, "read the manifest") if remote else contextlib.nullcontext():
         exists = path.is_file()
     if not exists:
         raise StoreError(
@@ -181,8 +181,11 @@ def read_manifest(root: Root) -> dict[str, Any]:
             f"--storage_path {root}` (or `quackae synth` for sample data)"
         )
     try:
-        with _store_call(remote or location(root), "read the manifest"):
-            text = path.read_bytes().decode("utf-8") if remote else path.read_text()
+        if remote:
+            with _store_call(remote, "read the manifest"):
+                text = path.read_bytes().decode("utf-8")
+        else:
+            text = path.read_text()
         manifest = json.loads(text)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise StoreError(f"{path} is unreadable ({e}); re-create the dataset") from None
