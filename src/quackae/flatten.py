@@ -535,8 +535,8 @@ def flatten(
 
 def _root_of(storage_path: str | Path) -> Path | storage.Location:
     """The dataset root: a ``Path`` for a local directory, a ``Location`` for a URI."""
-    if not storage.is_uri(storage_path):
-        return Path(storage_path)
+    if not storage.is_uri(storage_path):  # a local path (a file:// URI too)
+        return Path(storage.resolve(storage_path).path if str(storage_path).startswith("file://") else storage_path)
     try:
         return storage.resolve(str(storage_path))
     except storage.StorageError as e:

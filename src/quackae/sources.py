@@ -159,7 +159,7 @@ def expand_sources(paths: Iterable[Source]) -> list[Path | Location]:
                 [raw] if isinstance(raw, Location) else list(_expand_uri(str(raw)))
             )
         else:
-            path = Path(raw)
+            path = _local_path(raw)
             if path.is_dir():
                 candidates = list(_walk_dir(path))
             elif path.is_file():
@@ -200,7 +200,9 @@ def _location(source: Source) -> Location | None:
 
 
 def _local_path(source: Source) -> Path:
-    """A local source as a ``Path`` (a local ``Location`` included)."""
+    """A local source as a ``Path`` (a local ``Location`` and a ``file://`` URI included)."""
+    if isinstance(source, str) and source.startswith("file://"):
+        return Path(storage.resolve(source).path)
     return Path(source.path) if isinstance(source, Location) else Path(source)
 
 

@@ -100,7 +100,9 @@ def _remote(root: Root) -> Location | None:
 
 
 def _local(root: Root) -> Path:
-    """A local root as a ``Path`` (a local ``Location`` included)."""
+    """A local root as a ``Path`` (a local ``Location`` and a ``file://`` URI included)."""
+    if isinstance(root, str) and root.startswith("file://"):
+        return Path(storage.resolve(root).path)
     return Path(root.path) if isinstance(root, Location) else Path(root)
 
 
