@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,6 +84,12 @@ def gcs() -> Iterator[FakeGCS]:
 
     server = FakeGCSServer()
     server.start()
+    # The wrapper pipes the server's log to us and never reads it: once the pipe's buffer
+    # (64 KiB) fills, the server blocks mid-request. Drain it for the session.
+    log = getattr(server, "_process", None) and server._process.stderr
+    if log is not None:
+        threading.Thread(target=lambda: [None for _ in iter(lambda: log.read(65536), b"")],
+                         name="fake-gcs-log", daemon=True).start()  # fmt: skip
     try:
         yield FakeGCS(server.port)
     finally:

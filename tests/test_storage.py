@@ -36,6 +36,6 @@ def test_local_paths_stay_local(tmp_path) -> None:
 
 
 def test_unreachable_store_is_one_line() -> None:
-    loc = storage.resolve("gs://anonymous@nobucket/x?scheme=http&endpoint_override=127.0.0.1:9")
+    loc = storage.resolve("gs://anonymous@nobucket/x?scheme=http&endpoint_override=127.0.0.1:9&retry_limit_seconds=1")
     with pytest.raises(storage.StorageError, match="cannot reach it"):
         loc.info()

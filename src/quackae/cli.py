@@ -22,8 +22,8 @@ def _add_flatten(sub: argparse._SubParsersAction) -> None:
         "shards. Appending to an existing directory adds only what is new; a killed run "
         "resumes where it stopped when rerun.",
     )
-    p.add_argument("--source", nargs="+", required=True, metavar="PATH", help="files or directories to ingest")
-    p.add_argument("--storage_path", required=True, metavar="DIR", help="dataset directory (created or appended to)")
+    p.add_argument("--source", nargs="+", required=True, metavar="PATH", help="files or directories to ingest, or object-store URIs (gs://BUCKET/PREFIX, s3://..., globs such as gs://B/P/CP_Quack-http-*.tar.gz) streamed without a local copy")
+    p.add_argument("--storage_path", required=True, metavar="DIR", help="dataset directory (created or appended to), or an object-store URI (gs://..., s3://...)")
     p.add_argument("--labeled", action="store_true", help="keep only rows labelled censored (1) or uncensored (-1)")
     p.add_argument("--anomalies", action="store_true", help="keep only tries of anomalous measurements that did not match the template")
     p.add_argument("--signatures", type=Path, metavar="DIR", help="folder with blockpage_signatures.json and false_positive_signatures.json (Censored Planet's format, e.g. their published files, or DIR/signatures of quackae synth); default: a small set of well-known real blockpages (docs/signatures.md)")
@@ -64,7 +64,7 @@ def _run_flatten(args: argparse.Namespace) -> int:
         vocab_size=args.vocab_size,
         progress=not args.quiet,
     )
-    print("\n".join(summary.lines_text(Path(args.storage_path))))
+    print("\n".join(summary.lines_text(args.storage_path)))
     return 1 if summary.failed_sources else 0
 
 
@@ -75,7 +75,7 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
         description="Counts per label, scan and country, top fingerprints and outcomes, token "
         "length percentiles (datasets) or embedding dimension (embeddings).",
     )
-    p.add_argument("path", type=Path, metavar="DIR", help="a dataset or embeddings directory")
+    p.add_argument("path", metavar="DIR", help="a dataset or embeddings directory, local or an object-store URI (gs://..., s3://...)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--verify", action="store_true", help="also read every shard in full and report damaged files (exit 1 if any)")
     p.set_defaults(func=_run_inspect)
@@ -186,9 +186,10 @@ def user_errors() -> tuple[type[Exception], ...]:
     """Exceptions that mean a user mistake: printed as one line, never a traceback."""
     from quackae.flatten import FlattenError
     from quackae.sources import SourceError
+    from quackae.storage import StorageError
     from quackae.store import StoreError
 
-    return (FlattenError, SourceError, StoreError)
+    return (FlattenError, SourceError, StorageError, StoreError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

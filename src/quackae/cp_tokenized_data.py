@@ -216,7 +216,8 @@ class QuackTokenizedDataModule(pl.LightningDataModule):
     Parameters
     ----------
     data_dir : str
-        A dataset directory written by ``quackae flatten``.
+        A dataset directory written by ``quackae flatten``, or its object-store URI (mirrored
+        into a local cache first: ``store.local_dataset``).
     batch_size : int
         Sequences per batch.
     workers : int
@@ -241,7 +242,7 @@ class QuackTokenizedDataModule(pl.LightningDataModule):
         mode: str = "all",
     ) -> None:
         super().__init__()
-        self.data_dir = Path(data_dir)
+        self.data_dir = store.local_dataset(data_dir)  # a URI: its local mirror
         self.batch_size = batch_size
         self.workers = workers
         self.seed = seed

@@ -34,10 +34,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing import connection as mp_connection
-from pathlib import Path
 from typing import Any, Protocol
 
-from quackae.sources import iter_lines, scan_from_name
+from quackae.sources import iter_lines, scan_from_name, source_name
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +91,7 @@ def cut_chunks(
     The last chunk (possibly without lines) carries ``done`` or ``early``. Time spent reading is
     added to ``seconds["read"]``.
     """
-    name = Path(path).name
+    name = source_name(path)
     scan = scan_from_name(name)
     seconds = seconds if seconds is not None else Counter()
     state = {"early": ""}

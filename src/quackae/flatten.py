@@ -18,8 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from quackae import atomic, fanout, store, tokens
+from quackae import atomic, fanout, storage, store, tokens
 from quackae.geo import CountryLookup
 from quackae.hyperquack import ParseError, Try, loads_line, parse_measurement
 from quackae.outcome import outcome_of
@@ -42,6 +42,7 @@ from quackae.sources import (
     scan_from_name,
     source_fingerprint,
     source_key,
+    source_name,
 )
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class Summary:
     labels: Counter = field(default_factory=Counter)
     seconds: float = 0.0
 
-    def lines_text(self, root: Path) -> list[str]:
+    def lines_text(self, root: Path | str) -> list[str]:
         """Human-readable summary lines."""
         rate = self.rows / self.seconds if self.seconds else 0.0
         out = [
@@ -132,13 +133,11 @@ class _Chunk:
 class _SourceWorker:
     """Turns the lines of a chunk into its shard and manifest entry (one per worker process)."""
 
-    def __init__(self, root: Path, options: Options) -> None:
-        self.root = root
+    def __init__(self, root: store.Root, options: Options) -> None:
+        self.root = root  # a local path or an object-store URI: shards are written there
         self.options = options
         self.matcher: Matcher = load_signatures(options.signatures)
-        self.encoder = tokens.Encoder(
-            tokens.load_tokenizer(root / store.TOKENIZER), options.max_tokens
-        )
+        self.encoder = tokens.Encoder(store.load_tokenizer(root), options.max_tokens)
         self.geo = CountryLookup(options.mmdb)
         self.encoder.seconds = STAGE_SECONDS
         # Pages and errors repeat across vantage points: label and classify each kind once.
@@ -289,10 +288,10 @@ def _reason_kind(reason: str) -> str:
 
 def _make_processor(root: str, options: Options) -> _SourceWorker:
     """A worker's chunk processor (``fanout`` calls it once per process, by reference)."""
-    return _SourceWorker(Path(root), options)
+    return _SourceWorker(root if storage.is_uri(root) else Path(root), options)
 
 
-def _disk_full_text(root: Path, e: OSError) -> str:
+def _disk_full_text(root: Path | str, e: OSError) -> str:
     """One line for a write that ran out of space: which file, and what to do."""
     where = e.filename or root
     return (
@@ -304,13 +303,13 @@ def _disk_full_text(root: Path, e: OSError) -> str:
 # --------------------------------------------------------------------------- the run
 
 
-def _sample_texts(paths: list[Path], limit: int) -> list[str]:
+def _sample_texts(paths: list, limit: int) -> list[str]:
     """Normalised texts of the first tries of every source, to train the tokenizer on."""
     per_source = max(limit // max(len(paths), 1), 1)
     texts: list[str] = []
     domains: list[str] = []
     for path in paths:
-        scan = scan_from_name(path.name)
+        scan = scan_from_name(source_name(path))
         taken = 0
         for item in iter_lines(path, lambda *_: None):
             try:
@@ -338,27 +337,28 @@ def _signatures_id(directory: Path | None) -> str:
 
 
 def _open_or_create(
-    root: Path, paths: list[Path], options: Options, tokenizer: Path | None, vocab_size: int
+    root: Path | storage.Location, paths: list, options: Options, tokenizer: Path | None, vocab_size: int
 ) -> dict[str, Any]:
     """The dataset's manifest, creating the directory and its tokenizer on first use."""
     signatures_id = _signatures_id(options.signatures)
-    if (root / store.MANIFEST).exists():
+    if store.exists(root, store.MANIFEST):
         manifest = store.read_manifest(root)
         restorable = tokenizer is not None and tokenizer.is_file()
-        if not (root / store.TOKENIZER).is_file() and restorable and (
+        if not store.exists(root, store.TOKENIZER) and restorable and (
             tokens.tokenizer_sha256(tokenizer) == manifest["tokenizer_sha256"]
         ):
             _copy_tokenizer(tokenizer, root)  # restoring the dataset's own tokenizer
-        if not (root / store.TOKENIZER).is_file():
+        if not store.exists(root, store.TOKENIZER):
             raise FlattenError(
-                f"{root / store.TOKENIZER} is missing, so rows cannot be appended with the same "
+                f"{root}/{store.TOKENIZER} is missing, so rows cannot be appended with the same "
                 "tokens: restore it (or pass it with --tokenizer), or flatten into a new "
                 "--storage_path"
             )
         _check_compatible(root, manifest, options, tokenizer, signatures_id)
         store.check_shards(root, manifest)
         return manifest
-    root.mkdir(parents=True, exist_ok=True)
+    if isinstance(root, Path):
+        root.mkdir(parents=True, exist_ok=True)
     if options.max_tokens < 32:
         raise FlattenError(f"--max_tokens {options.max_tokens} is too small; use 32 or more")
     if tokenizer is not None:
@@ -368,9 +368,15 @@ def _open_or_create(
     else:
         log.info("training a %d-token BPE tokenizer on the sources", vocab_size)
         tok = tokens.train_tokenizer(_sample_texts(paths, TOKENIZER_SAMPLE), vocab_size)
-        tokens.save_tokenizer(tok, root / store.TOKENIZER)
-    sha = tokens.tokenizer_sha256(root / store.TOKENIZER)
-    layout = tokens.TokenLayout(tokens.load_tokenizer(root / store.TOKENIZER).get_vocab_size())
+        if isinstance(root, Path):
+            tokens.save_tokenizer(tok, root / store.TOKENIZER)
+        else:  # the same bytes as a local save, uploaded whole
+            with tempfile.TemporaryDirectory(prefix="quackae-") as tmp:
+                tokens.save_tokenizer(tok, Path(tmp) / store.TOKENIZER)
+                _copy_tokenizer(Path(tmp) / store.TOKENIZER, root)
+    tokenizer_bytes = store.read_file(root, store.TOKENIZER) or b""
+    sha = hashlib.sha256(tokenizer_bytes).hexdigest()
+    layout = tokens.TokenLayout(store.load_tokenizer(root).get_vocab_size())
     manifest = store.new_manifest(layout.to_dict(), sha, options.max_tokens)
     manifest["filters"] = options.filters()
     manifest["signatures"] = signatures_id
@@ -378,14 +384,13 @@ def _open_or_create(
     return manifest
 
 
-def _copy_tokenizer(tokenizer: Path, root: Path) -> None:
+def _copy_tokenizer(tokenizer: Path, root: Path | storage.Location) -> None:
     """Install a given tokenizer file into the dataset, atomically."""
-    with atomic.atomic_path(root / store.TOKENIZER) as tmp:
-        shutil.copyfile(tokenizer, tmp)
+    store.write_file(root, store.TOKENIZER, Path(tokenizer).read_bytes())
 
 
 def _check_compatible(
-    root: Path, manifest: dict, options: Options, tokenizer: Path | None, signatures_id: str
+    root: Path | storage.Location, manifest: dict, options: Options, tokenizer: Path | None, signatures_id: str
 ) -> None:
     if tokenizer is not None and tokens.tokenizer_sha256(tokenizer) != manifest["tokenizer_sha256"]:
         raise FlattenError(f"--tokenizer {tokenizer} differs from the tokenizer of {root}")
@@ -417,7 +422,7 @@ class _Plan:
     refused: list[str] = field(default_factory=list)
 
 
-def _plan(paths: list[Path], manifest: dict) -> _Plan:
+def _plan(paths: list, manifest: dict) -> _Plan:
     """Decide per source: new, resume a killed run, replace an incomplete copy, or skip."""
     plan, seen = _Plan(), set()
     for path in paths:
@@ -435,7 +440,7 @@ def _plan(paths: list[Path], manifest: dict) -> _Plan:
             continue
         elif same and entry.get("ended_early"):
             plan.refused.append(
-                f"{path.name}: this copy ends early ({entry['ended_early']}); its "
+                f"{source_name(path)}: this copy ends early ({entry['ended_early']}); its "
                 f"{entry['rows']} rows stay, not marked done: flatten the complete file to "
                 "replace them"
             )
@@ -444,7 +449,7 @@ def _plan(paths: list[Path], manifest: dict) -> _Plan:
             skip, chunk = entry["lines_done"], entry["chunks"]
         elif entry["done"]:
             plan.refused.append(
-                f"{path}: a different file named {path.name} was already ingested completely; "
+                f"{path}: a different file named {source_name(path)} was already ingested completely; "
                 "nothing added (rename it if it really is another source)"
             )
             continue
@@ -470,12 +475,16 @@ def flatten(
 
     ``workers`` processes here, or with ``ray_address`` (``auto`` or ``HOST:PORT``) Ray tasks
     on that cluster, parse the chunks the reader cuts; this process alone commits.
+
+    Sources and ``storage_path`` may be local paths or object-store URIs (``gs://``, ``s3://``,
+    any form ``pyarrow.fs`` takes; source URIs may hold globs): archives are streamed from the
+    store, and shards are written to it directly.
     """
     options = options or Options()
     started = time.perf_counter()
-    root = Path(storage_path)
+    root = _root_of(storage_path)
     try:
-        paths = expand_sources([Path(s) for s in sources])
+        paths = expand_sources(sources)
     except SourceError as e:
         raise FlattenError(str(e)) from None
     store.check_owned(root)
@@ -493,9 +502,19 @@ def flatten(
     return summary
 
 
+def _root_of(storage_path: str | Path) -> Path | storage.Location:
+    """The dataset root: a ``Path`` for a local directory, a ``Location`` for a URI."""
+    if not storage.is_uri(storage_path):  # a local path (a file:// URI too)
+        return Path(storage.resolve(storage_path).path if str(storage_path).startswith("file://") else storage_path)
+    try:
+        return storage.resolve(str(storage_path))
+    except storage.StorageError as e:
+        raise FlattenError(f"--storage_path {e}") from None
+
+
 def _flatten_locked(
-    root: Path,
-    paths: list[Path],
+    root: Path | storage.Location,
+    paths: list,
     options: Options,
     workers: int,
     tokenizer: Path | None,
@@ -514,7 +533,7 @@ def _flatten_locked(
     if plan.tasks and options.signatures is None:
         log.warning(DEFAULT_SET_HINT)
     summary = Summary(skipped_sources=plan.done, failed_sources=list(plan.refused))
-    names = {key: Path(path).name for path, key, _, _ in plan.tasks}
+    names = {key: source_name(path) for path, key, _, _ in plan.tasks}
     bar = tqdm(
         desc="flatten", unit=" lines", unit_scale=True, disable=not progress, file=sys.stderr
     )
@@ -558,7 +577,7 @@ def _flatten_locked(
 
 
 def _run_chunks(
-    root: Path, options: Options, tasks: list, workers: int, ray_address: str | None, handle: Callable
+    root: Path | storage.Location, options: Options, tasks: list, workers: int, ray_address: str | None, handle: Callable
 ) -> None:
     """Cut the sources into chunks here; process them here, in worker processes or on Ray.
 
@@ -587,6 +606,6 @@ def _run_chunks(
         executor.close()
 
 
-def _discard(root: Path, entry: dict[str, Any]) -> None:
+def _discard(root: Path | storage.Location, entry: dict[str, Any]) -> None:
     """Delete the files of a shard that will not be committed (its source failed before it)."""
     store.delete_files(root, [f for f in (entry["file"], entry.get("rejects_file")) if f])

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from quackae import store
+from quackae import storage, store
 
 TOP = 10
 
@@ -28,20 +28,21 @@ def _count(counter: Counter, column) -> None:
         counter[item["values"]] += item["counts"]
 
 
-def inspect_dataset(root: Path, stream: bool = True) -> dict[str, Any]:
+def inspect_dataset(root: store.Root, stream: bool = True) -> dict[str, Any]:
     """Counts per label, scan, country; top fingerprints and outcomes; length percentiles.
 
-    ``stream=False`` gives the manifest's totals only (for a dataset with damaged shards).
+    ``stream=False`` gives the manifest's totals only (for a dataset with damaged shards). An
+    object-store dataset is read through its local mirror (``store.local_dataset``).
     """
-    ds = store.Dataset(root)
-    m = ds.manifest
+    ds = store.Dataset(root) if stream else None
+    m = ds.manifest if ds is not None else store.read_manifest(root)
     per_scan: Counter = Counter()
     per_country: Counter = Counter()
     fingerprints: Counter = Counter()
     outcomes: Counter = Counter()
     lengths: list[np.ndarray] = []
     columns = ["scan", "country_code", "fingerprint", "outcome", "length"]
-    for batch in ds.iter_batches(columns) if stream else ():
+    for batch in ds.iter_batches(columns) if ds is not None else ():
         _count(per_scan, batch.column(0))
         _count(per_country, batch.column(1))
         _count(fingerprints, batch.column(2))
@@ -78,30 +79,41 @@ def inspect_dataset(root: Path, stream: bool = True) -> dict[str, Any]:
     }
 
 
-def _embeddings_meta(root: Path) -> dict[str, Any]:
-    path = root / "embeddings.json"
+def _embeddings_meta(root: storage.Location) -> dict[str, Any]:
+    path = root.child("embeddings.json")
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        return json.loads(path.read_bytes())
+    except (OSError, storage.StorageError, json.JSONDecodeError) as e:
         raise store.StoreError(f"{path} is unreadable ({e}); rerun the --encode command") from None
 
 
-def inspect_embeddings(root: Path, stream: bool = True) -> dict[str, Any]:
+def _embedding_shards(root: storage.Location) -> list[storage.Location]:
+    """The Parquet shards of an embeddings directory (local or on an object store), sorted."""
+    return [f for f in root.child("shards").list_files(recursive=False) if f.name.endswith(".parquet")]
+
+
+def _read_table(shard: storage.Location, columns: list[str] | None = None) -> pa.Table:
+    """One shard, local or remote; a damaged one is a one-line ``StoreError`` naming it."""
+    try:
+        return pq.read_table(shard.path, columns=columns, filesystem=shard.fs)
+    except (OSError, pa.ArrowException) as e:
+        raise store.damaged(shard if shard.remote else Path(shard.path), e) from None
+
+
+def inspect_embeddings(root: store.Root, stream: bool = True) -> dict[str, Any]:
     """Counts per label and embedding dimension of an ``ae_processor --encode`` output."""
+    given, root = str(root), store.location(root)
     meta = _embeddings_meta(root)
     labels: Counter = Counter()
     per_country: Counter = Counter()
     dim = int(meta.get("dim", 0))
-    for path in sorted((root / "shards").glob("*.parquet")) if stream else ():
-        try:
-            table = pq.read_table(path, columns=["censored", "country_code"])
-        except (OSError, pa.ArrowException) as e:
-            raise store.damaged(path, e) from None
+    for shard in _embedding_shards(root) if stream else ():
+        table = _read_table(shard, ["censored", "country_code"])
         _count(labels, table.column("censored"))
         _count(per_country, table.column("country_code"))
     return {
         "kind": "embeddings",
-        "path": str(root),
+        "path": given,
         "length": sum(labels.values()),
         "censored": labels[1],
         "undetermined": labels[0],
@@ -117,29 +129,38 @@ def inspect_embeddings(root: Path, stream: bool = True) -> dict[str, Any]:
     }
 
 
-def inspect(path: Path, skip_damaged: bool = False) -> dict[str, Any]:
-    """Summary of whatever ``path`` holds; ``store.StoreError`` when it is neither kind.
+def _is_embeddings(path: store.Root) -> bool:
+    return store.exists(path, "embeddings.json")
+
+
+def inspect(path: store.Root, skip_damaged: bool = False) -> dict[str, Any]:
+    """Summary of whatever ``path`` (local or URI) holds; ``store.StoreError`` when neither kind.
 
     ``skip_damaged``: summarise from the metadata only, without reading shards.
     """
-    path = Path(path)
-    if (path / "embeddings.json").is_file():
-        return inspect_embeddings(path, stream=not skip_damaged)
-    return inspect_dataset(path, stream=not skip_damaged)
+    if _is_embeddings(path):
+        info = inspect_embeddings(path, stream=not skip_damaged)
+    else:
+        info = inspect_dataset(path, stream=not skip_damaged)
+    info["path"] = str(path)
+    return info
 
 
-def verify(path: Path) -> list[str]:
-    """Read every shard of a dataset or embeddings directory in full; one line per problem."""
-    path = Path(path)
-    if not (path / "embeddings.json").is_file():
+def verify(path: store.Root) -> list[str]:
+    """Read every shard of a dataset or embeddings directory in full; one line per problem.
+
+    On an object store the objects themselves are read (not a local mirror).
+    """
+    if not _is_embeddings(path):
         return store.verify(path)
-    _embeddings_meta(path)
+    root = store.location(path)
+    _embeddings_meta(root)
     problems = []
-    for shard in sorted((path / "shards").glob("*.parquet")):
+    for shard in _embedding_shards(root):
         try:
-            pq.read_table(shard)
-        except (OSError, pa.ArrowException) as e:
-            problems.append(str(store.damaged(shard, e)))
+            _read_table(shard)
+        except store.StoreError as e:
+            problems.append(str(e))
     return problems
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import logging
 import os
 import re
@@ -23,6 +24,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from quackae import storage
+from quackae.storage import Location
 
 __all__ = [
     "MAX_LINE_BYTES",
@@ -36,6 +40,7 @@ __all__ = [
     "scan_from_name",
     "source_fingerprint",
     "source_key",
+    "source_name",
 ]
 
 log = logging.getLogger(__name__)
@@ -59,6 +64,8 @@ _WORD_SPLIT = re.compile(r"[^a-z0-9]+")
 SIDECAR_SUFFIX = ".truth.jsonl"  # ground truth written next to `quackae synth` archives
 
 ErrorCallback = Callable[[str, int, str], None]
+#: A source file: a local path, an object-store URI string (``gs://``, ``s3://``) or a ``Location``.
+Source = str | os.PathLike[str] | Location
 
 
 class SourceError(Exception):
@@ -105,44 +112,98 @@ def _walk_dir(directory: Path) -> list[Path]:
     return found
 
 
-def expand_sources(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Expand files and directories into the list of source files to read.
+def _expand_uri(uri: str) -> list[Location]:
+    """Source objects named by a URI: one object, every source below a prefix, or a glob's matches."""
+    try:
+        if storage.has_glob(uri):
+            found = storage.glob(uri)
+            what = "no object matches it"
+        else:
+            loc = storage.resolve(uri)
+            info = loc.info()
+            if info.type == storage.FileType.File:
+                return [loc]
+            found = loc.list_files() if info.type == storage.FileType.Directory else []
+            what = "no such object or prefix"
+        found = [f for f in found if _is_source_name(f.name) and not f.name.startswith(".")]
+    except storage.StorageError as e:
+        raise SourceError(str(e)) from None
+    if not found:
+        raise SourceError(
+            f"{uri}: {what} (or none with a source suffix: {', '.join(SOURCE_SUFFIXES)}); check "
+            "the bucket, prefix and pattern, e.g. gs://BUCKET/PREFIX/CP_Quack-http-*.tar.gz"
+        )
+    return found
+
+
+def expand_sources(paths: Iterable[Source]) -> list[Path | Location]:
+    """Expand files, directories and object-store URIs into the list of source files to read.
 
     Directories are searched recursively for ``SOURCE_SUFFIXES`` files (hidden entries
-    skipped); files named explicitly are kept whatever their suffix. Duplicates are dropped,
-    first occurrence wins. Ground-truth sidecars of ``quackae synth`` (``*.truth.jsonl``) are
+    skipped); files named explicitly are kept whatever their suffix. A URI names one object,
+    a prefix (searched like a directory) or a glob (``*``, ``?``, ``[...]``); its sources are
+    ``Location``s, streamed later without a local copy. Duplicates are dropped, first
+    occurrence wins. Ground-truth sidecars of ``quackae synth`` (``*.truth.jsonl``) are
     not measurements: they are skipped, with one warning saying how many.
 
     Raises
     ------
     SourceError
-        A path does not exist.
+        A path does not exist, a URI matches nothing, or its store cannot be reached.
     """
-    out: list[Path] = []
-    seen: set[Path] = set()
+    out: list[Path | Location] = []
+    seen: set[str] = set()
     for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            candidates = _walk_dir(path)
-        elif path.is_file():
-            candidates = [path]
-        else:
-            raise SourceError(
-                f"{path}: no such file or directory; pass existing archive files "
-                f"({', '.join(SOURCE_SUFFIXES)}) or directories holding them"
+        if isinstance(raw, Location) or storage.is_uri(raw):
+            candidates: list[Path | Location] = (
+                [raw] if isinstance(raw, Location) else list(_expand_uri(str(raw)))
             )
+        else:
+            path = _local_path(raw)
+            if path.is_dir():
+                candidates = list(_walk_dir(path))
+            elif path.is_file():
+                candidates = [path]
+            else:
+                raise SourceError(
+                    f"{path}: no such file or directory; pass existing archive files "
+                    f"({', '.join(SOURCE_SUFFIXES)}) or directories holding them"
+                )
         for candidate in candidates:
-            resolved = candidate.resolve()
-            if resolved not in seen:
-                seen.add(resolved)
+            ident = candidate.uri if isinstance(candidate, Location) else str(candidate.resolve())
+            if ident not in seen:
+                seen.add(ident)
                 out.append(candidate)
-    sidecars = [p for p in out if p.name.lower().endswith(SIDECAR_SUFFIX)]
+    sidecars = [p for p in out if source_name(p).lower().endswith(SIDECAR_SUFFIX)]
     if sidecars:
         log.warning(
             "skipped %d ground-truth sidecar(s) (*%s, e.g. %s): they are not measurements",
             len(sidecars), SIDECAR_SUFFIX, sidecars[0],
         )  # fmt: skip
     return [p for p in out if p not in sidecars]
+
+
+def source_name(source: Source) -> str:
+    """The file name of a source (a URI's last path component, without its query string)."""
+    if isinstance(source, Location):
+        return source.name
+    if storage.is_uri(source):
+        return storage.resolve(str(source)).name
+    return Path(source).name
+
+
+def _location(source: Source) -> Location | None:
+    """The ``Location`` of an object-store source; None for a local path."""
+    if isinstance(source, Location):
+        return source if source.remote else None
+    return storage.resolve(str(source)) if storage.is_uri(source) else None
+
+
+def _local_path(source: Source) -> Path:
+    """A local source as a ``Path`` (a local ``Location`` and a ``file://`` URI included)."""
+    if isinstance(source, str) and source.startswith("file://"):
+        return Path(storage.resolve(source).path)
+    return Path(source.path) if isinstance(source, Location) else Path(source)
 
 
 def scan_from_name(name: str | os.PathLike[str]) -> str | None:
@@ -160,7 +221,7 @@ def scan_from_name(name: str | os.PathLike[str]) -> str | None:
     return None
 
 
-def source_key(path: str | os.PathLike[str]) -> str:
+def source_key(path: Source) -> str:
     """The identity of a source: hex blake2b (128 bit) of its base file name.
 
     Censored Planet names every archive uniquely (scan and start time), so the name alone
@@ -169,19 +230,28 @@ def source_key(path: str | os.PathLike[str]) -> str:
     holds is told apart by ``source_fingerprint``.
     """
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(Path(path).name.encode("utf-8", "surrogateescape"))
+    digest.update(source_name(path).encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 
-def source_fingerprint(path: str | os.PathLike[str]) -> str:
+def source_fingerprint(path: Source) -> str:
     """Which copy of a source a file is: its size and the hash of its first 1 MiB.
+
+    For an object, both come from the store (the size it reports, the first MiB read).
 
     Raises
     ------
     SourceError
         The file cannot be read.
     """
-    p = Path(path)
+    loc = _location(path)
+    if loc is not None:
+        try:
+            size, head = loc.size(), loc.read_bytes(_KEY_HEAD_BYTES)
+        except storage.StorageError as exc:
+            raise SourceError(str(exc)) from None
+        return f"{size}:{hashlib.blake2b(head, digest_size=16).hexdigest()}"
+    p = _local_path(path)
     try:
         size = p.stat().st_size
         with p.open("rb") as fh:
@@ -194,7 +264,14 @@ def source_fingerprint(path: str | os.PathLike[str]) -> str:
 # --------------------------------------------------------------------------- reading
 
 
-def _kind(path: Path) -> str:
+def _open_binary(path: Path | Location) -> BinaryIO:
+    """A buffered binary stream of a local file or an object (streamed, never copied locally)."""
+    if isinstance(path, Location):
+        return io.BufferedReader(path.open_input(), _READ_CHUNK)
+    return path.open("rb", buffering=_READ_CHUNK)
+
+
+def _kind(path: Path | Location) -> str:
     """``"tar"``, ``"gzip"`` or ``"plain"``: by suffix, else by the file's magic bytes."""
     lower = path.name.lower()
     if lower.endswith(_TAR_SUFFIXES):
@@ -203,7 +280,7 @@ def _kind(path: Path) -> str:
         return "gzip"
     if lower.endswith((".json", ".jsonl")):
         return "plain"
-    with path.open("rb") as fh:
+    with _open_binary(path) as fh:
         head = fh.read(512)
     if head[:2] == _GZIP_MAGIC:
         return "gzip"
@@ -273,7 +350,7 @@ def _is_json_member(name: str) -> bool:
 
 
 def _tar_lines(
-    path: Path,
+    path: Path | Location,
     source: str,
     counter: _LineCounter,
     on_error: ErrorCallback,
@@ -285,7 +362,7 @@ def _tar_lines(
     ``seen`` records whether any results member and any JSON member were met, so the
     caller can decide on a fallback pass.
     """
-    with path.open("rb") as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
+    with _open_binary(path) as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
         for info in tar:
             if not info.isfile():
                 continue
@@ -304,7 +381,7 @@ def _tar_lines(
 
 
 def _iter_tar(
-    path: Path, source: str, counter: _LineCounter, on_error: ErrorCallback
+    path: Path | Location, source: str, counter: _LineCounter, on_error: ErrorCallback
 ) -> Iterator[SourceLine]:
     """Stream the ``results.json`` members of a tar; else, any JSON member (second pass)."""
     seen = {"results": False, "json": False}
@@ -314,18 +391,18 @@ def _iter_tar(
 
 
 def _iter_gzip(
-    path: Path, source: str, counter: _LineCounter, on_error: ErrorCallback
+    path: Path | Location, source: str, counter: _LineCounter, on_error: ErrorCallback
 ) -> Iterator[SourceLine]:
     """Stream the lines of a gzip-compressed JSON-lines file."""
-    with gzip.open(path, "rb") as gz:
+    with _open_binary(path) as raw, gzip.open(raw, "rb") as gz:
         yield from _stream_lines(gz, source, "", counter, on_error)
 
 
 def _iter_plain(
-    path: Path, source: str, counter: _LineCounter, on_error: ErrorCallback
+    path: Path | Location, source: str, counter: _LineCounter, on_error: ErrorCallback
 ) -> Iterator[SourceLine]:
     """Stream the lines of an uncompressed JSON-lines file."""
-    with path.open("rb", buffering=_READ_CHUNK) as fh:
+    with _open_binary(path) as fh:
         yield from _stream_lines(fh, source, "", counter, on_error)
 
 
@@ -340,7 +417,7 @@ def _archive_error_reason(exc: BaseException) -> str:
 
 
 def iter_lines(
-    path: str | os.PathLike[str],
+    path: Source,
     on_error: ErrorCallback | None = None,
     skip_lines: int = 0,
 ) -> Iterator[SourceLine]:
@@ -349,7 +426,7 @@ def iter_lines(
     Parameters
     ----------
     path
-        A ``.tar``/``.tar.gz``/``.tgz`` archive (members ending in ``results.json``; if
+        A local file, object-store URI or ``Location``: a ``.tar``/``.tar.gz``/``.tgz`` archive (members ending in ``results.json``; if
         none, every ``.json``/``.jsonl`` member) or a plain or gzipped JSON-lines file.
     on_error
         ``on_error(source, line_no, reason)`` for lines longer than ``MAX_LINE_BYTES``
@@ -365,19 +442,21 @@ def iter_lines(
         The path is missing or cannot be opened (raised by the call itself, before any
         iteration).
     """
-    p = Path(path)
-    if not p.is_file():
-        raise SourceError(f"{p}: no such file; check the path (or re-run the listing)")
+    p: Path | Location = _location(path) or _local_path(path)
     try:
+        if not p.is_file():
+            raise SourceError(f"{p}: no such file; check the path (or re-run the listing)")
         reader = _READERS[_kind(p)]
+    except storage.StorageError as exc:
+        raise SourceError(str(exc)) from None
     except OSError as exc:
         raise SourceError(f"{p}: cannot open ({exc.strerror or exc})") from exc
     return _guarded(reader, p, on_error or _log_error, skip_lines)
 
 
 def _guarded(
-    reader: Callable[[Path, str, _LineCounter, ErrorCallback], Iterator[SourceLine]],
-    p: Path,
+    reader: Callable[[Path | Location, str, _LineCounter, ErrorCallback], Iterator[SourceLine]],
+    p: Path | Location,
     report: ErrorCallback,
     skip_lines: int,
 ) -> Iterator[SourceLine]:
@@ -388,6 +467,8 @@ def _guarded(
         yield from reader(p, source, counter, report)
     except (EOFError, tarfile.TarError, zlib.error, gzip.BadGzipFile) as exc:
         report(source, counter.line_no, _archive_error_reason(exc))
+    except storage.StorageError as exc:
+        raise SourceError(str(exc)) from None
     except OSError as exc:
         if isinstance(exc, FileNotFoundError | PermissionError):
             raise SourceError(f"{p}: cannot read ({exc.strerror or exc})") from exc

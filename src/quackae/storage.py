@@ -24,7 +24,9 @@ import pyarrow.fs as pafs
 
 from quackae import atomic
 
-__all__ = ["Location", "StorageError", "glob", "is_uri", "resolve"]
+__all__ = ["FileType", "Location", "StorageError", "glob", "has_glob", "is_uri", "resolve"]
+
+FileType = pafs.FileType
 
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -142,6 +144,20 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+#: How long a GCS call retries before giving up, unless the URI sets ``retry_limit_seconds``
+#: (the client library's own default is 15 minutes, which reads as a hang).
+GCS_RETRY_LIMIT_S = 60
+
+
+def _with_retry_limit(uri: str) -> str:
+    """``uri`` with a bounded GCS retry time added when it names none."""
+    parts = urlsplit(uri)
+    if parts.scheme != "gs" or "retry_limit_seconds=" in parts.query:
+        return uri
+    query = "&".join(q for q in (parts.query, f"retry_limit_seconds={GCS_RETRY_LIMIT_S}") if q)
+    return parts._replace(query=query).geturl()
+
+
 def resolve(target: str | os.PathLike[str]) -> Location:
     """The ``Location`` of a local path or an object-store URI (without glob characters).
 
@@ -157,7 +173,7 @@ def resolve(target: str | os.PathLike[str]) -> Location:
         return Location(pafs.LocalFileSystem(), str(Path(text).absolute()))
     text = str(target)
     try:
-        fs, path = pafs.FileSystem.from_uri(text)
+        fs, path = pafs.FileSystem.from_uri(_with_retry_limit(text))
     except (OSError, pa.ArrowException, ValueError) as e:
         raise StorageError(
             f"{text}: not a usable URI ({_first_line(e)}); use gs://BUCKET/PREFIX or s3://BUCKET/PREFIX"
@@ -165,6 +181,11 @@ def resolve(target: str | os.PathLike[str]) -> Location:
     parts = urlsplit(text)
     user = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
     return Location(fs, path.rstrip("/"), f"{parts.scheme}://{user}", parts.query)
+
+
+def has_glob(target: str) -> bool:
+    """Whether a URI's path holds glob characters (``*``, ``?``, ``[``)."""
+    return bool(_GLOB_CHARS.search(urlsplit(target).path))
 
 
 def glob(target: str) -> list[Location]:
