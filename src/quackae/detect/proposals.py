@@ -57,6 +57,7 @@ class Proposal:
 
 _PLACEHOLDER_RX = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS))
 _BETWEEN_TAGS = re.compile(r"(?<=>)(?=<)")
+_IN_ATTRIBUTE = re.compile(r"[\"'?&;]")
 GAP = r"[^\r\n]*?"  # what a placeholder (domain, address, number, id) becomes in a pattern
 
 
@@ -64,8 +65,10 @@ def _lines(text: str) -> set[str]:
     """Lines of a normalised page with enough literal text to anchor a pattern, trimmed."""
     out = set()
     for full in text.replace("\r", "").split("\n"):
-        # the whole line, and its pieces between HTML tags (one volatile attribute spoils a line)
-        for line in {full.strip(), *_BETWEEN_TAGS.split(full)}:
+        # the whole line, its pieces between HTML tags and within attributes and URLs (one
+        # volatile attribute value, query parameter or refresh delay spoils a line)
+        tagged = _BETWEEN_TAGS.split(full)
+        for line in {full.strip(), *tagged, *(piece for part in tagged for piece in _IN_ATTRIBUTE.split(part))}:
             line = line.strip()[:MAX_LINE]
             if len(_PLACEHOLDER_RX.sub("", line)) >= MIN_LINE:
                 out.add(line)
