@@ -2,11 +2,13 @@
 
 Censored Planet's users work in a loop: find pages no signature names, write a signature, flatten
 again. This module does the middle step. Candidate rows (the detector's ``candidate`` column)
-that received a page are grouped by page template; for each cluster, a literal line of its
-pages (no placeholder, so the raw response holds it unchanged) is chosen that occurs in at least
-``MIN_COVERAGE`` of the cluster's pages, in no labelled-negative or expected page, no other page the detector
-did not flag, and no page of another cluster. Each proposal is then verified with the project's own matcher
-(``quackae.signatures.Matcher``) on those same pages; one that fails is dropped, never written.
+that received a page start as (template, country) groups; for each, a literal line of its pages
+(placeholders become "any text on the line", so the raw response matches) is chosen that occurs
+in at least ``MIN_COVERAGE`` of the group's pages and in no labelled-negative or expected page,
+no other page the detector did not flag, and no page of an accepted proposal. Groups the line
+covers as well merge with it (one page whose template split: a status line, a header, a title
+cut by the token budget at a different point). Each proposal is then verified with the project's
+own matcher (``quackae.signatures.Matcher``); one that fails is dropped, never written.
 ``proposed_signatures.json`` is Censored Planet's JSON-lines format: merge it into a signature
 directory's ``blockpage_signatures.json`` and ``quackae flatten --signatures DIR`` labels the rows.
 """
