@@ -160,59 +160,69 @@ def propose(rf: RowFeatures, candidate: np.ndarray, negatives: np.ndarray, seed:
     group = np.zeros(len(cand), np.int64)
     for i, c in enumerate(clusters):
         group[c.members] = i
-    taken = np.zeros(len(cand), bool)  # pages of an accepted proposal
+    owner = np.full(len(cand), -1, np.int64)  # the accepted proposal a page belongs to
     out: list[Proposal] = []
     reasons: dict[int, str] = {}
     for i, c in enumerate(clusters):
-        if taken[c.members].all():
+        if (owner[c.members] >= 0).all():
             continue
-        found = _propose_one(rf, i, clusters, group, taken, texts, cand, neg_joined, len(out), seed)
+        found = _propose_one(rf, i, clusters, group, owner, texts, cand, neg_joined, len(out), seed)
         if isinstance(found, str):
             reasons[i] = found
             continue
-        taken[np.isin(cand, found.rows)] = True
-        out.append(found)
+        proposal, number = found
+        owner[np.isin(cand, proposal.rows)] = number
+        out[number:number + 1] = [proposal]
     if rejected is not None:
         for i, c in enumerate(clusters):
-            left = c.members[~taken[c.members]]
+            left = c.members[owner[c.members] < 0]
             if len(left):
                 rejected.append((c.key, cand[left], reasons.get(i, "left over after a partial merge")))
     return out
 
 
-def _propose_one(rf: RowFeatures, index: int, clusters: list[_Cluster], group: np.ndarray, taken: np.ndarray,
+def _propose_one(rf: RowFeatures, index: int, clusters: list[_Cluster], group: np.ndarray, owner: np.ndarray,
                  texts: list[str], cand: np.ndarray, neg_joined: str, number: int,
-                 seed: int) -> Proposal | str:  # fmt: skip
-    """A verified proposal for one group (and the pages it merges), or why there is none."""
+                 seed: int) -> tuple[Proposal, int] | str:  # fmt: skip
+    """A verified proposal for one group (and the pages it merges) and its number, or why there is none.
+
+    A line on the pages of one accepted proposal that covers at least ``MIN_COVERAGE`` of them
+    is the same page (a shorter cut of its title): that proposal is replaced, keeping its number.
+    """
+    taken = owner >= 0
     own = clusters[index].members[~taken[clusters[index].members]]
     lines = ranked_lines([texts[j] for j in _sample(own, MAX_PAGES_PER_CLUSTER, seed).tolist()])
     if not lines:
         return NO_COMMON_LINE
     reason = COMMON_LINES_AVOIDED
-    reserve: list[tuple[int, int, str, np.ndarray, list[int]]] = []
+    reserve: list[tuple[int, int, str, np.ndarray, list[int], int]] = []
     for rank, (line, _) in enumerate(lines):
         pattern = line_pattern(line)
         if _avoided(pattern, line, neg_joined):
             continue
         hit = _hits(pattern, line, texts)
-        if (hit & taken).any():
-            continue  # on a page of an accepted proposal
-        groups = sorted(set(group[hit].tolist()) | {index})
+        owners = set(owner[hit & taken].tolist())
+        replaces = owners.pop() if len(owners) == 1 else None
+        if len(owners) or (replaces is not None and hit[owner == replaces].mean() < MIN_COVERAGE):
+            continue  # on pages of accepted proposals it does not cover as one page
+        groups = sorted(set(group[hit & ~taken].tolist()) | {index})
         free = {g: clusters[g].members[~taken[clusters[g].members]] for g in groups}
         whole = [g for g in groups if g == index or hit[free[g]].mean() >= MIN_COVERAGE]
-        members = np.unique(np.concatenate([own, *(free[g] for g in whole), np.flatnonzero(hit)]))
+        merged = np.flatnonzero(owner == replaces) if replaces is not None else own[:0]
+        members = np.unique(np.concatenate([own, merged, *(free[g] for g in whole), np.flatnonzero(hit & ~taken)]))
+        at = number if replaces is None else replaces
         if len(whole) < len(groups):
-            reserve.append((len(groups) - len(whole), rank, line, members, groups))
+            reserve.append((len(groups) - len(whole), rank, line, members, groups, at))
             continue
-        found = _accept(rf, clusters, groups, members, line, texts, cand, neg_joined, number, seed)
+        found = _accept(rf, clusters, groups, members, line, texts, cand, neg_joined, at, seed)
         if isinstance(found, str):
             reason = found
             continue
-        return found
-    for _, _, line, members, groups in sorted(reserve, key=lambda r: r[:2]):
-        found = _accept(rf, clusters, groups, members, line, texts, cand, neg_joined, number, seed)
+        return found, at
+    for _, _, line, members, groups, at in sorted(reserve, key=lambda r: r[:2]):
+        found = _accept(rf, clusters, groups, members, line, texts, cand, neg_joined, at, seed)
         if not isinstance(found, str):
-            return found
+            return found, at
         reason = found
     return reason
 
