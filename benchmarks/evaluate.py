@@ -69,6 +69,8 @@ def main() -> None:
               f"{s['proposal_benign_hits']} | {secs:.0f} |")
     print(f"seeds {args.seeds}, {args.folds} reported folds each (+1 development fold), {args.measurements} "
           "measurements per seed; targets: recall >= 0.9, worst fold >= 0.75, FPR <= 0.02, coverage >= 0.9, 0 benign")
+    print("every number above is on the reported folds; each seed's development fold (group 0) chose the detector's "
+          "settings and, with benchmarks/coverage_diagnosis.py, the proposal algorithm, and is never reported")
 
 
 if __name__ == "__main__":

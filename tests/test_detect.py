@@ -16,6 +16,7 @@ from quackae.calibration import PlattScaler
 from quackae.detect import commands, evaluate, proposals
 from quackae.detect.features import row_features
 from quackae.flatten import Options, flatten
+from quackae.signatures import Matcher, Signature
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +139,27 @@ def test_evaluation_is_deterministic(tmp_path):
 def test_features_of_a_dataset_without_pages(small_dataset):
     rf = row_features(small_dataset)
     assert rf.numeric.shape == (rf.table.num_rows, 6) and np.isfinite(rf.numeric).all()
+
+
+def test_proposals_merge_one_page_split_over_templates(world):
+    """A page whose template varies (status, a cut title, a bare status line) gets one signature."""
+    rf = world.rf
+    page = rf.scored & rf.has_page & (world.mechanism == "blockpage")
+    held = ["kr_card", "kz_meta_refresh", "us_silent_empty", "ru_silent_dpi"]
+    for family in held:  # each is split over several (template, country) groups, mostly under MIN_PAGES
+        assert len(set(rf.template[page & (world.family == family)])) >= 3, family
+    candidate = page & np.isin(world.family, held)
+    labels = world.labels.copy()
+    labels[candidate] = 0
+    rejected: list = []
+    found = proposals.propose(rf, candidate, labels == -1, 0, rejected)
+    matcher = Matcher([], [Signature(p.fingerprint, p.pattern) for p in found])
+    for family in held:
+        rows = np.flatnonzero(page & (world.family == family))
+        hit = [matcher.match(t)[0] == 1 for t in rf.tokens.texts(rf.row_ids[rows])]
+        assert np.mean(hit) >= 0.9, family
+    assert all(len(set(world.family[p.rows])) == 1 for p in found)  # one family per proposal
+    benign = np.flatnonzero(np.isin(world.mechanism, ["benign", "none"]) & (rf.template != "(nothing received)"))
+    assert not any(matcher.match(t)[0] == 1 for t in rf.tokens.texts(rf.row_ids[benign]))
+    accounted = np.concatenate([p.rows for p in found] + [r for _, r, _ in rejected])
+    assert sorted(accounted.tolist()) == np.flatnonzero(candidate).tolist()  # every page: proposed or a reason

@@ -189,9 +189,12 @@ def score_proposals(world: World, labels: np.ndarray, candidate: np.ndarray, pag
     rf = world.rf
     benign = (world.mechanism == "benign") | (world.mechanism == "none")
     benign_rows = np.flatnonzero(benign & (rf.template != "(nothing received)"))
-    hit = [matcher.match(t)[0] == 1 for t in rf.tokens.texts(rf.row_ids[np.flatnonzero(page)])]
+    rows = np.flatnonzero(page)
+    hit = np.array([matcher.match(t)[0] == 1 for t in rf.tokens.texts(rf.row_ids[rows])], dtype=bool)
     benign_hits = sum(matcher.match(t)[0] == 1 for t in rf.tokens.texts(rf.row_ids[benign_rows]))
-    return {"proposals": len(proposals), "coverage": round(float(np.mean(hit)), 4) if hit else None,
+    covered = {f: int(hit[world.family[rows] == f].sum()) for f in sorted(set(world.family[rows].tolist()))}
+    return {"proposals": len(proposals), "coverage": round(float(np.mean(hit)), 4) if len(hit) else None,
+            "family_covered": covered,
             "benign_hits": int(benign_hits), "benign_pages_checked": int(len(benign_rows)),
             "clusters": [{"fingerprint": p.fingerprint, "pattern": p.pattern, **p.summary} for p in proposals]}
 
@@ -246,8 +249,21 @@ def summarise(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
         "proposal_coverage": round(covered / max(pages, 1), 4),
         "proposal_benign_hits": sum(p["benign_hits"] for p in props),
         "family_recall": {k: round(float(np.mean(v)), 4) for k, v in sorted(fam.items())},
+        "family_proposal_coverage": _family_coverage(folds),
         "kind_fpr": {k: round(float(np.mean(v)), 4) for k, v in sorted(kind.items())},
     }
+
+
+def _family_coverage(folds: list[dict[str, Any]]) -> dict[str, float]:
+    """Per held-out family: the share of its pages, over all reported folds, a proposal matches."""
+    pages: dict[str, int] = {}
+    covered: dict[str, int] = {}
+    for f in folds:
+        for k, n in f["family_rows"].items():
+            pages[k] = pages.get(k, 0) + n
+        for k, n in ((f.get("proposals") or {}).get("family_covered") or {}).items():
+            covered[k] = covered.get(k, 0) + n
+    return {k: round(covered.get(k, 0) / n, 4) for k, n in sorted(pages.items()) if n}
 
 
 def run_evaluation(out: Path, seeds: list[int], folds: int = 5, measurements: int = 3000,
@@ -290,6 +306,10 @@ def render(result: dict[str, Any]) -> str:
     misses = {k: v for k, v in s["family_recall"].items() if v < 0.75}
     if misses:
         lines.append("  families under 0.75 recall: " + ", ".join(f"{k} {v:.2f}" for k, v in misses.items()))
+    uncovered = {k: v for k, v in s.get("family_proposal_coverage", {}).items() if v < 0.9}
+    if uncovered:
+        lines.append("  families whose pages proposals cover under 0.9: "
+                     + ", ".join(f"{k} {v:.2f}" for k, v in uncovered.items()))  # fmt: skip
     fps = {k: v for k, v in s["kind_fpr"].items() if v > 0}
     lines.append("  benign kinds flagged: " + (", ".join(f"{k} {v:.3f}" for k, v in fps.items()) or "none"))
     return "\n".join(lines)

@@ -2,11 +2,13 @@
 
 Censored Planet's users work in a loop: find pages no signature names, write a signature, flatten
 again. This module does the middle step. Candidate rows (the detector's ``candidate`` column)
-that received a page are grouped by page template; for each cluster, a literal line of its
-pages (no placeholder, so the raw response holds it unchanged) is chosen that occurs in at least
-``MIN_COVERAGE`` of the cluster's pages, in no labelled-negative or expected page, no other page the detector
-did not flag, and no page of another cluster. Each proposal is then verified with the project's own matcher
-(``quackae.signatures.Matcher``) on those same pages; one that fails is dropped, never written.
+that received a page start as (template, country) groups; for each, a literal line of its pages
+(placeholders become "any text on the line", so the raw response matches) is chosen that occurs
+in at least ``MIN_COVERAGE`` of the group's pages and in no labelled-negative or expected page,
+no other page the detector did not flag, and no page of an accepted proposal. Groups the line
+covers as well merge with it (one page whose template split: a status line, a header, a title
+cut by the token budget at a different point). Each proposal is then verified with the project's
+own matcher (``quackae.signatures.Matcher``); one that fails is dropped, never written.
 ``proposed_signatures.json`` is Censored Planet's JSON-lines format: merge it into a signature
 directory's ``blockpage_signatures.json`` and ``quackae flatten --signatures DIR`` labels the rows.
 """
@@ -35,6 +37,10 @@ MIN_LINE = 8
 MAX_LINE = 100
 MAX_PAGES_PER_CLUSTER = 200
 MAX_NEGATIVES = 50_000
+# why a cluster got no proposal (``propose``'s ``rejected``)
+NO_COMMON_LINE = f"no line in >= {MIN_COVERAGE:.0%} of its pages"
+COMMON_LINES_AVOIDED = "every common line is on a negative or another cluster's page"
+VERIFY_FAILED = "the pattern failed verification"
 
 
 @dataclass
@@ -53,6 +59,7 @@ class Proposal:
 
 _PLACEHOLDER_RX = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS))
 _BETWEEN_TAGS = re.compile(r"(?<=>)(?=<)")
+_IN_ATTRIBUTE = re.compile(r"[\"'?&;]")
 GAP = r"[^\r\n]*?"  # what a placeholder (domain, address, number, id) becomes in a pattern
 
 
@@ -60,8 +67,10 @@ def _lines(text: str) -> set[str]:
     """Lines of a normalised page with enough literal text to anchor a pattern, trimmed."""
     out = set()
     for full in text.replace("\r", "").split("\n"):
-        # the whole line, and its pieces between HTML tags (one volatile attribute spoils a line)
-        for line in {full.strip(), *_BETWEEN_TAGS.split(full)}:
+        # the whole line, its pieces between HTML tags and within attributes and URLs (one
+        # volatile attribute value, query parameter or refresh delay spoils a line)
+        tagged = _BETWEEN_TAGS.split(full)
+        for line in {full.strip(), *tagged, *(piece for part in tagged for piece in _IN_ATTRIBUTE.split(part))}:
             line = line.strip()[:MAX_LINE]
             if len(_PLACEHOLDER_RX.sub("", line)) >= MIN_LINE:
                 out.add(line)
@@ -88,79 +97,156 @@ def _sample(rows: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(rows, n, replace=False))
 
 
-def choose_line(pages: list[str], avoid: str) -> tuple[str, float] | None:
-    """The most common line of ``pages`` (longest on ties) whose pattern matches nothing in ``avoid``.
-
-    ``avoid`` is the avoided pages joined by newlines (a pattern never crosses a line).
-    """
+def ranked_lines(pages: list[str]) -> list[tuple[str, int]]:
+    """Lines of ``pages`` in at least ``MIN_COVERAGE`` of them with their counts: most common, then longest."""
     counts: dict[str, int] = {}
     for text in pages:
         for line in _lines(text):
             counts[line] = counts.get(line, 0) + 1
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], -len(kv[0]), kv[0]))
-    for line, n in ranked:
-        if n / len(pages) < MIN_COVERAGE:
-            return None
-        longest = max(_PLACEHOLDER_RX.split(line), key=len)
-        if longest not in avoid or not re.search(line_pattern(line), avoid):
-            return line, n / len(pages)
-    return None
+    return [(line, n) for line, n in ranked if n / len(pages) >= MIN_COVERAGE]
 
 
-def _clusters(rf: RowFeatures, rows: np.ndarray, by_country: bool) -> dict[str, np.ndarray]:
-    keys = rf.template[rows].astype(str)
-    if by_country:
-        keys = np.char.add(np.char.add(keys, " @ "), rf.column("country_code")[rows].astype(str))
+def _hits(pattern: str, line: str, texts: list[str]) -> np.ndarray:
+    """Which of ``texts`` the line's pattern matches (a literal test first: most pages lack it)."""
+    longest = max(_PLACEHOLDER_RX.split(line), key=len)
+    rx = re.compile(pattern, re.DOTALL)
+    return np.array([longest in t and rx.search(t) is not None for t in texts], dtype=bool)
+
+
+def _avoided(pattern: str, line: str, avoid: str) -> bool:
+    """Whether the line's pattern matches the avoided pages (joined by newlines: a line never spans two)."""
+    longest = max(_PLACEHOLDER_RX.split(line), key=len)
+    return longest in avoid and re.search(pattern, avoid) is not None
+
+
+@dataclass
+class _Cluster:
+    """Candidate pages with one template in one country (positions into the candidate list)."""
+
+    key: str
+    members: np.ndarray
+    merged: list[str]  # the keys of the clusters merged into this one (itself first)
+
+
+def _clusters(rf: RowFeatures, rows: np.ndarray) -> list[_Cluster]:
+    """Candidate pages grouped by template and country, largest first (ties by name)."""
+    keys = np.char.add(np.char.add(rf.template[rows].astype(str), " @ "), rf.column("country_code")[rows].astype(str))
     names, counts = np.unique(keys, return_counts=True)
-    return {k: rows[keys == k] for k, c in zip(names.tolist(), counts.tolist(), strict=True) if c >= MIN_PAGES}
+    order = sorted(zip(names.tolist(), counts.tolist(), strict=True), key=lambda kc: (-kc[1], kc[0]))
+    return [_Cluster(k, np.flatnonzero(keys == k), [k]) for k, _ in order]
 
 
-def propose(rf: RowFeatures, candidate: np.ndarray, negatives: np.ndarray, seed: int = 0) -> list[Proposal]:
+def propose(rf: RowFeatures, candidate: np.ndarray, negatives: np.ndarray, seed: int = 0,
+            rejected: list[tuple[str, np.ndarray, str]] | None = None) -> list[Proposal]:  # fmt: skip
     """Cluster the candidate rows that received a page by template and propose a verified pattern each.
 
-    Clusters are page templates; a template no single line covers (one status line used by
-    several censors) is split by country and tried again, as per-country pages.
+    Clusters start as (template, country) groups, largest first. A group's line (in at least
+    ``MIN_COVERAGE`` of its pages, on no negative page and no page of an accepted proposal) may
+    also be on other groups' pages: groups it covers to ``MIN_COVERAGE`` are the same page (a
+    status line, a header or a title cut at a different point split them) and merge whole. A line
+    that covers other groups only in part is kept in reserve: such a group mixes several pages
+    under one generic template (a bare status line), and only its matching pages join; the
+    reserve line with the fewest such pages is used when no line merges whole groups.
+    ``rejected``, when given, receives (group, rows, reason) for the pages left without a proposal.
     """
     cand = np.flatnonzero(candidate & rf.has_page)
     # every page the detector does not flag counts against a line too, not only labelled negatives
     unflagged = ~candidate & (rf.template != "(nothing received)")
     neg_rows = _sample(np.flatnonzero((negatives | unflagged) & ~candidate), MAX_NEGATIVES, seed)
     neg_joined = "\n".join(sorted(set(rf.tokens.texts(rf.row_ids[neg_rows]))))
-    all_texts = dict(zip(cand.tolist(), rf.tokens.texts(rf.row_ids[cand]), strict=True))
+    texts = rf.tokens.texts(rf.row_ids[cand])
+    clusters = _clusters(rf, cand)
+    group = np.zeros(len(cand), np.int64)
+    for i, c in enumerate(clusters):
+        group[c.members] = i
+    owner = np.full(len(cand), -1, np.int64)  # the accepted proposal a page belongs to
     out: list[Proposal] = []
-    pending = _clusters(rf, cand, by_country=False)
-    for by_country in (False, True):
-        failed: list[np.ndarray] = []
-        for template, rows in sorted(pending.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-            found = _propose_one(rf, template, rows, all_texts, cand, neg_joined, len(out), seed)
-            if found is None:
-                failed.append(rows)
-            else:
-                out.append(found)
-        if not failed or by_country:
-            break
-        pending = _clusters(rf, np.concatenate(failed), by_country=True)
+    reasons: dict[int, str] = {}
+    for i, c in enumerate(clusters):
+        if (owner[c.members] >= 0).all():
+            continue
+        found = _propose_one(rf, i, clusters, group, owner, texts, cand, neg_joined, len(out), seed)
+        if isinstance(found, str):
+            reasons[i] = found
+            continue
+        proposal, number = found
+        owner[np.isin(cand, proposal.rows)] = number
+        out[number:number + 1] = [proposal]
+    if rejected is not None:
+        for i, c in enumerate(clusters):
+            left = c.members[owner[c.members] < 0]
+            if len(left):
+                rejected.append((c.key, cand[left], reasons.get(i, "left over after a partial merge")))
     return out
 
 
-def _propose_one(rf: RowFeatures, template: str, rows: np.ndarray, all_texts: dict[int, str], cand: np.ndarray,
-                 neg_joined: str, index: int, seed: int) -> Proposal | None:  # fmt: skip
-    """A verified proposal for one cluster, or None."""
-    pages = [all_texts[r] for r in _sample(rows, MAX_PAGES_PER_CLUSTER, seed).tolist()]
-    in_cluster = set(rows.tolist())
-    others = [t for r, t in all_texts.items() if r not in in_cluster]
-    chosen = choose_line(pages, neg_joined + "\n" + "\n".join(others))
-    if chosen is None:
-        return None
-    sig = Signature(f"proposed_{index:03d}_{_slug(template)}", line_pattern(chosen[0]))
+def _propose_one(rf: RowFeatures, index: int, clusters: list[_Cluster], group: np.ndarray, owner: np.ndarray,
+                 texts: list[str], cand: np.ndarray, neg_joined: str, number: int,
+                 seed: int) -> tuple[Proposal, int] | str:  # fmt: skip
+    """A verified proposal for one group (and the pages it merges) and its number, or why there is none.
+
+    A line on the pages of one accepted proposal that covers at least ``MIN_COVERAGE`` of them
+    is the same page (a shorter cut of its title): that proposal is replaced, keeping its number.
+    """
+    taken = owner >= 0
+    own = clusters[index].members[~taken[clusters[index].members]]
+    lines = ranked_lines([texts[j] for j in _sample(own, MAX_PAGES_PER_CLUSTER, seed).tolist()])
+    if not lines:
+        return NO_COMMON_LINE
+    reason = COMMON_LINES_AVOIDED
+    reserve: list[tuple[int, int, str, np.ndarray, list[int], int]] = []
+    for rank, (line, _) in enumerate(lines):
+        pattern = line_pattern(line)
+        if _avoided(pattern, line, neg_joined):
+            continue
+        hit = _hits(pattern, line, texts)
+        owners = set(owner[hit & taken].tolist())
+        replaces = owners.pop() if len(owners) == 1 else None
+        if len(owners) or (replaces is not None and hit[owner == replaces].mean() < MIN_COVERAGE):
+            continue  # on pages of accepted proposals it does not cover as one page
+        groups = sorted(set(group[hit & ~taken].tolist()) | {index})
+        free = {g: clusters[g].members[~taken[clusters[g].members]] for g in groups}
+        whole = [g for g in groups if g == index or hit[free[g]].mean() >= MIN_COVERAGE]
+        merged = np.flatnonzero(owner == replaces) if replaces is not None else own[:0]
+        members = np.unique(np.concatenate([own, merged, *(free[g] for g in whole), np.flatnonzero(hit & ~taken)]))
+        at = number if replaces is None else replaces
+        if len(whole) < len(groups):
+            reserve.append((len(groups) - len(whole), rank, line, members, groups, at))
+            continue
+        found = _accept(rf, clusters, groups, members, line, texts, cand, neg_joined, at, seed)
+        if isinstance(found, str):
+            reason = found
+            continue
+        return found, at
+    for _, _, line, members, groups, at in sorted(reserve, key=lambda r: r[:2]):
+        found = _accept(rf, clusters, groups, members, line, texts, cand, neg_joined, at, seed)
+        if not isinstance(found, str):
+            return found, at
+        reason = found
+    return reason
+
+
+def _accept(rf: RowFeatures, clusters: list[_Cluster], groups: list[int], members: np.ndarray, line: str,
+            texts: list[str], cand: np.ndarray, neg_joined: str, number: int,
+            seed: int) -> Proposal | str:  # fmt: skip
+    """The proposal for ``members`` with the project's own matcher checked on every page, or why not."""
+    if len(members) < MIN_PAGES:
+        return f"cluster under {MIN_PAGES} pages"
+    first = clusters[groups[0]]  # the largest of the merged groups names the proposal
+    template = first.key.rsplit(" @ ", 1)[0]
+    sig = Signature(f"proposed_{number:03d}_{_slug(template)}", line_pattern(line))
     matcher = Matcher([], [sig])
-    coverage = float(_matches(matcher, pages).mean())
+    coverage = float(_matches(matcher, [texts[j] for j in _sample(members, MAX_PAGES_PER_CLUSTER, seed).tolist()]).mean())
     neg_hits = int(bool(re.search(sig.pattern, neg_joined)))
-    cross = int(_matches(matcher, others).sum())
+    others = np.setdiff1d(np.arange(len(texts)), members)
+    cross = int(_matches(matcher, [texts[j] for j in others.tolist()]).sum())
     if coverage < MIN_COVERAGE or neg_hits or cross:
-        return None
-    return Proposal(sig.fingerprint, sig.pattern, template, rows, round(coverage, 4), neg_hits, cross,
-                    cluster_summary(rf, rows, pages[0]))  # fmt: skip
+        return f"{VERIFY_FAILED} (coverage {coverage:.2f}, negatives {neg_hits}, other clusters {cross})"
+    summary = cluster_summary(rf, cand[members], texts[int(members[0])])
+    summary["templates"] = len({clusters[g].key.rsplit(" @ ", 1)[0] for g in groups})
+    return Proposal(sig.fingerprint, sig.pattern, template, cand[members], round(coverage, 4), neg_hits, cross,
+                    summary)  # fmt: skip
 
 
 def _when(ts: int) -> str:
