@@ -399,6 +399,10 @@ def _mirrored_checkpoint(remote: str | None, **kwargs):
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     class MirroredCheckpoint(ModelCheckpoint):
+        @property
+        def state_key(self) -> str:  # the same key as ModelCheckpoint's: checkpoints stay interchangeable
+            return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
         def _save_checkpoint(self, trainer, filepath: str) -> None:
             super()._save_checkpoint(trainer, filepath)
             if remote and trainer.is_global_zero:
@@ -625,6 +629,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     _check_ray_resources(args)
     target = objstore.resolve(args.storage_path)
     target.makedirs()
+    target.info()  # an unreachable store: one line now, not a traceback at the first checkpoint
     config = {"resume": _resume_path(args)}
     if args.ray_nodes == 0:
         return train_worker({"args": vars(args), **config})
