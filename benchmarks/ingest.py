@@ -14,16 +14,25 @@ copied with a fresh vantage point address and a rotated test domain per copy, wr
 With ``--real``, both flatteners label with Censored Planet's signatures when present; on
 generated archives quackae uses its default set and the peer Censored Planet's (as before).
 
+With ``--real`` it first times ONE big archive (a real scan file is one results member): the
+HTTP v2 reference measurements varied the same way, ``--workers 1`` vs ``--workers 2`` alternating
+(one reader cuts chunks, workers parse and write them; see ``quackae.fanout``), the reader's own
+rate (how many workers it can feed), and with ``--ray`` the same archive as Ray tasks on a local
+cluster of 1, then 2 one-CPU nodes started for the purpose (token auth on).
+
     .venv/bin/python benchmarks/ingest.py [--measurements 20000] [--repeats 1]
     .venv/bin/python benchmarks/ingest.py --real [--measurements 40000] [--repeats 1]
+    .venv/bin/python benchmarks/ingest.py --real --one_archive_only --ray [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import io
 import json
+import os
 import random
 import re
 import resource
@@ -40,8 +49,8 @@ from pathlib import Path
 
 import psutil
 
+from quackae import fanout, store, synth
 from quackae import flatten as flatten_module
-from quackae import store, synth
 from quackae.flatten import Options, flatten
 from quackae.sources import iter_lines
 
@@ -270,6 +279,118 @@ def compare(
     stage_split(archives, work, tokenizer, signatures)
 
 
+def write_one_archive(out: Path, measurements: int, seed: int = 8) -> Path:
+    """One big real HTTP scan archive: ``measurements`` varied copies of the HTTP v2 reference lines.
+
+    A Censored Planet archive holds one scan, and v1 lines take their scan from the file name, so
+    the single-archive figure uses the HTTP file (real-sized pages, the heaviest scan).
+    """
+    rng = random.Random(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = (REFERENCE / "hyperquack" / "http_results_v2.json").read_text().splitlines()
+    data = "".join(_vary(lines[i % len(lines)], i // len(lines), rng) + "\n" for i in range(measurements)).encode()
+    stem = "CP_Quack-http-2021-07-04-01-01-01"
+    path = out / f"{stem}.tar.gz"
+    with path.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:  # fmt: skip
+        info = tarfile.TarInfo(f"{stem}/results.json")
+        info.size, info.mtime = len(data), 0
+        tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def reader_rate(archive: Path) -> None:
+    """How fast the one reader decompresses and cuts chunks: the most workers it can feed."""
+    started = time.perf_counter()
+    lines = size = 0
+    for job in fanout.cut_chunks(str(archive), "k", 0, 0, flatten_module.CHUNK_LINES, flatten_module.CHUNK_BYTES):
+        lines, size = lines + len(job.line_nos), size + len(job.blob)
+    wall = time.perf_counter() - started
+    print(f"the reader alone (gunzip, untar, cut chunks): {lines / wall:,.0f} lines/s, "
+          f"{size / 2**20 / wall:.0f} MB/s uncompressed ({lines} lines, {wall:.2f}s)")  # fmt: skip
+
+
+def _flatten_cmd(archive: Path, out: Path, tokenizer: Path, signatures: Path | None, extra: list[str]) -> list[str]:
+    sig_args = ["--signatures", str(signatures)] if signatures else []
+    return [sys.executable, "-m", "quackae", "flatten", "--quiet", "--tokenizer", str(tokenizer),
+            "--storage_path", str(out), *sig_args, *extra, "--source", str(archive)]  # fmt: skip
+
+
+def one_archive(archive: Path, work: Path, repeats: int, signatures: Path | None) -> None:
+    """``--workers 1`` vs ``--workers 2`` on the same single archive (chunks fanned out), alternating."""
+    mb = archive.stat().st_size / 2**20
+    flatten([archive], work / "tok1", Options(signatures=signatures), progress=False)
+    tokenizer = work / "tok1" / store.TOKENIZER
+    print(f"one archive: {archive.name}, {mb:.1f} MB compressed")
+    reader_rate(archive)
+    rates: dict[int, list[float]] = {1: [], 2: []}
+    print(f"{'run':<30}{'rows':>9}{'seconds':>9}{'rows/s':>10}{'peak RSS MB':>13}{'CPU s':>8}{'rows/CPU-s':>12}")
+    for rep in range(repeats):
+        for workers in (1, 2):
+            out = work / f"one{workers}-{rep}"
+            cmd = _flatten_cmd(archive, out, tokenizer, signatures, ["--workers", str(workers)])
+            wall, peak, cpu = peak_rss_of(cmd)
+            rows = store.read_manifest(out)["length"]
+            shutil.rmtree(out)
+            rates[workers].append(rows / wall)
+            print(f"{'one archive, --workers ' + str(workers):<30}{rows:>9}{wall:>9.2f}{rows / wall:>10,.0f}"
+                  f"{peak:>13.0f}{cpu:>8.2f}{rows / cpu:>12,.0f}")  # fmt: skip
+    w1, w2 = statistics.median(rates[1]), statistics.median(rates[2])
+    print(f"one archive, median of {repeats}: {w1:,.0f} rows/s (1 worker), {w2:,.0f} rows/s (2 workers): "
+          f"{w2 / w1:.2f}x")  # fmt: skip
+
+
+def _ray_cluster(temp_dir: Path, nodes: int) -> str:
+    """Start a local cluster of ``nodes`` one-CPU nodes (token auth on); its address."""
+    ray = str(Path(sys.executable).parent / "ray")
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+    head = subprocess.run([ray, "start", "--head", "--num-cpus", "1", "--port", "0", "--temp-dir", str(temp_dir),
+                           "--include-dashboard", "false", "--disable-usage-stats"],
+                          env=env, capture_output=True, text=True, check=True)  # fmt: skip
+    address = re.search(r"ray start --address='([^']+)'", head.stdout + head.stderr).group(1)
+    for _ in range(nodes - 1):
+        subprocess.run([ray, "start", "--address", address, "--num-cpus", "1", "--temp-dir", str(temp_dir)],
+                       env=env, capture_output=True, text=True, check=True)  # fmt: skip
+    return address
+
+
+def _stop_cluster(temp_dir: Path) -> None:
+    """Kill this cluster's processes only (``ray stop`` would stop every cluster here)."""
+    victims = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if str(temp_dir) in " ".join(proc.info["cmdline"] or []):
+            victims += [proc, *proc.children(recursive=True)]
+    for proc in victims:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(victims, timeout=10)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+
+
+def ray_nodes(archive: Path, work: Path, signatures: Path | None) -> None:
+    """``--ray_address`` on a local cluster of 1, then 2 one-CPU nodes, same archive."""
+    tokenizer = work / "tok1" / store.TOKENIZER
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    for nodes in (1, 2):
+        temp_dir = Path(tempfile.mkdtemp(prefix="qbray-", dir="/tmp"))
+        try:
+            address = _ray_cluster(temp_dir, nodes)
+            out = work / f"ray{nodes}"
+            cmd = _flatten_cmd(archive, out, tokenizer, signatures, ["--ray_address", address])
+            started = time.perf_counter()
+            subprocess.run(cmd, env=env, check=True, capture_output=True)
+            wall = time.perf_counter() - started
+            rows = store.read_manifest(out)["length"]
+            shutil.rmtree(out)
+            print(f"{'one archive, Ray, ' + str(nodes) + ' node(s) x 1 CPU':<30}{rows:>9}{wall:>9.2f}{rows / wall:>10,.0f}"
+                  "   (incl. joining the cluster and starting its workers)")  # fmt: skip
+        finally:
+            _stop_cluster(temp_dir)
+            shutil.rmtree(temp_dir, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", action="store_true",
@@ -277,6 +398,10 @@ def main() -> None:
     parser.add_argument("--measurements", type=int, default=None,
                         help="measurements per generated archive (default 20000), or in the whole real mix (40000)")
     parser.add_argument("--repeats", type=int, default=1, help="alternating repeats; medians are reported")
+    parser.add_argument("--one_archive_only", action="store_true",
+                        help="with --real: only the single-archive figures (1 vs 2 workers, --ray)")
+    parser.add_argument("--ray", action="store_true",
+                        help="with --real: also flatten the single archive on a local Ray cluster of 1, then 2 nodes")
     args = parser.parse_args()  # fmt: skip
     print("command: " + " ".join([Path(sys.executable).name, *sys.argv]))
     work = Path(tempfile.mkdtemp(prefix="quackae-bench-ingest-"))
@@ -287,6 +412,13 @@ def main() -> None:
             measurements = args.measurements or 40000
             archives = write_real_mix(work / "raw", measurements)
             sigs = peer_sigs = REFERENCE_SIGS if REFERENCE_SIGS.is_dir() else None
+            single = write_one_archive(work / "one", measurements)
+            print(f"one real HTTP archive: {measurements} varied copies of the HTTP v2 reference measurements")
+            one_archive(single, work, args.repeats, sigs)
+            if args.ray:
+                ray_nodes(single, work, sigs)
+            if args.one_archive_only:
+                return
             print(f"real mix: {measurements} varied copies of the {len(REAL_FILES)} reference files")
         else:
             measurements = args.measurements or 20000

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 
@@ -71,9 +72,15 @@ def test_predict_loader_yields_metadata_and_batch(small_dataset: Path) -> None:
     dm = QuackTokenizedDataModule(str(small_dataset), batch_size=16, mode="evaluate", workers=0)
     table = store.Dataset(small_dataset).read_columns(["row_id", "censored"])
     rows = []
+    cache = store.Dataset(small_dataset).tokens()
+    ids = table["row_id"].to_numpy()
     for metadata, batch in dm.predict_dataloader():
-        assert isinstance(metadata, list) and len(metadata) == batch.shape[0]
-        rows.extend(metadata)
+        assert isinstance(metadata, pa.Table) and metadata.num_rows == batch.shape[0]
+        # the metadata rows are the batch's rows, in the batch's order (lengths agree row by row)
+        index = np.searchsorted(ids, metadata["row_id"].to_numpy(), sorter=np.argsort(ids))
+        order = np.argsort(ids)[index]
+        assert (cache.lengths[order] == (batch != dm.pad_id).sum(1).numpy()).all()
+        rows.extend(metadata.to_pylist())
     assert all(r["censored"] == 0 for r in rows)
     assert len(rows) == sum(1 for c in table["censored"].to_pylist() if c == 0)
     assert {"ip", "domain", "location", "country_code", "timestamp", "row_id"} <= set(rows[0])

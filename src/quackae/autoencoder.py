@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import numpy as np
+import pyarrow as pa
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import BasePredictionWriter
@@ -329,8 +330,9 @@ class AutoencoderWriter(BasePredictionWriter):
         self.store = EmbeddingStore(storage_path)
         self.run_id = run_id
         self.rows_per_shard = rows_per_shard
-        self._rows: list[dict[str, Any]] = []
+        self._rows: list[Any] = []
         self._latents: list[np.ndarray] = []
+        self._buffered = 0
         self._shards = 0
 
     def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
@@ -338,9 +340,10 @@ class AutoencoderWriter(BasePredictionWriter):
                            dataloader_idx: int = 0) -> None:
         """Buffer one batch's ``(metadata, latent)``; commit a shard when the buffer is full."""
         metadata, latent = prediction
-        self._rows.extend(metadata)
+        self._rows.append(metadata)  # an Arrow table of the batch's rows (or a list of row dicts)
         self._latents.append(latent.detach().float().cpu().numpy())
-        if len(self._rows) >= self.rows_per_shard:
+        self._buffered += len(latent)
+        if self._buffered >= self.rows_per_shard:
             self._flush(trainer.global_rank)
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -351,6 +354,8 @@ class AutoencoderWriter(BasePredictionWriter):
         if not self._rows:
             return
         name = f"part-{self.run_id}-r{rank:03d}-{self._shards:05d}"
-        self.store.write_shard(name, self._rows, np.concatenate(self._latents))
+        tables = all(isinstance(r, pa.Table) for r in self._rows)
+        rows = pa.concat_tables(self._rows) if tables else [r for part in self._rows for r in part]
+        self.store.write_shard(name, rows, np.concatenate(self._latents))
         self._shards += 1
-        self._rows, self._latents = [], []
+        self._rows, self._latents, self._buffered = [], [], 0

@@ -27,7 +27,8 @@ def _add_flatten(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labeled", action="store_true", help="keep only rows labelled censored (1) or uncensored (-1)")
     p.add_argument("--anomalies", action="store_true", help="keep only tries of anomalous measurements that did not match the template")
     p.add_argument("--signatures", type=Path, metavar="DIR", help="folder with blockpage_signatures.json and false_positive_signatures.json (Censored Planet's format, e.g. their published files, or DIR/signatures of quackae synth); default: a small set of well-known real blockpages (docs/signatures.md)")
-    p.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes, one source file each at a time (default 1)")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes parsing chunks of lines, also of one big archive, while this process reads and commits (default 1)")
+    p.add_argument("--ray_address", metavar="ADDR", help="run the chunks as Ray tasks (1 CPU each) on the cluster at ADDR (HOST:PORT, or auto: the one running here); --storage_path must be reachable from every node")
     p.add_argument("--max_tokens", type=int, default=tokens.DEFAULT_MAX_TOKENS, metavar="N", help="truncate each sequence to N tokens, keeping the head (default %(default)s)")
     p.add_argument("--tokenizer", type=Path, metavar="PATH", help="use this tokenizer.json (e.g. another dataset's) instead of training one")
     p.add_argument("--vocab_size", type=int, default=tokens.DEFAULT_VOCAB, metavar="N", help="BPE vocabulary size when training a tokenizer (default %(default)s)")
@@ -58,6 +59,7 @@ def _run_flatten(args: argparse.Namespace) -> int:
         args.storage_path,
         options,
         workers=args.workers,
+        ray_address=args.ray_address,
         tokenizer=args.tokenizer,
         vocab_size=args.vocab_size,
         progress=not args.quiet,

@@ -17,6 +17,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -149,13 +150,13 @@ class TokenBatches(Dataset):
 
 
 class PredictBatches(TokenBatches):
-    """Map an index batch to ``(metadata list, (B, T) batch)`` for the predict loop."""
+    """Map an index batch to ``(metadata table, (B, T) batch)`` for the predict loop."""
 
     def __init__(self, root: Path, pad_id: int, columns: tuple[str, ...] = store.METADATA_COLUMNS) -> None:
         super().__init__(root, pad_id)
         self.columns = list(columns)
         self._starts: np.ndarray | None = None
-        self._group: OrderedDict[int, list[dict[str, Any]]] | None = None
+        self._group: OrderedDict[int, pa.Table] | None = None
 
     def _row_groups(self) -> list[tuple[int, Path, int, int]]:
         groups = []
@@ -168,30 +169,35 @@ class PredictBatches(TokenBatches):
                 base += meta.row_group(g).num_rows
         return groups
 
-    def _metadata(self, index: np.ndarray) -> list[dict[str, Any]]:
+    def _metadata(self, index: np.ndarray) -> pa.Table:
+        """The metadata rows of a batch, in batch order, as one Arrow table (no per-row Python)."""
         if self._starts is None:
             self._groups = self._row_groups()
             self._starts = np.array([g[0] for g in self._groups], dtype=np.int64)
-        out = []
-        for i in index.tolist():
-            gi = int(np.searchsorted(self._starts, i, side="right") - 1)
-            out.append(self._row_group(gi)[i - int(self._starts[gi])])
-        return out
+        index = np.asarray(index, dtype=np.int64)
+        groups = np.searchsorted(self._starts, index, side="right") - 1
+        order = np.argsort(groups, kind="stable")  # rows grouped by row group, batch order within
+        parts = [
+            self._row_group(int(g)).take(pa.array(index[groups == g] - self._starts[g]))
+            for g in np.unique(groups)
+        ]
+        table = pa.concat_tables(parts) if len(parts) != 1 else parts[0]
+        return table.take(pa.array(np.argsort(order, kind="stable")))  # back to batch order
 
-    def _row_group(self, gi: int) -> list[dict[str, Any]]:
-        """Rows of one row group, from a small cache (a bucketed batch may span two groups)."""
+    def _row_group(self, gi: int) -> pa.Table:
+        """One row group's metadata, from a small cache (a bucketed batch may span two groups)."""
         if self._group is None:
             self._group = OrderedDict()
         if gi in self._group:
             self._group.move_to_end(gi)
         else:
             _, path, g, _ = self._groups[gi]
-            self._group[gi] = pq.ParquetFile(path).read_row_group(g, columns=self.columns).to_pylist()
+            self._group[gi] = pq.ParquetFile(path).read_row_group(g, columns=self.columns)
             if len(self._group) > 3:
                 self._group.popitem(last=False)
         return self._group[gi]
 
-    def __getitem__(self, index: np.ndarray) -> tuple[list[dict[str, Any]], torch.Tensor]:
+    def __getitem__(self, index: np.ndarray) -> tuple[pa.Table, torch.Tensor]:
         return self._metadata(index), super().__getitem__(index)
 
     def __getstate__(self) -> dict[str, Any]:

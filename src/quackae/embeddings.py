@@ -162,10 +162,13 @@ class EmbeddingStore:
             "mode": meta.get("mode"), "complete": bool(meta.get("complete")),
         }  # fmt: skip
 
-    def write_shard(self, name: str, rows: list[dict[str, Any]], latents: np.ndarray) -> None:
-        """Commit one shard: metadata rows and their latents, atomically."""
+    def write_shard(self, name: str, rows: pa.Table | list[dict[str, Any]], latents: np.ndarray) -> None:
+        """Commit one shard: metadata rows (an Arrow table or row dicts) and their latents, atomically."""
         dim = latents.shape[1]
-        columns = {c: [r[c] for r in rows] for c in COLUMNS}
+        if isinstance(rows, pa.Table):
+            columns = {c: rows.column(c) for c in COLUMNS}
+        else:
+            columns = {c: [r[c] for r in rows] for c in COLUMNS}
         flat = pa.array(np.ascontiguousarray(latents, dtype=np.float32).reshape(-1))
         columns["embedding"] = pa.FixedSizeListArray.from_arrays(flat, dim)
         table = pa.Table.from_pydict(columns, schema=schema(dim))

@@ -1,8 +1,9 @@
 """The ingest stage: raw Hyperquack sources -> labelled, tokenized rows in a dataset directory.
 
-Each source file is read as a stream by one worker process, cut into chunks of lines; each
-chunk becomes one shard committed through the manifest by the parent process (the single
-writer), which holds the dataset's writer lock for the whole run: a second run on the same
+This process reads every source as a stream and cuts it into chunks of lines; each chunk
+becomes one shard, parsed and written here, by ``--workers`` processes or by Ray tasks
+(``fanout``), and committed through the manifest by this process alone (the single writer), in
+the order cut. It holds the dataset's writer lock for the whole run: a second run on the same
 directory waits. A killed run resumes after the last committed chunk of every source, so
 rerunning the same command ends with exactly the rows of an uninterrupted run.
 
@@ -17,9 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing as mp
-import os
-import queue
 import shutil
 import sys
 import time
@@ -32,7 +30,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from quackae import atomic, store, tokens
+from quackae import atomic, fanout, store, tokens
 from quackae.geo import CountryLookup
 from quackae.hyperquack import ParseError, Try, loads_line, parse_measurement
 from quackae.outcome import outcome_of
@@ -49,7 +47,6 @@ from quackae.sources import (
 log = logging.getLogger(__name__)
 
 CHUNK_LINES = 5_000
-ARCHIVE_DAMAGE = ("truncated archive", "corrupt archive")  # iter_lines' reasons for an early end
 CHUNK_BYTES = 64 * 2**20  # also commit after this much input, so memory stays bounded with big pages
 TOKENIZER_SAMPLE = 20_000  # tries of text the BPE model is trained on at a dataset's creation
 LABEL_MEMO = 50_000  # distinct (received, error, flags) label results remembered per worker
@@ -133,12 +130,11 @@ class _Chunk:
 
 
 class _SourceWorker:
-    """Turns the lines of one source into committed chunks."""
+    """Turns the lines of a chunk into its shard and manifest entry (one per worker process)."""
 
-    def __init__(self, root: Path, options: Options, emit: Callable[[tuple], None]) -> None:
+    def __init__(self, root: Path, options: Options) -> None:
         self.root = root
         self.options = options
-        self.emit = emit
         self.matcher: Matcher = load_signatures(options.signatures)
         self.encoder = tokens.Encoder(
             tokens.load_tokenizer(root / store.TOKENIZER), options.max_tokens
@@ -148,37 +144,33 @@ class _SourceWorker:
         # Pages and errors repeat across vantage points: label and classify each kind once.
         self.labels: dict[tuple, tuple[int, str, str, str]] = {}
 
-    def run(self, path: Path, key: str, skip_lines: int, first_chunk: int) -> None:
-        """Ingest ``path`` from line ``skip_lines + 1``, committing a chunk every N lines."""
-        name = path.name
-        scan = scan_from_name(name)
-        chunk, chunk_no, last_line = _Chunk(name), first_chunk, skip_lines
-        ended_early = ""
+    def process(self, job: fanout.ChunkJob) -> tuple:
+        """Parse, label, tokenize and write one chunk; the commit message for the driver.
 
-        def reject(_source: str, line_no: int, reason: str) -> None:
-            nonlocal ended_early
-            if reason.startswith(ARCHIVE_DAMAGE):
-                ended_early = reason
-            chunk.rejects.append({"file": name, "line": line_no, "reason": reason})
+        Errors become messages too: ``fatal`` for a full disk (every chunk would fail the
+        same way), ``failed`` for anything else (the source stops there).
+        """
+        try:
+            return self._process(job)
+        except OSError as e:
+            if atomic.is_disk_full(e):
+                return ("fatal", job.key, _disk_full_text(self.root, e))
+            log.exception("source %s failed", job.name)
+            return ("failed", job.key, f"{type(e).__name__}: {e}")
+        except Exception as e:  # noqa: BLE001 - one broken source must not stop the others
+            log.exception("source %s failed", job.name)
+            return ("failed", job.key, f"{type(e).__name__}: {e}")
 
-        clock = time.perf_counter
-        mark = clock()
-        for item in iter_lines(path, reject, skip_lines=skip_lines):
-            read = clock()
-            STAGE_SECONDS["read"] += read - mark
-            last_line = item.line_no
+    def _process(self, job: fanout.ChunkJob) -> tuple:
+        chunk = _Chunk(job.name)
+        started = time.perf_counter()
+        for line_no, data in job.lines():
             chunk.lines += 1
-            chunk.bytes += len(item.data)
-            self._add_line(chunk, key, name, item.line_no, item.data, scan)
-            mark = clock()
-            STAGE_SECONDS["parse+label"] += mark - read  # parse: timed inside _add_line
-            if chunk.lines >= self.options.chunk_lines or chunk.bytes >= CHUNK_BYTES:
-                self._commit(chunk, key, chunk_no, last_line, done=False)
-                self.emit(("progress", chunk.lines))
-                chunk, chunk_no = _Chunk(name), chunk_no + 1
-                mark = clock()
-        self._commit(chunk, key, chunk_no, last_line, done=not ended_early, early=ended_early)
-        self.emit(("progress", chunk.lines))
+            self._add_line(chunk, job.key, job.name, line_no, data, job.scan)
+        STAGE_SECONDS["parse+label"] += time.perf_counter() - started  # parse: timed in _add_line
+        # the reader's rejects (line too long, damage) in line order, a line's own first
+        chunk.rejects = sorted(chunk.rejects + job.rejects, key=lambda r: r["line"])
+        return self._commit(chunk, job.key, job.chunk_no, job.last_line, job.done, job.early)
 
     def _add_line(
         self, chunk: _Chunk, key: str, name: str, line_no: int, data: bytes, scan: str | None
@@ -233,7 +225,7 @@ class _SourceWorker:
 
     def _commit(
         self, chunk: _Chunk, key: str, chunk_no: int, last_line: int, done: bool, early: str = ""
-    ) -> None:
+    ) -> tuple:
         entry = None
         if len(chunk) or chunk.rejects:
             started = time.perf_counter()
@@ -252,7 +244,7 @@ class _SourceWorker:
             entry_reasons = dict(reasons)
         else:
             entry_reasons = {}
-        self.emit(("commit", key, entry, last_line, chunk_no + 1, done, entry_reasons, early))
+        return ("commit", key, entry, last_line, chunk_no + 1, done, entry_reasons, early)
 
 
 def _columns(chunk: _Chunk, key: str, name: str) -> dict[str, Any]:
@@ -292,41 +284,12 @@ def _reason_kind(reason: str) -> str:
     return reason.split(":", 1)[0]
 
 
-# --------------------------------------------------------------------------- worker processes
+# --------------------------------------------------------------------------- workers
 
 
-def _worker_main(
-    root: str, options: Options, tasks: list[tuple[str, str, int, int]], out: mp.Queue
-) -> None:
-    """Process entry point: ingest the assigned sources, reporting through ``out``."""
-    parent = os.getppid()
-    # one tokenizer thread per worker process: the processes are the parallelism
-    os.environ["RAYON_NUM_THREADS"] = "1"
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-
-    def emit(msg: tuple) -> None:
-        if os.getppid() != parent:  # the parent was killed: stop, write nothing more
-            os._exit(1)
-        out.put(msg)
-
-    try:
-        worker = _SourceWorker(Path(root), options, emit)
-    except Exception as e:  # noqa: BLE001 - reported to the parent as a failed start
-        for _path, key, _skip, _chunk in tasks:
-            out.put(("failed", key, f"worker could not start: {e}"))
-        return
-    for path, key, skip, first_chunk in tasks:
-        try:
-            worker.run(Path(path), key, skip, first_chunk)
-        except OSError as e:
-            if atomic.is_disk_full(e):  # every other source would fail the same way
-                out.put(("fatal", key, _disk_full_text(Path(root), e)))
-                return
-            log.exception("source %s failed", path)
-            out.put(("failed", key, f"{type(e).__name__}: {e}"))
-        except Exception as e:  # noqa: BLE001 - one broken source must not stop the others
-            log.exception("source %s failed", path)
-            out.put(("failed", key, f"{type(e).__name__}: {e}"))
+def _make_processor(root: str, options: Options) -> _SourceWorker:
+    """A worker's chunk processor (``fanout`` calls it once per process, by reference)."""
+    return _SourceWorker(Path(root), options)
 
 
 def _disk_full_text(root: Path, e: OSError) -> str:
@@ -501,8 +464,13 @@ def flatten(
     tokenizer: Path | None = None,
     vocab_size: int = tokens.DEFAULT_VOCAB,
     progress: bool = True,
+    ray_address: str | None = None,
 ) -> Summary:
-    """Ingest ``sources`` into the dataset at ``storage_path``; see the module docstring."""
+    """Ingest ``sources`` into the dataset at ``storage_path``; see the module docstring.
+
+    ``workers`` processes here, or with ``ray_address`` (``auto`` or ``HOST:PORT``) Ray tasks
+    on that cluster, parse the chunks the reader cuts; this process alone commits.
+    """
     options = options or Options()
     started = time.perf_counter()
     root = Path(storage_path)
@@ -514,7 +482,9 @@ def flatten(
     try:
         with store.dataset_lock(root):
             store.check_owned(root)  # another writer may have changed it while we waited
-            summary = _flatten_locked(root, paths, options, workers, tokenizer, vocab_size, progress)
+            summary = _flatten_locked(
+                root, paths, options, workers, tokenizer, vocab_size, progress, ray_address
+            )
     except OSError as e:
         if atomic.is_disk_full(e):
             raise FlattenError(_disk_full_text(root, e)) from None
@@ -531,6 +501,7 @@ def _flatten_locked(
     tokenizer: Path | None,
     vocab_size: int,
     progress: bool,
+    ray_address: str | None = None,
 ) -> Summary:
     """The run itself, with the writer lock held."""
     manifest = _open_or_create(root, paths, options, tokenizer, vocab_size)
@@ -580,60 +551,42 @@ def _flatten_locked(
             raise FlattenError(msg[2])
 
     try:
-        if workers <= 1 or len(plan.tasks) <= 1:
-            _run_inline(root, options, plan.tasks, handle)
-        else:
-            _run_pool(root, options, plan.tasks, workers, handle)
+        _run_chunks(root, options, plan.tasks, workers, ray_address, handle)
     finally:
         bar.close()
     return summary
 
 
-def _run_inline(root: Path, options: Options, tasks: list, handle: Callable) -> None:
-    """All sources in this process: the path of ``--workers 1`` and of a single source."""
+def _run_chunks(
+    root: Path, options: Options, tasks: list, workers: int, ray_address: str | None, handle: Callable
+) -> None:
+    """Cut the sources into chunks here; process them here, in worker processes or on Ray.
+
+    Whatever runs them, results are committed in the order cut (``fanout.drive``).
+    """
     if not tasks:
         return
-    worker = _SourceWorker(root, options, handle)
-    for path, key, skip, first_chunk in tasks:
+    args = (_make_processor, str(root), options)
+    executor: fanout.Executor
+    if ray_address:
+        from quackae import cluster
+
         try:
-            worker.run(Path(path), key, skip, first_chunk)
-        except OSError as e:
-            if atomic.is_disk_full(e):
-                raise
-            log.exception("source %s failed", path)
-            handle(("failed", key, f"{type(e).__name__}: {e}"))
-        except Exception as e:  # noqa: BLE001 - one broken source must not stop the others
-            log.exception("source %s failed", path)
-            handle(("failed", key, f"{type(e).__name__}: {e}"))
-
-
-def _run_pool(root: Path, options: Options, tasks: list, workers: int, handle: Callable) -> None:
-    """Sources spread over worker processes; the parent alone writes the manifest."""
-    ctx = mp.get_context("spawn")
-    out: mp.Queue = ctx.Queue(maxsize=256)
-    shares = [tasks[i::workers] for i in range(workers) if tasks[i::workers]]
-    procs = [
-        ctx.Process(target=_worker_main, args=(str(root), options, share, out), daemon=True)
-        for share in shares
-    ]
-    for p in procs:
-        p.start()
-    remaining = {key for _, key, _, _ in tasks}
+            cluster.connect(ray_address)
+        except cluster.ClusterError as e:
+            raise FlattenError(str(e)) from None
+        executor = fanout.RayExecutor(*args)
+    elif workers > 1:
+        executor = fanout.PoolExecutor(*args, workers)
+    else:
+        executor = fanout.InlineExecutor(*args)
+    chunks = fanout.cut_all(tasks, options.chunk_lines, CHUNK_BYTES, STAGE_SECONDS)
     try:
-        while remaining:
-            try:
-                msg = out.get(timeout=1.0)
-            except queue.Empty:
-                if not any(p.is_alive() for p in procs) and out.empty():
-                    for key in remaining:
-                        handle(("failed", key, "worker process died"))
-                    break
-                continue
-            handle(msg)
-            if msg[0] == "failed" or (msg[0] == "commit" and (msg[5] or msg[7])):
-                remaining.discard(msg[1])
+        fanout.drive(chunks, executor, handle, lambda entry: _discard(root, entry))
     finally:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-            p.join(timeout=5)
+        executor.close()
+
+
+def _discard(root: Path, entry: dict[str, Any]) -> None:
+    """Delete the files of a shard that will not be committed (its source failed before it)."""
+    store.delete_files(root, [f for f in (entry["file"], entry.get("rejects_file")) if f])
