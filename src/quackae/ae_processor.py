@@ -5,20 +5,33 @@ one CPU each; 0 trains in-process), a logger (Comet when configured, else CSV un
 ``--storage_path``), a learning-rate monitor, checkpoints, early stopping and a device-stats
 monitor, then tests the held-out split. With ``--encode`` a trained checkpoint runs the
 predict loop and ``AutoencoderWriter`` stores one embedding per selected record.
+
+``--storage_path`` (and ``--checkpoint_path``, ``--resume``) may be object-store URIs
+(``gs://``, ``s3://``, any form ``pyarrow.fs`` takes; see ``storage``). Training then stages
+Lightning's checkpoints and CSV logs in a local directory and mirrors each checkpoint to the
+store as it is saved (and deleted as top-k drops it), so a killed run can ``--resume`` from any
+machine; Ray Train persists its own reported checkpoints under ``URI/ray``; the run summary and
+logs are uploaded at the end. Embeddings are written to the store directly.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import inspect
 import json
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from quackae import storage as objstore
 from quackae.atomic import atomic_write
 
 SUMMARY = "train_summary.json"
@@ -206,14 +219,43 @@ def trainer_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name) for name in TRAINER_FLAGS}
 
 
+@contextlib.contextmanager
+def local_checkpoint(path: str | None, flag: str = "--checkpoint_path") -> Iterator[str | None]:
+    """``path`` itself when local; an object-store checkpoint downloaded to a temporary file."""
+    if path is None or not objstore.is_uri(path):
+        yield path
+        return
+    source = objstore.resolve(path)
+    if not source.is_file():
+        raise ProcessorError(f"{flag} {path}: no such object; pass the URI of a .ckpt (e.g. <storage_path>/last.ckpt)")
+    with tempfile.TemporaryDirectory(prefix="quackae-ckpt-") as tmp:
+        local = Path(tmp) / source.name
+        _copy(source, objstore.resolve(str(local)))
+        yield str(local)
+
+
+def _copy(source: objstore.Location, target: objstore.Location) -> None:
+    """Stream one file between filesystems (local <-> object store) without holding it in memory."""
+    import pyarrow.fs as pafs
+
+    if not target.remote:
+        Path(target.path).parent.mkdir(parents=True, exist_ok=True)
+    pafs.copy_files(source.path, target.path, source_filesystem=source.fs, destination_filesystem=target.fs)
+
+
 def _load_weights(path: str) -> dict[str, Any]:
-    """A checkpoint's contents, loaded with ``weights_only=True`` (no code can run)."""
+    """A checkpoint's contents (a local path or a URI), loaded with ``weights_only=True``."""
+    with local_checkpoint(path) as local:
+        return _load_local_weights(local, path)
+
+
+def _load_local_weights(local: str, path: str) -> dict[str, Any]:
     import torch
 
-    if not Path(path).is_file():
+    if not Path(local).is_file():
         raise ProcessorError(f"--checkpoint_path {path}: no such file")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(local, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is a user error here
         # PyTorch's own text suggests weights_only=False, which would run the file's code: not shown
         why = (
@@ -256,12 +298,22 @@ def check_fits(ckpt: dict[str, Any], dm, path: str) -> dict[str, Any]:
     return hp
 
 
+def _dataset_dir(args: argparse.Namespace) -> str:
+    """The local directory the dataset is read from (``--data_dir``; URI datasets: its mirror)."""
+    return args.data_dir
+
+
+def _dataset_identity(args: argparse.Namespace) -> str:
+    """How the embeddings' metadata names the dataset: the URI as given, or the absolute path."""
+    return args.data_dir if objstore.is_uri(args.data_dir) else str(Path(args.data_dir).resolve())
+
+
 def build_data(args: argparse.Namespace, mode: str = "all"):
     """The data module of this run (raises the store's clear error when there is no dataset)."""
     from quackae.cp_tokenized_data import QuackTokenizedDataModule
 
     return QuackTokenizedDataModule(
-        args.data_dir,
+        _dataset_dir(args),
         batch_size=args.batch_size,
         workers=args.num_workers,
         seed=args.seed,
@@ -305,30 +357,77 @@ def build_model(args: argparse.Namespace, dm):
 
 
 def _resume_path(args: argparse.Namespace) -> str | None:
+    """The checkpoint ``--resume`` names: an absolute local path, or a URI that exists."""
     if args.resume is None:
         return None
-    path = Path(args.storage_path) / "last.ckpt" if args.resume == "last" else Path(args.resume)
-    if not path.is_file():
-        raise ProcessorError(f"--resume: no checkpoint at {path}; train without --resume first")
-    return str(path.resolve())
+    if args.resume == "last":
+        target = objstore.resolve(args.storage_path).child("last.ckpt")
+    else:
+        target = objstore.resolve(args.resume)
+    if not target.is_file():
+        raise ProcessorError(f"--resume: no checkpoint at {target.uri}; train without --resume first")
+    return target.uri if target.remote else str(Path(target.path).resolve())
+
+
+def staging_dir(storage_path: str) -> Path:
+    """Where Lightning writes checkpoints and logs: the storage path itself when it is local,
+    else a directory on this node named after the URI (the same for a resumed run)."""
+    if not objstore.is_uri(storage_path):
+        return Path(storage_path)
+    digest = hashlib.sha256(storage_path.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / "quackae-staging" / digest
+
+
+def _clear_staging(staging: Path) -> None:
+    """Drop a previous run's files from a staging directory (a fresh run of the same URI)."""
+    for entry in (staging / "logs", *staging.glob("*.ckpt")):
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- training
 
 
-def training_callbacks(args: argparse.Namespace, storage: Path) -> list:
-    """LearningRateMonitor, ModelCheckpoint, EarlyStopping, DeviceStatsMonitor (the seed's set)."""
-    from lightning.pytorch.callbacks import (
-        DeviceStatsMonitor,
-        EarlyStopping,
-        LearningRateMonitor,
-        ModelCheckpoint,
-    )
+def _mirrored_checkpoint(remote: str | None, **kwargs):
+    """``ModelCheckpoint`` that, with ``remote`` a URI, copies each saved checkpoint there.
+
+    Rank 0 saves, so rank 0 uploads; a checkpoint top-k drops is deleted there too, so the
+    store holds what the staging directory holds (``last.ckpt`` included, for ``--resume``).
+    """
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    class MirroredCheckpoint(ModelCheckpoint):
+        @property
+        def state_key(self) -> str:  # the same key as ModelCheckpoint's: checkpoints stay interchangeable
+            return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+        def _save_checkpoint(self, trainer, filepath: str) -> None:
+            super()._save_checkpoint(trainer, filepath)
+            if remote and trainer.is_global_zero:
+                _copy(objstore.resolve(filepath), objstore.resolve(remote).child(Path(filepath).name))
+
+        def _remove_checkpoint(self, trainer, filepath: str) -> None:
+            super()._remove_checkpoint(trainer, filepath)
+            if remote and trainer.is_global_zero:
+                objstore.resolve(remote).child(Path(filepath).name).delete()
+
+    return MirroredCheckpoint(**kwargs) if remote else ModelCheckpoint(**kwargs)
+
+
+def training_callbacks(args: argparse.Namespace, storage: Path, remote: str | None = None) -> list:
+    """LearningRateMonitor, ModelCheckpoint, EarlyStopping, DeviceStatsMonitor (the seed's set).
+
+    ``remote``: the object-store URI the checkpoints in ``storage`` (a staging directory) mirror to.
+    """
+    from lightning.pytorch.callbacks import DeviceStatsMonitor, EarlyStopping, LearningRateMonitor
 
     validating = args.limit_val_batches not in (0, 0.0)
     callbacks = [
         LearningRateMonitor(logging_interval="epoch"),
-        ModelCheckpoint(
+        _mirrored_checkpoint(
+            remote,
             dirpath=str(storage),
             filename="{epoch}-{step}-{val_loss:.4f}" if validating else "{epoch}-{step}",
             monitor="val_loss" if validating else None,
@@ -377,15 +476,18 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
     quiet_warnings()
     tune_cpu_allocator()  # steady-state steps reuse touched pages instead of faulting fresh ones
     args = argparse.Namespace(**config["args"])
-    storage = Path(args.storage_path)
+    remote = args.storage_path if objstore.is_uri(args.storage_path) else None
+    storage = staging_dir(args.storage_path)
+    storage.mkdir(parents=True, exist_ok=True)
     in_ray = config.get("ray", False)
     dm = build_data(args)
     model = build_model(args, dm)
-    callbacks = training_callbacks(args, storage)
+    callbacks = training_callbacks(args, storage, remote)
     probe = _progress_probe()
     callbacks.append(probe)
     kwargs = trainer_kwargs(args)
     rank = 0
+    restored = None  # Ray Train's checkpoint after a worker restart
     if in_ray:
         import ray.train
         from ray.train.lightning import (
@@ -397,6 +499,7 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
 
         rank = ray.train.get_context().get_world_rank()
         torch.set_num_threads(1)
+        restored = ray.train.get_checkpoint()
         callbacks.append(RayTrainReportCallback())
         kwargs.update(devices="auto", strategy=RayDDPStrategy(), plugins=[RayLightningEnvironment()])
     logger = make_logger(args, storage, rank)
@@ -409,14 +512,14 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
     resume = config.get("resume")
     if in_ray:
         trainer = prepare_trainer(trainer)
-        restored = ray.train.get_checkpoint()
-        if restored is not None:
-            with restored.as_directory() as d:
-                trainer.fit(model, datamodule=dm, ckpt_path=str(Path(d) / "checkpoint.ckpt"), weights_only=True)
-        else:
-            trainer.fit(model, datamodule=dm, ckpt_path=resume, weights_only=True)
+    if restored is not None:
+        with restored.as_directory() as d:
+            trainer.fit(model, datamodule=dm, ckpt_path=str(Path(d) / "checkpoint.ckpt"), weights_only=True)
     else:
-        trainer.fit(model, datamodule=dm, ckpt_path=resume, weights_only=True)
+        if remote and resume is None and rank == 0:
+            _clear_staging(storage)  # a fresh run: no earlier run's last.ckpt to count versions from
+        with local_checkpoint(resume, "--resume") as local:
+            trainer.fit(model, datamodule=dm, ckpt_path=local, weights_only=True)
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint else ""
     tested = trainer.test(model, datamodule=dm, ckpt_path=best or None, weights_only=True, verbose=False)
@@ -425,36 +528,55 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
         "best_val_loss": float(checkpoint.best_model_score) if checkpoint and checkpoint.best_model_score is not None else None,
-        "best_checkpoint": best,
-        "last_checkpoint": str(storage / "last.ckpt"),
+        "best_checkpoint": _published(best, remote),
+        "last_checkpoint": _published(str(storage / "last.ckpt"), remote),
         "test": {k: float(v) for k, v in (tested[0] if tested else {}).items()},
-        "storage_path": str(storage),
+        "storage_path": remote or str(storage),
         "workers": int(trainer.world_size),
         "resumed_from": {"step": probe.start_step, "epoch": probe.start_epoch},
         "batches_this_run": probe.batches,
     }
     if trainer.global_rank == 0:
-        atomic_write(storage / SUMMARY, json.dumps(summary, indent=1))
+        if remote:
+            _upload_logs(storage, remote)
+            objstore.resolve(remote).child(SUMMARY).write_bytes(json.dumps(summary, indent=1).encode())
+        else:
+            atomic_write(storage / SUMMARY, json.dumps(summary, indent=1))
     if in_ray:
         ray.train.report({k: v for k, v in summary["test"].items()})
     return summary
 
 
+def _published(path: str, remote: str | None) -> str:
+    """Where a staged checkpoint is for the user: the path itself, or its copy on the store."""
+    if not remote or not path:
+        return path
+    return objstore.resolve(remote).child(Path(path).name).uri
+
+
+def _upload_logs(staging: Path, remote: str) -> None:
+    """Copy the CSV logs (``logs/...``) from the staging directory to the store."""
+    logs = staging / "logs"
+    if logs.is_dir():
+        for path in sorted(p for p in logs.rglob("*") if p.is_file()):
+            _copy(objstore.resolve(str(path)), objstore.resolve(remote).child(str(path.relative_to(staging))))
+
+
 def _ray_init(args: argparse.Namespace) -> None:
     import ray
 
+    from quackae.cluster import connect
+
     if ray.is_initialized():
         return
+    connect(args.ray_address, os.cpu_count())  # a refused connection: ClusterError, one line
     if args.ray_address:
-        ray.init(address=args.ray_address, log_to_driver=True)
         cpus = int(ray.cluster_resources().get("CPU", 0))
         if args.ray_nodes > cpus:
             raise ProcessorError(
                 f"--ray_nodes {args.ray_nodes} exceeds the {cpus} CPUs of the Ray cluster at "
                 f"{args.ray_address}: pass --ray_nodes {cpus} or add nodes"
             )
-    else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
 
 
 def run_ray(args: argparse.Namespace, worker, name: str, extra: dict[str, Any]) -> Any:
@@ -463,8 +585,13 @@ def run_ray(args: argparse.Namespace, worker, name: str, extra: dict[str, Any]) 
     from ray.train.torch import TorchTrainer
 
     _ray_init(args)
-    storage = Path(args.storage_path).resolve()
-    config = {"args": {**vars(args), "storage_path": str(storage)}, "ray": True, **extra}
+    if objstore.is_uri(args.storage_path):
+        storage = args.storage_path
+        ray_storage = objstore.resolve(storage).child("ray").uri  # the query string stays last
+    else:
+        storage = str(Path(args.storage_path).resolve())
+        ray_storage = str(Path(storage) / "ray")
+    config = {"args": {**vars(args), "storage_path": storage}, "ray": True, **extra}
     use_gpu = str(args.accelerator).lower() in ("gpu", "cuda")
     trainer = TorchTrainer(
         worker,
@@ -474,7 +601,7 @@ def run_ray(args: argparse.Namespace, worker, name: str, extra: dict[str, Any]) 
         ),
         run_config=RunConfig(
             name=name,
-            storage_path=str(storage / "ray"),
+            storage_path=ray_storage,
             failure_config=FailureConfig(max_failures=args.max_failures),
         ),
     )
@@ -500,13 +627,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     """Fit, test, write and return the run summary."""
     build_data(args)  # a missing dataset fails here, before Ray starts
     _check_ray_resources(args)
-    storage = Path(args.storage_path)
-    storage.mkdir(parents=True, exist_ok=True)
+    target = objstore.resolve(args.storage_path)
+    target.makedirs()
+    target.info()  # an unreachable store: one line now, not a traceback at the first checkpoint
     config = {"resume": _resume_path(args)}
     if args.ray_nodes == 0:
         return train_worker({"args": vars(args), **config})
     run_ray(args, train_worker, f"{args.exp_label}-{time.strftime('%Y%m%d-%H%M%S')}", config)
-    return json.loads((storage / SUMMARY).read_text())
+    return json.loads(target.child(SUMMARY).read_bytes())
 
 
 def render_summary(s: dict[str, Any]) -> str:
@@ -534,12 +662,13 @@ def encode_worker(config: dict[str, Any]) -> None:
     import torch
 
     from quackae.autoencoder import AutoencoderWriter
+    from quackae.embeddings import read_array
 
     quiet_warnings()
     args = argparse.Namespace(**config["args"])
     in_ray = config.get("ray", False)
     dm = build_data(args, mode=encode_mode(args))
-    dm.exclude_rows(_read_done(config["done_rows_file"]))
+    dm.exclude_rows(read_array(config["done_rows_file"]).tolist())
     model = build_model(args, dm)
     model.freeze()
     model.latent = getattr(args, "latent", "final")
@@ -554,7 +683,7 @@ def encode_worker(config: dict[str, Any]) -> None:
         rank = ray.train.get_context().get_world_rank()
         torch.set_num_threads(1)
         kwargs.update(devices="auto", strategy=RayDDPStrategy(), plugins=[RayLightningEnvironment()])
-    logger = make_logger(args, Path(args.storage_path), rank)
+    logger = make_logger(args, staging_dir(args.storage_path), rank)  # predict logs stay on this node
     trainer = pl.Trainer(
         logger=logger,
         callbacks=[writer],
@@ -567,18 +696,11 @@ def encode_worker(config: dict[str, Any]) -> None:
     finish_logger(logger)
 
 
-def _read_done(path: str) -> list[int]:
-    import numpy as np
-
-    return np.load(path, allow_pickle=False).tolist()
-
-
 def encode(args: argparse.Namespace) -> dict[str, Any]:
     """Write embeddings of the selected rows; resumes a killed run; returns the inspect summary."""
     import numpy as np
 
     from quackae import store
-    from quackae.atomic import atomic_path, directory_lock
     from quackae.embeddings import EmbeddingStore, check_version
     from quackae.inspection import inspect_embeddings
 
@@ -600,34 +722,34 @@ def encode(args: argparse.Namespace) -> dict[str, Any]:
     meta = {
         "mode": encode_mode(args),
         "dim": int(hp.get("hidden_size", args.hidden_size)),
-        "checkpoint": str(Path(args.checkpoint_path).resolve()),
-        "dataset": str(Path(args.data_dir).resolve()),
+        "checkpoint": args.checkpoint_path if objstore.is_uri(args.checkpoint_path) else str(Path(args.checkpoint_path).resolve()),
+        "dataset": _dataset_identity(args),
         "tokenizer_sha256": dm.tokenizer_sha256,
         "seed": args.seed,
         "latent": args.latent,
         "dataset_version": store.dataset_version(dm.manifest),
     }
-    with directory_lock(out.storage):  # one writer per embeddings directory; a second one waits
+    summarise = out.summary if out.remote else lambda: inspect_embeddings(out.storage)
+    with out.lock():  # one writer per embeddings directory (locally a second one waits)
         existing = out.read_meta()
         try:
             out.check_identity(meta)
             check_version(out.storage, existing, dm.manifest, meta["mode"])  # refuses a changed dataset
             if existing and existing.get("complete") and all(existing.get(k) == v for k, v in meta.items()):
-                return {**inspect_embeddings(out.storage), "new": 0}  # the same command again: nothing to do
+                return {**summarise(), "new": 0}  # the same command again: nothing to do
             done = out.begin(meta)
         except ValueError as e:
             raise ProcessorError(str(e)) from None
-        done_file = out.storage / ".done_rows.npy"
-        with atomic_path(done_file) as tmp, open(tmp, "wb") as f:
-            np.save(f, np.fromiter(done, dtype=np.int64, count=len(done)), allow_pickle=False)
-        config = {"done_rows_file": str(done_file), "run_id": f"{int(time.time())}{os.getpid() % 1000:03d}"}
+        # the rows already written, where every Ray worker can read them (the store itself)
+        done_file = out.write_array(".done_rows.npy", np.fromiter(done, dtype=np.int64, count=len(done)))
+        config = {"done_rows_file": done_file, "run_id": f"{int(time.time())}{os.getpid() % 1000:03d}"}
         if args.ray_nodes == 0:
             encode_worker({"args": vars(args), **config})
         else:
             run_ray(args, encode_worker, f"encode-{time.strftime('%Y%m%d-%H%M%S')}", config)
-        done_file.unlink(missing_ok=True)
+        objstore.resolve(done_file).delete()
         out.finish(expected=len(dm.predict_indices()))
-        info = inspect_embeddings(out.storage)
+        info = summarise()
     return {**info, "new": info["length"] - len(done)}
 
 
@@ -650,10 +772,11 @@ def main(args: argparse.Namespace) -> None:
 
 def user_errors() -> tuple[type[Exception], ...]:
     """Exceptions printed as one line by the command-line entry point."""
+    from quackae.cluster import ClusterError
     from quackae.store import StoreError
 
     # FloatingPointError: the model's NaN/inf loss check ("train_loss is nan at step N ...")
-    return (ProcessorError, StoreError, FloatingPointError)
+    return (ProcessorError, StoreError, FloatingPointError, ClusterError, objstore.StorageError)
 
 
 def cli(argv: list[str] | None = None) -> int:

@@ -7,14 +7,23 @@ Layout::
 
 Shards are written atomically (``atomic.atomic_path``), so a killed run leaves only whole shards;
 the rerun skips the row ids already written and appends the rest, ending with every selected
-record exactly once. ``dataset_version`` records which committed state of the dataset was
+record exactly once. ``DIR`` may be an object-store URI (``gs://``, ``s3://``; see ``storage``):
+an object appears whole when its upload ends, so the same holds there, and the writer lock is
+an object (``.quackae.lock``: host, pid, time) instead of a ``flock``. ``dataset_version`` records which committed state of the dataset was
 encoded: when the dataset only grew since, a rerun encodes just the new rows; any other change
 is refused (see ``check_version``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
+import socket
+import time
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from quackae import atomic, store
+from quackae import atomic, storage, store
 
 META = "embeddings.json"
 COLUMNS = (
@@ -39,36 +48,56 @@ def schema(dim: int) -> pa.Schema:
 
 
 class EmbeddingStore:
-    """Create, resume and complete an embeddings directory."""
+    """Create, resume and complete an embeddings directory (a local path or an object-store URI)."""
 
-    def __init__(self, storage: str | Path) -> None:
-        self.storage = Path(storage)
-        self.shards = self.storage / "shards"
+    def __init__(self, storage_path: str | Path) -> None:
+        self.location = storage.resolve(storage_path)
+        self.remote = self.location.remote
+        # messages name what the user passed; local code paths keep working on Paths
+        self.storage: Path | str = self.location.uri if self.remote else Path(storage_path)
+        self.shards = self.location.child("shards") if self.remote else Path(storage_path) / "shards"
 
     @property
-    def meta_path(self) -> Path:
-        """Location of ``embeddings.json``."""
-        return self.storage / META
+    def meta_path(self) -> Path | str:
+        """Location of ``embeddings.json`` (its URI on an object store)."""
+        return self.location.child(META).uri if self.remote else Path(self.storage) / META
 
     def read_meta(self) -> dict[str, Any] | None:
         """The directory's metadata, or None when it holds no embeddings yet."""
-        if not self.meta_path.is_file():
+        meta = self.location.child(META)
+        if not meta.is_file():
             return None
         try:
-            return json.loads(self.meta_path.read_text())
+            return json.loads(meta.read_bytes())
         except (OSError, json.JSONDecodeError) as e:
             raise store.StoreError(
                 f"{self.meta_path} is unreadable ({e}); delete {self.storage} and rerun the command"
             ) from None
 
     def _write_meta(self, meta: dict[str, Any]) -> None:
-        atomic.atomic_write(self.meta_path, json.dumps(meta, indent=1))
+        self.location.child(META).write_bytes(json.dumps(meta, indent=1).encode())
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the one-writer lock: ``flock`` locally, a lock object on an object store."""
+        if not self.remote:
+            with atomic.directory_lock(self.storage):
+                yield
+            return
+        with _object_lock(self.location.child(atomic.LOCK_FILE)):
+            yield
 
     def check_owned(self) -> None:
         """Refuse a non-empty directory that holds no embeddings (the user's own files)."""
-        if not self.storage.is_dir() or self.meta_path.is_file():
-            return
-        names = {p.name for p in self.storage.iterdir()}
+        if self.remote:
+            if self.location.child(META).is_file():
+                return
+            start = len(self.location.path.rstrip("/")) + 1
+            names = {loc.path[start:].split("/", 1)[0] for loc in self.location.list_files()}
+        else:
+            if not Path(self.storage).is_dir() or Path(self.meta_path).is_file():
+                return
+            names = {p.name for p in Path(self.storage).iterdir()}
         foreign = sorted(n for n in names - {atomic.LOCK_FILE, "shards"} if not atomic.is_temp(n))
         if foreign:
             raise store.StoreError(
@@ -82,8 +111,9 @@ class EmbeddingStore:
         Raises ``ValueError`` when the directory holds embeddings of a different run.
         """
         self.check_identity(meta)
-        self.shards.mkdir(parents=True, exist_ok=True)
-        atomic.remove_temps(self.shards)
+        if not self.remote:  # an object store has no directories, and no half-written objects
+            self.shards.mkdir(parents=True, exist_ok=True)
+            atomic.remove_temps(self.shards)
         self._write_meta({"kind": "embeddings", **meta, "complete": False})
         return set(self.written_row_ids().tolist())
 
@@ -101,13 +131,36 @@ class EmbeddingStore:
 
     def written_row_ids(self) -> np.ndarray:
         """Row ids of every committed shard."""
-        ids = []
-        for path in sorted(self.shards.glob("*.parquet")):
-            try:
-                ids.append(pq.read_table(path, columns=["row_id"]).column(0).to_numpy())
-            except (OSError, pa.ArrowException) as e:
-                raise store.damaged(path, e) from None
+        ids = [table.column(0).to_numpy() for table in self.read_shards(["row_id"])]
         return np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
+
+    def shard_names(self) -> list[str]:
+        """The committed shards: local paths, or URIs on an object store; sorted."""
+        if not self.remote:
+            return [str(p) for p in sorted(self.shards.glob("*.parquet"))]
+        return [loc.uri for loc in self.shards.list_files() if loc.path.endswith(".parquet")]
+
+    def read_shards(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
+        """Each committed shard's ``columns`` (all if None), in name order."""
+        for name in self.shard_names():
+            loc = storage.resolve(name)
+            try:
+                yield pq.read_table(loc.path, columns=columns, filesystem=loc.fs)
+            except (OSError, pa.ArrowException) as e:
+                raise store.damaged(Path(name) if not self.remote else name, e) from None
+
+    def summary(self) -> dict[str, Any]:
+        """Counts per label, dimension and mode (``inspection.inspect_embeddings``' main keys)."""
+        meta = self.read_meta() or {}
+        labels: Counter = Counter()
+        for table in self.read_shards(["censored"]):
+            labels.update(table.column(0).to_pylist())
+        return {
+            "kind": "embeddings", "path": str(self.storage), "length": sum(labels.values()),
+            "censored": labels[1], "undetermined": labels[0], "uncensored": labels[-1],
+            "dim": int(meta.get("dim", 0)), "latent": meta.get("latent", "final"),
+            "mode": meta.get("mode"), "complete": bool(meta.get("complete")),
+        }  # fmt: skip
 
     def write_shard(self, name: str, rows: pa.Table | list[dict[str, Any]], latents: np.ndarray) -> None:
         """Commit one shard: metadata rows (an Arrow table or row dicts) and their latents, atomically."""
@@ -119,8 +172,20 @@ class EmbeddingStore:
         flat = pa.array(np.ascontiguousarray(latents, dtype=np.float32).reshape(-1))
         columns["embedding"] = pa.FixedSizeListArray.from_arrays(flat, dim)
         table = pa.Table.from_pydict(columns, schema=schema(dim))
+        if self.remote:  # the object appears, whole, when its upload ends
+            target = self.shards.child(f"{name}.parquet")
+            pq.write_table(table, target.path, compression="zstd", filesystem=target.fs)
+            return
         with atomic.atomic_path(self.shards / f"{name}.parquet") as tmp:
             pq.write_table(table, tmp, compression="zstd")
+
+    def write_array(self, name: str, values: np.ndarray) -> str:
+        """Store ``values`` as ``name`` (a ``.npy``, no pickle) in the directory; its path or URI."""
+        buffer = io.BytesIO()
+        np.save(buffer, values, allow_pickle=False)
+        target = self.location.child(name)
+        target.write_bytes(buffer.getvalue())
+        return target.uri
 
     def finish(self, expected: int) -> None:
         """Mark the run complete once every selected row is written exactly once."""
@@ -134,7 +199,49 @@ class EmbeddingStore:
         self._write_meta({**meta, "complete": True, "length": int(len(ids))})
 
 
-def check_version(storage: Path, meta: dict[str, Any] | None, manifest: dict[str, Any], mode: str) -> str:
+def read_array(path: str) -> np.ndarray:
+    """An array written by ``EmbeddingStore.write_array`` (from any node that reaches the store)."""
+    return np.load(io.BytesIO(storage.resolve(path).read_bytes()), allow_pickle=False)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _object_lock(lock: storage.Location) -> Iterator[None]:
+    """A writer lock object: refuses a second writer in one line; takes over a dead local one.
+
+    Object stores offer no compare-and-swap here, so this guards against mistakes (two
+    commands on one output), not against two writers starting in the same instant.
+    """
+    host = socket.gethostname()
+    if lock.is_file():
+        try:
+            held = json.loads(lock.read_bytes())
+        except (OSError, ValueError):
+            held = {}
+        stale = held.get("host") == host and not _pid_alive(int(held.get("pid", 0) or 0))
+        if not stale:
+            raise store.StoreError(
+                f"{lock.uri} says another writer (host {held.get('host', '?')}, pid "
+                f"{held.get('pid', '?')}, since {held.get('time', '?')}) is encoding here; wait for it, "
+                "or delete that object if no such run is alive"
+            )
+    lock.write_bytes(json.dumps({"host": host, "pid": os.getpid(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode())
+    try:
+        yield
+    finally:
+        lock.delete()
+
+
+def check_version(storage_path: Path | str, meta: dict[str, Any] | None, manifest: dict[str, Any], mode: str) -> str:
     """How a rerun relates to the dataset version already encoded: ``same``, ``grew`` or ``new``.
 
     Raises ``store.StoreError`` (saying why) when the dataset changed in any other way than
@@ -149,13 +256,13 @@ def check_version(storage: Path, meta: dict[str, Any] | None, manifest: dict[str
     if old["shards"] <= version["shards"] and old == store.dataset_version(manifest, old["shards"]):
         if mode == "filtered":
             raise store.StoreError(
-                f"{storage}: the dataset grew from {old['length']} to {version['length']} rows "
+                f"{storage_path}: the dataset grew from {old['length']} to {version['length']} rows "
                 "since these --filtered embeddings were made, and --filtered balances the labels "
                 "over the whole dataset; encode into a new --storage_path"
             )
         return "grew"
     raise store.StoreError(
-        f"{storage}: the dataset changed since these embeddings were made (rows replaced or "
+        f"{storage_path}: the dataset changed since these embeddings were made (rows replaced or "
         f"removed, not only added: {old['length']} -> {version['length']} rows); encode into a "
         "new --storage_path"
     )
