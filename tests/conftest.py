@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import lightning.pytorch  # noqa: F401 - imported before any capsys: its log handler binds the real stderr
 import pytest
 import torch
 

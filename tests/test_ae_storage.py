@@ -12,6 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from quackae import ae_processor, storage, store
+from quackae.flatten import Options
+from quackae.flatten import flatten as flatten_local
 
 TINY = ["--embed_size", "16", "--hidden_size", "32", "--batch_size", "16", "--l_rate", "1e-2",
         "--enable_progress_bar", "false", "--num_sanity_val_steps", "0", "--limit_val_batches", "2",
@@ -100,10 +102,35 @@ def test_train_resume_and_encode_on_an_object_store(small_dataset: Path, gcs, ca
     assert code == 2 and "cannot reach it" in err.strip().splitlines()[-1] and "Traceback" not in err
 
 
+def flatten_on_cluster(gcs, ray_cluster, archive: Path, signatures: Path) -> str:
+    """Upload ``archive`` to the store and flatten it there as Ray tasks; the dataset's URI."""
+    storage.resolve(gcs.uri("cluster", f"raw/{archive.name}")).write_bytes(archive.read_bytes())
+    data = gcs.uri("cluster", "ds")
+    done = subprocess.run(
+        [sys.executable, "-m", "quackae", "flatten", "--source", gcs.uri("cluster", "raw/CP_Quack-*.tar.gz"),
+         "--storage_path", data, "--ray_address", ray_cluster.address, "--chunk_lines", "100",
+         "--signatures", str(signatures), "--max_tokens", "128", "--vocab_size", "1024"],
+        capture_output=True, text=True, timeout=600, env=ray_cluster.env)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return data
+
+
 @pytest.mark.slow
-def test_train_and_encode_on_a_two_node_cluster(small_dataset: Path, gcs, ray_cluster, capsys) -> None:
+def test_flatten_train_and_encode_on_a_two_node_cluster(archive_v2_http, synth_signatures: Path, tmp_path: Path,
+                                                        gcs, ray_cluster, capsys) -> None:  # fmt: skip
+    """The whole chain on two Ray nodes, every input and output on the object store."""
+    data = flatten_on_cluster(gcs, ray_cluster, archive_v2_http.archive, synth_signatures)
+    local = tmp_path / "local"  # the same archive flattened here, in one process
+    flatten_local([archive_v2_http.archive], local, Options(max_tokens=128, signatures=synth_signatures),
+                  progress=False, vocab_size=1024)  # fmt: skip
+    remote = store.Dataset(data)  # read through the local mirror
+    columns = ["row_id", "censored", "fingerprint", "length"]
+    assert remote.read_columns(columns).equals(store.Dataset(local).read_columns(columns))
+    assert len(remote.manifest["shards"]) > 1  # several chunks, committed in order
+    rows = len(remote)
+
     run = gcs.uri("cluster", "train")
-    result = controller("--data_dir", small_dataset, "--storage_path", run, "--ray_address", ray_cluster.address,
+    result = controller("--data_dir", data, "--storage_path", run, "--ray_address", ray_cluster.address,
                         "--ray_nodes", "2", "--max_epochs", "1", "--limit_train_batches", "3", *TINY,
                         env=ray_cluster.env)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -116,13 +143,13 @@ def test_train_and_encode_on_a_two_node_cluster(small_dataset: Path, gcs, ray_cl
 
     emb = gcs.uri("cluster", "emb")
     last = storage.resolve(run).child("last.ckpt").uri
-    encode = ["--data_dir", small_dataset, "--checkpoint_path", last, "--storage_path", emb, "--encode",
+    encode = ["--data_dir", data, "--checkpoint_path", last, "--storage_path", emb, "--encode",
               "--batch_size", "64", "--embed_size", "16", "--hidden_size", "32", "--enable_progress_bar", "false"]  # fmt: skip
     result = controller(*encode, "--ray_address", ray_cluster.address, "--ray_nodes", "2", env=ray_cluster.env)
     assert result.returncode == 0, result.stderr[-3000:]
     tables, ids = embedding_rows(emb)
-    rows = len(store.Dataset(small_dataset))
     assert len(tables) == 2 and len(ids) == len(set(ids)) == rows  # one shard per worker, each row once
+    assert set(ids) == set(remote.read_columns(["row_id"]).column(0).to_pylist())
 
     # resume reads what is written back from the store: lose one shard, the rerun writes just its rows
     shard = storage.resolve(emb).child("shards").list_files()[0]

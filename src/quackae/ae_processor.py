@@ -300,7 +300,9 @@ def check_fits(ckpt: dict[str, Any], dm, path: str) -> dict[str, Any]:
 
 def _dataset_dir(args: argparse.Namespace) -> str:
     """The local directory the dataset is read from (``--data_dir``; URI datasets: its mirror)."""
-    return args.data_dir
+    from quackae import store
+
+    return str(store.local_dataset(args.data_dir))
 
 
 def _dataset_identity(args: argparse.Namespace) -> str:
