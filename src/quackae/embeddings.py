@@ -19,9 +19,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
-import socket
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,11 +77,7 @@ class EmbeddingStore:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the one-writer lock: ``flock`` locally, a lock object on an object store."""
-        if not self.remote:
-            with atomic.directory_lock(self.storage):
-                yield
-            return
-        with _object_lock(self.location.child(atomic.LOCK_FILE)):
+        with store.dataset_lock(self.storage if not self.remote else self.location):
             yield
 
     def check_owned(self) -> None:
@@ -202,43 +195,6 @@ class EmbeddingStore:
 def read_array(path: str) -> np.ndarray:
     """An array written by ``EmbeddingStore.write_array`` (from any node that reaches the store)."""
     return np.load(io.BytesIO(storage.resolve(path).read_bytes()), allow_pickle=False)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@contextlib.contextmanager
-def _object_lock(lock: storage.Location) -> Iterator[None]:
-    """A writer lock object: refuses a second writer in one line; takes over a dead local one.
-
-    Object stores offer no compare-and-swap here, so this guards against mistakes (two
-    commands on one output), not against two writers starting in the same instant.
-    """
-    host = socket.gethostname()
-    if lock.is_file():
-        try:
-            held = json.loads(lock.read_bytes())
-        except (OSError, ValueError):
-            held = {}
-        stale = held.get("host") == host and not _pid_alive(int(held.get("pid", 0) or 0))
-        if not stale:
-            raise store.StoreError(
-                f"{lock.uri} says another writer (host {held.get('host', '?')}, pid "
-                f"{held.get('pid', '?')}, since {held.get('time', '?')}) is encoding here; wait for it, "
-                "or delete that object if no such run is alive"
-            )
-    lock.write_bytes(json.dumps({"host": host, "pid": os.getpid(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode())
-    try:
-        yield
-    finally:
-        lock.delete()
 
 
 def check_version(storage_path: Path | str, meta: dict[str, Any] | None, manifest: dict[str, Any], mode: str) -> str:

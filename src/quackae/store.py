@@ -434,7 +434,9 @@ _remote_guard = threading.Lock()
 
 @contextlib.contextmanager
 def dataset_lock(root: Root, wait: bool = True) -> Iterator[Path | Location]:
-    """Hold the dataset's exclusive writer lock for the block (``with dataset_lock(root):``).
+    """Hold a directory's exclusive writer lock for the block (``with dataset_lock(root):``).
+
+    Datasets and embeddings directories both use it.
 
     Locally: ``atomic.directory_lock`` (flock; a second writer waits). On an object store: the
     lock object ``.quackae.lock`` (host, pid, time); a second writer is refused with one line.
@@ -512,8 +514,8 @@ def _take_object_lock(lock: Location) -> dict[str, Any]:
         if not dead:
             plain = lock.prefix.split("://")[0] + "://" + lock.path
             raise StoreError(
-                f"{lock.uri}: another writer holds this dataset (host {held.get('host')}, pid "
-                f"{held.get('pid')}, since {held.get('time')}); wait for it to end, or if that run is "
+                f"{lock.uri}: another writer (host {held.get('host')}, pid {held.get('pid')}, since "
+                f"{held.get('time')}) holds this directory; wait for it to end, or if that run is "
                 f"dead delete the lock object (e.g. `gcloud storage rm {plain}`) and rerun"
             )
         log.warning("taking over the writer lock of a dead run (pid %s on this host): %s", held.get("pid"), lock)
