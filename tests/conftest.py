@@ -97,6 +97,49 @@ def gcs() -> Iterator[FakeGCS]:
         server.stop()
 
 
+class FakeS3:
+    """A running S3-API server (moto's) and how to address it; credentials come from the environment."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.endpoint = f"{host}:{port}"
+        self.query = f"endpoint_override={self.endpoint}&scheme=http&region=us-east-1"
+        self._made: set[str] = set()
+
+    def uri(self, bucket: str, path: str = "") -> str:
+        """The URI of ``path`` in ``bucket`` (created on first use), as users pass it."""
+        if bucket not in self._made:
+            import pyarrow.fs as pafs
+
+            pafs.S3FileSystem(endpoint_override=self.endpoint, scheme="http", region="us-east-1",
+                              allow_bucket_creation=True).create_dir(bucket)  # fmt: skip
+            self._made.add(bucket)
+        return f"s3://{bucket}/{path.strip('/')}?{self.query}"
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[FakeS3]:
+    """A real S3-API server for the session (moto's, in a thread), stopped after.
+
+    Test credentials go into this process's environment, which the CLI subprocesses inherit.
+    """
+    from moto.server import ThreadedMotoServer
+
+    keys = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(keys)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        yield FakeS3(*server.get_host_and_port())
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 class RayCluster:
     """A local multi-node Ray cluster started with ``ray start`` (token authentication on)."""
 

@@ -86,6 +86,26 @@ def test_gs_sources_to_gs_dataset_equal_the_local_run(pair, archives, gcs) -> No
     assert store.read_manifest(remote)["shards"] == manifest["shards"]
 
 
+def test_s3_sources_to_s3_dataset_equal_the_local_run(pair, archives, s3) -> None:
+    """The same code on S3 (moto's S3 server): a glob of s3:// archives into an s3:// dataset."""
+    for scan in ("http", "echo"):
+        upload(archives[scan], s3.uri("scans", f"day/{scan}/{archives[scan].name}"))
+    remote = s3.uri("datasets", "hq/ds")
+    sig = ["--signatures", archives["signatures"]]
+    done = run_cli("flatten", "--source", s3.uri("scans", "day/*/CP_Quack-*.tar.gz"), "--storage_path", remote,
+                   *sig, *FLAGS)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    manifest = store.read_manifest(remote)
+    assert len(manifest["sources"]) == 2 and manifest["length"] == store.read_manifest(pair["local"])["length"]
+    root = storage.resolve(remote)
+    names = {f.path[len(root.path) + 1:] for f in root.list_files()}
+    assert {"manifest.json", "tokenizer.json"} <= names and ".quackae.lock" not in names
+    assert rows(remote).equals(rows(pair["local"]))
+    verified = run_cli("inspect", remote, "--json", "--verify")
+    assert verified.returncode == 0, verified.stderr
+    assert json.loads(verified.stdout)["verify"] == {"ok": True, "problems": []}
+
+
 def test_inspect_and_verify_a_gs_dataset(pair) -> None:
     remote = run_cli("inspect", pair["remote"], "--json", "--verify")
     assert remote.returncode == 0, remote.stderr

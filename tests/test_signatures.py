@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
 from importlib import resources
 from pathlib import Path
@@ -196,6 +197,27 @@ def test_reference_signatures_agree_with_naive_loop() -> None:
         assert got == m.match_naive(text), text[:200]
         hits += got[0] != 0
     assert hits >= len(samples) * 0.9
+
+
+def test_reference_signatures_found_at_the_end_of_long_texts() -> None:
+    """All of Censored Planet's patterns sit in one RE2 set (one scan per text). A set whose DFA ran
+    out of memory would answer "no match" without an error, so texts up to the 8 MiB line cap, made
+    of the patterns' own words (the most states for the DFA), must still show a hit at their end."""
+    if not REF_SIGNATURES.is_dir():
+        pytest.skip("shared reference data not present")
+    m = load_signatures(REF_SIGNATURES)
+    assert len(m._sets) == 1 and m.python_only == 0
+    words = sorted({w for s in m.blockpages + m.false_positives for w in re.findall(r"[A-Za-z]{4,}", s.pattern)})
+    probe = next(s for s in m.blockpages if s.pattern.replace(" ", "").isalnum())
+    rng = random.Random(5)
+    for size in (100_000, 8_000_000):
+        parts, n = [], 0
+        while n < size:
+            parts.append(rng.choice(words) + rng.choice(' <>/="'))
+            n += len(parts[-1])
+        text = "".join(parts) + probe.pattern
+        found = m._candidates(text)
+        assert found is not None and m.blockpages.index(probe) + len(m.false_positives) in found, size
 
 
 # --------------------------------------------------------------------------- label

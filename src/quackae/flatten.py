@@ -254,7 +254,7 @@ def _columns(chunk: _Chunk, key: str, name: str) -> dict[str, Any]:
     with np.errstate(invalid="ignore"):
         duration = (end - start) * 1000.0  # float64 as before, stored as float32
     return {
-        "row_id": [store.row_id(key, n, t.try_index) for n, t in zip(chunk.line_nos, tries, strict=True)],
+        "row_id": store.row_ids(key, chunk.line_nos, [t.try_index for t in tries]),
         "source": [name] * len(tries),
         "line": chunk.line_nos,
         "try_index": [t.try_index for t in tries],

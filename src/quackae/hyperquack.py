@@ -224,13 +224,15 @@ def _header_lines(headers: object) -> list[str]:
     for name, values in headers.items():
         if isinstance(values, str):
             lines.append(f"{name}: {values}")
-            continue
-        if not isinstance(values, list):
+        elif not isinstance(values, list):
             raise ParseError("header values are not a list")
-        for value in values:
-            if not isinstance(value, str):
-                raise ParseError("header value is not a string")
-            lines.append(f"{name}: {value}")
+        elif len(values) == 1 and isinstance(values[0], str):  # the usual case: one value
+            lines.append(f"{name}: {values[0]}")
+        else:
+            for value in values:
+                if not isinstance(value, str):
+                    raise ParseError("header value is not a string")
+                lines.append(f"{name}: {value}")
     return lines
 
 

@@ -136,15 +136,24 @@ def _eof_outcome(error: str, scan: str) -> str | None:
     return "content/mismatch"
 
 
+# ``_RULES`` by kind, each entry with its rule number: the first rule that applies wins, so a
+# whole-string rule (one dict lookup) and the scanning rules are compared by that number.
+_EQ_RULES = {needle: (i, outcome) for i, (how, needle, outcome) in reversed(list(enumerate(_RULES))) if how == "eq"}
+_SCAN_RULES = tuple((i, how, needle, outcome) for i, (how, needle, outcome) in enumerate(_RULES) if how != "eq")
+
+
 def classify_error(error: str, scan: str) -> str:
     """The outcome named by a non-empty Hyperquack error string (first of ``a;b;c``)."""
     first = error.split(";", 1)[0].strip()
     if "dial tcp" in first and first.endswith("i/o timeout"):
         return "dial/timeout"
-    for how, needle, outcome in _RULES:
+    eq_index, eq_outcome = _EQ_RULES.get(first, (len(_RULES), ""))
+    for index, how, needle, outcome in _SCAN_RULES:
+        if index > eq_index:
+            break
         if _rule_hits(how, needle, first):
             return outcome
-    return _eof_outcome(first, scan) or "unknown"
+    return eq_outcome or _eof_outcome(first, scan) or "unknown"
 
 
 def _trusted_host(received: str | None) -> bool:

