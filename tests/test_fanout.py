@@ -218,3 +218,22 @@ def test_ray_driver_killed_then_rerun_gives_identical_rows(ray_cluster, one_arch
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert read_rows(root).equals(read_rows(clean))
     assert shard_files(root) == shard_files(clean)
+
+
+def test_ingest_processes_skip_pyarrows_pandas_probe_and_keep_pandas_usable(tmp_path: Path) -> None:
+    """After ``skip_pandas_probe`` pyarrow converts and writes without importing pandas, and a later
+    ``to_pandas`` / ``from_pandas`` still works (a fresh process: the probe is per process)."""
+    code = f"""
+import sys
+import pyarrow as pa, pyarrow.parquet as pq
+from quackae.fanout import skip_pandas_probe
+skip_pandas_probe()
+table = pa.table({{"a": pa.array([1, 2]), "b": ["x", "y"]}})
+pq.write_table(table, {str(tmp_path / "t.parquet")!r})
+assert "pandas" not in sys.modules, "pyarrow imported pandas"
+frame = pq.read_table({str(tmp_path / "t.parquet")!r}).to_pandas()
+assert frame.shape == (2, 2) and pa.Table.from_pandas(frame).num_rows == 2
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

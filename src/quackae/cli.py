@@ -39,7 +39,10 @@ def _add_flatten(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_flatten(args: argparse.Namespace) -> int:
+    from quackae.fanout import skip_pandas_probe
     from quackae.flatten import FlattenError, Options, flatten
+
+    skip_pandas_probe()
 
     if args.workers < 1:
         raise FlattenError("--workers must be at least 1")
