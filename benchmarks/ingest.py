@@ -304,7 +304,7 @@ def reader_rate(archive: Path) -> None:
     started = time.perf_counter()
     lines = size = 0
     for job in fanout.cut_chunks(str(archive), "k", 0, 0, flatten_module.CHUNK_LINES, flatten_module.CHUNK_BYTES):
-        lines, size = lines + len(job.line_nos), size + len(job.blob)
+        lines, size = lines + len(job.line_nos), size + sum(map(len, job.datas))
     wall = time.perf_counter() - started
     print(f"the reader alone (gunzip, untar, cut chunks): {lines / wall:,.0f} lines/s, "
           f"{size / 2**20 / wall:.0f} MB/s uncompressed ({lines} lines, {wall:.2f}s)")  # fmt: skip
