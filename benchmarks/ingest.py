@@ -28,7 +28,6 @@ cluster of 1, then 2 one-CPU nodes started for the purpose (token auth on).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gzip
 import io
 import json
@@ -49,7 +48,7 @@ from pathlib import Path
 
 import psutil
 
-from quackae import fanout, store, synth
+from quackae import cluster, fanout, store, synth
 from quackae import flatten as flatten_module
 from quackae.flatten import Options, flatten
 from quackae.sources import iter_lines
@@ -170,6 +169,19 @@ def _vary(line: str, copy: int, rng: random.Random) -> str:
     return line
 
 
+def _write_varied_archive(out: Path, stem: str, fname: str, measurements: int, rng: random.Random) -> Path:
+    """``out/<stem>.tar.gz`` with one ``results.json`` member: varied copies of one reference file's lines."""
+    lines = (REFERENCE / "hyperquack" / fname).read_text().splitlines()
+    data = "".join(_vary(lines[i % len(lines)], i // len(lines), rng) + "\n" for i in range(measurements)).encode()
+    path = out / f"{stem}.tar.gz"
+    with path.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:  # fmt: skip
+        info = tarfile.TarInfo(f"{stem}/results.json")
+        info.size, info.mtime = len(data), 0
+        tar.addfile(info, io.BytesIO(data))
+    return path
+
+
 def write_real_mix(out: Path, measurements: int, seed: int = 7) -> list[Path]:
     """Archives of at least ``measurements`` varied copies of the real reference measurements."""
     rng = random.Random(seed)
@@ -177,17 +189,7 @@ def write_real_mix(out: Path, measurements: int, seed: int = 7) -> list[Path]:
     per_file = -(-measurements // len(REAL_FILES))
     paths = []
     for fname, (scan, stamp) in REAL_FILES.items():
-        lines = (REFERENCE / "hyperquack" / fname).read_text().splitlines()
-        body = "".join(_vary(lines[i % len(lines)], i // len(lines), rng) + "\n" for i in range(per_file))
-        data = body.encode()
-        stem = f"CP_Quack-{scan}-{stamp}"
-        path = out / f"{stem}.tar.gz"
-        with path.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz, \
-                tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:  # fmt: skip
-            info = tarfile.TarInfo(f"{stem}/results.json")
-            info.size, info.mtime = len(data), 0
-            tar.addfile(info, io.BytesIO(data))
-        paths.append(path)
+        paths.append(_write_varied_archive(out, f"CP_Quack-{scan}-{stamp}", fname, per_file, rng))
     return paths
 
 
@@ -285,18 +287,9 @@ def write_one_archive(out: Path, measurements: int, seed: int = 8) -> Path:
     A Censored Planet archive holds one scan, and v1 lines take their scan from the file name, so
     the single-archive figure uses the HTTP file (real-sized pages, the heaviest scan).
     """
-    rng = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
-    lines = (REFERENCE / "hyperquack" / "http_results_v2.json").read_text().splitlines()
-    data = "".join(_vary(lines[i % len(lines)], i // len(lines), rng) + "\n" for i in range(measurements)).encode()
-    stem = "CP_Quack-http-2021-07-04-01-01-01"
-    path = out / f"{stem}.tar.gz"
-    with path.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz, \
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:  # fmt: skip
-        info = tarfile.TarInfo(f"{stem}/results.json")
-        info.size, info.mtime = len(data), 0
-        tar.addfile(info, io.BytesIO(data))
-    return path
+    return _write_varied_archive(out, "CP_Quack-http-2021-07-04-01-01-01", "http_results_v2.json", measurements,
+                                 random.Random(seed))  # fmt: skip
 
 
 def reader_rate(archive: Path) -> None:
@@ -354,21 +347,6 @@ def _ray_cluster(temp_dir: Path, nodes: int) -> str:
     return address
 
 
-def _stop_cluster(temp_dir: Path) -> None:
-    """Kill this cluster's processes only (``ray stop`` would stop every cluster here)."""
-    victims = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if str(temp_dir) in " ".join(proc.info["cmdline"] or []):
-            victims += [proc, *proc.children(recursive=True)]
-    for proc in victims:
-        with contextlib.suppress(psutil.Error):
-            proc.terminate()
-    _, alive = psutil.wait_procs(victims, timeout=10)
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-
-
 def ray_nodes(archive: Path, work: Path, signatures: Path | None) -> None:
     """``--ray_address`` on a local cluster of 1, then 2 one-CPU nodes, same archive."""
     tokenizer = work / "tok1" / store.TOKENIZER
@@ -387,7 +365,7 @@ def ray_nodes(archive: Path, work: Path, signatures: Path | None) -> None:
             print(f"{'one archive, Ray, ' + str(nodes) + ' node(s) x 1 CPU':<30}{rows:>9}{wall:>9.2f}{rows / wall:>10,.0f}"
                   "   (incl. joining the cluster and starting its workers)")  # fmt: skip
         finally:
-            _stop_cluster(temp_dir)
+            cluster.stop_local(temp_dir)
             shutil.rmtree(temp_dir, ignore_errors=True)
 
 

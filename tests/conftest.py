@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
@@ -154,19 +153,9 @@ class RayCluster:
 
     def stop(self) -> None:
         """Kill this cluster's processes only (``ray stop`` would kill every cluster here)."""
-        import psutil
+        from quackae.cluster import stop_local
 
-        victims = []
-        for proc in psutil.process_iter(["cmdline"]):
-            if str(self.temp_dir) in " ".join(proc.info["cmdline"] or []):
-                victims += [proc, *proc.children(recursive=True)]
-        for proc in victims:
-            with contextlib.suppress(psutil.Error):
-                proc.terminate()
-        _, alive = psutil.wait_procs(victims, timeout=10)
-        for proc in alive:
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
+        stop_local(self.temp_dir)
 
 
 def _ray_start(*args: str, env: dict[str, str]) -> str:

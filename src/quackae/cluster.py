@@ -9,6 +9,7 @@ connection into one line saying what to set, instead of Ray's retries and traceb
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -60,3 +61,24 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def stop_local(temp_dir: str | Path) -> None:
+    """Kill the processes of a local cluster started with ``ray start --temp-dir temp_dir``.
+
+    ``ray stop`` would stop every cluster on the machine; this stops only those whose command
+    line names ``temp_dir``, and their children (terminate, then kill after 10 s).
+    """
+    import psutil
+
+    victims = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if str(temp_dir) in " ".join(proc.info["cmdline"] or []):
+            victims += [proc, *proc.children(recursive=True)]
+    for proc in victims:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(victims, timeout=10)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
