@@ -2,7 +2,7 @@
 
     python benchmarks/coverage_diagnosis.py [--seeds 0] [--measurements 6000]
 
-For every seed it builds the evaluation's world (``quackae.detect.evaluate.make_world``), holds
+For every seed it builds the evaluation's world (``quackae.synth.evaluate.make_world``), holds
 out the development fold (group 0 of ``fold_plan``; never a reported fold), fits the detector
 with the setting the evaluation would choose there, proposes signatures from the candidates and
 prints, per held-out blockpage family: its pages, how many a proposal covers, and why the others
@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from quackae.detect import evaluate, proposals
+from quackae.detect import proposals
 from quackae.detect.detector import Detector
-from quackae.signatures import Matcher, Signature
+from quackae.ingest.signatures import Matcher, Signature
+from quackae.synth import evaluate
 
 
 def dev_setting(world: evaluate.World, folds: int) -> float:

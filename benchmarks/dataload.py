@@ -34,9 +34,10 @@ from original import (
     train_flops,
     write_pickle_store,
 )
-from quackae import store, synth
-from quackae.cp_tokenized_data import QuackTokenizedDataModule
-from quackae.flatten import Options, flatten
+from quackae.dataset import store
+from quackae.ingest.flatten import Options, flatten
+from quackae.model.datamodule import QuackTokenizedDataModule
+from quackae.synth import generator as synth
 
 META = ["row_id", "source", "line", "ip", "domain", "country_code", "timestamp", "scan", "censored", "outcome"]
 

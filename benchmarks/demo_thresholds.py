@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from quackae.truth import score_against_truth
+from quackae.synth.truth import score_against_truth
 
 
 def rule_thresholds(rule: dict) -> dict[str, float]:

@@ -37,10 +37,12 @@ from original import (
     matmul_peak,
     tokens,
 )
-from quackae import ae_processor, store, synth
-from quackae.autoencoder import QuackAutoEncoder
-from quackae.cp_tokenized_data import BatchSampler, QuackTokenizedDataModule
-from quackae.flatten import Options, flatten
+from quackae.dataset import store
+from quackae.ingest.flatten import Options, flatten
+from quackae.model import controller as ae_processor
+from quackae.model.autoencoder import QuackAutoEncoder
+from quackae.model.datamodule import BatchSampler, QuackTokenizedDataModule
+from quackae.synth import generator as synth
 
 
 def cpu_has_bf16() -> bool:

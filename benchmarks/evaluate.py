@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from quackae.detect import evaluate
+from quackae.synth import evaluate
 
 
 def lexical_summary(result: dict, k: int = 8) -> str:

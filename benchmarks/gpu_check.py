@@ -1,7 +1,7 @@
 """One-shot CUDA check of the cuDNN paths: agreement with the CPU scans, Lightning training, encoder speed.
 
 Runs from the repository root with ``PYTHONPATH=src python benchmarks/gpu_check.py``. Imports only
-``quackae.autoencoder`` / ``quackae.gru`` (torch, lightning, numpy, pyarrow; no ray, re2, comet) and
+``quackae.model.autoencoder`` / ``quackae.model.gru`` (torch, lightning, numpy, pyarrow; no ray, re2, comet) and
 ``benchmarks/original.py``. Finishes in well under 4 minutes on one GPU.
 
 Checks (float64 for exact agreement, TF32 off; fp32 reported too):
@@ -34,9 +34,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from original import OriginalAutoEncoder, alternate, encoder_flops_per_token, make_batch, tokens
-from quackae import gru
-from quackae.autoencoder import QuackAutoEncoder
-from quackae.gru import native_gru
+from quackae.model import gru
+from quackae.model.autoencoder import QuackAutoEncoder
+from quackae.model.gru import native_gru
 
 RESULTS: dict[str, Any] = {"checks": {}, "failures": []}
 CUDA_SELECTS_NATIVE = gru.use_native
@@ -84,7 +84,7 @@ def check_cpu_native() -> None:
     lengths = x.ne(0).sum(dim=1)
     out_scan, h_scan = m.encoder(emb, lengths)
     hx = emb.new_zeros(2, 9, 16)
-    out, h_n = native_gru(emb, lengths, m.encoder._flat_weights(), hx, 1, True)
+    out, h_n = native_gru(emb, lengths, m.encoder.flat_weights(), hx, 1, True)
     diff = max(float((out - out_scan).detach().abs().max()), float((h_n - h_scan).detach().abs().max()))
     record("cpu: native kernel path vs scan (float64)", diff < TOL64, max_abs_diff=diff)
 

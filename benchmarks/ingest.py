@@ -16,7 +16,7 @@ generated archives quackae uses its default set and the peer Censored Planet's (
 
 With ``--real`` it first times ONE big archive (a real scan file is one results member): the
 HTTP v2 reference measurements varied the same way, ``--workers 1`` vs ``--workers 2`` alternating
-(one reader cuts chunks, workers parse and write them; see ``quackae.fanout``), the reader's own
+(one reader cuts chunks, workers parse and write them; see ``quackae.ingest.fanout``), the reader's own
 rate (how many workers it can feed), and with ``--ray`` the same archive as Ray tasks on a local
 cluster of 1, then 2 one-CPU nodes started for the purpose (token auth on).
 
@@ -48,10 +48,13 @@ from pathlib import Path
 
 import psutil
 
-from quackae import cluster, fanout, store, synth
-from quackae import flatten as flatten_module
-from quackae.flatten import Options, flatten
-from quackae.sources import iter_lines
+from quackae.dataset import store
+from quackae.ingest import fanout
+from quackae.ingest import flatten as flatten_module
+from quackae.ingest.flatten import Options, flatten
+from quackae.ingest.sources import iter_lines
+from quackae.io import cluster
+from quackae.synth import generator as synth
 
 REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
 REFERENCE_SIGS = REFERENCE / "signatures"

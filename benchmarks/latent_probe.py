@@ -21,8 +21,10 @@ import pyarrow.parquet as pq
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from quackae.synth import VENDORS  # benchmark beside the pipeline: it may read the generator
-from quackae.truth import join_truth, load_truth
+from quackae.synth.generator import (
+    VENDORS,  # benchmark beside the pipeline: it may read the generator
+)
+from quackae.synth.truth import join_truth, load_truth
 
 
 def latents(directory: Path):

@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from quackae.hyperquack import ParseError, parse_line
-from quackae.signatures import Matcher, load_signatures
-from quackae.sources import iter_lines, scan_from_name
+from quackae.ingest.hyperquack import ParseError, parse_line
+from quackae.ingest.signatures import Matcher, load_signatures
+from quackae.ingest.sources import iter_lines, scan_from_name
 
 REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
 

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from quackae import synth
+from quackae.synth import generator as synth
 
 
 def artefacts(n: int, top: int) -> None:
@@ -44,13 +44,13 @@ def main() -> None:
         artefacts(args.artefacts, args.top)
         return
     fams = synth.FAMILIES.values()
-    world = synth._world()
+    world = synth.build_world()
     print(f"blockpage families: {len(synth.FAMILIES)} ({len(synth.DEFAULT_FINGERPRINTED)} fingerprinted by default); "
           f"languages {len({f.language for f in fams})}, scripts {len({f.script for f in fams})}, "
           f"layouts {len({f.layout for f in fams})}")
     print("mechanisms: " + ", ".join(f"{m} {sum(f.mechanism == m for f in fams)}" for m in synth.FAMILY_MECHANISMS))
     print(f"benign kinds: {len(synth.BENIGN_KINDS)} (host {len(synth.HOST_KINDS)}, domain {len(synth.DOMAIN_KINDS)}, noise)")
-    print(f"countries {len(synth._COUNTRIES)}, vantage points {len(world.vantages)}, domains {len(world.domains)}")
+    print(f"countries {len(synth.COUNTRIES)}, vantage points {len(world.vantages)}, domains {len(world.domains)}")
     print(f"{'format':<7}{'scan':<9}{'measurements/s':>15}{'tries':>8}  mechanisms")
     with tempfile.TemporaryDirectory() as tmp:
         for fmt in synth.FORMATS:

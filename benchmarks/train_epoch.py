@@ -15,9 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from quackae import ae_processor, synth
-from quackae.cp_tokenized_data import QuackTokenizedDataModule
-from quackae.flatten import Options, flatten
+from quackae.ingest.flatten import Options, flatten
+from quackae.model import controller as ae_processor
+from quackae.model.config import parse
+from quackae.model.datamodule import QuackTokenizedDataModule
+from quackae.synth import generator as synth
 
 
 def run(data: Path, storage: Path, args: argparse.Namespace, bucketing: bool) -> float:
@@ -28,9 +30,9 @@ def run(data: Path, storage: Path, args: argparse.Namespace, bucketing: bool) ->
             "--embed_size", str(args.embed_size), "--hidden_size", str(args.hidden_size),
             "--l_rate", "1e-3", "--enable_progress_bar", "false", "--enable_model_summary", "false",
             "--logger", "csv", "--precision", args.precision] + (["--bucketing"] if bucketing else [])  # fmt: skip
-    parsed = ae_processor.build_parser().parse_args(argv)
+    config = parse(argv)
     start = time.perf_counter()
-    ae_processor.train_worker({"args": vars(parsed), "resume": None})
+    ae_processor.train_worker({"args": config.to_dict(), "resume": None})
     return time.perf_counter() - start
 
 

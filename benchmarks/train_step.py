@@ -12,7 +12,7 @@ medians are reported with the MFU against a matmul peak measured in the same run
     .venv/bin/python benchmarks/train_step.py --lengths 64 --rounds 2
     .venv/bin/python benchmarks/train_step.py --loops              # also the step-by-step reference paths
 
-The glibc allocator is tuned (``quackae.gru.tune_cpu_allocator``) as ``ae_processor`` training does,
+The glibc allocator is tuned (``quackae.model.gru.tune_cpu_allocator``) as ``ae_processor`` training does,
 for every peer alike; ``--no-tune-allocator`` leaves it alone.
 """
 
@@ -32,8 +32,8 @@ from original import (
     matmul_peak,
     train_flops,
 )
-from quackae.autoencoder import QuackAutoEncoder
-from quackae.gru import tune_cpu_allocator
+from quackae.model.autoencoder import QuackAutoEncoder
+from quackae.model.gru import tune_cpu_allocator
 
 ORIGINAL = "original"
 TARGETS = {64: 5.0, 256: 15.0}  # the issue's mixed-training targets, x the original, by T

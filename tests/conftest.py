@@ -14,8 +14,8 @@ import lightning.pytorch  # noqa: F401 - imported before any capsys: its log han
 import pytest
 import torch
 
-from quackae import synth
-from quackae.flatten import Options, flatten
+from quackae.ingest.flatten import Options, flatten
+from quackae.synth import generator as synth
 
 REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
 
@@ -153,7 +153,7 @@ class RayCluster:
 
     def stop(self) -> None:
         """Kill this cluster's processes only (``ray stop`` would kill every cluster here)."""
-        from quackae.cluster import stop_local
+        from quackae.io.cluster import stop_local
 
         stop_local(self.temp_dir)
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import run_cli
-from quackae import ae_processor
+from quackae.model import controller as ae_processor
 
 SMALL = ["--embed_size", "32", "--hidden_size", "64", "--batch_size", "16", "--l_rate", "1e-2",
          "--l_rate_min", "1e-3", "--enable_progress_bar", "false", "--num_sanity_val_steps", "0"]  # fmt: skip

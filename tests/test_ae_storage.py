@@ -11,9 +11,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from quackae import ae_processor, storage, store
-from quackae.flatten import Options
-from quackae.flatten import flatten as flatten_local
+from quackae.dataset import store
+from quackae.ingest.flatten import Options
+from quackae.ingest.flatten import flatten as flatten_local
+from quackae.io import storage
+from quackae.model import controller as ae_processor
 
 TINY = ["--embed_size", "16", "--hidden_size", "32", "--batch_size", "16", "--l_rate", "1e-2",
         "--enable_progress_bar", "false", "--num_sanity_val_steps", "0", "--limit_val_batches", "2",

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 from torch.utils.data import DataLoader
 
-from quackae.autoencoder import QuackAutoEncoder, check_finite
+from quackae.model.autoencoder import QuackAutoEncoder, check_finite
 
 VOCAB, EMBED, HIDDEN = 23, 6, 8
 

@@ -17,9 +17,15 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from quackae import baseline, calibration, classifier, plots, store, synth
-from quackae.embeddings import COLUMNS, EmbeddingStore
-from quackae.flatten import Options, flatten
+from quackae.classify import baseline, calibration, classifier, latents
+from quackae.classify.latents import LatentDataModule
+from quackae.cli.classify import add_classify_arguments
+from quackae.cli.plot import add_plot_arguments
+from quackae.dataset import store
+from quackae.dataset.embeddings import COLUMNS, EmbeddingStore, read_embeddings
+from quackae.ingest.flatten import Options, flatten
+from quackae.report import markdown as report
+from quackae.synth import generator as synth
 
 DIM = 16
 _CACHE: dict[str, Path] = {}
@@ -60,6 +66,7 @@ def build_demo(run: Path) -> Path:
     metrics = classifier.train_classifier(run / "encoded_filtered", run / "classifier", max_epochs=30,
                                           lr=2e-2, batch_size=32, progress=False)  # fmt: skip
     classifier.predict(run / "encoded_evaluate", Path(metrics["checkpoint"]), run / "candidates")
+    report.write_report(run / "candidates", metrics=metrics)
     return run
 
 
@@ -98,7 +105,7 @@ def test_baseline_saved_without_pickle(run):
 
 
 def test_baseline_skipped_without_dataset(run, tmp_path):
-    dm = classifier.LatentDataModule(run / "encoded_filtered")
+    dm = LatentDataModule(run / "encoded_filtered")
     dm.setup()
     out = classifier._baseline_metrics({"dataset": str(tmp_path / "gone")}, dm, tmp_path, 0, 0.5, 0.01, "none")
     assert "skipped" in out
@@ -113,13 +120,13 @@ def test_novel_kind_calibration_holds_out_each_benign_kind(run):
         kinds = rule["novel_kind"]["kinds"]
         assert len(kinds) >= 2 and all(k["rows"] >= calibration.MIN_KIND_ROWS for k in kinds.values())
         assert threshold == max(0.5, rule["validation"], *(k["threshold"] for k in kinds.values()))
-    dm = classifier.LatentDataModule(run / "encoded_filtered")
+    dm = LatentDataModule(run / "encoded_filtered")
     dm.setup()
     assert set(dm.negative_kinds(calibration.MIN_KIND_ROWS)) == set(metrics["threshold_rule"]["novel_kind"]["kinds"])
 
 
 def test_novel_kind_threshold_fits_without_the_held_out_kind(run):
-    dm = classifier.LatentDataModule(run / "encoded_filtered")
+    dm = LatentDataModule(run / "encoded_filtered")
     dm.setup()
     seen = []
 
@@ -161,7 +168,7 @@ def test_predict_cli_uses_the_trained_threshold(run, tmp_path, capsys):
 
 
 def test_predict_scores_every_row_once(run):
-    want = classifier.read_embeddings(run / "encoded_evaluate")[0].column("row_id").to_numpy()
+    want = read_embeddings(run / "encoded_evaluate")[0].column("row_id").to_numpy()
     table = pq.read_table(run / "candidates" / "shards")
     ids = table.column("row_id").to_numpy()
     assert len(ids) == len(want) == len(np.unique(ids)) and set(ids) == set(want)
@@ -173,7 +180,7 @@ def test_predict_scores_every_row_once(run):
 
 
 def test_predict_refuses_other_dim(run, tmp_path):
-    rows = classifier.read_embeddings(run / "encoded_evaluate", COLUMNS)[0].slice(0, 6).to_pylist()
+    rows = read_embeddings(run / "encoded_evaluate", COLUMNS)[0].slice(0, 6).to_pylist()
     write_embeddings(tmp_path / "emb8", "evaluate", rows, np.zeros(6, bool), run / "dataset", dim=8)
     ckpt = json.loads((run / "classifier" / classifier.METRICS_FILE).read_text())["checkpoint"]
     with pytest.raises(ValueError, match="8-dimensional"):
@@ -182,17 +189,17 @@ def test_predict_refuses_other_dim(run, tmp_path):
 
 def test_split_is_stable_and_proportioned():
     ids = np.arange(-20000, 20000, dtype=np.int64) * 7919
-    a, b = classifier.split_of(ids, 0), classifier.split_of(ids, 0)
-    assert (a == b).all() and not (a == classifier.split_of(ids, 1)).all()
+    a, b = latents.split_of(ids, 0), latents.split_of(ids, 0)
+    assert (a == b).all() and not (a == latents.split_of(ids, 1)).all()
     share = np.bincount(a, minlength=3) / len(a)
-    assert np.allclose(share, classifier.SPLIT_FRACTIONS, atol=0.02)
+    assert np.allclose(share, latents.SPLIT_FRACTIONS, atol=0.02)
 
 
 def test_cli_glue_parses():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
-    classifier.add_classify_arguments(sub)
-    plots.add_plot_arguments(sub)
+    add_classify_arguments(sub)
+    add_plot_arguments(sub)
     args = parser.parse_args(["classify", "train", "--embeddings", "e", "--storage_path", "s", "--max_epochs", "3"])
     assert args.max_epochs == 3 and callable(args.func)
     args = parser.parse_args(["classify", "predict", "--embeddings", "e", "--checkpoint_path", "c", "--out", "o"])

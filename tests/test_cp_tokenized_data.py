@@ -9,8 +9,8 @@ import pyarrow as pa
 import pytest
 import torch
 
-from quackae import store
-from quackae.cp_tokenized_data import BatchSampler, QuackTokenizedDataModule, select_rows, split_of
+from quackae.dataset import store
+from quackae.model.datamodule import BatchSampler, QuackTokenizedDataModule, select_rows, split_of
 
 
 def test_split_is_seeded_disjoint_and_70_10_20(small_dataset: Path) -> None:

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import run_cli
-from quackae import store
+from quackae.dataset import store
 
 
 @pytest.mark.slow

@@ -11,12 +11,14 @@ import pyarrow.parquet as pq
 import pytest
 from tests.conftest import run_cli
 
-from quackae import store, synth, truth
-from quackae.calibration import PlattScaler
-from quackae.detect import commands, evaluate, proposals
+from quackae.classify.calibration import PlattScaler
+from quackae.dataset import store
+from quackae.detect import pipeline, proposals
 from quackae.detect.features import row_features
-from quackae.flatten import Options, flatten
-from quackae.signatures import Matcher, Signature
+from quackae.ingest.flatten import Options, flatten
+from quackae.ingest.signatures import Matcher, Signature
+from quackae.synth import evaluate, truth
+from quackae.synth import generator as synth
 
 
 @pytest.fixture(scope="module")
@@ -68,11 +70,11 @@ def test_predict_writes_probability_candidate_reason(world, tmp_path):
     assert run_cli("detect", "train", "--data_dir", dataset, "--storage_path", tmp_path / "det").returncode == 0
     r = run_cli("detect", "predict", "--data_dir", dataset, "--model", tmp_path / "det", "--out", tmp_path / "pred")
     assert r.returncode == 0, r.stderr
-    t = pq.read_table(tmp_path / "pred" / commands.PREDICTIONS_FILE)
+    t = pq.read_table(tmp_path / "pred" / pipeline.PREDICTIONS_FILE)
     assert t.num_rows == world.rf.table.num_rows == store.Dataset(dataset).read_columns(["row_id"]).num_rows
     prob, cand = t.column("probability").to_numpy(), t.column("candidate").to_numpy(zero_copy_only=False)
     reason = np.array(t.column("reason").to_pylist(), dtype=object)
-    threshold = json.loads((tmp_path / "pred" / commands.SUMMARY_FILE).read_text())["threshold"]
+    threshold = json.loads((tmp_path / "pred" / pipeline.SUMMARY_FILE).read_text())["threshold"]
     assert ((prob >= threshold) == cand).all() and cand.any() and not cand.all()
     assert all(r and r != "no evidence" for r in reason[cand])
     order = np.argsort(t.column("row_id").to_numpy())
@@ -100,8 +102,8 @@ def test_proposed_signatures_round_trip(tmp_path):
     held = pages.most_common(1)[0][0]  # a near-empty page has nothing a signature could name
     sigs = synth.write_signatures(tmp_path / "sigs", set(synth.FAMILIES) - {held}, set(synth.BENIGN_KINDS) - {"noise", "binary_garbage"})
     ds = _flatten(raw, sigs, tmp_path / "ds")
-    commands.train(ds, tmp_path / "det")
-    summary = commands.predict(ds, tmp_path / "det", tmp_path / "pred")
+    pipeline.train(ds, tmp_path / "det")
+    summary = pipeline.predict(ds, tmp_path / "det", tmp_path / "pred")
     assert summary["proposals"] >= 1
     merged = proposals.merge_signatures(sigs, tmp_path / "pred" / proposals.PROPOSALS_FILE, tmp_path / "merged")
     again = _flatten(raw, merged, tmp_path / "ds2")

@@ -15,9 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import run_cli
-from quackae import ae_processor, store, synth
-from quackae.cp_tokenized_data import select_rows
-from quackae.flatten import Options, flatten
+from quackae.dataset import store
+from quackae.ingest.flatten import Options, flatten
+from quackae.model import controller as ae_processor
+from quackae.model.datamodule import select_rows
+from quackae.synth import generator as synth
 
 TINY = ["--embed_size", "16", "--hidden_size", "32", "--enable_progress_bar", "false"]
 
@@ -174,7 +176,7 @@ def test_bf16_encoding_agrees_with_fp32(small_dataset: Path, checkpoint: Path, t
 def test_encode_runs_the_no_grad_kernel_not_the_training_scan(small_dataset: Path, checkpoint: Path, tmp_path: Path,
                                                              capsys, monkeypatch, latent: str) -> None:
     """--encode must not fall back to the autograd scan: make the scan unusable and encode anyway."""
-    from quackae import gru
+    from quackae.model import gru
 
     def scan_called(*args: object) -> None:
         raise AssertionError("the encode path fell back to the training scan")

@@ -17,9 +17,11 @@ import psutil
 import pytest
 
 from conftest import run_cli
-from quackae import fanout, store, synth
-from quackae.flatten import Options, _make_processor, flatten
-from quackae.sources import iter_lines
+from quackae.dataset import store
+from quackae.ingest import fanout
+from quackae.ingest.flatten import Options, _make_processor, flatten
+from quackae.ingest.sources import iter_lines
+from quackae.synth import generator as synth
 
 ARGS = ["--max_tokens", "64", "--vocab_size", "600", "--quiet"]
 
@@ -226,7 +228,7 @@ def test_ingest_processes_skip_pyarrows_pandas_probe_and_keep_pandas_usable(tmp_
     code = f"""
 import sys
 import pyarrow as pa, pyarrow.parquet as pq
-from quackae.fanout import skip_pandas_probe
+from quackae.ingest.fanout import skip_pandas_probe
 skip_pandas_probe()
 table = pa.table({{"a": pa.array([1, 2]), "b": ["x", "y"]}})
 pq.write_table(table, {str(tmp_path / "t.parquet")!r})

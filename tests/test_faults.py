@@ -21,9 +21,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import run_cli
-from quackae import ae_processor, atomic, store, synth
+from quackae.dataset import store
 from quackae.demo import MARKER, _check_demo_out
-from quackae.flatten import Options, flatten
+from quackae.ingest.flatten import Options, flatten
+from quackae.io import atomic
+from quackae.model import controller as ae_processor
+from quackae.synth import generator as synth
 
 TINY = ["--embed_size", "16", "--hidden_size", "32", "--batch_size", "32", "--enable_progress_bar", "false",
         "--num_sanity_val_steps", "0", "--enable_model_summary", "false"]  # fmt: skip

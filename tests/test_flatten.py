@@ -19,8 +19,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import REFERENCE, run_cli
-from quackae import store, synth, tokens
-from quackae.flatten import FlattenError, Options, flatten
+from quackae.dataset import store
+from quackae.ingest import tokens
+from quackae.ingest.flatten import FlattenError, Options, flatten
+from quackae.synth import generator as synth
 
 
 def read_rows(root: Path, columns: list[str] | None = None):

@@ -1,4 +1,4 @@
-"""quackae.gru against torch's own GRU / GRUCell: outputs, final states and gradients."""
+"""quackae.model.gru against torch's own GRU / GRUCell: outputs, final states and gradients."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from quackae.gru import FastGRU, GRUCellStack, gru_scan, native_gru, reverse_index, use_native
+from quackae.model.gru import FastGRU, GRUCellStack, gru_scan, native_gru, reverse_index, use_native
 
 DT = torch.float64
 
@@ -181,7 +181,7 @@ def test_native_kernel_path_matches_scans(layers: int) -> None:
     lengths = torch.tensor([6, 2, 4, 1, 6])
     out_scan, h_scan = fast(x, lengths)
     hx = x.new_zeros(2 * layers, 5, 4)
-    out, h_n = native_gru(x, lengths, fast._flat_weights(), hx, layers, True)
+    out, h_n = native_gru(x, lengths, fast.flat_weights(), hx, layers, True)
     torch.testing.assert_close(out, out_scan)
     torch.testing.assert_close(h_n, h_scan)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from quackae.hyperquack import (
+from quackae.ingest.hyperquack import (
     ParseError,
     Try,
     flatten_received,
@@ -22,7 +22,7 @@ from quackae.hyperquack import (
     parse_measurement,
     parse_timestamp,
 )
-from quackae.sources import scan_from_name
+from quackae.ingest.sources import scan_from_name
 
 REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
 T0 = "2020-11-14T07:54:49.246304766-05:00"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from quackae.hyperquack import Try, parse_measurement
-from quackae.outcome import OUTCOME_INDEX, OUTCOMES, classify_error, outcome_of
-from quackae.sources import scan_from_name
+from quackae.ingest.hyperquack import Try, parse_measurement
+from quackae.ingest.outcome import OUTCOME_INDEX, OUTCOMES, classify_error, outcome_of
+from quackae.ingest.sources import scan_from_name
 
 REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
 A = "141.212.123.235:24443->213.140.112.241:7"

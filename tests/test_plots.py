@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from quackae import plots
+from quackae.report import plots
 from test_classifier import demo_run
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -8,7 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from quackae import calibration, report, synth, truth
+from quackae.classify import calibration
+from quackae.dataset.pages import page_signature
+from quackae.report import markdown as report
+from quackae.synth import generator as synth
+from quackae.synth import truth
 from test_classifier import demo_run
 
 
@@ -65,7 +69,7 @@ def test_threshold_for_fpr():
 
 def test_page_signature_and_stem():
     text = "200 OK\nServer: gw\n<html><head><title>Access  Denied</title></head>"
-    assert report.page_signature(text) == "200 OK | title: Access Denied"
-    assert report.page_signature("read tcp [ADDR]->[ADDR]: i/o timeout").startswith("read tcp")
-    assert report.page_signature("") == "(nothing received)"
+    assert page_signature(text) == "200 OK | title: Access Denied"
+    assert page_signature("read tcp [ADDR]->[ADDR]: i/o timeout").startswith("read tcp")
+    assert page_signature("") == "(nothing received)"
     assert truth.archive_stem("CP_Quack-http-2021-10-11-01-01-01.tar.gz") == "CP_Quack-http-2021-10-11-01-01-01"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from quackae.hyperquack import Try, parse_measurement
-from quackae.signatures import (
+from quackae.ingest.hyperquack import Try, parse_measurement
+from quackae.ingest.signatures import (
     Matcher,
     Signature,
     SignatureError,
@@ -20,7 +20,7 @@ from quackae.signatures import (
     load_signature_file,
     load_signatures,
 )
-from quackae.sources import scan_from_name
+from quackae.ingest.sources import scan_from_name
 
 REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
 REF_SIGNATURES = REFERENCE / "signatures"
@@ -98,11 +98,11 @@ def test_missing_files_and_dirs(tmp_path: Path) -> None:
 
 
 def test_default_set() -> None:
-    data = resources.files("quackae").joinpath("data", "blockpage_signatures.json")
+    data = resources.files("quackae.ingest").joinpath("data", "blockpage_signatures.json")
     if data.is_file():
         assert len(load_signatures(None)) > 0
     else:
-        with pytest.raises(SignatureError, match="quackae/data"):
+        with pytest.raises(SignatureError, match="quackae/ingest/data"):
             load_signatures(None)
 
 
@@ -296,7 +296,7 @@ DEFAULT_EXAMPLES = {
 
 def test_default_set_is_real_world_and_live() -> None:
     """Every default signature matches its example first; none names a fictitious (synth) censor."""
-    from quackae import synth
+    from quackae.synth import generator as synth
 
     m = load_signatures(None)
     names = [s.fingerprint for s in (*m.false_positives, *m.blockpages)]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from quackae import sources
-from quackae.sources import (
+from quackae.ingest import sources
+from quackae.ingest.sources import (
     SourceError,
     SourceLine,
     expand_sources,

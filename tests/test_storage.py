@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from quackae import storage
+from quackae.io import storage
 
 
 def test_uri_round_trip_and_children(gcs) -> None:

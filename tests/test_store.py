@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from quackae import store, synth
-from quackae.flatten import Options, flatten
-from quackae.sources import source_key
+from quackae.dataset import store
+from quackae.ingest.flatten import Options, flatten
+from quackae.ingest.sources import source_key
+from quackae.synth import generator as synth
 
 
 def test_token_cache_matches_parquet(small_dataset: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import collections
 import importlib
 import json
@@ -13,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from quackae import synth
+from quackae.cli import build_parser
+from quackae.cli.synth import run_synth
+from quackae.synth import generator as synth
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?([+-]\d\d:\d\d|Z)$")
 V1_KEYS = ["Server", "Keyword", "Retries", "Results", "Blocked", "FailSanity", "StatefulBlock"]
@@ -240,7 +241,7 @@ def test_world_size_and_variety() -> None:
     assert {"ssh_banner", "smtp_banner", "ftp_banner", "telnet_banner", "redis_banner",
             "router_login", "captive_portal", "parking", "binary_garbage"} <= set(synth.BENIGN_KINDS)
     assert 0.65 <= len(synth.DEFAULT_FINGERPRINTED) / len(synth.FAMILIES) <= 0.85
-    countries = {c.code for c in synth._COUNTRIES}
+    countries = {c.code for c in synth.COUNTRIES}
     assert all(f.countries and set(f.countries) <= countries for f in families)
 
 
@@ -339,10 +340,10 @@ def test_pages_vary(http_v2: synth.SynthResult) -> None:
 def test_every_line_parses(tmp_path: Path) -> None:
     """The project's parser reads every line and yields exactly the truth's tries."""
     try:
-        hyperquack = importlib.import_module("quackae.hyperquack")
+        hyperquack = importlib.import_module("quackae.ingest.hyperquack")
         parse = hyperquack.parse_measurement
     except Exception as exc:  # noqa: BLE001 - any import problem means "not there yet"
-        pytest.skip(f"quackae.hyperquack not usable: {exc}")
+        pytest.skip(f"quackae.ingest.hyperquack not usable: {exc}")
     for fmt in ("v1", "v2"):
         for scan in ("echo", "discard", "http", "https"):
             result = synth.write_archive(tmp_path / fmt, 300, seed=4, fmt=fmt, scan=scan)
@@ -358,23 +359,23 @@ def test_every_line_parses(tmp_path: Path) -> None:
 
 def test_cli_helpers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The CLI helpers have the documented defaults, write signatures and print one summary line."""
-    parser = synth.add_synth_arguments(argparse.ArgumentParser())
-    args = parser.parse_args(["--out", str(tmp_path), "--measurements", "50"])
+    parser = build_parser("synth")
+    args = parser.parse_args(["synth", "--out", str(tmp_path), "--measurements", "50"])
     assert (args.measurements, args.seed, args.format, args.scan) == (50, 0, "v2", "http")
-    assert synth.run_synth(args) == 0
+    assert run_synth(args) == 0
     line = capsys.readouterr().out.strip()
     assert line.count("\n") == 0 and ".tar.gz" in line and ".truth.jsonl" in line
     assert "measurements 50" in line
     written = load_signatures(tmp_path / "signatures" / "blockpage_signatures.json")
     assert len(written) == len(synth.DEFAULT_FINGERPRINTED)
-    args = parser.parse_args(["--out", str(tmp_path / "none"), "--measurements", "30", "--fingerprinted", "none"])
-    assert synth.run_synth(args) == 0
+    args = parser.parse_args(["synth", "--out", str(tmp_path / "none"), "--measurements", "30", "--fingerprinted", "none"])
+    assert run_synth(args) == 0
     assert (tmp_path / "none" / "signatures" / "blockpage_signatures.json").read_text() == ""
     truth = read_truth(next((tmp_path / "none").glob("*.truth.jsonl")))
     assert not any(row["fingerprinted"] for row in truth)
-    args = parser.parse_args(["--out", str(tmp_path / "bad"), "--fingerprinted", "kr_card,nosuch"])
+    args = parser.parse_args(["synth", "--out", str(tmp_path / "bad"), "--fingerprinted", "kr_card,nosuch"])
     capsys.readouterr()
-    assert synth.run_synth(args) == 2
+    assert run_synth(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "nosuch" in err and not (tmp_path / "bad").exists()
     assert synth.parse_fingerprinted("all") == frozenset(synth.FAMILIES)
@@ -391,11 +392,11 @@ def test_bad_arguments(tmp_path: Path) -> None:
 
 def test_synth_directory_is_a_flatten_source(tmp_path: Path) -> None:
     """A synth output directory expands to its archives only: no truth sidecar, no signature file."""
-    from quackae.sources import expand_sources
+    from quackae.ingest.sources import expand_sources
 
-    parser = synth.add_synth_arguments(argparse.ArgumentParser())
+    parser = build_parser("synth")
     for scan in ("echo", "http"):
-        assert synth.run_synth(parser.parse_args(["--out", str(tmp_path), "--measurements", "20", "--scan", scan])) == 0
+        assert run_synth(parser.parse_args(["synth", "--out", str(tmp_path), "--measurements", "20", "--scan", scan])) == 0
     found = expand_sources([tmp_path])
     assert sorted(p.name for p in found) == sorted(p.name for p in tmp_path.glob("*.tar.gz"))
     assert len(found) == 2

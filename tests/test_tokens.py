@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from quackae import tokens
-from quackae.hyperquack import Try, parse_measurement
-from quackae.sources import scan_from_name
+from quackae.ingest import tokens
+from quackae.ingest.hyperquack import Try, parse_measurement
+from quackae.ingest.sources import scan_from_name
 
 REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
 

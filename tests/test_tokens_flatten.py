@@ -9,12 +9,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from quackae import store, tokens
-from quackae.flatten import Options, flatten
-from quackae.hyperquack import parse_measurement
-from quackae.outcome import outcome_of
-from quackae.signatures import label, load_signatures
-from quackae.sources import scan_from_name, source_key
+from quackae.dataset import store
+from quackae.ingest import tokens
+from quackae.ingest.flatten import Options, flatten
+from quackae.ingest.hyperquack import parse_measurement
+from quackae.ingest.outcome import outcome_of
+from quackae.ingest.signatures import label, load_signatures
+from quackae.ingest.sources import scan_from_name, source_key
 
 REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
 NAMES = {

@@ -11,7 +11,6 @@ classify predict -> report -> plots. Every artefact lands under one output folde
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import time
@@ -19,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from quackae.atomic import atomic_write
-from quackae.store import StoreError
+from quackae.dataset.store import StoreError
+from quackae.io.atomic import atomic_write
 
 MARKER = ".quackae-demo"  # marks a folder as a demo's output, which the next demo may replace
 
@@ -53,24 +52,19 @@ class Stages:
         return time.perf_counter() - self.started
 
 
-def _controller(argv: list[str]) -> None:
-    from quackae import ae_processor
-
-    args = ae_processor.build_parser().parse_args(argv)
-    ae_processor.main(args)
-
-
 def run_demo(out: Path, scale: float = 1.0, seed: int = 0, epochs: int = 8, ray_nodes: int = 0,
              anomalies: bool = True, latent: str = "mean") -> dict[str, Any]:
     """Run every stage into ``out``; return the summary (also written to ``out/summary.json``)."""
-    from quackae import synth
-    from quackae.classifier import predict, train_classifier
-    from quackae.detect.evaluate import render as render_evaluation
-    from quackae.detect.evaluate import run_evaluation
-    from quackae.flatten import Options, flatten
-    from quackae.plots import plot_all
-    from quackae.report import write_report
-    from quackae.truth import score_against_truth
+    from quackae.classify.classifier import predict, train_classifier
+    from quackae.ingest.flatten import Options, flatten
+    from quackae.model import controller
+    from quackae.model.config import ControllerConfig
+    from quackae.report.markdown import write_report
+    from quackae.report.plots import plot_all
+    from quackae.synth import generator as synth
+    from quackae.synth.evaluate import render as render_evaluation
+    from quackae.synth.evaluate import run_evaluation
+    from quackae.synth.truth import labeller, score_against_truth
 
     out = Path(out)
     _check_demo_out(out)
@@ -95,26 +89,25 @@ def run_demo(out: Path, scale: float = 1.0, seed: int = 0, epochs: int = 8, ray_
         lambda: flatten([a.archive for a in archives], dataset, Options(max_tokens=128, anomalies=anomalies, signatures=synth.write_signatures(raw / "signatures")), progress=False, vocab_size=2048),
         lambda s: f"{s.rows} rows (censored {s.labels[1]}, undetermined {s.labels[0]}, uncensored {s.labels[-1]})",
     )
-    common = ["--data_dir", str(dataset), "--embed_size", "64", "--hidden_size", "128", "--batch_size", "32",
-              "--ray_nodes", str(ray_nodes), "--seed", str(seed), "--enable_progress_bar", "false",
-              "--enable_model_summary", "false"]  # fmt: skip
-    ae_dir = out / "autoencoder"
-    stages.run(
-        "train autoencoder",
-        lambda: _controller([*common, "--storage_path", str(ae_dir), "--max_epochs", str(epochs), "--bucketing",
-                             "--l_rate", "3e-3", "--l_rate_min", "3e-4", "--exp_label", "demo",
-                             "--num_sanity_val_steps", "0"]),  # fmt: skip
-        lambda _: f"checkpoints in {ae_dir}",
+    common = ControllerConfig(
+        data_dir=str(dataset), embed_size=64, hidden_size=128, batch_size=32, ray_nodes=ray_nodes,
+        seed=seed, trainer={"enable_progress_bar": False, "enable_model_summary": False},
     )
-    summary_ae = json.loads((ae_dir / "train_summary.json").read_text())
+    ae_dir = out / "autoencoder"
+    training = common.replace(
+        storage_path=str(ae_dir), bucketing=True, l_rate=3e-3, l_rate_min=3e-4, exp_label="demo",
+        max_epochs=epochs, num_sanity_val_steps=0,
+    )
+    summary_ae = stages.run("train autoencoder", lambda: controller.train(training),
+                            lambda _: f"checkpoints in {ae_dir}")  # fmt: skip
     ckpt = summary_ae["best_checkpoint"] or summary_ae["last_checkpoint"]
     for mode in ("filtered", "evaluate"):
-        stages.run(
-            f"encode --{mode}",
-            lambda mode=mode: _controller([*common, "--encode", f"--{mode}", "--checkpoint_path", ckpt, "--latent", latent,
-                                           "--storage_path", str(out / f"encoded_{mode}")]),  # fmt: skip
-            lambda _, mode=mode: f"-> {out / f'encoded_{mode}'}",
+        encoding = common.replace(
+            encode=True, checkpoint_path=ckpt, latent=latent, storage_path=str(out / f"encoded_{mode}"),
+            **{mode: True},
         )
+        stages.run(f"encode --{mode}", lambda encoding=encoding: controller.encode(encoding),
+                   lambda _, mode=mode: f"-> {out / f'encoded_{mode}'}")  # fmt: skip
     metrics = stages.run(
         "classify train",
         # threshold: 0.5, raised to keep FPR <= 1% on the labelled validation split and on every
@@ -134,7 +127,7 @@ def run_demo(out: Path, scale: float = 1.0, seed: int = 0, epochs: int = 8, ray_
         return truth
 
     truth = stages.run("classify predict + report", classify_and_report, lambda _: f"-> {out / 'candidates' / 'report.md'}")
-    plots = stages.run("plots", lambda: plot_all(out), lambda p: f"{len(p)} PNGs -> {out / 'plots'}")
+    plots = stages.run("plots", lambda: plot_all(out, labeller(sorted(raw.glob("*.truth.jsonl")))), lambda p: f"{len(p)} PNGs -> {out / 'plots'}")
     evaluation = stages.run(
         "evaluate (leave-family-out)",
         # a second world of this seed, every try flattened, one fold of families and benign kinds
@@ -189,23 +182,3 @@ def render_summary(s: dict[str, Any]) -> str:
         f"evaluation: {s['out']}/evaluation/evaluation.json   plots: {s['out']}/plots/",
     ]
     return "\n".join(lines)
-
-
-def add_demo_arguments(sub: argparse._SubParsersAction) -> None:
-    """``quackae demo``: the whole pipeline on generated data (what `make demo` runs)."""
-    p = sub.add_parser(
-        "demo",
-        help="run the whole pipeline on generated data and score it against ground truth",
-        description="synth -> flatten -> train -> encode --filtered/--evaluate -> classify -> "
-        "report -> plots, all under --out, then a summary scored against the synthetic ground truth.",
-    )
-    p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder; a previous demo's output there is replaced, any other non-empty folder refused (default %(default)s)")
-    p.add_argument("--scale", type=float, default=1.0, help="multiply the number of generated measurements (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data and the models (default %(default)s)")
-    p.add_argument("--epochs", type=int, default=8, help="autoencoder epochs (default %(default)s)")
-    p.add_argument("--ray_nodes", type=int, default=0, help="train and encode on this many Ray workers; 0 = in-process (default %(default)s)")
-    p.add_argument("--all_tries", action="store_true", help="flatten every try, not only the anomalous ones the original research trained on")
-    p.add_argument("--latent", choices=("final", "mean"), default="mean",
-                   help="the feature encoded per record (ae_processor --latent): the encoder's final states, as the seed, "
-                        "or its states averaged over the text tokens, which carries a page's wording (default %(default)s)")  # fmt: skip
-    p.set_defaults(func=lambda a: run_demo(a.out, a.scale, a.seed, a.epochs, a.ray_nodes, not a.all_tries, a.latent) and 0)

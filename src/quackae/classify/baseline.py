@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from quackae import store
-from quackae.atomic import atomic_path
-from quackae.calibration import binary_metrics, calibrate
+from quackae.classify.calibration import binary_metrics, calibrate
+from quackae.dataset import store
+from quackae.io.atomic import atomic_path
 
 BASELINE_FILE = "baseline.npz"
 
 if TYPE_CHECKING:
-    from quackae.classifier import LatentDataModule
+    from quackae.classify.latents import LatentDataModule
 
 
 @dataclass

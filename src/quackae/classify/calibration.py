@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from quackae.classifier import LatentDataModule
+    from quackae.classify.latents import LatentDataModule
 
 MIN_KIND_ROWS = 5  # smallest kind of labelled negatives held out for the novel-kind threshold
 

@@ -5,7 +5,7 @@ labelled latents of an embeddings directory (``--filtered``), measures it on a s
 split, and fits a model without the autoencoder on the same split for comparison: logistic
 regression on the bag of token ids (text tokens and static-feature tokens) read from the
 dataset. ``predict`` scores every row of an embeddings directory (``--evaluate``), shard by
-shard, and writes the candidates report.
+shard (``quackae.report`` turns the scores into the candidates report).
 
 Files under ``storage_path``::
 
@@ -17,10 +17,8 @@ Files under ``storage_path``::
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -31,68 +29,35 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
-from quackae import report, store
-from quackae.atomic import TMP_SUFFIX, atomic_path
-from quackae.baseline import BASELINE_FILE, BagOfTokensBaseline, fit_baseline, open_dataset_tokens
-from quackae.calibration import (
+from quackae.classify.baseline import (
+    BASELINE_FILE,
+    BagOfTokensBaseline,
+    fit_baseline,
+    open_dataset_tokens,
+)
+from quackae.classify.calibration import (
     CALIBRATIONS,
     binary_metrics,
     calibrate,
 )
-from quackae.cp_tokenized_data import split_of as data_split_of
-from quackae.embeddings import META
+from quackae.classify.latents import SPLIT_FRACTIONS, SPLITS, LatentDataModule
+from quackae.classify.predictions import PREDICTIONS_META
+from quackae.dataset import store
+from quackae.dataset.embeddings import (
+    embedding_matrix,
+    read_meta,
+    shard_paths,
+)
+from quackae.io.atomic import TMP_SUFFIX, atomic_path, atomic_write
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
-SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
 METRICS_FILE = "metrics.json"
 TIE_MARGIN = 0.005  # ROC-AUC difference below which neither model "wins"
-TEMPLATE_KIND = "template match"  # the kind of a labelled negative no false-positive signature named
 
 
 # --------------------------------------------------------------------------- reading latents
-
-
-def read_meta(embeddings: Path) -> dict[str, Any]:
-    """``embeddings.json`` of an embeddings directory; ValueError if it is not one."""
-    path = Path(embeddings) / META
-    if not path.is_file():
-        raise ValueError(
-            f"{embeddings} is not an embeddings directory (no {META}); make one with "
-            "`python -m quackae.ae_processor --encode --filtered|--evaluate`"
-        )
-    return json.loads(path.read_text())
-
-
-def shard_paths(embeddings: Path) -> list[Path]:
-    """Committed embedding shards, in name order."""
-    return sorted((Path(embeddings) / "shards").glob("*.parquet"))
-
-
-def embedding_matrix(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
-    """A fixed-size-list ``embedding`` column as a ``(rows, dim)`` float32 array."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks() if column.num_chunks else pa.array([], pa.list_(pa.float32(), dim))
-    flat = column.flatten().to_numpy(zero_copy_only=False)
-    return np.array(flat, dtype=np.float32, copy=True).reshape(-1, dim)
-
-
-def read_embeddings(embeddings: Path, columns: tuple[str, ...] = ("row_id", "censored")) -> tuple[pa.Table, np.ndarray]:
-    """Metadata columns and the latents of every shard (for modest, e.g. ``--filtered``, dirs)."""
-    dim = int(read_meta(embeddings)["dim"])
-    tables = [pq.read_table(p, columns=[*columns, "embedding"]) for p in shard_paths(embeddings)]
-    if not tables:
-        raise ValueError(f"{embeddings} holds no embedding shards")
-    table = pa.concat_tables(tables)
-    return table.drop_columns(["embedding"]), embedding_matrix(table.column("embedding"), dim)
-
-
-def split_of(row_ids: np.ndarray, seed: int = 0) -> np.ndarray:
-    """0 train / 1 val / 2 test per row, by stable row-id hash (the data module's, other fractions)."""
-    return data_split_of(row_ids, seed, SPLIT_FRACTIONS)
 
 
 # --------------------------------------------------------------------------- the model
@@ -219,83 +184,6 @@ def load_classifier(checkpoint: Path) -> QuackLatentClassifier:
 # --------------------------------------------------------------------------- data
 
 
-class LatentDataModule(pl.LightningDataModule):
-    """Labelled latents of an embeddings directory (target: censored == 1), split 70/15/15.
-
-    Undetermined rows (censored == 0) carry no label and are left out of all splits.
-    """
-
-    def __init__(self, embeddings: Path, batch_size: int = 256, seed: int = 0) -> None:
-        super().__init__()
-        self.embeddings, self.batch_size, self.seed = Path(embeddings), batch_size, seed
-        self.x: np.ndarray | None = None
-
-    def setup(self, stage: str | None = None) -> None:
-        """Read the shards once; keep labelled rows; assign splits by row id hash."""
-        if self.x is not None:
-            return
-        table, x = read_embeddings(self.embeddings, ("row_id", "censored", "fingerprint"))
-        labels = table.column("censored").to_numpy()
-        keep = labels != 0
-        if keep.sum() == 0:
-            raise ValueError(f"{self.embeddings} has no labelled rows (censored 1 or -1); encode with --filtered")
-        self.row_ids = table.column("row_id").to_numpy()[keep]
-        self.x, self.y = x[keep], (labels[keep] == 1).astype(np.float32)
-        fingerprints = np.array(table.column("fingerprint").to_pylist(), dtype=object)[keep]
-        self.kind = np.where(fingerprints == "", TEMPLATE_KIND, fingerprints).astype(str)
-        self.split = split_of(self.row_ids, self.seed)
-        for i, name in enumerate(SPLITS):
-            if not (self.split == i).any():
-                raise ValueError(f"{self.embeddings}: too few labelled rows ({keep.sum()}) for a {name} split")
-
-    def without(self, drop: np.ndarray) -> LatentDataModule:
-        """The same splits minus the rows where ``drop`` is True (a held-out kind)."""
-        view = LatentDataModule(self.embeddings, self.batch_size, self.seed)
-        keep = ~np.asarray(drop, dtype=bool)
-        view.x, view.y, view.row_ids = self.x[keep], self.y[keep], self.row_ids[keep]
-        view.kind, view.split = self.kind[keep], self.split[keep]
-        return view
-
-    def negative_kinds(self, min_rows: int) -> dict[str, np.ndarray]:
-        """Masks of the labelled negatives of each kind with at least ``min_rows`` rows."""
-        negative = self.y == 0
-        kinds = sorted(set(self.kind[negative].tolist()))
-        masks = {k: negative & (self.kind == k) for k in kinds}
-        return {k: m for k, m in masks.items() if m.sum() >= min_rows}
-
-    @property
-    def dim(self) -> int:
-        """Latent dimension."""
-        return int(read_meta(self.embeddings)["dim"])
-
-    def part(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Latents, targets and row ids of one split."""
-        mask = self.split == SPLITS.index(name)
-        return self.x[mask], self.y[mask], self.row_ids[mask]
-
-    def counts(self) -> dict[str, dict[str, int]]:
-        """Rows and positives per split."""
-        return {s: {"rows": int(len(y)), "censored": int(y.sum())} for s in SPLITS for _, y, _ in [self.part(s)]}
-
-    def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        x, y, _ = self.part(name)
-        gen = torch.Generator().manual_seed(self.seed)
-        ds = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, generator=gen)
-
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled training batches."""
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        """Validation batches."""
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        """Held-out test batches."""
-        return self._loader("test", False)
-
-
 def verdict(classifier: dict[str, Any], baseline: dict[str, Any]) -> tuple[str, str]:
     """Which model wins on held-out ROC-AUC (F1 breaks near-ties), and a sentence saying so."""
     if baseline.get("skipped"):
@@ -417,7 +305,7 @@ def train_classifier(
         "classifier": clf, "baseline": base, "winner": winner, "winner_by": "held-out ROC-AUC (F1 breaks ties)",
         "verdict": sentence, "epochs": epochs,
     }  # fmt: skip
-    report._atomic_text(storage / METRICS_FILE, json.dumps(metrics, indent=1))
+    atomic_write(storage / METRICS_FILE, json.dumps(metrics, indent=1))
     return metrics
 
 
@@ -460,10 +348,10 @@ def _open_baseline(checkpoint: Path, meta: dict[str, Any]) -> tuple[BagOfTokensB
 
 
 def predict(embeddings: Path, checkpoint: Path, out: Path, threshold: float = 0.5) -> dict[str, Any]:
-    """Score every row of an embeddings directory, shard by shard, and write the report.
+    """Score every row of an embeddings directory, shard by shard.
 
     Writes ``out/shards/<shard>.parquet`` (metadata + ``probability`` + ``baseline_probability``,
-    one output shard per input shard), ``out/predictions.json`` and the candidates report.
+    one output shard per input shard) and ``out/predictions.json``.
     """
     meta = read_meta(embeddings)
     model = load_classifier(Path(checkpoint))
@@ -495,46 +383,14 @@ def predict(embeddings: Path, checkpoint: Path, out: Path, threshold: float = 0.
         "baseline": None if baseline is None else str(Path(checkpoint).parent / BASELINE_FILE),
         "baseline_missing_reason": why or None, "baseline_candidates": base_candidates if baseline else None,
     }  # fmt: skip
-    report._atomic_text(Path(out) / report.PREDICTIONS_META, json.dumps(summary, indent=1))
-    metrics_path = Path(checkpoint).parent / METRICS_FILE
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
-    report.write_report(Path(out), threshold=threshold, metrics=metrics)
+    atomic_write(Path(out) / PREDICTIONS_META, json.dumps(summary, indent=1))
     return summary
 
 
-# --------------------------------------------------------------------------- CLI glue
-
-
-def add_classify_arguments(subparsers: argparse._SubParsersAction) -> None:
-    """``quackae classify train|predict``."""
-    p = subparsers.add_parser("classify", help="train the latent classifier or score embeddings with it",
-                              description="Classify autoencoder latents: censored or not.")  # fmt: skip
-    sub = p.add_subparsers(dest="classify_command", required=True, metavar="ACTION")
-    t = sub.add_parser("train", help="fit on labelled (--filtered) embeddings; writes metrics.json")
-    t.add_argument("--embeddings", type=Path, required=True, metavar="DIR", help="embeddings dir (--filtered)")
-    t.add_argument("--storage_path", type=Path, required=True, metavar="DIR", help="checkpoints, logs, metrics.json")
-    t.add_argument("--max_epochs", type=int, default=20, help="epochs (default %(default)s)")
-    t.add_argument("--learning_rate", type=float, default=1e-3, help="AdamW learning rate (default %(default)s)")
-    t.add_argument("--batch_size", type=int, default=256, help="batch size (default %(default)s)")
-    t.add_argument("--seed", type=int, default=0, help="split and initialisation seed (default %(default)s)")
-    t.add_argument("--threshold", type=float, default=0.5, help="lowest decision threshold; calibration may raise it (default %(default)s)")
-    t.add_argument("--calibration", choices=CALIBRATIONS, default="novel-kind",
-                   help="how each model's threshold is raised to meet --target_fpr on labelled rows: novel-kind = on the "
-                        "validation split and on every kind of benign page held out of training in turn (the undetermined "
-                        "rows' benign pages are kinds no signature knows); validation = on the validation split only; "
-                        "none = keep --threshold (default %(default)s)")  # fmt: skip
-    t.add_argument("--target_fpr", type=float, default=0.01, help="false-positive rate the calibrated threshold allows (default %(default)s)")
-    t.add_argument("--weight_decay", type=float, default=1e-2, help="AdamW weight decay (default %(default)s)")
-    t.add_argument("--input_dropout", type=float, default=0.0, help="dropout on the standardised latents while training (default %(default)s)")
-    t.add_argument("--input_noise", type=float, default=0.0, help="Gaussian noise (in standard deviations) added to the standardised latents while training (default %(default)s)")
-    t.add_argument("--patience", type=int, default=None, help="stop after this many epochs without a better validation loss (default: never)")
-    t.set_defaults(func=_run_train)
-    r = sub.add_parser("predict", help="score every embedding; writes shards and report.md/json")
-    r.add_argument("--embeddings", type=Path, required=True, metavar="DIR", help="embeddings dir (--evaluate)")
-    r.add_argument("--checkpoint_path", type=Path, required=True, metavar="CKPT", help="classifier checkpoint")
-    r.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
-    r.add_argument("--threshold", type=float, default=None, help="candidate threshold (default: the one `classify train` chose, from metrics.json beside the checkpoint, else 0.5)")
-    r.set_defaults(func=_run_predict)
+def trained_metrics(checkpoint: Path) -> dict[str, Any] | None:
+    """The ``metrics.json`` ``classify train`` wrote beside ``checkpoint``, if any."""
+    path = Path(checkpoint).parent / METRICS_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def trained_threshold(checkpoint: Path) -> float:
@@ -545,39 +401,3 @@ def trained_threshold(checkpoint: Path) -> float:
         if Path(metrics.get("checkpoint", "")).resolve() == Path(checkpoint).resolve():
             return float(metrics["threshold"])
     return 0.5
-
-
-def _run_train(args: argparse.Namespace) -> int:
-    try:
-        m = train_classifier(args.embeddings, args.storage_path, max_epochs=args.max_epochs, lr=args.learning_rate,
-                             batch_size=args.batch_size, seed=args.seed, threshold=args.threshold,
-                             weight_decay=args.weight_decay, input_dropout=args.input_dropout,
-                             input_noise=args.input_noise, patience=args.patience, target_fpr=args.target_fpr,
-                             calibration=args.calibration)  # fmt: skip
-    except ValueError as e:
-        print(f"quackae classify train: error: {e}", file=sys.stderr)
-        return 2
-    c = m["classifier"]
-    print(f"classify: held-out accuracy {c['accuracy']} F1 {c['f1']} ROC-AUC {c['roc_auc']} on {c['n']} rows")
-    base = m["baseline"].get("threshold")
-    print(f"classify: threshold {m['threshold']:.4f} ({m['threshold_rule']['calibration']} calibration); "
-          f"baseline threshold {'n/a' if base is None else f'{base:.4f}'}")
-    print(f"classify: {m['verdict']}")
-    print(f"classify: checkpoint {m['checkpoint']}; metrics {Path(args.storage_path) / METRICS_FILE}")
-    return 0
-
-
-def _run_predict(args: argparse.Namespace) -> int:
-    try:
-        threshold = args.threshold if args.threshold is not None else trained_threshold(args.checkpoint_path)
-        s = predict(args.embeddings, args.checkpoint_path, args.out, threshold=threshold)
-    except ValueError as e:
-        print(f"quackae classify predict: error: {e}", file=sys.stderr)
-        return 2
-    print(f"predict: {s['candidates']} of {s['rows']} rows score >= {s['threshold']}; "
-          f"report {Path(args.out) / report.REPORT_MD}")  # fmt: skip
-    if not s["complete"]:
-        print("predict: warning: the embeddings directory is not complete (encode still running or killed)")
-    if s["baseline"] is None:
-        print(f"predict: no baseline probabilities ({s['baseline_missing_reason']})")
-    return 0

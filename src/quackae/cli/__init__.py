@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from quackae import tokens
+from quackae.ingest import tokens
 
 
 def _add_flatten(sub: argparse._SubParsersAction) -> None:
@@ -39,8 +39,8 @@ def _add_flatten(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_flatten(args: argparse.Namespace) -> int:
-    from quackae.fanout import skip_pandas_probe
-    from quackae.flatten import FlattenError, Options, flatten
+    from quackae.ingest.fanout import skip_pandas_probe
+    from quackae.ingest.flatten import FlattenError, Options, flatten
 
     skip_pandas_probe()
 
@@ -85,7 +85,7 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
-    from quackae.inspection import inspect, render, verify
+    from quackae.dataset.inspection import inspect, render, verify
 
     problems = verify(args.path) if args.verify else None
     info = inspect(args.path, skip_damaged=bool(problems))
@@ -93,19 +93,6 @@ def _run_inspect(args: argparse.Namespace) -> int:
         info["verify"] = {"ok": not problems, "problems": problems}
     print(json.dumps(info, indent=1) if args.json else render(info))
     return 1 if problems else 0
-
-
-def _add_synth(sub: argparse._SubParsersAction) -> None:
-    from quackae.synth import add_synth_arguments, run_synth
-
-    p = sub.add_parser(
-        "synth",
-        help="write a realistic synthetic Hyperquack archive plus ground truth",
-        description="Deterministic raw Hyperquack data shaped like Censored Planet's archives, "
-        "with a ground-truth sidecar saying which tries are truly censored and how.",
-    )
-    add_synth_arguments(p)
-    p.set_defaults(func=lambda a: run_synth(a) or 0)
 
 
 def _add_controller(sub: argparse._SubParsersAction) -> None:
@@ -119,37 +106,43 @@ def _add_controller(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_controller(argv: list[str]) -> int:
-    from quackae import ae_processor
+    from quackae.model import controller as ae_processor
 
     return ae_processor.cli(argv)
 
 
+def _add_synth(sub: argparse._SubParsersAction) -> None:
+    from quackae.cli.synth import add_synth_arguments
+
+    add_synth_arguments(sub)
+
+
 def _add_classify(sub: argparse._SubParsersAction) -> None:
-    from quackae.classifier import add_classify_arguments
+    from quackae.cli.classify import add_classify_arguments
 
     add_classify_arguments(sub)
 
 
 def _add_plot(sub: argparse._SubParsersAction) -> None:
-    from quackae.plots import add_plot_arguments
+    from quackae.cli.plot import add_plot_arguments
 
     add_plot_arguments(sub)
 
 
 def _add_detect(sub: argparse._SubParsersAction) -> None:
-    from quackae.detect.commands import add_detect_arguments
+    from quackae.cli.detect import add_detect_arguments
 
     add_detect_arguments(sub)
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    from quackae.detect.evaluate import add_evaluate_arguments
+    from quackae.cli.evaluate import add_evaluate_arguments
 
     add_evaluate_arguments(sub)
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    from quackae.demo import add_demo_arguments
+    from quackae.cli.demo import add_demo_arguments
 
     add_demo_arguments(sub)
 
@@ -187,10 +180,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def user_errors() -> tuple[type[Exception], ...]:
     """Exceptions that mean a user mistake: printed as one line, never a traceback."""
-    from quackae.flatten import FlattenError
-    from quackae.sources import SourceError
-    from quackae.storage import StorageError
-    from quackae.store import StoreError
+    from quackae.dataset.store import StoreError
+    from quackae.ingest.flatten import FlattenError
+    from quackae.ingest.sources import SourceError
+    from quackae.io.storage import StorageError
 
     return (FlattenError, SourceError, StorageError, StoreError)
 

@@ -28,9 +28,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from quackae import atomic, storage, store
+from quackae.dataset import store
+from quackae.io import atomic, storage
 
 META = "embeddings.json"
+SHARDS = "shards"
 COLUMNS = (
     "row_id", "source", "line", "try_index", "ip", "domain", "location", "country_code",
     "timestamp", "end_time", "scan", "censored", "fingerprint", "outcome", "anomaly",
@@ -52,7 +54,7 @@ class EmbeddingStore:
         self.remote = self.location.remote
         # messages name what the user passed; local code paths keep working on Paths
         self.storage: Path | str = self.location.uri if self.remote else Path(storage_path)
-        self.shards = self.location.child("shards") if self.remote else Path(storage_path) / "shards"
+        self.shards = self.location.child(SHARDS) if self.remote else Path(storage_path) / SHARDS
 
     @property
     def meta_path(self) -> Path | str:
@@ -91,7 +93,7 @@ class EmbeddingStore:
             if not Path(self.storage).is_dir() or Path(self.meta_path).is_file():
                 return
             names = {p.name for p in Path(self.storage).iterdir()}
-        foreign = sorted(n for n in names - {atomic.LOCK_FILE, "shards"} if not atomic.is_temp(n))
+        foreign = sorted(n for n in names - {atomic.LOCK_FILE, SHARDS} if not atomic.is_temp(n))
         if foreign:
             raise store.StoreError(
                 f"{self.storage} is not empty (e.g. {foreign[0]}) and holds no embeddings "
@@ -131,16 +133,21 @@ class EmbeddingStore:
         """The committed shards: local paths, or URIs on an object store; sorted."""
         if not self.remote:
             return [str(p) for p in sorted(self.shards.glob("*.parquet"))]
-        return [loc.uri for loc in self.shards.list_files() if loc.path.endswith(".parquet")]
+        found = self.shards.list_files(recursive=False)
+        return sorted(loc.uri for loc in found if loc.path.endswith(".parquet"))
+
+    def read_shard(self, name: str, columns: list[str] | None = None) -> pa.Table:
+        """One shard's ``columns`` (all if None); a damaged one is a one-line ``StoreError``."""
+        loc = storage.resolve(name)
+        try:
+            return pq.read_table(loc.path, columns=columns, filesystem=loc.fs)
+        except (OSError, pa.ArrowException) as e:
+            raise store.damaged(Path(name) if not self.remote else loc, e) from None
 
     def read_shards(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
         """Each committed shard's ``columns`` (all if None), in name order."""
         for name in self.shard_names():
-            loc = storage.resolve(name)
-            try:
-                yield pq.read_table(loc.path, columns=columns, filesystem=loc.fs)
-            except (OSError, pa.ArrowException) as e:
-                raise store.damaged(Path(name) if not self.remote else name, e) from None
+            yield self.read_shard(name, columns)
 
     def summary(self) -> dict[str, Any]:
         """Counts per label, dimension and mode (``inspection.inspect_embeddings``' main keys)."""
@@ -222,3 +229,43 @@ def check_version(storage_path: Path | str, meta: dict[str, Any] | None, manifes
         f"removed, not only added: {old['length']} -> {version['length']} rows); encode into a "
         "new --storage_path"
     )
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def read_meta(embeddings: str | Path) -> dict[str, Any]:
+    """``embeddings.json`` of an embeddings directory; ValueError if it is not one."""
+    meta = EmbeddingStore(embeddings).read_meta()
+    if meta is None:
+        raise ValueError(
+            f"{embeddings} is not an embeddings directory (no {META}); make one with "
+            "`python -m quackae.ae_processor --encode --filtered|--evaluate`"
+        )
+    return meta
+
+
+def shard_paths(embeddings: str | Path) -> list[Path]:
+    """Committed shards of a local embeddings directory, in name order."""
+    return [Path(name) for name in EmbeddingStore(embeddings).shard_names()]
+
+
+def embedding_matrix(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
+    """A fixed-size-list ``embedding`` column as a ``(rows, dim)`` float32 array."""
+    if isinstance(column, pa.ChunkedArray):
+        empty = pa.array([], pa.list_(pa.float32(), dim))
+        column = column.combine_chunks() if column.num_chunks else empty
+    flat = column.flatten().to_numpy(zero_copy_only=False)
+    return np.array(flat, dtype=np.float32, copy=True).reshape(-1, dim)
+
+
+def read_embeddings(
+    embeddings: str | Path, columns: tuple[str, ...] = ("row_id", "censored")
+) -> tuple[pa.Table, np.ndarray]:
+    """Metadata columns and the latents of every shard (for modest, e.g. ``--filtered``, dirs)."""
+    dim = int(read_meta(embeddings)["dim"])
+    tables = list(EmbeddingStore(embeddings).read_shards([*columns, "embedding"]))
+    if not tables:
+        raise ValueError(f"{embeddings} holds no embedding shards")
+    table = pa.concat_tables(tables)
+    return table.drop_columns(["embedding"]), embedding_matrix(table.column("embedding"), dim)

@@ -7,17 +7,15 @@ ones; a damaged shard met while summarising is a one-line ``StoreError`` naming 
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from quackae import storage, store
+from quackae.dataset import store
+from quackae.dataset.embeddings import META, EmbeddingStore
+from quackae.io.storage import Location
 
 TOP = 10
 
@@ -79,36 +77,14 @@ def inspect_dataset(root: store.Root, stream: bool = True) -> dict[str, Any]:
     }
 
 
-def _embeddings_meta(root: storage.Location) -> dict[str, Any]:
-    path = root.child("embeddings.json")
-    try:
-        return json.loads(path.read_bytes())
-    except (OSError, storage.StorageError, json.JSONDecodeError) as e:
-        raise store.StoreError(f"{path} is unreadable ({e}); rerun the --encode command") from None
-
-
-def _embedding_shards(root: storage.Location) -> list[storage.Location]:
-    """The Parquet shards of an embeddings directory (local or on an object store), sorted."""
-    return [f for f in root.child("shards").list_files(recursive=False) if f.name.endswith(".parquet")]
-
-
-def _read_table(shard: storage.Location, columns: list[str] | None = None) -> pa.Table:
-    """One shard, local or remote; a damaged one is a one-line ``StoreError`` naming it."""
-    try:
-        return pq.read_table(shard.path, columns=columns, filesystem=shard.fs)
-    except (OSError, pa.ArrowException) as e:
-        raise store.damaged(shard if shard.remote else Path(shard.path), e) from None
-
-
 def inspect_embeddings(root: store.Root, stream: bool = True) -> dict[str, Any]:
     """Counts per label and embedding dimension of an ``ae_processor --encode`` output."""
-    given, root = str(root), store.location(root)
-    meta = _embeddings_meta(root)
+    given, out = str(root), EmbeddingStore(root if not isinstance(root, Location) else root.uri)
+    meta = out.read_meta() or {}
     labels: Counter = Counter()
     per_country: Counter = Counter()
     dim = int(meta.get("dim", 0))
-    for shard in _embedding_shards(root) if stream else ():
-        table = _read_table(shard, ["censored", "country_code"])
+    for table in out.read_shards(["censored", "country_code"]) if stream else ():
         _count(labels, table.column("censored"))
         _count(per_country, table.column("country_code"))
     return {
@@ -130,7 +106,7 @@ def inspect_embeddings(root: store.Root, stream: bool = True) -> dict[str, Any]:
 
 
 def _is_embeddings(path: store.Root) -> bool:
-    return store.exists(path, "embeddings.json")
+    return store.exists(path, META)
 
 
 def inspect(path: store.Root, skip_damaged: bool = False) -> dict[str, Any]:
@@ -153,12 +129,12 @@ def verify(path: store.Root) -> list[str]:
     """
     if not _is_embeddings(path):
         return store.verify(path)
-    root = store.location(path)
-    _embeddings_meta(root)
+    out = EmbeddingStore(path if not isinstance(path, Location) else path.uri)
+    out.read_meta()
     problems = []
-    for shard in _embedding_shards(root):
+    for name in out.shard_names():
         try:
-            _read_table(shard)
+            out.read_shard(name)
         except store.StoreError as e:
             problems.append(str(e))
     return problems

@@ -28,11 +28,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from quackae.atomic import atomic_write
-from quackae.baseline import BagOfTokensBaseline
-from quackae.calibration import PlattScaler, threshold_for_fpr
-from quackae.classifier import embedding_matrix, read_meta, shard_paths, split_of
+from quackae.classify.baseline import BagOfTokensBaseline
+from quackae.classify.calibration import PlattScaler, threshold_for_fpr
+from quackae.classify.latents import split_of
+from quackae.dataset.embeddings import embedding_matrix, read_meta, shard_paths
 from quackae.detect.features import NUMERIC, RowFeatures
+from quackae.io.atomic import atomic_write
 
 LEARNED = ("lexical", "latent")
 MODEL_FILE = "detector.json"
@@ -275,9 +276,7 @@ def token_name(rf: RowFeatures, column: int) -> str:
     """The readable name of a lexical feature column (a BPE text token or a static token)."""
     tokens = rf.tokens
     if column >= tokens.text_offset:
-        if tokens._tokenizer is None:
-            tokens.texts(rf.row_ids[:1])  # loads the tokenizer
-        piece = tokens._tokenizer.id_to_token(column - tokens.text_offset)  # type: ignore[union-attr]
+        piece = tokens.tokenizer.id_to_token(column - tokens.text_offset)
         return repr(piece.replace("\u0120", " ").replace("\u010a", "\n").replace("\u010d", "\r"))
     for name, (start, size) in tokens.dataset.manifest["layout"]["static"].items():
         if start <= column < start + size:

@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from quackae import report, store
-from quackae.tokens import STATIC_FIELDS
+from quackae.dataset import store
+from quackae.dataset.pages import STATUS_LINE, page_signature
+from quackae.ingest.tokens import STATIC_FIELDS
 
 FLAGS = ("success", "anomaly", "controls_failed", "stateful_block")
 COLUMNS = ("row_id", "source", "line", "try_index", "ip", "domain", "country_code", "timestamp", "scan",
@@ -90,17 +91,17 @@ _REDIRECT = re.compile(r"^(?:HTTP/\S+\s+)?3\d\d\b")
 
 
 def template_of(text: str) -> str:
-    """A page's template: ``report.page_signature``; a redirect is named by where it points.
+    """A page's template: ``pages.page_signature``; a redirect is named by where it points.
 
     A censor's redirect keeps its target host while its status line varies (301/302/307), so
     redirects group by the Location's scheme and host instead of by the status line.
     """
-    sig = report.page_signature(text)
+    sig = page_signature(text)
     if _REDIRECT.match(sig):
         where = _LOCATION.search(text)
         if where:
             return f"redirect to {where.group(1)}"
-    if "| title:" not in sig and report._STATUS.match(sig):
+    if "| title:" not in sig and STATUS_LINE.match(sig):
         body = _first_body_line(text)
         return f"{sig} | body: {body[:60]}" if body else sig
     return sig
@@ -112,7 +113,7 @@ _HEADER = re.compile(r"^[A-Za-z][A-Za-z0-9-]*:\s")
 def _first_body_line(text: str) -> str:
     """The first line after the status line that is not a header (a title-less page's start)."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    status = next((i for i, ln in enumerate(lines) if report._STATUS.match(ln)), None)
+    status = next((i for i, ln in enumerate(lines) if STATUS_LINE.match(ln)), None)
     if status is None:
         return ""
     return next((ln for ln in lines[status + 1 :] if not _HEADER.match(ln)), "")
@@ -162,7 +163,7 @@ def cluster_evidence(template: np.ndarray, domain: np.ndarray, ip: np.ndarray, c
 
 def received_page(template: np.ndarray) -> np.ndarray:
     """Whether a row's template is an HTTP page (a status line), not an error or a bare banner."""
-    return np.array([s.startswith("redirect to ") or bool(report._STATUS.match(s)) for s in template.tolist()])
+    return np.array([s.startswith("redirect to ") or bool(STATUS_LINE.match(s)) for s in template.tolist()])
 
 
 def row_features(dataset: Path | str) -> RowFeatures:

@@ -8,7 +8,7 @@ in at least ``MIN_COVERAGE`` of the group's pages and in no labelled-negative or
 no other page the detector did not flag, and no page of an accepted proposal. Groups the line
 covers as well merge with it (one page whose template split: a status line, a header, a title
 cut by the token budget at a different point). Each proposal is then verified with the project's
-own matcher (``quackae.signatures.Matcher``); one that fails is dropped, never written.
+own matcher (``quackae.ingest.signatures.Matcher``); one that fails is dropped, never written.
 ``proposed_signatures.json`` is Censored Planet's JSON-lines format: merge it into a signature
 directory's ``blockpage_signatures.json`` and ``quackae flatten --signatures DIR`` labels the rows.
 """
@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from quackae.atomic import atomic_write
 from quackae.detect.features import RowFeatures
-from quackae.signatures import Matcher, Signature
-from quackae.tokens import PLACEHOLDERS
+from quackae.ingest.signatures import Matcher, Signature
+from quackae.ingest.tokens import PLACEHOLDERS
+from quackae.io.atomic import atomic_write
 
 PROPOSALS_FILE = "proposed_signatures.json"
 PROPOSALS_MD = "proposals.md"

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from quackae.sources import iter_lines, scan_from_name, source_name
+from quackae.ingest.sources import iter_lines, scan_from_name, source_name
 
 log = logging.getLogger(__name__)
 

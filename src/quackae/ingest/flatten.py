@@ -30,12 +30,13 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from quackae import atomic, fanout, storage, store, tokens
-from quackae.geo import CountryLookup
-from quackae.hyperquack import ParseError, Try, loads_line, parse_measurement
-from quackae.outcome import outcome_of
-from quackae.signatures import DEFAULT_SET_HINT, Matcher, label, load_signatures
-from quackae.sources import (
+from quackae.dataset import store
+from quackae.ingest import fanout, tokens
+from quackae.ingest.geo import CountryLookup
+from quackae.ingest.hyperquack import ParseError, Try, loads_line, parse_measurement
+from quackae.ingest.outcome import outcome_of
+from quackae.ingest.signatures import DEFAULT_SET_HINT, Matcher, label, load_signatures
+from quackae.ingest.sources import (
     SourceError,
     expand_sources,
     iter_lines,
@@ -44,6 +45,7 @@ from quackae.sources import (
     source_key,
     source_name,
 )
+from quackae.io import atomic, storage
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +152,7 @@ class _SourceWorker:
         same way), ``failed`` for anything else (the source stops there).
         """
         try:
-            return self._process(job)
+            return self._run_job(job)
         except OSError as e:
             if atomic.is_disk_full(e):
                 return ("fatal", job.key, _disk_full_text(self.root, e))
@@ -160,7 +162,7 @@ class _SourceWorker:
             log.exception("source %s failed", job.name)
             return ("failed", job.key, f"{type(e).__name__}: {e}")
 
-    def _process(self, job: fanout.ChunkJob) -> tuple:
+    def _run_job(self, job: fanout.ChunkJob) -> tuple:
         chunk = _Chunk(job.name)
         started = time.perf_counter()
         for line_no, data in job.lines():
@@ -329,7 +331,7 @@ def _signatures_id(directory: Path | None) -> str:
     """Hash of the signature files a dataset is labelled with (None: the default set)."""
     from importlib.resources import files
 
-    base = files("quackae") / "data" if directory is None else Path(directory)
+    base = files("quackae.ingest") / "data" if directory is None else Path(directory)
     h = hashlib.sha256()
     for name in ("blockpage_signatures.json", "false_positive_signatures.json"):
         h.update((base / name).read_bytes())
@@ -588,7 +590,7 @@ def _run_chunks(
     args = (_make_processor, str(root), options)
     executor: fanout.Executor
     if ray_address:
-        from quackae import cluster
+        from quackae.io import cluster
 
         try:
             cluster.connect(ray_address)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from quackae.hyperquack import Try
+    from quackae.ingest.hyperquack import Try
 
 __all__ = ["OUTCOMES", "OUTCOME_INDEX", "classify_error", "outcome_of"]
 

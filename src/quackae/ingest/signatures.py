@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import re2
 
 if TYPE_CHECKING:
-    from quackae.hyperquack import Try
+    from quackae.ingest.hyperquack import Try
 
 __all__ = [
     "BLOCKPAGE_FILE",
@@ -122,16 +122,16 @@ def load_signature_file(path: str | Path) -> list[Signature]:
 
 
 def _load_default(name: str) -> list[Signature]:
-    """A signature file of the project's default set (package data ``quackae/data``)."""
-    resource = resources.files("quackae").joinpath("data", name)
+    """A signature file of the project's default set (package data ``quackae/ingest/data``)."""
+    resource = resources.files("quackae.ingest").joinpath("data", name)
     try:
         text = resource.read_text(encoding="utf-8")
     except (FileNotFoundError, NotADirectoryError):
         raise SignatureError(
-            f"default signature file quackae/data/{name} is missing; "
+            f"default signature file quackae/ingest/data/{name} is missing; "
             "reinstall quackae or pass --signatures DIR"
         ) from None
-    return parse_signature_lines(text.splitlines(), f"quackae/data/{name}")
+    return parse_signature_lines(text.splitlines(), f"quackae/ingest/data/{name}")
 
 
 def load_signatures(directory: str | Path | None = None) -> Matcher:

@@ -29,8 +29,8 @@ from typing import BinaryIO
 from isal import igzip
 from isal.isal_zlib import error as IsalError
 
-from quackae import storage
-from quackae.storage import Location
+from quackae.io import storage
+from quackae.io.storage import Location
 
 __all__ = [
     "MAX_LINE_BYTES",

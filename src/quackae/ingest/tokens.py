@@ -24,9 +24,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from quackae.atomic import atomic_path
-from quackae.hyperquack import Try
-from quackae.outcome import OUTCOME_INDEX
+from quackae.ingest.hyperquack import Try
+from quackae.ingest.outcome import OUTCOME_INDEX
+from quackae.io.atomic import atomic_path
 
 PAD, START, SEP, END = 0, 1, 2, 3
 SPECIALS = {"pad": PAD, "start": START, "sep": SEP, "end": END}

@@ -13,6 +13,8 @@ import contextlib
 import os
 from pathlib import Path
 
+from quackae.io.storage import first_line
+
 __all__ = ["ClusterError", "connect", "token_available"]
 
 AUTH_HELP = (
@@ -55,12 +57,7 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
     try:
         ray.init(address=address, log_to_driver=True)
     except (ConnectionError, RuntimeError) as e:
-        raise ClusterError(f"--ray_address {address}: {AUTH_HELP} ({_first_line(e)})") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        raise ClusterError(f"--ray_address {address}: {AUTH_HELP} ({first_line(e)})") from None
 
 
 def stop_local(temp_dir: str | Path) -> None:

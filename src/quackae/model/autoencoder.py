@@ -19,7 +19,7 @@ does not grow with T).
 Four ways to decode (:meth:`QuackAutoEncoder.decode_loss` ``mode``), two maths:
 
 ``"fast"``         teacher forcing: every decoder input is known, so the decoder runs as one
-                   GRU scan (:mod:`quackae.gru`), attention is one batched matmul and the MLP
+                   GRU scan (:mod:`quackae.model.gru`), attention is one batched matmul and the MLP
                    and loss run once over all real positions.
 ``"loop"``         teacher forcing, one Python step per token with autograd through every
                    step (the reference ``"fast"`` must match).
@@ -47,8 +47,8 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor, nn
 
-from quackae.embeddings import EmbeddingStore
-from quackae.gru import FastGRU, GRUCellStack, active_rows
+from quackae.dataset.embeddings import EmbeddingStore
+from quackae.model.gru import FastGRU, GRUCellStack, active_rows
 
 DecodeMode = Literal["fast", "sample", "loop", "sample-loop"]
 DECODE_MODES = ("fast", "sample", "loop", "sample-loop")
@@ -103,7 +103,7 @@ class QuackAutoEncoder(pl.LightningModule):
     def encode(self, x: Tensor, keep_states: bool = True) -> tuple[Tensor, Tensor | None]:
         """Latent (B, H) and, if ``keep_states``, encoder states (B, T, H).
 
-        Without autograd the encoder runs its no-grad kernel (:func:`quackae.gru.gru_infer`;
+        Without autograd the encoder runs its no-grad kernel (:func:`quackae.model.gru.gru_infer`;
         cuDNN on CUDA), which may skip materialising the states when they are not wanted.
         """
         lengths = x.ne(self.pad_id).sum(dim=1)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import inspect
 import json
 import math
 import os
@@ -31,8 +30,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from quackae import storage as objstore
-from quackae.atomic import atomic_write
+from quackae.io import storage as objstore
+from quackae.io.atomic import atomic_write
+from quackae.model.config import ControllerConfig, build_parser, from_namespace, parse
+
+__all__ = [
+    "ControllerConfig", "ProcessorError", "build_data", "build_model", "build_parser", "cli", "encode",
+    "main", "train",
+]  # fmt: skip
 
 SUMMARY = "train_summary.json"
 QUIET_WARNINGS = (  # Lightning notices that say nothing to a user of this controller
@@ -53,100 +58,14 @@ def quiet_warnings() -> None:
         warnings.filterwarnings("ignore", message=pattern)
 COMET_PROJECT = "censored-planet"
 
-# Lightning Trainer arguments exposed as flags, the way the removed Trainer.add_argparse_args did.
-TRAINER_FLAGS = (
-    "accelerator", "devices", "precision", "max_epochs", "min_epochs", "max_steps", "min_steps",
-    "max_time", "limit_train_batches", "limit_val_batches", "limit_test_batches",
-    "limit_predict_batches", "overfit_batches", "val_check_interval", "check_val_every_n_epoch",
-    "num_sanity_val_steps", "log_every_n_steps", "enable_progress_bar", "enable_model_summary",
-    "accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm", "deterministic",
-    "benchmark", "detect_anomaly", "fast_dev_run", "default_root_dir",
-)  # fmt: skip
-
-
 class ProcessorError(Exception):
     """A user error of the controller; printed as one line."""
-
-
-# --------------------------------------------------------------------------- arguments
-
-
-def _trainer_value(text: str) -> Any:
-    """Parse a Trainer flag value: None, a bool, an int, a float or the string itself."""
-    low = text.strip().lower()
-    if low == "none":
-        return None
-    if low in ("true", "false"):
-        return low == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add Lightning Trainer flags with the Trainer's own defaults."""
-    import lightning.pytorch as pl
-
-    params = inspect.signature(pl.Trainer.__init__).parameters
-    group = parser.add_argument_group("Lightning Trainer")
-    for name in TRAINER_FLAGS:
-        default = params[name].default
-        group.add_argument(
-            f"--{name}",
-            type=_trainer_value,
-            default=default,
-            help=f"Trainer({name}=...) (default: %(default)s)",
-        )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The controller's parser: every seed flag with its name and default, plus the Trainer's."""
-    p = argparse.ArgumentParser(
-        prog="python -m quackae.ae_processor",
-        description="Train QuackAutoEncoder on a quackae dataset, or with --encode write the "
-        "latent feature of every (or every selected) record.",
-    )
-    seed = p.add_argument_group("the seed's flags")
-    seed.add_argument("--data_dir", type=str, default="./data", help="dataset directory written by `quackae flatten` (default %(default)s)")
-    seed.add_argument("--batch_size", type=int, default=4, help="sequences per batch (default %(default)s)")
-    seed.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes (default %(default)s)")
-    seed.add_argument("--embed_size", type=int, default=128, help="token embedding size (default %(default)s)")
-    seed.add_argument("--hidden_size", type=int, default=512, help="latent / hidden size (default %(default)s)")
-    seed.add_argument("--encode", action="store_true", help="run the inference loop (needs --checkpoint_path) instead of training")
-    seed.add_argument("--filtered", action="store_true", help="with --encode: only labelled records, uncensored subsampled to balance the censored ones")
-    seed.add_argument("--evaluate", action="store_true", help="with --encode: only undetermined records (wins over --filtered)")
-    seed.add_argument("--checkpoint_path", type=str, default=None, help="checkpoint whose weights start training (manual restart) or drive --encode; only the weights are used")
-    seed.add_argument("--storage_path", type=str, default="./data/encoded", help="where checkpoints, logs (training) or embedding shards (--encode) go (default %(default)s)")
-    seed.add_argument("--l_rate", type=float, default=1e-1, help="AdamW learning rate (default %(default)s)")
-    seed.add_argument("--l_rate_min", type=float, default=1e-3, help="cosine schedule's final learning rate (default %(default)s)")
-    seed.add_argument("--l_rate_max_epoch", type=int, default=-1, help="cosine schedule length in epochs; -1 = --max_epochs (default %(default)s)")
-    seed.add_argument("--exp_label", type=str, default="autoencoder-train", help="experiment label passed to the logger (default %(default)s)")
-    seed.add_argument("--ray_nodes", type=int, default=4, help="Ray Train workers of one CPU each; 0 runs in this process without Ray (default %(default)s)")
-
-    more = p.add_argument_group("quackae additions")
-    more.add_argument("--resume", nargs="?", const="last", default=None, metavar="CKPT", help="continue a killed run with optimizer and epoch state, from CKPT or from <storage_path>/last.ckpt")
-    more.add_argument("--ray_address", type=str, default=os.environ.get("RAY_ADDRESS"), help="join an existing Ray cluster (default: $RAY_ADDRESS, else a local one)")
-    more.add_argument("--max_failures", type=int, default=2, help="Ray Train restarts from the last checkpoint after a worker dies, this many times (default %(default)s)")
-    more.add_argument("--latent", choices=("final", "mean"), default="final", help="with --encode: the feature written per record: the encoder's final states (the seed's latent) or its states averaged over the record's text tokens, which carries the page's wording better (default %(default)s)")
-    more.add_argument("--layers", type=int, default=1, help="decoder GRU layers (default %(default)s)")
-    more.add_argument("--teacher_forcing", type=float, default=0.5, help="probability a training batch is teacher-forced rather than sampled (default %(default)s)")
-    more.add_argument("--bucketing", action="store_true", help="batch sequences of similar length together to cut padding")
-    more.add_argument("--seed", type=int, default=1234, help="seeds the 70/10/20 split, shuffling, --filtered sampling and weights (default %(default)s)")
-    more.add_argument("--patience", type=int, default=10, help="early-stopping patience in validation checks (default %(default)s)")
-    more.add_argument("--checkpoint_every_n_steps", type=int, default=None, help="also checkpoint every N training steps (ModelCheckpoint every_n_train_steps)")
-    more.add_argument("--logger", choices=("auto", "comet", "csv"), default="auto", help="auto: Comet when COMET_API_KEY or --comet_offline is set, else CSV (default %(default)s)")
-    more.add_argument("--comet_offline", type=str, default=None, metavar="DIR", help="log a Comet experiment offline into DIR (needs the comet extra)")
-    add_trainer_arguments(p)
-    return p
 
 
 # --------------------------------------------------------------------------- shared wiring
 
 
-def _check_ray_resources(args: argparse.Namespace) -> None:
+def _check_ray_resources(args: ControllerConfig) -> None:
     """Fail at once, with what to pass, when the workers asked for cannot all start."""
     if args.ray_nodes < 0:
         raise ProcessorError("--ray_nodes must be 0 (no Ray) or more")
@@ -161,7 +80,7 @@ def _check_ray_resources(args: argparse.Namespace) -> None:
         )
 
 
-def make_logger(args: argparse.Namespace, storage: Path, rank: int = 0):
+def make_logger(args: ControllerConfig, storage: Path, rank: int = 0):
     """CometLogger when Comet is configured (or asked for), else a CSV logger under storage.
 
     Only rank 0 makes a Comet experiment; other Ray workers get a CSV logger, which writes
@@ -214,9 +133,9 @@ def finish_logger(logger) -> None:
         experiment.end()
 
 
-def trainer_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The Trainer flags the user passed (or their Trainer defaults)."""
-    return {name: getattr(args, name) for name in TRAINER_FLAGS}
+def trainer_kwargs(args: ControllerConfig) -> dict[str, Any]:
+    """The Trainer arguments the user passed (the others keep the Trainer's defaults)."""
+    return dict(args.trainer)
 
 
 @contextlib.contextmanager
@@ -298,21 +217,21 @@ def check_fits(ckpt: dict[str, Any], dm, path: str) -> dict[str, Any]:
     return hp
 
 
-def _dataset_dir(args: argparse.Namespace) -> str:
+def _dataset_dir(args: ControllerConfig) -> str:
     """The local directory the dataset is read from (``--data_dir``; URI datasets: its mirror)."""
-    from quackae import store
+    from quackae.dataset import store
 
     return str(store.local_dataset(args.data_dir))
 
 
-def _dataset_identity(args: argparse.Namespace) -> str:
+def _dataset_identity(args: ControllerConfig) -> str:
     """How the embeddings' metadata names the dataset: the URI as given, or the absolute path."""
     return args.data_dir if objstore.is_uri(args.data_dir) else str(Path(args.data_dir).resolve())
 
 
-def build_data(args: argparse.Namespace, mode: str = "all"):
+def build_data(args: ControllerConfig, mode: str = "all"):
     """The data module of this run (raises the store's clear error when there is no dataset)."""
-    from quackae.cp_tokenized_data import QuackTokenizedDataModule
+    from quackae.model.datamodule import QuackTokenizedDataModule
 
     return QuackTokenizedDataModule(
         _dataset_dir(args),
@@ -324,11 +243,11 @@ def build_data(args: argparse.Namespace, mode: str = "all"):
     )
 
 
-def build_model(args: argparse.Namespace, dm):
+def build_model(args: ControllerConfig, dm):
     """QuackAutoEncoder sized from the dataset manifest, optionally from a checkpoint's weights."""
     import torch
 
-    from quackae.autoencoder import QuackAutoEncoder
+    from quackae.model.autoencoder import QuackAutoEncoder
 
     torch.manual_seed(args.seed)
     model = QuackAutoEncoder(
@@ -358,7 +277,7 @@ def build_model(args: argparse.Namespace, dm):
     return model
 
 
-def _resume_path(args: argparse.Namespace) -> str | None:
+def _resume_path(args: ControllerConfig) -> str | None:
     """The checkpoint ``--resume`` names: an absolute local path, or a URI that exists."""
     if args.resume is None:
         return None
@@ -418,14 +337,14 @@ def _mirrored_checkpoint(remote: str | None, **kwargs):
     return MirroredCheckpoint(**kwargs) if remote else ModelCheckpoint(**kwargs)
 
 
-def training_callbacks(args: argparse.Namespace, storage: Path, remote: str | None = None) -> list:
+def training_callbacks(args: ControllerConfig, storage: Path, remote: str | None = None) -> list:
     """LearningRateMonitor, ModelCheckpoint, EarlyStopping, DeviceStatsMonitor (the seed's set).
 
     ``remote``: the object-store URI the checkpoints in ``storage`` (a staging directory) mirror to.
     """
     from lightning.pytorch.callbacks import DeviceStatsMonitor, EarlyStopping, LearningRateMonitor
 
-    validating = args.limit_val_batches not in (0, 0.0)
+    validating = args.trainer_arg("limit_val_batches") not in (0, 0.0)
     callbacks = [
         LearningRateMonitor(logging_interval="epoch"),
         _mirrored_checkpoint(
@@ -473,11 +392,11 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
     import lightning.pytorch as pl
     import torch
 
-    from quackae.gru import tune_cpu_allocator
+    from quackae.model.gru import tune_cpu_allocator
 
     quiet_warnings()
     tune_cpu_allocator()  # steady-state steps reuse touched pages instead of faulting fresh ones
-    args = argparse.Namespace(**config["args"])
+    args = ControllerConfig.from_dict(config["args"])
     remote = args.storage_path if objstore.is_uri(args.storage_path) else None
     storage = staging_dir(args.storage_path)
     storage.mkdir(parents=True, exist_ok=True)
@@ -564,10 +483,10 @@ def _upload_logs(staging: Path, remote: str) -> None:
             _copy(objstore.resolve(str(path)), objstore.resolve(remote).child(str(path.relative_to(staging))))
 
 
-def _ray_init(args: argparse.Namespace) -> None:
+def _ray_init(args: ControllerConfig) -> None:
     import ray
 
-    from quackae.cluster import connect
+    from quackae.io.cluster import connect
 
     if ray.is_initialized():
         return
@@ -581,7 +500,7 @@ def _ray_init(args: argparse.Namespace) -> None:
             )
 
 
-def run_ray(args: argparse.Namespace, worker, name: str, extra: dict[str, Any]) -> Any:
+def run_ray(args: ControllerConfig, worker, name: str, extra: dict[str, Any]) -> Any:
     """Run ``worker`` on ``--ray_nodes`` Ray Train workers; one-line error if it fails."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -593,8 +512,8 @@ def run_ray(args: argparse.Namespace, worker, name: str, extra: dict[str, Any]) 
     else:
         storage = str(Path(args.storage_path).resolve())
         ray_storage = str(Path(storage) / "ray")
-    config = {"args": {**vars(args), "storage_path": storage}, "ray": True, **extra}
-    use_gpu = str(args.accelerator).lower() in ("gpu", "cuda")
+    config = {"args": {**args.to_dict(), "storage_path": storage}, "ray": True, **extra}
+    use_gpu = str(args.trainer_arg("accelerator")).lower() in ("gpu", "cuda")
     trainer = TorchTrainer(
         worker,
         train_loop_config=config,
@@ -625,7 +544,7 @@ def _root_cause(exc: BaseException) -> str:
     return type(seen).__name__
 
 
-def train(args: argparse.Namespace) -> dict[str, Any]:
+def train(args: ControllerConfig) -> dict[str, Any]:
     """Fit, test, write and return the run summary."""
     build_data(args)  # a missing dataset fails here, before Ray starts
     _check_ray_resources(args)
@@ -634,7 +553,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     target.info()  # an unreachable store: one line now, not a traceback at the first checkpoint
     config = {"resume": _resume_path(args)}
     if args.ray_nodes == 0:
-        return train_worker({"args": vars(args), **config})
+        return train_worker({"args": args.to_dict(), **config})
     run_ray(args, train_worker, f"{args.exp_label}-{time.strftime('%Y%m%d-%H%M%S')}", config)
     return json.loads(target.child(SUMMARY).read_bytes())
 
@@ -653,7 +572,7 @@ def render_summary(s: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- encoding
 
 
-def encode_mode(args: argparse.Namespace) -> str:
+def encode_mode(args: ControllerConfig) -> str:
     """Which rows --encode writes: --evaluate wins over --filtered (the original's semantics)."""
     return "evaluate" if args.evaluate else "filtered" if args.filtered else "all"
 
@@ -663,11 +582,11 @@ def encode_worker(config: dict[str, Any]) -> None:
     import lightning.pytorch as pl
     import torch
 
-    from quackae.autoencoder import AutoencoderWriter
-    from quackae.embeddings import read_array
+    from quackae.dataset.embeddings import read_array
+    from quackae.model.autoencoder import AutoencoderWriter
 
     quiet_warnings()
-    args = argparse.Namespace(**config["args"])
+    args = ControllerConfig.from_dict(config["args"])
     in_ray = config.get("ray", False)
     dm = build_data(args, mode=encode_mode(args))
     dm.exclude_rows(read_array(config["done_rows_file"]).tolist())
@@ -698,13 +617,13 @@ def encode_worker(config: dict[str, Any]) -> None:
     finish_logger(logger)
 
 
-def encode(args: argparse.Namespace) -> dict[str, Any]:
+def encode(args: ControllerConfig) -> dict[str, Any]:
     """Write embeddings of the selected rows; resumes a killed run; returns the inspect summary."""
     import numpy as np
 
-    from quackae import store
-    from quackae.embeddings import EmbeddingStore, check_version
-    from quackae.inspection import inspect_embeddings
+    from quackae.dataset import store
+    from quackae.dataset.embeddings import EmbeddingStore, check_version
+    from quackae.dataset.inspection import inspect_embeddings
 
     if not args.checkpoint_path:
         raise ProcessorError(
@@ -746,7 +665,7 @@ def encode(args: argparse.Namespace) -> dict[str, Any]:
         done_file = out.write_array(".done_rows.npy", np.fromiter(done, dtype=np.int64, count=len(done)))
         config = {"done_rows_file": done_file, "run_id": f"{int(time.time())}{os.getpid() % 1000:03d}"}
         if args.ray_nodes == 0:
-            encode_worker({"args": vars(args), **config})
+            encode_worker({"args": args.to_dict(), **config})
         else:
             run_ray(args, encode_worker, f"encode-{time.strftime('%Y%m%d-%H%M%S')}", config)
         objstore.resolve(done_file).delete()
@@ -758,8 +677,9 @@ def encode(args: argparse.Namespace) -> dict[str, Any]:
 # --------------------------------------------------------------------------- entry points
 
 
-def main(args: argparse.Namespace) -> None:
-    """The executable logic of the controller (the seed's ``main``)."""
+def main(args: argparse.Namespace | ControllerConfig) -> None:
+    """The executable logic of the controller (the seed's ``main``): train, or ``--encode``."""
+    args = from_namespace(args)
     if args.encode:
         info = encode(args)
         print(
@@ -774,8 +694,8 @@ def main(args: argparse.Namespace) -> None:
 
 def user_errors() -> tuple[type[Exception], ...]:
     """Exceptions printed as one line by the command-line entry point."""
-    from quackae.cluster import ClusterError
-    from quackae.store import StoreError
+    from quackae.dataset.store import StoreError
+    from quackae.io.cluster import ClusterError
 
     # FloatingPointError: the model's NaN/inf loss check ("train_loss is nan at step N ...")
     return (ProcessorError, StoreError, FloatingPointError, ClusterError, objstore.StorageError)
@@ -783,7 +703,7 @@ def user_errors() -> tuple[type[Exception], ...]:
 
 def cli(argv: list[str] | None = None) -> int:
     """``python -m quackae.ae_processor`` / ``quackae train``: parse, run, one-line errors."""
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     try:
         main(args)
     except user_errors() as e:

@@ -9,7 +9,6 @@ of batches, so collective ops never wait on a missing peer); the Trainer must th
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,30 +21,16 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from quackae import store
+from quackae.dataset import splits, store
+from quackae.dataset.splits import SPLITS
 
-SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.7, 0.1, 0.2)
 MODES = ("all", "filtered", "evaluate")
 
 
-def _uniform(row_ids: np.ndarray, seed: int, salt: str) -> np.ndarray:
-    """A reproducible uniform [0, 1) number per row, from its stable id (not its position)."""
-    key = np.uint64(int.from_bytes(hashlib.blake2b(f"{seed}:{salt}".encode(), digest_size=8).digest(), "little"))
-    x = row_ids.astype(np.uint64) ^ key
-    # splitmix64 finaliser: a well-mixed 64-bit hash, vectorised.
-    with np.errstate(over="ignore"):
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        x = x ^ (x >> np.uint64(31))
-    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-
-
 def split_of(row_ids: np.ndarray, seed: int, fractions: tuple[float, ...] = SPLIT_FRACTIONS) -> np.ndarray:
     """Split number (0 train, 1 val, 2 test) of every row: stable across runs and appends."""
-    u = _uniform(np.asarray(row_ids, dtype=np.int64), seed, "split")
-    edges = np.cumsum(fractions)[:-1]
-    return np.searchsorted(edges, u, side="right").astype(np.int8)
+    return splits.split_of(row_ids, seed, fractions)
 
 
 def select_rows(labels: np.ndarray, row_ids: np.ndarray, mode: str, manifest: dict, seed: int) -> np.ndarray:
@@ -62,7 +47,7 @@ def select_rows(labels: np.ndarray, row_ids: np.ndarray, mode: str, manifest: di
     if mode != "filtered":
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
     ratio = min(manifest["censored"] / manifest["uncensored"], 1.0) if manifest["uncensored"] else 1.0
-    keep_uncensored = (labels == -1) & (_uniform(row_ids, seed, "filtered") < ratio)
+    keep_uncensored = (labels == -1) & (splits.uniform(row_ids, seed, "filtered") < ratio)
     return np.flatnonzero((labels == 1) | keep_uncensored).astype(np.int64)
 
 

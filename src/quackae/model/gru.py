@@ -273,7 +273,7 @@ class FastGRU(nn.Module):
         """One parameter of all directions of a layer, stacked on a new first axis."""
         return torch.stack([getattr(self, f"{name}_l{layer}{sfx}") for sfx in self._suffixes()])
 
-    def _flat_weights(self) -> list[Tensor]:
+    def flat_weights(self) -> list[Tensor]:
         """Parameters in ``nn.GRU``'s order: per layer and direction w_ih, w_hh, b_ih, b_hh."""
         return [getattr(self, f"{name}_l{layer}{sfx}") for layer in range(self.num_layers)
                 for sfx in self._suffixes() for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
@@ -297,7 +297,7 @@ class FastGRU(nn.Module):
         if use_native(x):
             self.last_kernel = "native"
             hx = x.new_zeros(self.num_layers * self.num_directions, b, self.hidden_size)
-            return native_gru(x, lengths, self._flat_weights(), hx, self.num_layers, self.num_directions == 2)
+            return native_gru(x, lengths, self.flat_weights(), hx, self.num_layers, self.num_directions == 2)
         if not self._needs_grad(x):
             self.last_kernel = "sorted"
             return self._forward_sorted(x, lengths, keep_states)

@@ -3,83 +3,32 @@
 ``write_report(pred_dir)`` reads the prediction shards (metadata + ``probability`` and
 ``baseline_probability``) and writes ``report.md`` and ``report.json``: the candidates
 (probability >= threshold) ranked and grouped by country, domain, vantage point, outcome,
-scan and the page they received. Ground-truth scoring of generated data is ``quackae.truth``.
+scan and the page they received. Ground-truth scoring of generated data is ``quackae.synth.truth``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from quackae import store
-from quackae.atomic import atomic_write
+from quackae.classify.predictions import PREDICTIONS_META, count_rows, read_predictions
+from quackae.dataset import store
+from quackae.dataset.pages import page_signatures
+from quackae.io.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
-PREDICTIONS_META = "predictions.json"
 GROUP_KEYS = ("country", "domain", "ip", "outcome", "page", "scan")
 CONFIDENCE_BANDS = (("high", 0.9), ("medium", 0.7))  # lower bounds; the rest is "low"
 MAX_SIGNATURES = 200_000  # candidates whose page is decoded; the rest are grouped as "(not decoded)"
-SIGNATURE_CHARS = 90
-_TITLE = re.compile(r"<title[^>]*>([^<]*)", re.IGNORECASE)  # also a title cut by truncation
-_STATUS = re.compile(r"^(?:HTTP/\S+\s+)?[1-5]\d\d\b.*")
-
-
-def page_signature(text: str) -> str:
-    """Status line plus page title, else the first line: what a try received, in a few words."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    if not lines:
-        return "(nothing received)"
-    status = next((ln for ln in lines if _STATUS.match(ln)), "")
-    title = _TITLE.search(text)
-    parts = [status] if status else []
-    if title and title.group(1).strip():
-        parts.append(f"title: {' '.join(title.group(1).split())}")
-    sig = " | ".join(parts) if parts else lines[0]
-    return sig[:SIGNATURE_CHARS]
-
-
-def page_signatures(tokens: store.DatasetTokens, row_ids: np.ndarray, chunk: int = 4096) -> list[str]:
-    """A short signature of the page or error each row received (see ``page_signature``)."""
-    out: list[str] = []
-    for lo in range(0, len(row_ids), chunk):
-        out.extend(page_signature(t) for t in tokens.texts(row_ids[lo : lo + chunk]))
-    return out
-
-
-# --------------------------------------------------------------------------- reading predictions
-
-
-def prediction_paths(pred_dir: Path) -> list[Path]:
-    """Prediction shards of a predict output directory, in name order."""
-    return sorted((Path(pred_dir) / "shards").glob("*.parquet"))
-
-
-def read_predictions(pred_dir: Path, columns: Sequence[str], min_probability: float | None = None) -> pa.Table:
-    """Selected columns of the prediction shards, optionally only rows with probability >= a bound."""
-    paths = prediction_paths(pred_dir)
-    if not paths:
-        raise ValueError(f"{pred_dir} holds no prediction shards; run `quackae classify predict` first")
-    flt = None if min_probability is None else [("probability", ">=", float(min_probability))]
-    return pa.concat_tables(pq.read_table(p, columns=list(columns), filters=flt) for p in paths)
-
-
-def count_rows(pred_dir: Path) -> int:
-    """Number of rows of every prediction shard, from the Parquet footers."""
-    return sum(pq.ParquetFile(p).metadata.num_rows for p in prediction_paths(pred_dir))
-
-
 # --------------------------------------------------------------------------- grouping
 
 
@@ -229,8 +178,8 @@ def write_report(
 ) -> dict[str, Any]:
     """Write ``report.json`` and ``report.md`` into ``pred_dir``; return the report dict."""
     report = build_report(pred_dir, threshold, metrics, truth_score)
-    _atomic_text(Path(pred_dir) / REPORT_JSON, json.dumps(report, indent=1, default=_jsonable))
-    _atomic_text(Path(pred_dir) / REPORT_MD, render_markdown(report))
+    atomic_write(Path(pred_dir) / REPORT_JSON, json.dumps(report, indent=1, default=_jsonable))
+    atomic_write(Path(pred_dir) / REPORT_MD, render_markdown(report))
     return report
 
 
@@ -238,10 +187,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    atomic_write(path, text)
 
 
 def _fmt(value: Any, digits: int = 3) -> str:

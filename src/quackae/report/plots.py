@@ -2,17 +2,17 @@
 
 Everything is drawn with matplotlib's Agg backend (no display needed). ``plot_all(run_dir)``
 finds what it can in a demo output folder (``autoencoder/``, ``classifier/``,
-``encoded_filtered/``, ``encoded_evaluate/``, ``candidates/``, ``raw/*.truth.jsonl``) and
-redraws every plot into ``run_dir/plots/``.
+``encoded_filtered/``, ``encoded_evaluate/``, ``candidates/``) and redraws every plot into
+``run_dir/plots/``. Ground truth, where the caller has it (generated data), comes in as a
+``Truth``: a function giving each row 1 (truly censored), -1 (truly not) or 0 (unknown).
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -22,8 +22,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from quackae import classifier, report, truth  # noqa: E402
-from quackae.atomic import atomic_path  # noqa: E402
+from quackae.classify.predictions import prediction_paths, read_predictions  # noqa: E402
+from quackae.dataset.embeddings import read_embeddings  # noqa: E402
+from quackae.io.atomic import atomic_path  # noqa: E402
+
+#: rows (with ``source``, ``line``, ``try_index``) -> 1 truly censored, -1 truly not, 0 unknown
+Truth = Callable[[pa.Table], np.ndarray]
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +90,7 @@ def load_points(embeddings_dirs: Sequence[Path], max_points: int = MAX_POINTS) -
     tables, xs = [], []
     share = max(max_points // max(len(embeddings_dirs), 1), 1)
     for d in embeddings_dirs:
-        table, x = classifier.read_embeddings(Path(d), ("row_id", "censored", "source", "line", "try_index"))
+        table, x = read_embeddings(Path(d), ("row_id", "censored", "source", "line", "try_index"))
         keep = _sample(len(x), share)
         tables.append(table.take(pa.array(keep)))
         xs.append(x[keep])
@@ -115,16 +119,6 @@ def umap_available() -> bool:
     return True
 
 
-def truth_labels(table: pa.Table, truth_files: Sequence[Path]) -> np.ndarray:
-    """Per row: 1 truly censored, -1 truly not, 0 no ground truth line."""
-    rows = table.append_column("_pos", pa.array(np.arange(table.num_rows)))
-    joined = truth.join_truth(rows.select(["source", "line", "try_index", "_pos"]), truth.load_truth(truth_files))
-    out = np.zeros(table.num_rows, dtype=np.int8)
-    pos = joined.column("_pos").to_numpy()
-    out[pos] = np.where(joined.column("censored").to_numpy(zero_copy_only=False), 1, -1)
-    return out
-
-
 def _scatter(ax, xy: np.ndarray, labels: np.ndarray, names: dict[int, str], title: str) -> None:
     for value in (0, -1, 1):  # censored drawn last, on top
         m = labels == value
@@ -135,7 +129,7 @@ def _scatter(ax, xy: np.ndarray, labels: np.ndarray, names: dict[int, str], titl
 
 
 def plot_embedding_map(
-    embeddings_dirs: Sequence[Path], out: Path, truth_files: Sequence[Path] = (), method: str = "pca",
+    embeddings_dirs: Sequence[Path], out: Path, truth: Truth | None = None, method: str = "pca",
     max_points: int = MAX_POINTS,
 ) -> Path | None:  # fmt: skip
     """Latents projected to 2-D, coloured by label, and by ground truth when given."""
@@ -146,9 +140,9 @@ def plot_embedding_map(
     xy = project(x, method)
     labels = table.column("censored").to_numpy().astype(np.int8)
     panels = [(labels, LABEL_NAMES, "by label (fingerprints)")]
-    if truth_files:
+    if truth is not None:
         truth_names = {1: "truly censored", 0: "no truth", -1: "truly not censored"}
-        panels.append((truth_labels(table, truth_files), truth_names, "by ground truth"))
+        panels.append((truth(table), truth_names, "by ground truth"))
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)
     for ax, (lab, names, title) in zip(axes[0], panels, strict=True):
         _scatter(ax, xy, lab, names, f"{method.upper()} of latents, {title}")
@@ -158,15 +152,14 @@ def plot_embedding_map(
 # --------------------------------------------------------------------------- probabilities
 
 
-def plot_probability_histograms(predictions: Path, out: Path, truth_files: Sequence[Path] = ()) -> Path | None:
+def plot_probability_histograms(predictions: Path, out: Path, truth: Truth | None = None) -> Path | None:
     """Histograms of the classifier's (and baseline's) probability, per true class when known."""
-    if not report.prediction_paths(predictions):
+    if not prediction_paths(predictions):
         return None
-    rows = report.read_predictions(predictions, ["source", "line", "try_index", "probability", "baseline_probability"])
-    if truth_files:
-        rows = truth.join_truth(rows, truth.load_truth(truth_files))
-        cls = rows.column("censored").to_numpy(zero_copy_only=False).astype(bool)
-        groups = [("truly censored", cls, "tab:red"), ("truly not censored", ~cls, "tab:blue")]
+    rows = read_predictions(predictions, ["source", "line", "try_index", "probability", "baseline_probability"])
+    known = truth(rows) if truth is not None else None
+    if known is not None and (known != 0).any():
+        groups = [("truly censored", known == 1, "tab:red"), ("truly not censored", known == -1, "tab:blue")]
     else:
         groups = [("all scored rows", np.ones(rows.num_rows, bool), "tab:gray")]
     columns = [c for c in ("probability", "baseline_probability") if rows.column(c).null_count < rows.num_rows]
@@ -201,11 +194,10 @@ def _metrics_csvs(run_dir: Path) -> list[Path]:
     )
 
 
-def plot_all(run_dir: Path) -> list[Path]:
+def plot_all(run_dir: Path, truth: Truth | None = None) -> list[Path]:
     """Redraw every plot the files of a demo output folder allow, into ``run_dir/plots``."""
     run_dir = Path(run_dir)
     plots = run_dir / "plots"
-    truth = sorted((run_dir / "raw").glob("*.truth.jsonl"))
     encoded = [run_dir / "encoded_filtered", run_dir / "encoded_evaluate"]
     jobs = [
         lambda: plot_training_curves(_metrics_csvs(run_dir), plots / "training_curves.png"),
@@ -224,22 +216,3 @@ def plot_all(run_dir: Path) -> list[Path]:
         if path is not None:
             written.append(path)
     return written
-
-
-def add_plot_arguments(subparsers: argparse._SubParsersAction) -> None:
-    """``quackae plot DIR``."""
-    p = subparsers.add_parser("plot", help="redraw the plots of a demo output folder into DIR/plots",
-                              description="Training curves, 2-D maps of the latents (PCA, and UMAP "
-                              "when umap-learn is installed), probability histograms.")  # fmt: skip
-    p.add_argument("path", type=Path, metavar="DIR", help="a demo output folder")
-    p.set_defaults(func=_run_plot)
-
-
-def _run_plot(args: argparse.Namespace) -> int:
-    written = plot_all(args.path)
-    for path in written:
-        print(f"plot: {path}")
-    if not written:
-        print(f"plot: nothing to draw in {args.path}")
-        return 1
-    return 0

@@ -1,6 +1,6 @@
 """Leave-family-out evaluation on generated data: can the detector find pages nobody has seen?
 
-Per seed: one synthetic world (``quackae.synth``), flattened once with signatures for *every*
+Per seed: one synthetic world (``quackae.synth.generator``), flattened once with signatures for *every*
 blockpage family and benign kind, and (optionally) one autoencoder trained on all of its rows
 (unsupervised: it may see every row, as it would in practice). Families and benign kinds are then
 split into ``folds + 1`` groups by a seeded shuffle. Group 0 is the *development* fold: settings
@@ -14,10 +14,8 @@ rate per held-out benign kind. The same command twice gives the same numbers.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +24,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from quackae import synth, truth
-from quackae.atomic import atomic_write
 from quackae.detect.detector import Detector, load_latents, top_lexical_weights
 from quackae.detect.features import RowFeatures, row_features
 from quackae.detect.proposals import propose
+from quackae.io.atomic import atomic_write
+from quackae.synth import generator as synth
+from quackae.synth import truth
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +66,7 @@ def benign_signature(kind: str) -> str:
 
 def make_world(out: Path, seed: int, measurements: int, autoencoder: dict[str, Any] | None = None) -> World:
     """Generate, flatten (every try, every signature) and optionally encode one seed's world."""
-    from quackae.flatten import Options, flatten
+    from quackae.ingest.flatten import Options, flatten
 
     out = Path(out)
     archives = [synth.write_archive(out / "raw", max(int(measurements * share), 20), seed=seed * 10 + i, fmt=fmt, scan=scan)
@@ -94,18 +93,21 @@ def make_world(out: Path, seed: int, measurements: int, autoencoder: dict[str, A
 
 def train_and_encode(out: Path, dataset: Path, seed: int, epochs: int = 3, batch_size: int = 32) -> np.ndarray:
     """Train one autoencoder on every row of ``dataset`` and return every row's latent (mean)."""
-    from quackae import ae_processor
+    from quackae.model import controller
+    from quackae.model.config import ControllerConfig
 
-    common = ["--data_dir", str(dataset), "--embed_size", "64", "--hidden_size", "128", "--batch_size", str(batch_size),
-              "--ray_nodes", "0", "--seed", str(seed), "--enable_progress_bar", "false", "--enable_model_summary", "false"]  # fmt: skip
+    common = ControllerConfig(
+        data_dir=str(dataset), embed_size=64, hidden_size=128, batch_size=batch_size, ray_nodes=0,
+        seed=seed, trainer={"enable_progress_bar": False, "enable_model_summary": False},
+    )
     ae_dir = out / "autoencoder"
-    ae_processor.main(ae_processor.build_parser().parse_args(
-        [*common, "--storage_path", str(ae_dir), "--max_epochs", str(epochs), "--bucketing", "--l_rate", "3e-3",
-         "--l_rate_min", "3e-4", "--exp_label", "evaluate", "--num_sanity_val_steps", "0"]))  # fmt: skip
-    summary = json.loads((ae_dir / "train_summary.json").read_text())
+    summary = controller.train(common.replace(
+        storage_path=str(ae_dir), max_epochs=epochs, bucketing=True, l_rate=3e-3, l_rate_min=3e-4,
+        exp_label="evaluate", num_sanity_val_steps=0,
+    ))
     ckpt = summary["best_checkpoint"] or summary["last_checkpoint"]
-    ae_processor.main(ae_processor.build_parser().parse_args(
-        [*common, "--encode", "--checkpoint_path", ckpt, "--latent", "mean", "--storage_path", str(out / "encoded")]))
+    controller.encode(common.replace(encode=True, checkpoint_path=ckpt, latent="mean",
+                                     storage_path=str(out / "encoded")))  # fmt: skip
     rf_ids = row_features(dataset).row_ids
     x, have = load_latents(out / "encoded", rf_ids)
     if not have.all():
@@ -151,7 +153,7 @@ def score_fold(world: World, families: frozenset[str], kinds: frozenset[str], c:
         raise AssertionError(f"{leak} held-out rows kept a label")
     det = Detector(seed=world.seed, c_combiner=c, lexical=lexical).fit(world.rf, labels, world.latents)
     prob, candidate, _ = det.predict(world.rf, world.latents)
-    from quackae.calibration import threshold_for_fpr
+    from quackae.classify.calibration import threshold_for_fpr
 
     train_neg = (labels == -1) & world.rf.scored & world.rf.evidence_allowed
     base = det.platt(det.combiner.logit(det.features_of(world.rf, world.latents)[train_neg]))  # type: ignore[union-attr]
@@ -180,7 +182,7 @@ def score_fold(world: World, families: frozenset[str], kinds: frozenset[str], c:
 
 def score_proposals(world: World, labels: np.ndarray, candidate: np.ndarray, page: np.ndarray) -> dict[str, Any]:
     """Propose signatures from the fold's candidates; their coverage of held-out pages, benign hits."""
-    from quackae.signatures import Matcher, Signature
+    from quackae.ingest.signatures import Matcher, Signature
 
     proposals = propose(world.rf, candidate & (labels == 0), labels == -1, world.seed)  # negatives: + every unflagged page
     if not proposals:
@@ -313,28 +315,3 @@ def render(result: dict[str, Any]) -> str:
     fps = {k: v for k, v in s["kind_fpr"].items() if v > 0}
     lines.append("  benign kinds flagged: " + (", ".join(f"{k} {v:.3f}" for k, v in fps.items()) or "none"))
     return "\n".join(lines)
-
-
-def add_evaluate_arguments(sub: argparse._SubParsersAction) -> None:
-    """``quackae evaluate``: leave-family-out evaluation on generated worlds."""
-    p = sub.add_parser("evaluate", help="leave-family-out evaluation of the detector on generated data",
-                       description=__doc__.split("\n\n")[0])  # fmt: skip
-    p.add_argument("--out", type=Path, required=True, help="output folder (one sub-folder per seed, evaluation.json)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="world and model seeds (default %(default)s)")
-    p.add_argument("--folds", type=int, default=5, help="reported folds per seed; one more is the development fold (default %(default)s)")
-    p.add_argument("--measurements", type=int, default=3000, help="measurements generated per seed (default %(default)s)")
-    p.add_argument("--autoencoder_epochs", type=int, default=0,
-                   help="train one autoencoder per seed for this many epochs and add its latents (0: none; default %(default)s)")
-    p.add_argument("--no_lexical", action="store_true", help="leave the bag-of-tokens score out (an ablation)")
-    p.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    if args.folds < 2 or args.measurements < 200:
-        print("quackae evaluate: error: use --folds >= 2 and --measurements >= 200", file=sys.stderr)
-        return 2
-    ae = {"epochs": args.autoencoder_epochs} if args.autoencoder_epochs > 0 else None
-    result = run_evaluation(args.out, args.seeds, args.folds, args.measurements, ae, not args.no_lexical)
-    print(render(result))
-    print(f"evaluate: {result['seconds']:.0f}s; details in {Path(args.out) / RESULT_FILE}")
-    return 0

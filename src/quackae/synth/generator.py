@@ -9,7 +9,6 @@ downloaded.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import gzip
 import hashlib
@@ -17,7 +16,6 @@ import io
 import json
 import random
 import re
-import sys
 import tarfile
 import tempfile
 from collections.abc import Collection, Iterator
@@ -27,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from quackae.atomic import atomic_path, atomic_write
+from quackae.io.atomic import atomic_path, atomic_write
 
 __all__ = [
     "BENIGN_KINDS",
@@ -44,9 +42,7 @@ __all__ = [
     "VENDORS",
     "Family",
     "SynthResult",
-    "add_synth_arguments",
     "parse_fingerprinted",
-    "run_synth",
     "write_archive",
     "write_signatures",
 ]
@@ -236,7 +232,7 @@ class _Country:
     clean: int = 2
 
 
-_COUNTRIES: tuple[_Country, ...] = (
+COUNTRIES: tuple[_Country, ...] = (
     _Country("Russia", "RU",
              ("31.173", "95.165", "178.176", "5.167", "37.79", "37.193", "46.61", "46.181", "77.41"),
              {"circumvention": 0.8, "gambling": 0.9, "lgbtq": 0.6, "news": 0.25, "filesharing": 0.6,
@@ -387,19 +383,19 @@ def _vantage_plan() -> list[tuple[_Country, int, tuple[str | None, str | None], 
     the countries, so every family and kind has vantage points.
     """
     plan: list[tuple[_Country, int, tuple[str | None, str | None], str | None]] = []
-    for country in _COUNTRIES:
+    for country in COUNTRIES:
         isps = _isps(country)
         for isp, censor in enumerate(isps):
             plan.extend([(country, isp, censor, None)] * 2)
         plan.extend([(country, len(isps) + k, (None, None), None) for k in range(country.clean)])
     for k, kind in enumerate(HOST_KINDS):
-        country = _COUNTRIES[(k * 7) % len(_COUNTRIES)]
+        country = COUNTRIES[(k * 7) % len(COUNTRIES)]
         plan.append((country, 99, (None, None), kind))
     return plan
 
 
 @lru_cache(maxsize=1)
-def _world() -> _World:
+def build_world() -> _World:
     """Build the fixed simulated world (domains, vantage points, blocklists)."""
     rng = random.Random(_WORLD_SEED)
     domains = _make_domains(rng)
@@ -414,7 +410,7 @@ def _world() -> _World:
         vantages.append(vp)
     blocked = {
         (c.code, i): rng.random() < c.coverage.get(d.category, 0.0)
-        for c in _COUNTRIES
+        for c in COUNTRIES
         for i, d in enumerate(domains)
     }
     return _World(domains, vantages, blocked)
@@ -1586,7 +1582,7 @@ def _generate(
     fingerprinted: frozenset[str],
 ) -> tuple[int, list[str]]:
     """Write results lines to path and the truth sidecar; return (tries, vantage IPs used)."""
-    world = _world()
+    world = build_world()
     rng = random.Random(f"quackae-synth/{seed}/{fmt}/{scan}")
     ctx = _Context(
         scan=scan, fmt=fmt, port=_PORTS[scan], clock=_Clock(start),
@@ -1807,25 +1803,6 @@ def write_signatures(
     return out_dir
 
 
-# --------------------------------------------------------------------------------------------
-# CLI helpers
-# --------------------------------------------------------------------------------------------
-
-
-def add_synth_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the ``quackae synth`` options to a parser."""
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument("--measurements", type=int, default=2000, help="measurement lines")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--format", dest="format", choices=FORMATS, default="v2",
-                        help="Hyperquack format")
-    parser.add_argument("--scan", choices=SCANS, default="http", help="scan type")
-    parser.add_argument("--fingerprinted", default="default", metavar="all|none|default|A,B,...",
-                        help="blockpage families that DIR/signatures/ fingerprints (and the truth's "
-                             "'fingerprinted' field refers to); default: about three quarters")
-    return parser
-
-
 def parse_fingerprinted(value: str) -> frozenset[str]:
     """The families named by ``--fingerprinted``: all, none, default or a comma-separated list."""
     if value == "all":
@@ -1835,18 +1812,3 @@ def parse_fingerprinted(value: str) -> frozenset[str]:
     if value == "default":
         return DEFAULT_FINGERPRINTED
     return _fingerprinted_set(name.strip() for name in value.split(",") if name.strip())
-
-
-def run_synth(args: argparse.Namespace) -> int:
-    """Run ``quackae synth``: write the archive and print one summary line."""
-    try:
-        fingerprinted = parse_fingerprinted(getattr(args, "fingerprinted", "default"))
-    except ValueError as exc:
-        print(f"synth: --fingerprinted: {exc}", file=sys.stderr)
-        return 2
-    result = write_archive(args.out, args.measurements, args.seed, args.format, args.scan,
-                           fingerprinted=fingerprinted)
-    sigs = write_signatures(Path(args.out) / "signatures", fingerprinted)
-    print(f"synth: archive {result.archive} truth {result.truth} "
-          f"measurements {result.measurements} tries {result.tries} signatures {sigs}")
-    return 0

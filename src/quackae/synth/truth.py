@@ -1,4 +1,4 @@
-"""Ground truth of generated data: read ``quackae.synth``'s sidecars and score predictions on them.
+"""Ground truth of generated data: read ``quackae.synth.generator``'s sidecars and score predictions on them.
 
 Real data has no ground truth; this module is what the demo, the evaluation and the benchmarks
 score against. It reads the sidecar files only (no import of the generator), so the pipeline
@@ -9,7 +9,7 @@ benign kind for ``benign``, ``noise`` for noise, else empty (older sidecars: fro
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
-from quackae.calibration import threshold_for_fpr
-from quackae.report import read_predictions
+from quackae.classify.calibration import threshold_for_fpr
+from quackae.classify.predictions import read_predictions
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".jsonl.gz", ".json.gz", ".jsonl", ".json", ".gz")
 CENSORED_MECHANISMS = ("blockpage", "reset", "timeout", "refused", "status", "tls", "garbled")
@@ -171,3 +171,21 @@ def score_against_truth(
         at = baseline_threshold if name == "baseline" and baseline_threshold is not None else threshold
         out[name] = _score(prob, cols, at, target_fpr)
     return out
+
+
+def labeller(truth_files: Sequence[Path]) -> Callable[[pa.Table], np.ndarray] | None:
+    """The plots' ``Truth`` of these sidecars: rows -> 1 truly censored, -1 truly not, 0 unknown."""
+    if not truth_files:
+        return None
+    truth = load_truth(truth_files)
+
+    def labels(table: pa.Table) -> np.ndarray:
+        rows = table.select(["source", "line", "try_index"])
+        rows = rows.append_column("_pos", pa.array(np.arange(table.num_rows)))
+        joined = join_truth(rows, truth)
+        out = np.zeros(table.num_rows, dtype=np.int8)
+        pos = joined.column("_pos").to_numpy()
+        out[pos] = np.where(joined.column("censored").to_numpy(zero_copy_only=False), 1, -1)
+        return out
+
+    return labels

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from quackae import atomic
+from quackae.io import atomic
 
 __all__ = ["FileType", "Location", "StorageError", "glob", "has_glob", "is_uri", "resolve"]
 
@@ -82,7 +82,7 @@ class Location:
         try:
             return self.fs.get_file_info(self.path)
         except (OSError, pa.ArrowException) as e:
-            raise StorageError(f"{self}: cannot reach it ({_first_line(e)}); check the URI and credentials") from None
+            raise StorageError(f"{self}: cannot reach it ({first_line(e)}); check the URI and credentials") from None
 
     def is_file(self) -> bool:
         """Whether a file (object) exists here."""
@@ -102,7 +102,7 @@ class Location:
         try:
             infos = self.fs.get_file_info(selector)
         except (OSError, pa.ArrowException) as e:
-            raise StorageError(f"{self}: cannot list it ({_first_line(e)})") from None
+            raise StorageError(f"{self}: cannot list it ({first_line(e)})") from None
         paths = sorted(i.path for i in infos if i.type == pafs.FileType.File)
         return [Location(self.fs, p, self.prefix, self.query) for p in paths]
 
@@ -113,7 +113,7 @@ class Location:
         try:
             return self.fs.open_input_stream(self.path)
         except (OSError, pa.ArrowException) as e:
-            raise StorageError(f"{self}: cannot open it ({_first_line(e)})") from None
+            raise StorageError(f"{self}: cannot open it ({first_line(e)})") from None
 
     def read_bytes(self, limit: int | None = None) -> bytes:
         """The file's bytes (the first ``limit`` only if given)."""
@@ -139,9 +139,37 @@ class Location:
             Path(self.path).mkdir(parents=True, exist_ok=True)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text (its type name when it has none), for one-line errors."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def local_path(target: str | os.PathLike[str]) -> Path:
+    """A local target as a ``Path`` (a ``file://`` URI included)."""
+    if isinstance(target, str) and target.startswith("file://"):
+        return Path(resolve(target).path)
+    return Path(target)
+
+
+class _StoreCall(contextlib.AbstractContextManager):
+    def __init__(self, loc: Location, what: str) -> None:
+        self.loc, self.what = loc, what
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if isinstance(exc, StorageError):
+            raise atomic.StoreError(str(exc)) from None
+        if isinstance(exc, OSError | pa.ArrowException) and not isinstance(exc, FileNotFoundError):
+            raise atomic.StoreError(
+                f"{self.loc}: cannot {self.what} ({first_line(exc)}); check the URI, "
+                "credentials and network, then rerun"
+            ) from None
+        return False
+
+
+def store_call(loc: Location, what: str) -> contextlib.AbstractContextManager:
+    """Context turning a store's I/O error into a one-line ``StoreError`` naming ``loc``."""
+    return _StoreCall(loc, what)
 
 
 #: How long a GCS call retries before giving up, unless the URI sets ``retry_limit_seconds``
@@ -176,7 +204,7 @@ def resolve(target: str | os.PathLike[str]) -> Location:
         fs, path = pafs.FileSystem.from_uri(_with_retry_limit(text))
     except (OSError, pa.ArrowException, ValueError) as e:
         raise StorageError(
-            f"{text}: not a usable URI ({_first_line(e)}); use gs://BUCKET/PREFIX or s3://BUCKET/PREFIX"
+            f"{text}: not a usable URI ({first_line(e)}); use gs://BUCKET/PREFIX or s3://BUCKET/PREFIX"
         ) from None
     parts = urlsplit(text)
     user = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""

@@ -1,0 +1,1 @@
+"""Classify latents: the original research's MLP head, the bag-of-tokens baseline, calibration."""

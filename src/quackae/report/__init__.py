@@ -1,0 +1,1 @@
+"""Reports for people: the candidates summary (markdown and JSON) and the plots."""
