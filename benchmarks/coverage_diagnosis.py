@@ -30,7 +30,10 @@ from quackae.synth import evaluate
 def dev_setting(world: evaluate.World, folds: int) -> float:
     """The combiner's C the evaluation chooses on the development fold."""
     fams, kinds = evaluate.fold_plan(folds, world.seed)[0]
-    dev = {c: evaluate.score_fold(world, fams, kinds, c, evaluate.TARGET_FPRS) for c in evaluate.COMBINER_CS}
+    dev = {
+        c: evaluate.score_fold(world, fams, kinds, c, evaluate.TARGET_FPRS)
+        for c in evaluate.COMBINER_CS
+    }
     options = [(c, t, r) for c, by_t in dev.items() for t, r in by_t.items()]
     ok = [o for o in options if (o[2]["fpr"] or 0) <= evaluate.DEV_MAX_FPR] or options
     return max(ok, key=lambda o: ((o[2]["recall"] or 0), -(o[2]["fpr"] or 0), -o[1], o[0]))[0]
@@ -59,8 +62,11 @@ def diagnose(world: evaluate.World, folds: int, verbose: int) -> Counter:
         reason[rs] = f"{why} [{template[:60]}]"
     reason[~rf.has_page] = "no page (no status line)"
     reason[~cand] = "the detector did not flag it"
-    print(f"seed {world.seed} development fold (C={c}): families {sorted(fams)}; {len(found)} proposals; "
-          f"covered {covered.sum()} of {len(rows)} held-out pages ({covered.mean():.3f})")
+    print(
+        f"seed {world.seed} development fold (C={c}): families {sorted(fams)}; {len(found)} "
+        "proposals; "
+        f"covered {covered.sum()} of {len(rows)} held-out pages ({covered.mean():.3f})"
+    )
     totals: Counter = Counter()
     fam = world.family[rows]
     for f in sorted(set(fam.tolist())):
@@ -68,8 +74,10 @@ def diagnose(world: evaluate.World, folds: int, verbose: int) -> Counter:
         why = Counter(reason[rows[m & ~covered]].tolist())
         for k, v in why.items():
             totals[k.split(" [")[0].split(" (")[0]] += v
-        print(f"  {f:<28} pages {m.sum():>4}  covered {covered[m].sum():>4}  "
-              + "; ".join(f"{n} {k}" for k, n in why.most_common()))
+        print(
+            f"  {f:<28} pages {m.sum():>4}  covered {covered[m].sum():>4}  "
+            + "; ".join(f"{n} {k}" for k, n in why.most_common())
+        )
         if verbose:
             for i in np.flatnonzero(m & ~covered)[:verbose]:
                 print("      uncovered:", texts[i][-300:].encode("unicode_escape").decode("ascii"))
@@ -82,7 +90,12 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--measurements", type=int, default=6000)
     p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--verbose", type=int, default=0, help="print the tail of this many uncovered pages per family")
+    p.add_argument(
+        "--verbose",
+        type=int,
+        default=0,
+        help="print the tail of this many uncovered pages per family",
+    )
     args = p.parse_args()
     print("command: python " + " ".join(sys.argv))
     totals: Counter = Counter()
@@ -92,7 +105,9 @@ def main() -> None:
             world = evaluate.make_world(Path(tmp) / f"seed{seed}", seed, args.measurements)
             print(f"seed {seed}: world built in {time.perf_counter() - started:.0f}s", flush=True)
             totals += diagnose(world, args.folds, args.verbose)
-    print("all seeds, development folds only, uncovered pages by reason:", dict(totals.most_common()))
+    print(
+        "all seeds, development folds only, uncovered pages by reason:", dict(totals.most_common())
+    )
 
 
 if __name__ == "__main__":

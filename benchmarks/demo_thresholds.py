@@ -32,14 +32,29 @@ def main() -> None:
     run = Path(sys.argv[1] if len(sys.argv) > 1 else "demo_out")
     metrics = json.loads((run / "classifier" / "metrics.json").read_text())
     truth = sorted((run / "raw").glob("*.truth.jsonl"))
-    rules = {"classifier": metrics["threshold_rule"], "baseline": metrics["baseline"]["threshold_rule"]}
-    print(f"{'model':<11} {'rule':<11} {'threshold':>9}  {'vendors (recall)':<44} {'recall':>6} {'FPR':>6}")
+    rules = {
+        "classifier": metrics["threshold_rule"],
+        "baseline": metrics["baseline"]["threshold_rule"],
+    }
+    print(
+        f"{'model':<11} {'rule':<11} {'threshold':>9}  {'vendors (recall)':<44} {'recall':>6} "
+        f"{'FPR':>6}"
+    )
     for model, rule in rules.items():
         for name, threshold in rule_thresholds(rule).items():
-            kw = {"threshold": threshold} if model == "classifier" else {"baseline_threshold": threshold}
+            kw = (
+                {"threshold": threshold}
+                if model == "classifier"
+                else {"baseline_threshold": threshold}
+            )
             score = score_against_truth(run / "candidates", truth, **kw)[model]["at_threshold"]
-            vendors = " ".join(f"{v} {r:.3f}" for v, r in score["recall_by_unfingerprinted_family"].items())
-            print(f"{model:<11} {name:<11} {threshold:>9.4f}  {vendors:<44} {score['recall']:>6.3f} {score['fpr']:>6.3f}")
+            vendors = " ".join(
+                f"{v} {r:.3f}" for v, r in score["recall_by_unfingerprinted_family"].items()
+            )
+            print(
+                f"{model:<11} {name:<11} {threshold:>9.4f}  {vendors:<44} "
+                f"{score['recall']:>6.3f} {score['fpr']:>6.3f}"
+            )
 
 
 if __name__ == "__main__":

@@ -1,18 +1,19 @@
-"""Encoding speed, quackae vs the seed's model in the same run, and the whole ``ae_processor --encode``.
+"""Encoding speed: quackae vs the seed's model in the same run, and ``ae_processor --encode``.
 
-Part 1, same-run peers: the seed's encoder (``nn.GRU`` over a packed sequence, ``benchmarks/original.py``)
-and quackae's encode path (``QuackAutoEncoder.embed_rows`` without grad: the length-sorted kernel), with
-the same weights, on the same random B=64 batches (row lengths uniform in [T/2, T]), one warm-up each,
-then alternating A B A B; fp32, and bf16 where the CPU has native bf16 (or ``--bf16 on``). MFU is
-against a matmul peak measured in the same run; the "FLOP limit" is that peak over the encoder's
-FLOPs per token.
+Part 1, same-run peers: the seed's encoder (``nn.GRU`` over a packed sequence,
+``benchmarks/original.py``) and quackae's encode path (``QuackAutoEncoder.embed_rows`` without grad:
+the length-sorted kernel), with the same weights, on the same random B=64 batches (row lengths
+uniform in [T/2, T]), one warm-up each, then alternating A B A B; fp32, and bf16 where the CPU has
+native bf16 (or ``--bf16 on``). MFU is against a matmul peak measured in the same run; the "FLOP
+limit" is that peak over the encoder's FLOPs per token.
 
-Part 2, end to end: builds a dataset from generated archives and a checkpoint sized for it, then times
-the encoder alone on the predict loader's batches and the controller's whole in-process encode (read the
-dataset, encode, write embedding shards), alternating; prints the end-to-end rate as a share of the
-encoder's.
+Part 2, end to end: builds a dataset from generated archives and a checkpoint sized for it, then
+times the encoder alone on the predict loader's batches and the controller's whole in-process encode
+(read the dataset, encode, write embedding shards), alternating; prints the end-to-end rate as a
+share of the encoder's.
 
-    .venv/bin/python benchmarks/encode.py [--lengths 64 256] [--rounds 5] [--measurements 3000] [--e2e_rounds 3]
+    .venv/bin/python benchmarks/encode.py [--lengths 64 256] [--rounds 5] [--measurements 3000] \
+        [--e2e_rounds 3]
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from quackae.synth import generator as synth
 
 
 def cpu_has_bf16() -> bool:
-    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated."""
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX); else bf16 is emulated."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -55,18 +56,23 @@ def cpu_has_bf16() -> bool:
 
 
 def peers_same_run(args: argparse.Namespace, peak: float) -> None:
-    """Part 1: the seed's encoder vs quackae's encode path, same weights and batches, alternating."""
+    """Part 1: the seed's encoder vs quackae's encode path, same weights and batches, in turn."""
     torch.manual_seed(0)
     original = OriginalAutoEncoder(args.vocab, args.embed_size, args.hidden_size).eval()
     model = QuackAutoEncoder(args.vocab, args.embed_size, args.hidden_size).eval()
     model.embed.load_state_dict(original.embed.state_dict())
     model.encoder.load_state_dict(original.encoder.state_dict())
     per_token = encoder_flops_per_token(args.embed_size, args.hidden_size)
-    print(f"Part 1: encoder forward, no grad; E={args.embed_size} H={args.hidden_size} V={args.vocab} "
-          f"B={args.batch_size}; lengths uniform in [T/2, T]; {args.batches} batches per call, "
-          f"1 warm-up, median of {args.rounds} alternating rounds")
-    print(f"matmul peak {peak / 1e9:.1f} GFLOP/s -> FLOP limit {peak / per_token:,.0f} tokens/s "
-          f"({per_token / 1e6:.2f} MFLOP/token); {machine_line()}")
+    print(
+        f"Part 1: encoder forward, no grad; E={args.embed_size} H={args.hidden_size} "
+        f"V={args.vocab} "
+        f"B={args.batch_size}; lengths uniform in [T/2, T]; {args.batches} batches per call, "
+        f"1 warm-up, median of {args.rounds} alternating rounds"
+    )
+    print(
+        f"matmul peak {peak / 1e9:.1f} GFLOP/s -> FLOP limit {peak / per_token:,.0f} tokens/s "
+        f"({per_token / 1e6:.2f} MFLOP/token); {machine_line()}"
+    )
     use_bf16 = args.bf16 == "on" or (args.bf16 == "auto" and cpu_has_bf16())
     for length in args.lengths:
         compare_at(length, args, original, model, use_bf16, peak)
@@ -75,12 +81,20 @@ def peers_same_run(args: argparse.Namespace, peak: float) -> None:
     print("target: quackae >= 1.25x the original at T=64 and T=256, fp32")
 
 
-def compare_at(length: int, args: argparse.Namespace, original: OriginalAutoEncoder, model: QuackAutoEncoder,
-               use_bf16: bool, peak: float) -> None:
+def compare_at(
+    length: int,
+    args: argparse.Namespace,
+    original: OriginalAutoEncoder,
+    model: QuackAutoEncoder,
+    use_bf16: bool,
+    peak: float,
+) -> None:
     """Time and print the peers on ``args.batches`` random batches of width ``length``."""
     per_token = encoder_flops_per_token(args.embed_size, args.hidden_size)
-    batches = [make_batch(args.batch_size, length, args.vocab, seed=1000 * length + i)
-               for i in range(args.batches)]
+    batches = [
+        make_batch(args.batch_size, length, args.vocab, seed=1000 * length + i)
+        for i in range(args.batches)
+    ]
     n = tokens(batches)
     model_bf16 = copy.deepcopy(model).to(torch.bfloat16)
 
@@ -90,9 +104,11 @@ def compare_at(length: int, args: argparse.Namespace, original: OriginalAutoEnco
     def run_quackae(latent: str, m: QuackAutoEncoder = model) -> list[torch.Tensor]:
         return [m.embed_rows(x, latent) for x in batches]
 
-    peers = {"original (nn.GRU, packed)": run_original,
-             "quackae --latent final": lambda: run_quackae("final"),
-             "quackae --latent mean": lambda: run_quackae("mean")}
+    peers = {
+        "original (nn.GRU, packed)": run_original,
+        "quackae --latent final": lambda: run_quackae("final"),
+        "quackae --latent mean": lambda: run_quackae("mean"),
+    }
     if use_bf16:
         peers["quackae final, bf16"] = lambda: run_quackae("final", model_bf16)
     with torch.inference_mode():
@@ -109,26 +125,37 @@ def compare_at(length: int, args: argparse.Namespace, original: OriginalAutoEnco
     print(f"T={length}: {n:,} tokens per call; {agree}")
     for name, sec in seconds.items():
         rate = n / sec
-        print(f"  {name:<28}{rate:>10,.0f} tokens/s  MFU {rate * per_token / peak:6.1%}  "
-              f"{base / sec:5.2f}x original")
+        print(
+            f"  {name:<28}{rate:>10,.0f} tokens/s  MFU {rate * per_token / peak:6.1%}  "
+            f"{base / sec:5.2f}x original"
+        )
 
 
-def make_checkpoint(dm: QuackTokenizedDataModule, path: Path, embed: int, hidden: int) -> QuackAutoEncoder:
+def make_checkpoint(
+    dm: QuackTokenizedDataModule, path: Path, embed: int, hidden: int
+) -> QuackAutoEncoder:
     """A checkpoint file (weights + hyperparameters) of a freshly initialised model."""
     torch.manual_seed(0)
     model = QuackAutoEncoder(
-        num_embeddings=dm.num_embeddings, embed_size=embed, hidden_size=hidden,
-        pad_id=dm.pad_id, tokenizer_sha256=dm.tokenizer_sha256, layout=dm.layout,
-    )  # fmt: skip
+        num_embeddings=dm.num_embeddings,
+        embed_size=embed,
+        hidden_size=hidden,
+        pad_id=dm.pad_id,
+        tokenizer_sha256=dm.tokenizer_sha256,
+        layout=dm.layout,
+    )
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path)
     return model
 
 
-def encoder_alone(model: QuackAutoEncoder, dm: QuackTokenizedDataModule, batch: int,
-                  latent: str) -> float:
-    """Seconds of the encode path (``embed_rows``) over the predict loader's batches, gathered beforehand."""
+def encoder_alone(
+    model: QuackAutoEncoder, dm: QuackTokenizedDataModule, batch: int, latent: str
+) -> float:
+    """Seconds of the encode path (``embed_rows``) over the predict loader's gathered batches."""
     cache = store.Dataset(dm.data_dir).tokens()
-    sampler = BatchSampler(np.arange(len(cache)), cache.lengths, batch, shuffle=False, bucketing=True, seed=0)
+    sampler = BatchSampler(
+        np.arange(len(cache)), cache.lengths, batch, shuffle=False, bucketing=True, seed=0
+    )
     batches = [torch.from_numpy(cache.batch(index, dm.pad_id)) for index in sampler]
     model = copy.deepcopy(model).eval()
     with torch.inference_mode():
@@ -142,27 +169,58 @@ def encoder_alone(model: QuackAutoEncoder, dm: QuackTokenizedDataModule, batch: 
 def end_to_end(data: Path, ckpt: Path, out: Path, batch: int, latent: str) -> float:
     """Seconds of the controller's whole in-process encode (read + encode + write shards)."""
     args = ae_processor.build_parser().parse_args(
-        ["--data_dir", str(data), "--checkpoint_path", str(ckpt), "--storage_path", str(out), "--encode",
-         "--ray_nodes", "0", "--batch_size", str(batch), "--latent", latent, "--enable_progress_bar", "false"]  # fmt: skip
+        [
+            "--data_dir",
+            str(data),
+            "--checkpoint_path",
+            str(ckpt),
+            "--storage_path",
+            str(out),
+            "--encode",
+            "--ray_nodes",
+            "0",
+            "--batch_size",
+            str(batch),
+            "--latent",
+            latent,
+            "--enable_progress_bar",
+            "false",
+        ]
     )
     start = time.perf_counter()
     ae_processor.main(args)
     return time.perf_counter() - start
 
 
-def _dataset(work: Path, name: str, pairs: int, args: argparse.Namespace, tokenizer: Path | None) -> Path:
-    """A dataset of ``pairs`` (HTTP, HTTPS) archive pairs, ``args.measurements`` each, seeds fixed."""
-    raws = [synth.write_archive(work / f"raw-{name}", args.measurements, seed=10 * p + s, fmt="v2", scan=sc,
-                                start=datetime(2024, 1, 1 + p, 1, 0, 0))  # a distinct archive name per pair
-            for p in range(pairs) for s, sc in ((1, "http"), (2, "https"))]  # fmt: skip
+def _dataset(
+    work: Path, name: str, pairs: int, args: argparse.Namespace, tokenizer: Path | None
+) -> Path:
+    """A dataset of ``pairs`` (HTTP, HTTPS) archive pairs, ``args.measurements`` each, seeded."""
+    raws = [
+        synth.write_archive(
+            work / f"raw-{name}",
+            args.measurements,
+            seed=10 * p + s,
+            fmt="v2",
+            scan=sc,
+            start=datetime(2024, 1, 1 + p, 1, 0, 0),
+        )  # a distinct archive name per pair
+        for p in range(pairs)
+        for s, sc in ((1, "http"), (2, "https"))
+    ]
     data = work / name
-    flatten([r.archive for r in raws], data, Options(max_tokens=args.max_tokens), progress=False,
-            tokenizer=tokenizer)  # fmt: skip
+    flatten(
+        [r.archive for r in raws],
+        data,
+        Options(max_tokens=args.max_tokens),
+        progress=False,
+        tokenizer=tokenizer,
+    )
     return data
 
 
 def pipeline(args: argparse.Namespace) -> None:
-    """Part 2: the encode path alone vs ``ae_processor --encode`` end to end, on a generated dataset.
+    """Part 2: the encode path alone vs ``ae_processor --encode`` end to end, on generated data.
 
     Both are timed alternately (alone, whole command, alone, ...) and the medians compared, so a
     change in the machine's speed during the run hits both alike. The whole command includes its
@@ -177,17 +235,33 @@ def pipeline(args: argparse.Namespace) -> None:
         dm.prepare_data()
         model = make_checkpoint(dm, work / "model.ckpt", args.embed_size, args.hidden_size)
         n = int(store.Dataset(data).tokens().lengths.sum())
-        print(f"Part 2: dataset of {len(store.Dataset(data))} records ({n:,} tokens), fp32, batch {args.batch_size}, "
-              f"median of {args.e2e_rounds} alternating rounds")  # fmt: skip
+        print(
+            f"Part 2: dataset of {len(store.Dataset(data))} records ({n:,} tokens), fp32, batch "
+            f"{args.batch_size}, "
+            f"median of {args.e2e_rounds} alternating rounds"
+        )
         for latent in ("final", "mean"):
             alone, whole = [], []
             for r in range(args.e2e_rounds):
                 alone.append(encoder_alone(model, dm, args.batch_size, latent))
-                whole.append(end_to_end(data, work / "model.ckpt", work / f"enc-{latent}-{r}", args.batch_size, latent))
+                whole.append(
+                    end_to_end(
+                        data,
+                        work / "model.ckpt",
+                        work / f"enc-{latent}-{r}",
+                        args.batch_size,
+                        latent,
+                    )
+                )
             a, w = float(np.median(alone)), float(np.median(whole))
-            print(f"  --latent {latent}: encoder alone {n / a:>8,.0f} tokens/s; end to end (read+encode+write, whole "
-                  f"command) {n / w:>8,.0f} tokens/s = {a / w:.0%} of the encoder alone (target >= 90%); "
-                  f"rounds alone {[round(x, 1) for x in alone]} s, whole {[round(x, 1) for x in whole]} s")  # fmt: skip
+            print(
+                f"  --latent {latent}: encoder alone {n / a:>8,.0f} tokens/s; end to end "
+                "(read+encode+write, whole "
+                f"command) {n / w:>8,.0f} tokens/s = {a / w:.0%} of the encoder alone (target >= "
+                "90%); "
+                f"rounds alone {[round(x, 1) for x in alone]} s, whole "
+                f"{[round(x, 1) for x in whole]} s"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -195,19 +269,28 @@ def pipeline(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[64, 256])
-    parser.add_argument("--batches", type=int, default=4, help="random batches per timed call (part 1)")
+    parser.add_argument(
+        "--batches", type=int, default=4, help="random batches per timed call (part 1)"
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--bf16", choices=("auto", "on", "off"), default="auto")
     parser.add_argument("--vocab", type=int, default=7069)
-    parser.add_argument("--measurements", type=int, default=3000, help="per archive (part 2); 0 skips part 2")
+    parser.add_argument(
+        "--measurements", type=int, default=3000, help="per archive (part 2); 0 skips part 2"
+    )
     parser.add_argument("--e2e_rounds", type=int, default=3, help="alternating rounds of part 2")
     parser.add_argument("--max_tokens", type=int, default=256)
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--embed_size", type=int, default=128)
     parser.add_argument("--hidden_size", type=int, default=512)
     args = parser.parse_args()
-    print("command: python benchmarks/encode.py " + " ".join(
-        f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items()))
+    print(
+        "command: python benchmarks/encode.py "
+        + " ".join(
+            f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in vars(args).items()
+        )
+    )
     peers_same_run(args, matmul_peak())
     if args.measurements:
         pipeline(args)

@@ -1,8 +1,8 @@
-"""One-shot CUDA check of the cuDNN paths: agreement with the CPU scans, Lightning training, encoder speed.
+"""One-shot CUDA check of the cuDNN paths: agreement with CPU scans, Lightning, encoder speed.
 
 Runs from the repository root with ``PYTHONPATH=src python benchmarks/gpu_check.py``. Imports only
-``quackae.model.autoencoder`` / ``quackae.model.gru`` (torch, lightning, numpy, pyarrow; no ray, re2, comet) and
-``benchmarks/original.py``. Finishes in well under 4 minutes on one GPU.
+``quackae.model.autoencoder`` / ``quackae.model.gru`` (torch, lightning, numpy, pyarrow; no ray,
+re2, comet) and ``benchmarks/original.py``. Finishes in well under 4 minutes on one GPU.
 
 Checks (float64 for exact agreement, TF32 off; fp32 reported too):
 
@@ -44,12 +44,14 @@ CUDA_SELECTS_NATIVE = gru.use_native
 
 @contextmanager
 def scans() -> Iterator[None]:
-    """Run the reference side on quackae's own scans (undoes the CPU dry run's forced native kernel)."""
+    """Run the reference side on quackae's own scans (undoes the CPU dry run's forced kernel)."""
     forced, gru.use_native = gru.use_native, CUDA_SELECTS_NATIVE
     try:
         yield
     finally:
         gru.use_native = forced
+
+
 TOL64 = 1e-7
 
 
@@ -58,7 +60,9 @@ def record(name: str, ok: bool, **values: Any) -> None:
     RESULTS["checks"][name] = {"ok": ok, **values}
     if not ok:
         RESULTS["failures"].append(name)
-    shown = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
+    shown = ", ".join(
+        f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items()
+    )
     print(f"[{'ok' if ok else 'FAIL'}] {name}: {shown}", flush=True)
 
 
@@ -85,7 +89,9 @@ def check_cpu_native() -> None:
     out_scan, h_scan = m.encoder(emb, lengths)
     hx = emb.new_zeros(2, 9, 16)
     out, h_n = native_gru(emb, lengths, m.encoder.flat_weights(), hx, 1, True)
-    diff = max(float((out - out_scan).detach().abs().max()), float((h_n - h_scan).detach().abs().max()))
+    diff = max(
+        float((out - out_scan).detach().abs().max()), float((h_n - h_scan).detach().abs().max())
+    )
     record("cpu: native kernel path vs scan (float64)", diff < TOL64, max_abs_diff=diff)
 
 
@@ -104,12 +110,17 @@ def check_encoder(dev: torch.device) -> None:
                 got = gpu.embed_rows(x.to(dev), latent)
             diff, cos = compare(got, want.detach())
             ok = diff < tol and cos > 0.99999 and gpu.encoder.last_kernel == "native"
-            record(f"encoder {latent} latent, cuDNN vs scan ({str(dtype)[6:]})", ok, max_abs_diff=diff,
-                   cosine_min=cos, kernel=gpu.encoder.last_kernel)
+            record(
+                f"encoder {latent} latent, cuDNN vs scan ({str(dtype)[6:]})",
+                ok,
+                max_abs_diff=diff,
+                cosine_min=cos,
+                kernel=gpu.encoder.last_kernel,
+            )
 
 
 def check_decoder(dev: torch.device) -> None:
-    """Teacher-forced and sampled loss + grads: CUDA (cuDNN scans) vs CPU (autograd scans), float64."""
+    """Teacher-forced and sampled loss + grads: CUDA (cuDNN) vs CPU (autograd scans), float64."""
     x = make_batch(17, 30, 300, seed=3)
     x[2, 1:] = 0
     for mode in ("fast", "sample"):
@@ -119,30 +130,53 @@ def check_decoder(dev: torch.device) -> None:
             loss_c.backward()
         loss_g = gpu.decode_loss(x.to(dev), mode)[0]
         loss_g.backward()
-        grad_diff = max(float((pg.grad.cpu() - pc.grad).abs().max())
-                        for pg, pc in zip(gpu.parameters(), cpu.parameters(), strict=True))
+        grad_diff = max(
+            float((pg.grad.cpu() - pc.grad).abs().max())
+            for pg, pc in zip(gpu.parameters(), cpu.parameters(), strict=True)
+        )
         loss_diff = abs(float(loss_g.detach()) - float(loss_c.detach()))
         kernels = f"{gpu.encoder.last_kernel}/{gpu.decoder.last_kernel}"
         ok = loss_diff < TOL64 and grad_diff < 1e-6 and kernels == "native/native"
-        record(f"decode_loss {mode}: loss and grads, cuDNN vs scan (float64)", ok, loss_diff=loss_diff,
-               grad_max_abs_diff=grad_diff, kernels=kernels)
+        record(
+            f"decode_loss {mode}: loss and grads, cuDNN vs scan (float64)",
+            ok,
+            loss_diff=loss_diff,
+            grad_max_abs_diff=grad_diff,
+            kernels=kernels,
+        )
 
 
 def check_trainer(dev: torch.device) -> None:
-    """A few Lightning steps on ``dev`` ("gpu" accelerator on CUDA) with mixed teacher forcing, then predict."""
+    """A few Lightning steps on ``dev`` ("gpu" on CUDA) with mixed teacher forcing, then predict."""
     import lightning.pytorch as pl
 
     model = QuackAutoEncoder(300, 24, 32, learning_rate=1e-3, teacher_forcing=0.5)
     batches = [make_batch(16, 24, 300, seed=10 + i) for i in range(8)]
-    trainer = pl.Trainer(accelerator="gpu" if dev.type == "cuda" else "cpu", devices=1, max_steps=6, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        accelerator="gpu" if dev.type == "cuda" else "cpu",
+        devices=1,
+        max_steps=6,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(model, train_dataloaders=DataLoader(batches, batch_size=None))
     loss = float(trainer.callback_metrics.get("train_loss", torch.tensor(math.nan)))
-    preds = trainer.predict(model, DataLoader([(list(range(16)), b) for b in batches[:2]], batch_size=None))
+    preds = trainer.predict(
+        model, DataLoader([(list(range(16)), b) for b in batches[:2]], batch_size=None)
+    )
     shapes = [tuple(p[1].shape) for p in preds]
     ok = math.isfinite(loss) and trainer.global_step == 6 and shapes == [(16, 32)] * 2
-    record(f"lightning: 6 training steps + predict on {dev.type}", ok, steps=trainer.global_step,
-           last_train_loss=loss, decoder_kernel=model.decoder.last_kernel, predict_shapes=str(shapes))
+    record(
+        f"lightning: 6 training steps + predict on {dev.type}",
+        ok,
+        steps=trainer.global_step,
+        last_train_loss=loss,
+        decoder_kernel=model.decoder.last_kernel,
+        predict_shapes=str(shapes),
+    )
 
 
 def matmul_peak(dev: torch.device, dtype: torch.dtype, n: int = 8192) -> float:
@@ -160,7 +194,7 @@ def matmul_peak(dev: torch.device, dtype: torch.dtype, n: int = 8192) -> float:
 
 
 def check_speed(dev: torch.device) -> None:
-    """Encoder forward (no grad) tokens/s, quackae vs the seed's model, same batches, alternating."""
+    """Encoder forward (no grad) tokens/s, quackae vs the seed's model, same batches, in turn."""
     embed, hidden, vocab = 128, 512, 7069
     per_token = encoder_flops_per_token(embed, hidden)
     speed: dict[str, Any] = {}
@@ -177,8 +211,16 @@ def check_speed(dev: torch.device) -> None:
     RESULTS["encoder_speed"] = speed
 
 
-def time_encoders(original: OriginalAutoEncoder, model: QuackAutoEncoder, dev: torch.device, batch: int,
-                  length: int, peak: float, per_token: float, name: str) -> dict[str, Any]:
+def time_encoders(
+    original: OriginalAutoEncoder,
+    model: QuackAutoEncoder,
+    dev: torch.device,
+    batch: int,
+    length: int,
+    peak: float,
+    per_token: float,
+    name: str,
+) -> dict[str, Any]:
     """Tokens/s of both encoders on 8 random batches, alternating; MFU against ``peak``."""
     xs = [make_batch(batch, length, 7069, seed=i).to(dev) for i in range(8)]
     n = tokens(xs)
@@ -190,17 +232,25 @@ def time_encoders(original: OriginalAutoEncoder, model: QuackAutoEncoder, dev: t
 
     try:
         with torch.inference_mode():
-            sec = alternate({"original": lambda: run(lambda x: original.encode(x)[0]),
-                             "quackae": lambda: run(lambda x: model.embed_rows(x, "final"))},
-                            rounds=5, warmup=2)
+            sec = alternate(
+                {
+                    "original": lambda: run(lambda x: original.encode(x)[0]),
+                    "quackae": lambda: run(lambda x: model.embed_rows(x, "final")),
+                },
+                rounds=5,
+                warmup=2,
+            )
     except RuntimeError as err:  # e.g. no cuDNN RNN kernel for this dtype
         print(f"  {name}: not run ({str(err).splitlines()[0]})")
         return {"error": str(err).splitlines()[0]}
     row: dict[str, Any] = {k: n / v for k, v in sec.items()}
     row["ratio"] = sec["original"] / sec["quackae"]
     row["mfu_quackae"] = row["quackae"] * per_token / peak
-    print(f"  {name}: quackae {row['quackae']:,.0f} tokens/s (MFU {row['mfu_quackae']:.1%} of "
-          f"{peak / 1e12:.0f} TFLOP/s), original {row['original']:,.0f}; {row['ratio']:.2f}x", flush=True)
+    print(
+        f"  {name}: quackae {row['quackae']:,.0f} tokens/s (MFU {row['mfu_quackae']:.1%} of "
+        f"{peak / 1e12:.0f} TFLOP/s), original {row['original']:,.0f}; {row['ratio']:.2f}x",
+        flush=True,
+    )
     return row
 
 
@@ -216,15 +266,21 @@ def main() -> int:
         RESULTS["cudnn"] = torch.backends.cudnn.version()
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-        print(f"device {RESULTS['device']}, cuDNN {RESULTS['cudnn']}, torch {torch.__version__}; TF32 off")
+        print(
+            f"device {RESULTS['device']}, cuDNN {RESULTS['cudnn']}, torch {torch.__version__}; "
+            "TF32 off"
+        )
         check_encoder(dev)
         check_decoder(dev)
         check_trainer(dev)
         print("encoder throughput (no grad), same batches, alternating:")
         check_speed(dev)
     else:
-        print("no CUDA device: skipped the cuDNN checks and the GPU throughput. Dry run of the same checks "
-              "on CPU, torch's CPU GRU kernel standing in for cuDNN (not a GPU result):")
+        print(
+            "no CUDA device: skipped the cuDNN checks and the GPU throughput. Dry run of the "
+            "same checks "
+            "on CPU, torch's CPU GRU kernel standing in for cuDNN (not a GPU result):"
+        )
         gru.use_native = lambda x: True  # what CUDA tensors select, forced for the dry run
         dev = torch.device("cpu")
         check_encoder(dev)
@@ -236,7 +292,9 @@ def main() -> int:
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / "gpu_check.json").write_text(json.dumps(RESULTS, indent=2))
-    verdict = "FAILED: " + ", ".join(RESULTS["failures"]) if RESULTS["failures"] else "all checks passed"
+    verdict = (
+        "FAILED: " + ", ".join(RESULTS["failures"]) if RESULTS["failures"] else "all checks passed"
+    )
     print(f"{verdict} ({RESULTS['seconds']:.0f}s)")
     return 1 if RESULTS["failures"] else 0
 

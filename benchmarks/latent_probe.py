@@ -38,19 +38,30 @@ def main() -> None:
     train, x_train = latents(run / "encoded_filtered")
     scored, x_scored = latents(run / "encoded_evaluate")
     y = (train["censored"].to_numpy() == 1).astype(int)
-    print(f"latent: {json.loads((run / 'encoded_filtered' / 'embeddings.json').read_text()).get('latent', 'final')}")
+    meta = json.loads((run / "encoded_filtered" / "embeddings.json").read_text())
+    print(f"latent: {meta.get('latent', 'final')}")
     scaler = StandardScaler().fit(x_train)
-    truth = join_truth(scored.select(["source", "line", "try_index", "row_id"]),
-                       load_truth(sorted((run / "raw").glob("*.truth.jsonl")))).to_pandas()  # fmt: skip
+    truth = join_truth(
+        scored.select(["source", "line", "try_index", "row_id"]),
+        load_truth(sorted((run / "raw").glob("*.truth.jsonl"))),
+    ).to_pandas()
     negative = ~truth["censored"].to_numpy().astype(bool)
     for c in (0.01, 0.1, 1.0):
         probe = LogisticRegression(C=c, max_iter=2000).fit(scaler.transform(x_train), y)
-        by_row = dict(zip(scored["row_id"].to_pylist(), probe.predict_proba(scaler.transform(x_scored))[:, 1], strict=True))
+        by_row = dict(
+            zip(
+                scored["row_id"].to_pylist(),
+                probe.predict_proba(scaler.transform(x_scored))[:, 1],
+                strict=True,
+            )
+        )
         prob = truth["row_id"].map(by_row).to_numpy()
         threshold = np.quantile(prob[negative], 0.98)  # oracle: 2% FPR on the truth
         recalls = []
         for vendor in (v for v, fingerprinted in VENDORS.items() if not fingerprinted):
-            mask = (truth["vendor"] == vendor).to_numpy() & (truth["mechanism"] == "blockpage").to_numpy()
+            mask = (truth["vendor"] == vendor).to_numpy() & (
+                truth["mechanism"] == "blockpage"
+            ).to_numpy()
             recalls.append(f"{vendor} {(prob[mask] > threshold).mean():.3f}")
         print(f"C={c}: recall at oracle 2% FPR: {', '.join(recalls)}")
 

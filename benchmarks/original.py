@@ -1,9 +1,9 @@
-"""The seed project's model and store, faithfully copied, plus the timing helpers every peer benchmark shares.
+"""The seed project's model and store, plus the timing helpers every peer benchmark shares.
 
-``OriginalAutoEncoder`` is the seed's ``QuackAutoEncoder`` maths at the same sizes: ``nn.GRU`` over a
-packed sequence as encoder, ``nn.GRUCell`` decoder stepped in Python with per-step attention and a
-per-step loss. ``write_pickle_store`` / ``read_pickle_store`` are the seed's one-pickle-file-per-record
-dataset layout: benchmarks only, in a temporary directory (nothing in ``src/`` pickles).
+``OriginalAutoEncoder`` is the seed's ``QuackAutoEncoder`` maths at the same sizes: ``nn.GRU`` over
+a packed sequence as encoder, ``nn.GRUCell`` decoder stepped in Python with per-step attention and a
+per-step loss. ``write_pickle_store`` / ``read_pickle_store`` are the seed's one-pickle-file-per-
+record dataset layout: benchmarks only, in a temporary directory (nothing in ``src/`` pickles).
 
 The peers run in the same process on the same inputs with the same warm-up, alternating A B A B
 (:func:`alternate`), and every MFU is against a matmul peak measured in the same run
@@ -36,22 +36,30 @@ class OriginalAutoEncoder(nn.Module):
         super().__init__()
         self.hidden = hidden
         self.embed = nn.Embedding(vocab, embed, padding_idx=PAD)
-        self.encoder = nn.GRU(embed, hidden // 2, num_layers=layers, batch_first=True,
-                              bidirectional=True)
-        self.decoder = nn.ModuleList([nn.GRUCell(embed, hidden)]
-                                     + [nn.GRUCell(hidden, hidden) for _ in range(layers - 1)])
+        self.encoder = nn.GRU(
+            embed, hidden // 2, num_layers=layers, batch_first=True, bidirectional=True
+        )
+        self.decoder = nn.ModuleList(
+            [nn.GRUCell(embed, hidden)] + [nn.GRUCell(hidden, hidden) for _ in range(layers - 1)]
+        )
         self.predict_word = nn.Sequential(
-            nn.Linear(2 * hidden, hidden), nn.LeakyReLU(), nn.LayerNorm(hidden),
-            nn.Linear(hidden, hidden), nn.LeakyReLU(), nn.LayerNorm(hidden),
-            nn.Linear(hidden, vocab))
+            nn.Linear(2 * hidden, hidden),
+            nn.LeakyReLU(),
+            nn.LayerNorm(hidden),
+            nn.Linear(hidden, hidden),
+            nn.LeakyReLU(),
+            nn.LayerNorm(hidden),
+            nn.Linear(hidden, vocab),
+        )
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Packed bidirectional encoder: latent (B, H), states (B, T, H), mask (B, T)."""
         b, t = x.shape
         mask = x.ne(PAD)
         lengths = mask.sum(dim=1)
-        packed = pack_padded_sequence(self.embed(x), lengths.cpu(), batch_first=True,
-                                      enforce_sorted=False)
+        packed = pack_padded_sequence(
+            self.embed(x), lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
         states, last = self.encoder(packed)
         states, _ = pad_packed_sequence(states, batch_first=True, total_length=t)
         last = last.view(-1, 2, b, self.hidden // 2)[-1].permute(1, 0, 2).reshape(b, -1)
@@ -91,7 +99,7 @@ class OriginalAutoEncoder(nn.Module):
 
 
 def write_pickle_store(root: Path, rows: Iterable[dict]) -> int:
-    """The seed's dataset layout: one pickle file per record, named by its index; returns the count."""
+    """The seed's dataset layout: one pickle file per record, named by its index; the count."""
     root.mkdir(parents=True, exist_ok=True)
     n = 0
     for n, row in enumerate(rows, start=1):
@@ -125,7 +133,9 @@ def make_batch(batch: int, length: int, vocab: int, seed: int, min_fill: float =
     """Random right-padded (B, T) batch; row lengths uniform in [min_fill*T, T], one row full."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.randint(4, vocab, (batch, length), generator=gen)
-    lengths = torch.randint(max(1, math.ceil(min_fill * length)), length + 1, (batch,), generator=gen)
+    lengths = torch.randint(
+        max(1, math.ceil(min_fill * length)), length + 1, (batch,), generator=gen
+    )
     lengths[0] = length
     x[torch.arange(length).unsqueeze(0) >= lengths.unsqueeze(1)] = PAD
     return x
@@ -143,7 +153,7 @@ def encoder_flops_per_token(embed: int, hidden: int, layers: int = 1) -> float:
 
 
 def train_flops(x: Tensor, embed: int, hidden: int, vocab: int, layers: int = 1) -> float:
-    """Matmul FLOPs of one training step (forward + backward = 3x forward) over ``x``'s real tokens."""
+    """Matmul FLOPs of one training step (forward + backward = 3x forward) over real tokens."""
     lengths = x.ne(PAD).sum(dim=1).double()
     n = float(lengths.sum())
     dec = sum(2 * 3 * hidden * ((embed if i == 0 else hidden) + hidden) for i in range(layers))
@@ -167,8 +177,10 @@ def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best
 
 
-def alternate(peers: dict[str, Callable[[], object]], rounds: int, warmup: int = 1) -> dict[str, float]:
-    """Median seconds per call of each peer: ``warmup`` untimed calls each, then A B A B ... rounds."""
+def alternate(
+    peers: dict[str, Callable[[], object]], rounds: int, warmup: int = 1
+) -> dict[str, float]:
+    """Median seconds per call of each peer: ``warmup`` untimed calls each, then A B A B rounds."""
     for _ in range(warmup):
         for fn in peers.values():
             fn()
@@ -183,6 +195,9 @@ def alternate(peers: dict[str, Callable[[], object]], rounds: int, warmup: int =
 
 def machine_line() -> str:
     """Threads, load average and OpenMP wait policy: what makes two runs comparable."""
-    return (f"threads={torch.get_num_threads()} cores={os.cpu_count()} "
-            f"load1={os.getloadavg()[0]:.2f} OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')} "
-            f"torch {torch.__version__}")
+    return (
+        f"threads={torch.get_num_threads()} cores={os.cpu_count()} "
+        f"load1={os.getloadavg()[0]:.2f} "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')} "
+        f"torch {torch.__version__}"
+    )

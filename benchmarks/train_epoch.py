@@ -24,12 +24,40 @@ from quackae.synth import generator as synth
 
 def run(data: Path, storage: Path, args: argparse.Namespace, bucketing: bool) -> float:
     """Seconds of ``args.batches`` training steps (no validation, no test)."""
-    argv = ["--data_dir", str(data), "--storage_path", str(storage), "--ray_nodes", "0",
-            "--max_epochs", "1", "--limit_train_batches", str(args.batches), "--limit_val_batches", "0",
-            "--limit_test_batches", "0", "--num_sanity_val_steps", "0", "--batch_size", str(args.batch_size),
-            "--embed_size", str(args.embed_size), "--hidden_size", str(args.hidden_size),
-            "--l_rate", "1e-3", "--enable_progress_bar", "false", "--enable_model_summary", "false",
-            "--logger", "csv", "--precision", args.precision] + (["--bucketing"] if bucketing else [])  # fmt: skip
+    argv = [
+        "--data_dir",
+        str(data),
+        "--storage_path",
+        str(storage),
+        "--ray_nodes",
+        "0",
+        "--max_epochs",
+        "1",
+        "--limit_train_batches",
+        str(args.batches),
+        "--limit_val_batches",
+        "0",
+        "--limit_test_batches",
+        "0",
+        "--num_sanity_val_steps",
+        "0",
+        "--batch_size",
+        str(args.batch_size),
+        "--embed_size",
+        str(args.embed_size),
+        "--hidden_size",
+        str(args.hidden_size),
+        "--l_rate",
+        "1e-3",
+        "--enable_progress_bar",
+        "false",
+        "--enable_model_summary",
+        "false",
+        "--logger",
+        "csv",
+        "--precision",
+        args.precision,
+    ] + (["--bucketing"] if bucketing else [])
     config = parse(argv)
     start = time.perf_counter()
     ae_processor.train_worker({"args": config.to_dict(), "resume": None})
@@ -62,17 +90,28 @@ def main() -> None:
     ae_processor.quiet_warnings()
     work = Path(tempfile.mkdtemp(prefix="quackae-bench-epoch-"))
     try:
-        raws = [synth.write_archive(work / "raw", args.measurements, seed=s, fmt=f, scan=sc)
-                for s, f, sc in ((1, "v2", "http"), (2, "v1", "echo"), (3, "v2", "https"))]  # fmt: skip
+        raws = [
+            synth.write_archive(work / "raw", args.measurements, seed=s, fmt=f, scan=sc)
+            for s, f, sc in ((1, "v2", "http"), (2, "v1", "echo"), (3, "v2", "https"))
+        ]
         data = work / "ds"
-        flatten([r.archive for r in raws], data, Options(max_tokens=args.max_tokens), progress=False)
-        print(f"E={args.embed_size} H={args.hidden_size} B={args.batch_size}, {args.batches} batches, "
-              f"max_tokens {args.max_tokens}, teacher forcing p=0.5 (default mixed training), precision {args.precision}")  # fmt: skip
+        flatten(
+            [r.archive for r in raws], data, Options(max_tokens=args.max_tokens), progress=False
+        )
+        print(
+            f"E={args.embed_size} H={args.hidden_size} B={args.batch_size}, {args.batches} "
+            "batches, "
+            f"max_tokens {args.max_tokens}, teacher forcing p=0.5 (default mixed training), "
+            f"precision {args.precision}"
+        )
         for bucketing in (False, True):
             seconds = run(data, work / f"run{bucketing}", args, bucketing)
             records, tokens, cells = padded_cells(data, args.batch_size, args.batches, bucketing)
-            print(f"bucketing {'on ' if bucketing else 'off'}: {records / seconds:8,.1f} records/s "
-                  f"{tokens / seconds:9,.0f} tokens/s  padding {1 - tokens / cells:.0%}  ({seconds:.1f}s)")  # fmt: skip
+            print(
+                f"bucketing {'on ' if bucketing else 'off'}: {records / seconds:8,.1f} records/s "
+                f"{tokens / seconds:9,.0f} tokens/s  padding {1 - tokens / cells:.0%}  "
+                f"({seconds:.1f}s)"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -20,7 +20,9 @@ from quackae.synth import generator as synth
 REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
 
 
-def run_cli(*args: str, timeout: float = 600, module: str = "quackae") -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, timeout: float = 600, module: str = "quackae"
+) -> subprocess.CompletedProcess:
     """Run ``python -m <module> ARGS`` in a subprocess, capturing text output."""
     return subprocess.run(
         [sys.executable, "-m", module, *map(str, args)],
@@ -39,17 +41,24 @@ def synth_signatures(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def archive_v2_http(tmp_path_factory) -> synth.SynthResult:
     """A small v2 HTTP archive with ground truth."""
-    return synth.write_archive(tmp_path_factory.mktemp("raw_v2_http"), 400, seed=1, fmt="v2", scan="http")
+    return synth.write_archive(
+        tmp_path_factory.mktemp("raw_v2_http"), 400, seed=1, fmt="v2", scan="http"
+    )
 
 
 @pytest.fixture(scope="session")
 def small_dataset(tmp_path_factory, archive_v2_http, synth_signatures) -> Path:
-    """A dataset flattened from the small v2 HTTP archive plus a v1 echo archive, synth signatures."""
+    """A dataset flattened from the small v2 HTTP and v1 echo archives, with synth signatures."""
     raw = tmp_path_factory.mktemp("raw_v1_echo")
     echo = synth.write_archive(raw, 200, seed=2, fmt="v1", scan="echo")
     root = tmp_path_factory.mktemp("ds") / "dataset"
-    flatten([archive_v2_http.archive, echo.archive], root, Options(max_tokens=128, signatures=synth_signatures), progress=False,
-            vocab_size=1024)
+    flatten(
+        [archive_v2_http.archive, echo.archive],
+        root,
+        Options(max_tokens=128, signatures=synth_signatures),
+        progress=False,
+        vocab_size=1024,
+    )
     return root
 
 
@@ -66,8 +75,12 @@ class FakeGCS:
         if name not in self._made:
             import pyarrow.fs as pafs
 
-            pafs.GcsFileSystem(anonymous=True, endpoint_override=f"127.0.0.1:{self.port}",
-                               scheme="http", project_id="test").create_dir(name)  # fmt: skip
+            pafs.GcsFileSystem(
+                anonymous=True,
+                endpoint_override=f"127.0.0.1:{self.port}",
+                scheme="http",
+                project_id="test",
+            ).create_dir(name)
             self._made.add(name)
         return f"gs://anonymous@{name}"
 
@@ -88,8 +101,11 @@ def gcs() -> Iterator[FakeGCS]:
     # (64 KiB) fills, the server blocks mid-request. Drain it for the session.
     log = getattr(server, "_process", None) and server._process.stderr
     if log is not None:
-        threading.Thread(target=lambda: [None for _ in iter(lambda: log.read(65536), b"")],
-                         name="fake-gcs-log", daemon=True).start()  # fmt: skip
+        threading.Thread(
+            target=lambda: [None for _ in iter(lambda: log.read(65536), b"")],
+            name="fake-gcs-log",
+            daemon=True,
+        ).start()
     try:
         yield FakeGCS(server.port)
     finally:
@@ -97,7 +113,7 @@ def gcs() -> Iterator[FakeGCS]:
 
 
 class FakeS3:
-    """A running S3-API server (moto's) and how to address it; credentials come from the environment."""
+    """A running S3-API server (moto's) and how to address it; credentials from the environment."""
 
     def __init__(self, host: str, port: int) -> None:
         self.endpoint = f"{host}:{port}"
@@ -109,8 +125,12 @@ class FakeS3:
         if bucket not in self._made:
             import pyarrow.fs as pafs
 
-            pafs.S3FileSystem(endpoint_override=self.endpoint, scheme="http", region="us-east-1",
-                              allow_bucket_creation=True).create_dir(bucket)  # fmt: skip
+            pafs.S3FileSystem(
+                endpoint_override=self.endpoint,
+                scheme="http",
+                region="us-east-1",
+                allow_bucket_creation=True,
+            ).create_dir(bucket)
             self._made.add(bucket)
         return f"s3://{bucket}/{path.strip('/')}?{self.query}"
 
@@ -123,7 +143,11 @@ def s3() -> Iterator[FakeS3]:
     """
     from moto.server import ThreadedMotoServer
 
-    keys = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    keys = {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     saved = {k: os.environ.get(k) for k in keys}
     os.environ.update(keys)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -160,8 +184,13 @@ class RayCluster:
 
 def _ray_start(*args: str, env: dict[str, str]) -> str:
     """Run ``ray start ARGS``; its output (raises with the output if it failed)."""
-    done = subprocess.run([str(Path(sys.executable).parent / "ray"), "start", *args], env=env,
-                          capture_output=True, text=True, timeout=180)  # fmt: skip
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "ray"), "start", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"ray start {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
     return done.stdout + done.stderr
@@ -178,14 +207,27 @@ def ray_cluster() -> Iterator[RayCluster]:
 
     temp_dir = Path(tempfile.mkdtemp(prefix="qray-", dir="/tmp"))  # socket paths must stay short
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
-    out = _ray_start("--head", "--num-cpus", "1", "--port", "0", "--temp-dir", str(temp_dir),
-                     "--include-dashboard", "false", "--disable-usage-stats", env=env)  # fmt: skip
+    out = _ray_start(
+        "--head",
+        "--num-cpus",
+        "1",
+        "--port",
+        "0",
+        "--temp-dir",
+        str(temp_dir),
+        "--include-dashboard",
+        "false",
+        "--disable-usage-stats",
+        env=env,
+    )
     found = re.search(r"ray start --address='([^']+)'", out)
     cluster = RayCluster(temp_dir, found.group(1) if found else "")
     try:
         if not found:
             raise RuntimeError(f"no address in the output of ray start --head:\n{out}")
-        _ray_start("--address", cluster.address, "--num-cpus", "1", "--temp-dir", str(temp_dir), env=env)
+        _ray_start(
+            "--address", cluster.address, "--num-cpus", "1", "--temp-dir", str(temp_dir), env=env
+        )
         yield cluster
     finally:
         cluster.stop()

@@ -17,8 +17,22 @@ import torch
 from conftest import run_cli
 from quackae.model import controller as ae_processor
 
-SMALL = ["--embed_size", "32", "--hidden_size", "64", "--batch_size", "16", "--l_rate", "1e-2",
-         "--l_rate_min", "1e-3", "--enable_progress_bar", "false", "--num_sanity_val_steps", "0"]  # fmt: skip
+SMALL = [
+    "--embed_size",
+    "32",
+    "--hidden_size",
+    "64",
+    "--batch_size",
+    "16",
+    "--l_rate",
+    "1e-2",
+    "--l_rate_min",
+    "1e-3",
+    "--enable_progress_bar",
+    "false",
+    "--num_sanity_val_steps",
+    "0",
+]
 
 SEED_DEFAULTS = {
     "data_dir": "./data",
@@ -67,18 +81,56 @@ def test_every_seed_flag_parses_with_its_default() -> None:
         assert getattr(args, name) == default, name
     # the Trainer's own flags, as Trainer.add_argparse_args used to add them
     args = ae_processor.build_parser().parse_args(
-        ["--max_epochs", "3", "--accelerator", "cpu", "--devices", "1", "--precision", "32-true",
-         "--limit_train_batches", "0.5", "--log_every_n_steps", "7", "--encode", "--filtered"]  # fmt: skip
+        [
+            "--max_epochs",
+            "3",
+            "--accelerator",
+            "cpu",
+            "--devices",
+            "1",
+            "--precision",
+            "32-true",
+            "--limit_train_batches",
+            "0.5",
+            "--log_every_n_steps",
+            "7",
+            "--encode",
+            "--filtered",
+        ]
     )
-    assert (args.max_epochs, args.accelerator, args.devices, args.precision) == (3, "cpu", 1, "32-true")
-    assert (args.limit_train_batches, args.log_every_n_steps, args.encode, args.filtered) == (0.5, 7, True, True)
+    assert (args.max_epochs, args.accelerator, args.devices, args.precision) == (
+        3,
+        "cpu",
+        1,
+        "32-true",
+    )
+    assert (args.limit_train_batches, args.log_every_n_steps, args.encode, args.filtered) == (
+        0.5,
+        7,
+        True,
+        True,
+    )
     assert "--ray_nodes" in ae_processor.build_parser().format_help()
 
 
-def test_training_lowers_val_loss_and_reconstructs(small_dataset: Path, tmp_path: Path, capsys) -> None:
+def test_training_lowers_val_loss_and_reconstructs(
+    small_dataset: Path, tmp_path: Path, capsys
+) -> None:
     storage = tmp_path / "run"
-    result = in_process(capsys, "--data_dir", small_dataset, "--storage_path", storage, "--ray_nodes", "0",
-                        "--max_epochs", "4", "--limit_train_batches", "25", *SMALL)  # fmt: skip
+    result = in_process(
+        capsys,
+        "--data_dir",
+        small_dataset,
+        "--storage_path",
+        storage,
+        "--ray_nodes",
+        "0",
+        "--max_epochs",
+        "4",
+        "--limit_train_batches",
+        "25",
+        *SMALL,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "best val_loss" in result.stdout and "test_loss" in result.stdout
     losses = epoch_val_losses(storage)
@@ -86,7 +138,9 @@ def test_training_lowers_val_loss_and_reconstructs(small_dataset: Path, tmp_path
     s = summary(storage)
     vocab = json.loads((small_dataset / "manifest.json").read_text())["vocab_size"]
     assert s["test"]["test_acc"] > 20 / vocab  # far above chance (1/vocab)
-    assert (storage / "last.ckpt").is_file() and len(list(storage.glob("epoch=*-step=*-val_loss=*.ckpt"))) == 3
+    assert (storage / "last.ckpt").is_file() and len(
+        list(storage.glob("epoch=*-step=*-val_loss=*.ckpt"))
+    ) == 3
     ckpt = torch.load(storage / "last.ckpt", weights_only=True, map_location="cpu")
     hp = ckpt["hyper_parameters"]
     manifest = json.loads((small_dataset / "manifest.json").read_text())
@@ -94,10 +148,27 @@ def test_training_lowers_val_loss_and_reconstructs(small_dataset: Path, tmp_path
     assert hp["layout"] == manifest["layout"]
 
 
-def test_checkpoint_path_starts_from_the_weights(small_dataset: Path, tmp_path: Path, capsys) -> None:
+def test_checkpoint_path_starts_from_the_weights(
+    small_dataset: Path, tmp_path: Path, capsys
+) -> None:
     first = tmp_path / "first"
-    assert in_process(capsys, "--data_dir", small_dataset, "--storage_path", first, "--ray_nodes", "0",
-                      "--max_epochs", "2", "--limit_train_batches", "20", *SMALL).returncode == 0  # fmt: skip
+    assert (
+        in_process(
+            capsys,
+            "--data_dir",
+            small_dataset,
+            "--storage_path",
+            first,
+            "--ray_nodes",
+            "0",
+            "--max_epochs",
+            "2",
+            "--limit_train_batches",
+            "20",
+            *SMALL,
+        ).returncode
+        == 0
+    )
     args = ae_processor.build_parser().parse_args(
         ["--data_dir", str(small_dataset), "--checkpoint_path", str(first / "last.ckpt"), *SMALL]
     )
@@ -105,9 +176,22 @@ def test_checkpoint_path_starts_from_the_weights(small_dataset: Path, tmp_path: 
     saved = torch.load(first / "last.ckpt", weights_only=True)["state_dict"]
     assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.items())
     second = tmp_path / "second"
-    result = in_process(capsys, "--data_dir", small_dataset, "--storage_path", second, "--ray_nodes", "0",
-                        "--max_epochs", "1", "--limit_train_batches", "20",
-                        "--checkpoint_path", first / "last.ckpt", *SMALL)  # fmt: skip
+    result = in_process(
+        capsys,
+        "--data_dir",
+        small_dataset,
+        "--storage_path",
+        second,
+        "--ray_nodes",
+        "0",
+        "--max_epochs",
+        "1",
+        "--limit_train_batches",
+        "20",
+        "--checkpoint_path",
+        first / "last.ckpt",
+        *SMALL,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     # weights only: the epoch counter starts again, the loss does not
     assert summary(second)["epochs"] == 1
@@ -116,9 +200,22 @@ def test_checkpoint_path_starts_from_the_weights(small_dataset: Path, tmp_path: 
 
 def test_resume_after_a_kill(small_dataset: Path, tmp_path: Path) -> None:
     storage = tmp_path / "run"
-    cmd = [sys.executable, "-m", "quackae.ae_processor", "--data_dir", str(small_dataset),
-           "--storage_path", str(storage), "--ray_nodes", "0", "--max_epochs", "4",
-           "--limit_train_batches", "20", *SMALL]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "quackae.ae_processor",
+        "--data_dir",
+        str(small_dataset),
+        "--storage_path",
+        str(storage),
+        "--ray_nodes",
+        "0",
+        "--max_epochs",
+        "4",
+        "--limit_train_batches",
+        "20",
+        *SMALL,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and not (storage / "last.ckpt").exists():
@@ -136,15 +233,32 @@ def test_resume_after_a_kill(small_dataset: Path, tmp_path: Path) -> None:
     # resumed: state restored (started at the checkpoint's step), no step trained twice
     assert s["resumed_from"]["step"] == step_at_kill
     assert s["batches_this_run"] == 4 * 20 - step_at_kill
-    epochs = [int(r["epoch"]) for r in csv.DictReader(next(storage.glob("logs/*/metrics.csv")).open()) if r.get("val_loss")]
-    assert epochs == sorted(set(epochs)) and epochs[-1] == 3  # one validation row per epoch, none repeated
+    epochs = [
+        int(r["epoch"])
+        for r in csv.DictReader(next(storage.glob("logs/*/metrics.csv")).open())
+        if r.get("val_loss")
+    ]
+    assert (
+        epochs == sorted(set(epochs)) and epochs[-1] == 3
+    )  # one validation row per epoch, none repeated
 
 
 @pytest.mark.slow
 def test_ray_two_workers_train_checkpoint_and_test(small_dataset: Path, tmp_path: Path) -> None:
     storage = tmp_path / "ray"
-    result = controller("--data_dir", small_dataset, "--storage_path", storage, "--ray_nodes", "2",
-                        "--max_epochs", "2", "--limit_train_batches", "10", *SMALL)  # fmt: skip
+    result = controller(
+        "--data_dir",
+        small_dataset,
+        "--storage_path",
+        storage,
+        "--ray_nodes",
+        "2",
+        "--max_epochs",
+        "2",
+        "--limit_train_batches",
+        "10",
+        *SMALL,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     s = summary(storage)
     assert s["workers"] == 2 and s["epochs"] == 2 and "test_loss" in s["test"]
@@ -167,15 +281,36 @@ def _registered_checkpoint(ray_storage: Path) -> bool:
 @pytest.mark.slow
 def test_ray_survives_a_killed_worker(small_dataset: Path, tmp_path: Path) -> None:
     storage = tmp_path / "ray"
-    cmd = [sys.executable, "-m", "quackae.ae_processor", "--data_dir", str(small_dataset),
-           "--storage_path", str(storage), "--ray_nodes", "2", "--max_epochs", "4",
-           "--limit_train_batches", "15", "--max_failures", "2", *SMALL]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "quackae.ae_processor",
+        "--data_dir",
+        str(small_dataset),
+        "--storage_path",
+        str(storage),
+        "--ray_nodes",
+        "2",
+        "--max_epochs",
+        "4",
+        "--limit_train_batches",
+        "15",
+        "--max_failures",
+        "2",
+        *SMALL,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     killed = None
     deadline = time.time() + 300
     while time.time() < deadline and killed is None:
-        if _registered_checkpoint(storage / "ray"):  # Ray Train's controller holds one to restart from
-            workers = [p for p in psutil.process_iter(["cmdline"]) if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])]
+        if _registered_checkpoint(
+            storage / "ray"
+        ):  # Ray Train's controller holds one to restart from
+            workers = [
+                p
+                for p in psutil.process_iter(["cmdline"])
+                if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])
+            ]
             if workers:
                 killed = workers[-1].pid
                 workers[-1].send_signal(signal.SIGKILL)
@@ -185,7 +320,8 @@ def test_ray_survives_a_killed_worker(small_dataset: Path, tmp_path: Path) -> No
     assert proc.returncode == 0, out[-3000:]
     s = summary(storage)
     assert s["epochs"] == 4 and "test_loss" in s["test"]
-    # the final attempt restored Ray Train's checkpoint: it started past step 0 and trained the rest only
+    # the final attempt restored Ray Train's checkpoint: it started past step 0 and trained the rest
+    # only
     assert s["resumed_from"]["step"] > 0
     assert s["batches_this_run"] == s["steps"] - s["resumed_from"]["step"]
 
@@ -198,31 +334,91 @@ def test_clear_one_line_errors(small_dataset: Path, tmp_path: Path, capsys) -> N
         for needle in needles:
             assert needle in last
 
-    one_line(in_process(capsys, "--data_dir", tmp_path / "none", "--ray_nodes", "0"), "quackae flatten")
+    one_line(
+        in_process(capsys, "--data_dir", tmp_path / "none", "--ray_nodes", "0"), "quackae flatten"
+    )
     started = time.time()
     one_line(in_process(capsys, "--data_dir", small_dataset, "--ray_nodes", "64"), "--ray_nodes")
     assert time.time() - started < 60
-    one_line(in_process(capsys, "--data_dir", small_dataset, "--ray_nodes", "0", "--logger", "comet",
-                        "--storage_path", tmp_path / "c"), "comet")  # fmt: skip
-    one_line(in_process(capsys, "--data_dir", small_dataset, "--ray_nodes", "0", "--storage_path", tmp_path / "nan",
-                        "--max_epochs", "1", *SMALL, "--l_rate", "1e25"), "nan")  # fmt: skip
-    one_line(in_process(capsys, "--data_dir", small_dataset, "--encode", "--ray_nodes", "0"), "--checkpoint_path")
+    one_line(
+        in_process(
+            capsys,
+            "--data_dir",
+            small_dataset,
+            "--ray_nodes",
+            "0",
+            "--logger",
+            "comet",
+            "--storage_path",
+            tmp_path / "c",
+        ),
+        "comet",
+    )
+    one_line(
+        in_process(
+            capsys,
+            "--data_dir",
+            small_dataset,
+            "--ray_nodes",
+            "0",
+            "--storage_path",
+            tmp_path / "nan",
+            "--max_epochs",
+            "1",
+            *SMALL,
+            "--l_rate",
+            "1e25",
+        ),
+        "nan",
+    )
+    one_line(
+        in_process(capsys, "--data_dir", small_dataset, "--encode", "--ray_nodes", "0"),
+        "--checkpoint_path",
+    )
     bogus = tmp_path / "bogus.ckpt"
     bogus.write_bytes(b"not a checkpoint")
-    one_line(in_process(capsys, "--data_dir", small_dataset, "--ray_nodes", "0", "--checkpoint_path", bogus), "checkpoint")
+    one_line(
+        in_process(
+            capsys, "--data_dir", small_dataset, "--ray_nodes", "0", "--checkpoint_path", bogus
+        ),
+        "checkpoint",
+    )
 
 
 def test_quackae_train_and_encode_reach_the_controller() -> None:
     result = run_cli("train", "--help")
-    assert result.returncode == 0 and "--ray_nodes" in result.stdout and "--max_epochs" in result.stdout
+    assert (
+        result.returncode == 0
+        and "--ray_nodes" in result.stdout
+        and "--max_epochs" in result.stdout
+    )
     result = run_cli("encode", "--data_dir", "/nonexistent/quackae", "--checkpoint_path", "x.ckpt")
     assert result.returncode == 2 and "no dataset at /nonexistent/quackae" in result.stderr
 
 
 @pytest.mark.parametrize("precision", ["bf16-mixed", "bf16-true"])
-def test_reduced_precision_trains(small_dataset: Path, tmp_path: Path, capsys, precision: str) -> None:
-    result = in_process(capsys, "--data_dir", small_dataset, "--storage_path", tmp_path / precision, "--ray_nodes", "0",
-                        "--max_epochs", "1", "--limit_train_batches", "3", "--limit_val_batches", "2",
-                        "--limit_test_batches", "2", "--precision", precision, *SMALL)  # fmt: skip
+def test_reduced_precision_trains(
+    small_dataset: Path, tmp_path: Path, capsys, precision: str
+) -> None:
+    result = in_process(
+        capsys,
+        "--data_dir",
+        small_dataset,
+        "--storage_path",
+        tmp_path / precision,
+        "--ray_nodes",
+        "0",
+        "--max_epochs",
+        "1",
+        "--limit_train_batches",
+        "3",
+        "--limit_val_batches",
+        "2",
+        "--limit_test_batches",
+        "2",
+        "--precision",
+        precision,
+        *SMALL,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert summary(tmp_path / precision)["steps"] == 3

@@ -56,7 +56,9 @@ def test_forward_shapes_and_latent_matches_packed_nn_gru() -> None:
 
 @pytest.mark.parametrize(("layers", "max_len"), [(1, None), (2, None), (2, 5)])
 @pytest.mark.parametrize(("fast", "loop"), [("fast", "loop"), ("sample", "sample-loop")])
-def test_fast_paths_match_step_loops(layers: int, max_len: int | None, fast: str, loop: str) -> None:
+def test_fast_paths_match_step_loops(
+    layers: int, max_len: int | None, fast: str, loop: str
+) -> None:
     m = model(layers=layers, max_decode_length=max_len).double()
     x = padded_batch([9, 4, 1, 6, 9], 9, seed=layers)
     loss_fast, grads_fast = loss_and_grads(m, x, fast)
@@ -94,8 +96,14 @@ def test_lightning_fit_validate_test_predict() -> None:
     m = model(teacher_forcing=0.5, tokenizer_sha256="abc", layout={"text_offset": 4})
     batches = [padded_batch([6, 4, 2], 6, seed=i) for i in range(3)]
     loader = DataLoader(batches, batch_size=None)
-    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(m, train_dataloaders=loader, val_dataloaders=loader)
     metrics = trainer.callback_metrics
     for key in ("train_loss", "val_loss", "val_acc"):
@@ -114,8 +122,14 @@ def test_lightning_fit_validate_test_predict() -> None:
 def test_hparams_pad_id_and_scheduler_without_trainer() -> None:
     m = model(pad_id=3, tokenizer_sha256="f00", layout={"a": 1}, lr_max_epochs=-1)
     assert m.pad_id == 3 and m.embed.padding_idx == 3
-    for key, value in {"teacher_forcing": 0.5, "pad_id": 3, "tokenizer_sha256": "f00",
-                       "layout": {"a": 1}, "num_embeddings": VOCAB, "hidden_size": HIDDEN}.items():
+    for key, value in {
+        "teacher_forcing": 0.5,
+        "pad_id": 3,
+        "tokenizer_sha256": "f00",
+        "layout": {"a": 1},
+        "num_embeddings": VOCAB,
+        "hidden_size": HIDDEN,
+    }.items():
         assert m.hparams[key] == value
     sched = m.configure_optimizers()["lr_scheduler"]["scheduler"]
     assert sched.T_max == 1 and sched.eta_min == 1e-4
@@ -159,7 +173,7 @@ def test_mean_latent_averages_text_states_and_falls_back_to_all_tokens() -> None
 
 @pytest.mark.parametrize("latent", ["final", "mean"])
 def test_encode_path_uses_no_grad_kernel_and_matches_training_scan(latent: str) -> None:
-    """What --encode writes (embed_rows without grad: the sorted kernel) equals the training scan's, fp32."""
+    """What --encode writes (embed_rows, no grad: sorted kernel) equals the training scan, fp32."""
     torch.manual_seed(0)
     m = QuackAutoEncoder(VOCAB, EMBED, 16, layout={"text_offset": 10})
     x = padded_batch([12, 1, 5, 12, 3, 1, 8], 12, seed=3)
@@ -167,7 +181,11 @@ def test_encode_path_uses_no_grad_kernel_and_matches_training_scan(latent: str) 
     assert m.encoder.last_kernel == "scan"
     m.freeze()
     with torch.inference_mode():
-        _, got = m.predict_step(([None] * 7, x)) if latent == m.latent else (None, m.embed_rows(x, latent))
+        _, got = (
+            m.predict_step(([None] * 7, x))
+            if latent == m.latent
+            else (None, m.embed_rows(x, latent))
+        )
     assert m.encoder.last_kernel == "sorted"
     torch.testing.assert_close(got, want.detach(), atol=1e-5, rtol=0)
 

@@ -36,12 +36,25 @@ def _truth(path: Path) -> dict[tuple[int, int], bool]:
     return {(r["line"], r["try_index"]): r["censored"] for r in rows}
 
 
-def write_embeddings(root: Path, mode: str, rows: list[dict], positive: np.ndarray, dataset: Path, dim: int = DIM) -> None:
+def write_embeddings(
+    root: Path, mode: str, rows: list[dict], positive: np.ndarray, dataset: Path, dim: int = DIM
+) -> None:
     """An embeddings dir of ``rows`` in two shards; latents N(+1, 1) if positive else N(-1, 1)."""
     rng = np.random.default_rng(len(rows) + dim)
-    latents = rng.normal(np.where(positive, 1.0, -1.0)[:, None], 1.0, (len(rows), dim)).astype(np.float32)
+    latents = rng.normal(np.where(positive, 1.0, -1.0)[:, None], 1.0, (len(rows), dim)).astype(
+        np.float32
+    )
     es = EmbeddingStore(root)
-    es.begin({"mode": mode, "dim": dim, "checkpoint": "test", "dataset": str(dataset), "tokenizer_sha256": "", "seed": 0})
+    es.begin(
+        {
+            "mode": mode,
+            "dim": dim,
+            "checkpoint": "test",
+            "dataset": str(dataset),
+            "tokenizer_sha256": "",
+            "seed": 0,
+        }
+    )
     half = len(rows) // 2
     es.write_shard("part-00000", rows[:half], latents[:half])
     es.write_shard("part-00001", rows[half:], latents[half:])
@@ -52,10 +65,18 @@ def build_demo(run: Path) -> Path:
     """Dataset, embeddings, trained classifier and predictions in the demo folder layout."""
     result = synth.write_archive(run / "raw", 800, seed=3, fmt="v2", scan="http")
     sigs = synth.write_signatures(run / "raw" / "signatures")
-    flatten([result.archive], run / "dataset", Options(max_tokens=64, signatures=sigs), progress=False, vocab_size=600)
+    flatten(
+        [result.archive],
+        run / "dataset",
+        Options(max_tokens=64, signatures=sigs),
+        progress=False,
+        vocab_size=600,
+    )
     rows = store.Dataset(run / "dataset").read_columns(list(COLUMNS)).to_pylist()
     censored = [r for r in rows if r["censored"] == 1]
-    uncensored = [r for r in rows if r["censored"] == -1][: 2 * len(censored)]  # --filtered balances
+    uncensored = [r for r in rows if r["censored"] == -1][
+        : 2 * len(censored)
+    ]  # --filtered balances
     labelled = censored + uncensored
     labels = np.array([r["censored"] == 1 for r in labelled])
     write_embeddings(run / "encoded_filtered", "filtered", labelled, labels, run / "dataset")
@@ -63,8 +84,14 @@ def build_demo(run: Path) -> Path:
     undetermined = [r for r in rows if r["censored"] == 0]
     hidden = np.array([truth[(r["line"], r["try_index"])] for r in undetermined])
     write_embeddings(run / "encoded_evaluate", "evaluate", undetermined, hidden, run / "dataset")
-    metrics = classifier.train_classifier(run / "encoded_filtered", run / "classifier", max_epochs=30,
-                                          lr=2e-2, batch_size=32, progress=False)  # fmt: skip
+    metrics = classifier.train_classifier(
+        run / "encoded_filtered",
+        run / "classifier",
+        max_epochs=30,
+        lr=2e-2,
+        batch_size=32,
+        progress=False,
+    )
     classifier.predict(run / "encoded_evaluate", Path(metrics["checkpoint"]), run / "candidates")
     report.write_report(run / "candidates", metrics=metrics)
     return run
@@ -84,7 +111,17 @@ def run(tmp_path_factory) -> Path:
 
 def test_training_beats_chance_and_writes_metrics(run):
     metrics = json.loads((run / "classifier" / classifier.METRICS_FILE).read_text())
-    for key in ("accuracy", "f1", "roc_auc", "threshold", "counts", "classifier", "baseline", "winner", "verdict"):
+    for key in (
+        "accuracy",
+        "f1",
+        "roc_auc",
+        "threshold",
+        "counts",
+        "classifier",
+        "baseline",
+        "winner",
+        "verdict",
+    ):
         assert key in metrics
     assert metrics["roc_auc"] > 0.9 and metrics["accuracy"] > 0.8
     assert metrics["counts"]["test"]["rows"] > 0 and metrics["counts"]["test"]["censored"] > 0
@@ -107,22 +144,30 @@ def test_baseline_saved_without_pickle(run):
 def test_baseline_skipped_without_dataset(run, tmp_path):
     dm = LatentDataModule(run / "encoded_filtered")
     dm.setup()
-    out = classifier._baseline_metrics({"dataset": str(tmp_path / "gone")}, dm, tmp_path, 0, 0.5, 0.01, "none")
+    out = classifier._baseline_metrics(
+        {"dataset": str(tmp_path / "gone")}, dm, tmp_path, 0, 0.5, 0.01, "none"
+    )
     assert "skipped" in out
     assert classifier.verdict({"roc_auc": 0.9, "f1": 0.8}, out)[0].startswith("classifier")
 
 
 def test_novel_kind_calibration_holds_out_each_benign_kind(run):
     metrics = json.loads((run / "classifier" / classifier.METRICS_FILE).read_text())
-    for rule, threshold in ((metrics["threshold_rule"], metrics["threshold"]),
-                            (metrics["baseline"]["threshold_rule"], metrics["baseline"]["threshold"])):  # fmt: skip
+    for rule, threshold in (
+        (metrics["threshold_rule"], metrics["threshold"]),
+        (metrics["baseline"]["threshold_rule"], metrics["baseline"]["threshold"]),
+    ):
         assert rule["calibration"] == "novel-kind" and rule["threshold"] == threshold
         kinds = rule["novel_kind"]["kinds"]
-        assert len(kinds) >= 2 and all(k["rows"] >= calibration.MIN_KIND_ROWS for k in kinds.values())
+        assert len(kinds) >= 2 and all(
+            k["rows"] >= calibration.MIN_KIND_ROWS for k in kinds.values()
+        )
         assert threshold == max(0.5, rule["validation"], *(k["threshold"] for k in kinds.values()))
     dm = LatentDataModule(run / "encoded_filtered")
     dm.setup()
-    assert set(dm.negative_kinds(calibration.MIN_KIND_ROWS)) == set(metrics["threshold_rule"]["novel_kind"]["kinds"])
+    assert set(dm.negative_kinds(calibration.MIN_KIND_ROWS)) == set(
+        metrics["threshold_rule"]["novel_kind"]["kinds"]
+    )
 
 
 def test_novel_kind_threshold_fits_without_the_held_out_kind(run):
@@ -139,17 +184,33 @@ def test_novel_kind_threshold_fits_without_the_held_out_kind(run):
     rule = calibration.novel_kind_threshold(dm, score, target_fpr=0.0)
     assert sorted(seen) == sorted(rule["kinds"])
     assert all(k["max_probability"] == 1.0 for k in rule["kinds"].values())
-    assert rule["threshold"] > 1.0 - 1e-9  # FPR 0 on a kind scoring up to 1.0: nothing below 1.0 is flagged
+    assert (
+        rule["threshold"] > 1.0 - 1e-9
+    )  # FPR 0 on a kind scoring up to 1.0: nothing below 1.0 is flagged
     one_kind = dm.without((dm.y == 0) & (dm.kind != seen[0]))  # positives and a single benign kind
     assert "skipped" in calibration.novel_kind_threshold(one_kind, score, 0.01)
 
 
 def test_calibration_none_and_validation(run, tmp_path):
-    none = classifier.train_classifier(run / "encoded_filtered", tmp_path / "none", max_epochs=3, lr=2e-2,
-                                       batch_size=32, progress=False, calibration="none")  # fmt: skip
+    none = classifier.train_classifier(
+        run / "encoded_filtered",
+        tmp_path / "none",
+        max_epochs=3,
+        lr=2e-2,
+        batch_size=32,
+        progress=False,
+        calibration="none",
+    )
     assert none["threshold"] == 0.5 and none["baseline"]["threshold"] == 0.5
-    val = classifier.train_classifier(run / "encoded_filtered", tmp_path / "val", max_epochs=3, lr=2e-2,
-                                      batch_size=32, progress=False, calibration="validation")  # fmt: skip
+    val = classifier.train_classifier(
+        run / "encoded_filtered",
+        tmp_path / "val",
+        max_epochs=3,
+        lr=2e-2,
+        batch_size=32,
+        progress=False,
+        calibration="validation",
+    )
     assert "novel_kind" not in val["threshold_rule"] and val["threshold"] >= 0.5
     with pytest.raises(ValueError, match="calibration"):
         classifier.train_classifier(run / "encoded_filtered", tmp_path / "x", calibration="oracle")
@@ -160,10 +221,23 @@ def test_predict_cli_uses_the_trained_threshold(run, tmp_path, capsys):
 
     metrics = json.loads((run / "classifier" / classifier.METRICS_FILE).read_text())
     assert classifier.trained_threshold(Path(metrics["checkpoint"])) == metrics["threshold"]
-    code = main(["classify", "predict", "--embeddings", str(run / "encoded_evaluate"),
-                 "--checkpoint_path", metrics["checkpoint"], "--out", str(tmp_path / "pred")])  # fmt: skip
+    code = main(
+        [
+            "classify",
+            "predict",
+            "--embeddings",
+            str(run / "encoded_evaluate"),
+            "--checkpoint_path",
+            metrics["checkpoint"],
+            "--out",
+            str(tmp_path / "pred"),
+        ]
+    )
     assert code == 0, capsys.readouterr()
-    assert json.loads((tmp_path / "pred" / "predictions.json").read_text())["threshold"] == metrics["threshold"]
+    assert (
+        json.loads((tmp_path / "pred" / "predictions.json").read_text())["threshold"]
+        == metrics["threshold"]
+    )
     assert classifier.trained_threshold(tmp_path / "elsewhere.ckpt") == 0.5
 
 
@@ -200,8 +274,12 @@ def test_cli_glue_parses():
     sub = parser.add_subparsers(dest="command")
     add_classify_arguments(sub)
     add_plot_arguments(sub)
-    args = parser.parse_args(["classify", "train", "--embeddings", "e", "--storage_path", "s", "--max_epochs", "3"])
+    args = parser.parse_args(
+        ["classify", "train", "--embeddings", "e", "--storage_path", "s", "--max_epochs", "3"]
+    )
     assert args.max_epochs == 3 and callable(args.func)
-    args = parser.parse_args(["classify", "predict", "--embeddings", "e", "--checkpoint_path", "c", "--out", "o"])
+    args = parser.parse_args(
+        ["classify", "predict", "--embeddings", "e", "--checkpoint_path", "c", "--out", "o"]
+    )
     assert args.threshold is None and callable(args.func)
     assert callable(parser.parse_args(["plot", "d"]).func)

@@ -57,13 +57,18 @@ def test_bucketing_cuts_padding(small_dataset: Path) -> None:
 def test_ranks_get_equal_batches_and_cover_everything() -> None:
     idx = np.arange(103)
     lengths = np.ones(103, dtype=np.int64)
-    samplers = [BatchSampler(idx, lengths, 10, True, False, 0, rank=r, world_size=2) for r in range(2)]
+    samplers = [
+        BatchSampler(idx, lengths, 10, True, False, 0, rank=r, world_size=2) for r in range(2)
+    ]
     batches = [list(s) for s in samplers]
     assert len(batches[0]) == len(batches[1]) == len(samplers[0])
     covered = set(np.concatenate([np.concatenate(b) for b in batches]).tolist())
     assert covered == set(range(103))
     # predict: no padding duplicates, each index exactly once
-    predict = [BatchSampler(idx, lengths, 10, False, False, 0, rank=r, world_size=2, pad_ranks=False) for r in range(2)]
+    predict = [
+        BatchSampler(idx, lengths, 10, False, False, 0, rank=r, world_size=2, pad_ranks=False)
+        for r in range(2)
+    ]
     flat = np.concatenate([np.concatenate(list(s)) for s in predict])
     assert sorted(flat.tolist()) == list(range(103))
 

@@ -17,25 +17,51 @@ def test_small_demo_runs_every_stage(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     result = run_cli("demo", "--out", out, "--scale", "0.12", "--epochs", "1")
     assert result.returncode == 0, result.stderr[-3000:]
-    for stage in ("synth", "flatten", "train autoencoder", "encode --filtered", "encode --evaluate",
-                  "classify train", "classify predict + report", "plots", "evaluate (leave-family-out)"):  # fmt: skip
+    for stage in (
+        "synth",
+        "flatten",
+        "train autoencoder",
+        "encode --filtered",
+        "encode --evaluate",
+        "classify train",
+        "classify predict + report",
+        "plots",
+        "evaluate (leave-family-out)",
+    ):
         assert f"] {stage}:" in result.stdout
-    assert "held-out blockpage families: mean recall" in result.stdout and "held-out benign kinds: mean FPR" in result.stdout
+    assert (
+        "held-out blockpage families: mean recall" in result.stdout
+        and "held-out benign kinds: mean FPR" in result.stdout
+    )
     evaluation = json.loads((out / "evaluation" / "evaluation.json").read_text())
-    assert evaluation["summary"]["reported_folds"] == 5 and evaluation["summary"]["mean_recall"] is not None
+    assert (
+        evaluation["summary"]["reported_folds"] == 5
+        and evaluation["summary"]["mean_recall"] is not None
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["truth"]["classifier"]["at_threshold"]["recall"] is not None
     # every undetermined row of the dataset got exactly one probability
     manifest = store.read_manifest(out / "dataset")
-    ids = pq.read_table(sorted((out / "candidates" / "shards").glob("*.parquet")))["row_id"].to_pylist()
+    ids = pq.read_table(sorted((out / "candidates" / "shards").glob("*.parquet")))[
+        "row_id"
+    ].to_pylist()
     assert len(ids) == len(set(ids)) == manifest["undetermined"]
     report = json.loads((out / "candidates" / "report.json").read_text())
     assert report["rows"] == manifest["undetermined"] and "groups" in report
     assert (out / "candidates" / "report.md").read_text().startswith("# Censorship candidates")
-    assert {p.name for p in (out / "plots").glob("*.png")} >= {"training_curves.png", "embeddings_pca.png", "probabilities.png"}
+    assert {p.name for p in (out / "plots").glob("*.png")} >= {
+        "training_curves.png",
+        "embeddings_pca.png",
+        "probabilities.png",
+    }
     metrics = json.loads((out / "classifier" / "metrics.json").read_text())
     assert metrics["winner"] in ("classifier", "baseline", "tie")
     assert metrics["latent"] == "mean" and metrics["threshold_rule"]["calibration"] == "novel-kind"
-    assert summary["truth"]["classifier"]["at_threshold"]["threshold"] == metrics["threshold"] >= 0.5
+    assert (
+        summary["truth"]["classifier"]["at_threshold"]["threshold"] == metrics["threshold"] >= 0.5
+    )
     for mode in ("filtered", "evaluate"):
-        assert json.loads((out / f"encoded_{mode}" / "embeddings.json").read_text())["latent"] == "mean"
+        assert (
+            json.loads((out / f"encoded_{mode}" / "embeddings.json").read_text())["latent"]
+            == "mean"
+        )

@@ -39,11 +39,15 @@ def test_fold_split_holds_families_out(world):
         labels = evaluate.fold_labels(world, fams, ks)
         page, benign = evaluate.held_out_masks(world, fams, ks)
         assert (labels[page | benign] == 0).all()  # no held-out row keeps a label
-        held = [evaluate.blockpage_signature(f) for f in fams] + [evaluate.benign_signature(k) for k in ks]
+        held = [evaluate.blockpage_signature(f) for f in fams] + [
+            evaluate.benign_signature(k) for k in ks
+        ]
         assert not np.isin(fingerprint[labels != 0], held).any()
         kept = (world.labels != 0) & ~np.isin(fingerprint, held)
         assert (labels[kept] == world.labels[kept]).all()  # everything else keeps its label
-    assert (world.labels[world.mechanism == "blockpage"] == 1).mean() > 0.95  # full knowledge labels pages
+    assert (
+        world.labels[world.mechanism == "blockpage"] == 1
+    ).mean() > 0.95  # full knowledge labels pages
 
 
 def test_platt_scaling_ranks_without_saturating():
@@ -60,19 +64,42 @@ def test_platt_scaling_ranks_without_saturating():
 def test_flags_come_from_the_static_tokens(world):
     rf = world.rf
     host = np.isin(world.family, list(synth.HOST_KINDS))
-    assert host.any() and rf.flags["controls_failed"][host].all()  # CP: the host answers the control alike
+    assert (
+        host.any() and rf.flags["controls_failed"][host].all()
+    )  # CP: the host answers the control alike
     assert not rf.flags["controls_failed"][world.mechanism == "blockpage"].any()
     assert (rf.flags["success"][world.mechanism == "none"] == 1).all()
 
 
 def test_predict_writes_probability_candidate_reason(world, tmp_path):
     dataset = world.rf.tokens.dataset.root
-    assert run_cli("detect", "train", "--data_dir", dataset, "--storage_path", tmp_path / "det").returncode == 0
-    r = run_cli("detect", "predict", "--data_dir", dataset, "--model", tmp_path / "det", "--out", tmp_path / "pred")
+    assert (
+        run_cli(
+            "detect", "train", "--data_dir", dataset, "--storage_path", tmp_path / "det"
+        ).returncode
+        == 0
+    )
+    r = run_cli(
+        "detect",
+        "predict",
+        "--data_dir",
+        dataset,
+        "--model",
+        tmp_path / "det",
+        "--out",
+        tmp_path / "pred",
+    )
     assert r.returncode == 0, r.stderr
     t = pq.read_table(tmp_path / "pred" / pipeline.PREDICTIONS_FILE)
-    assert t.num_rows == world.rf.table.num_rows == store.Dataset(dataset).read_columns(["row_id"]).num_rows
-    prob, cand = t.column("probability").to_numpy(), t.column("candidate").to_numpy(zero_copy_only=False)
+    assert (
+        t.num_rows
+        == world.rf.table.num_rows
+        == store.Dataset(dataset).read_columns(["row_id"]).num_rows
+    )
+    prob, cand = (
+        t.column("probability").to_numpy(),
+        t.column("candidate").to_numpy(zero_copy_only=False),
+    )
     reason = np.array(t.column("reason").to_pylist(), dtype=object)
     threshold = json.loads((tmp_path / "pred" / pipeline.SUMMARY_FILE).read_text())["threshold"]
     assert ((prob >= threshold) == cand).all() and cand.any() and not cand.all()
@@ -81,7 +108,10 @@ def test_predict_writes_probability_candidate_reason(world, tmp_path):
     rf_order = np.argsort(world.rf.row_ids)
     host = np.isin(world.family, list(synth.HOST_KINDS))[rf_order]
     none = (world.mechanism == "none")[rf_order]
-    assert set(reason[order][host]) == {"controls failed: not evidence"} and not cand[order][host].any()
+    assert (
+        set(reason[order][host]) == {"controls failed: not evidence"}
+        and not cand[order][host].any()
+    )
     assert set(reason[order][none]) == {"expected response (template match)"}
     pages = cand & (prob > 0)
     assert len(np.unique(np.round(prob[pages], 3))) > 5  # probabilities rank, not a 0/1 step
@@ -97,18 +127,33 @@ def test_proposed_signatures_round_trip(tmp_path):
     arcs = [synth.write_archive(tmp_path / "raw", 1500, seed=3, fmt="v2", scan="http")]
     raw, files = [a.archive for a in arcs], [a.truth for a in arcs]
     t = truth.load_truth(files)
-    pages = Counter(f for f, m in zip(t.column("family").to_pylist(), t.column("mechanism").to_pylist(), strict=True)
-                    if m == "blockpage" and synth.FAMILIES[f].mechanism != "near-empty")  # fmt: skip
+    pages = Counter(
+        f
+        for f, m in zip(
+            t.column("family").to_pylist(), t.column("mechanism").to_pylist(), strict=True
+        )
+        if m == "blockpage" and synth.FAMILIES[f].mechanism != "near-empty"
+    )
     held = pages.most_common(1)[0][0]  # a near-empty page has nothing a signature could name
-    sigs = synth.write_signatures(tmp_path / "sigs", set(synth.FAMILIES) - {held}, set(synth.BENIGN_KINDS) - {"noise", "binary_garbage"})
+    sigs = synth.write_signatures(
+        tmp_path / "sigs",
+        set(synth.FAMILIES) - {held},
+        set(synth.BENIGN_KINDS) - {"noise", "binary_garbage"},
+    )
     ds = _flatten(raw, sigs, tmp_path / "ds")
     pipeline.train(ds, tmp_path / "det")
     summary = pipeline.predict(ds, tmp_path / "det", tmp_path / "pred")
     assert summary["proposals"] >= 1
-    merged = proposals.merge_signatures(sigs, tmp_path / "pred" / proposals.PROPOSALS_FILE, tmp_path / "merged")
+    merged = proposals.merge_signatures(
+        sigs, tmp_path / "pred" / proposals.PROPOSALS_FILE, tmp_path / "merged"
+    )
     again = _flatten(raw, merged, tmp_path / "ds2")
-    cols = store.Dataset(again).read_columns(["source", "line", "try_index", "censored", "fingerprint"])
-    joined = truth.join_truth(cols.rename_columns(["source", "line", "try_index", "label", "fingerprint"]), t)
+    cols = store.Dataset(again).read_columns(
+        ["source", "line", "try_index", "censored", "fingerprint"]
+    )
+    joined = truth.join_truth(
+        cols.rename_columns(["source", "line", "try_index", "label", "fingerprint"]), t
+    )
     family = np.array(joined.column("family").to_pylist(), dtype=object)
     label = joined.column("label").to_numpy()
     fingerprint = np.array(joined.column("fingerprint").to_pylist(), dtype=object)
@@ -116,7 +161,9 @@ def test_proposed_signatures_round_trip(tmp_path):
     proposed = np.char.startswith(fingerprint.astype(str), "proposed_")
     page = (family == held) & (mech == "blockpage")
     assert (label[page] == 1).mean() >= 0.9 and proposed[page].mean() >= 0.9
-    assert not (proposed & np.isin(mech, ["benign", "none", "noise"])).any()  # no benign page matched
+    assert not (
+        proposed & np.isin(mech, ["benign", "none", "noise"])
+    ).any()  # no benign page matched
 
 
 def test_evaluation_is_deterministic(tmp_path):
@@ -127,7 +174,9 @@ def test_evaluation_is_deterministic(tmp_path):
     ra = json.loads((tmp_path / "a" / evaluate.RESULT_FILE).read_text())
     rb = json.loads((tmp_path / "b" / evaluate.RESULT_FILE).read_text())
     assert ra["summary"] == rb["summary"] and ra["per_seed"] == rb["per_seed"]
-    assert a.stdout.splitlines()[:-1] == b.stdout.splitlines()[:-1]  # the last line is the time taken
+    assert (
+        a.stdout.splitlines()[:-1] == b.stdout.splitlines()[:-1]
+    )  # the last line is the time taken
     assert ra["summary"]["reported_folds"] == 2 and ra["per_seed"][0]["dev_fold"]["chosen"]
     fold = ra["per_seed"][0]["folds"][0]
     assert set(fold["family_recall"]) <= set(fold["families"]) and fold["pages"] > 0
@@ -148,7 +197,9 @@ def test_proposals_merge_one_page_split_over_templates(world):
     rf = world.rf
     page = rf.scored & rf.has_page & (world.mechanism == "blockpage")
     held = ["kr_card", "kz_meta_refresh", "us_silent_empty", "ru_silent_dpi"]
-    for family in held:  # each is split over several (template, country) groups, mostly under MIN_PAGES
+    for (
+        family
+    ) in held:  # each is split over several (template, country) groups, mostly under MIN_PAGES
         assert len(set(rf.template[page & (world.family == family)])) >= 3, family
     candidate = page & np.isin(world.family, held)
     labels = world.labels.copy()
@@ -161,7 +212,11 @@ def test_proposals_merge_one_page_split_over_templates(world):
         hit = [matcher.match(t)[0] == 1 for t in rf.tokens.texts(rf.row_ids[rows])]
         assert np.mean(hit) >= 0.9, family
     assert all(len(set(world.family[p.rows])) == 1 for p in found)  # one family per proposal
-    benign = np.flatnonzero(np.isin(world.mechanism, ["benign", "none"]) & (rf.template != "(nothing received)"))
+    benign = np.flatnonzero(
+        np.isin(world.mechanism, ["benign", "none"]) & (rf.template != "(nothing received)")
+    )
     assert not any(matcher.match(t)[0] == 1 for t in rf.tokens.texts(rf.row_ids[benign]))
     accounted = np.concatenate([p.rows for p in found] + [r for _, r, _ in rejected])
-    assert sorted(accounted.tolist()) == np.flatnonzero(candidate).tolist()  # every page: proposed or a reason
+    assert (
+        sorted(accounted.tolist()) == np.flatnonzero(candidate).tolist()
+    )  # every page: proposed or a reason

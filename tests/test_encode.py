@@ -1,4 +1,4 @@
-"""ae_processor --encode: row selection per mode, balance, exactly-once under Ray, resume, refusal."""
+"""ae_processor --encode: row selection per mode, balance, exactly-once under Ray, resume."""
 
 from __future__ import annotations
 
@@ -29,17 +29,48 @@ def checkpoint(small_dataset: Path, tmp_path_factory) -> Path:
     """A briefly trained tiny autoencoder of the small dataset."""
     storage = tmp_path_factory.mktemp("ae")
     args = ae_processor.build_parser().parse_args(
-        ["--data_dir", str(small_dataset), "--storage_path", str(storage), "--ray_nodes", "0",
-         "--max_epochs", "1", "--limit_train_batches", "5", "--limit_val_batches", "2",
-         "--limit_test_batches", "2", "--batch_size", "16", "--l_rate", "1e-2", *TINY]  # fmt: skip
+        [
+            "--data_dir",
+            str(small_dataset),
+            "--storage_path",
+            str(storage),
+            "--ray_nodes",
+            "0",
+            "--max_epochs",
+            "1",
+            "--limit_train_batches",
+            "5",
+            "--limit_val_batches",
+            "2",
+            "--limit_test_batches",
+            "2",
+            "--batch_size",
+            "16",
+            "--l_rate",
+            "1e-2",
+            *TINY,
+        ]
     )
     ae_processor.main(args)
     return storage / "last.ckpt"
 
 
 def encode(capsys, data: Path, ckpt: Path, out: Path, *extra: str) -> tuple[int, str]:
-    argv = ["--data_dir", str(data), "--checkpoint_path", str(ckpt), "--storage_path", str(out),
-            "--encode", "--ray_nodes", "0", "--batch_size", "64", *TINY, *extra]  # fmt: skip
+    argv = [
+        "--data_dir",
+        str(data),
+        "--checkpoint_path",
+        str(ckpt),
+        "--storage_path",
+        str(out),
+        "--encode",
+        "--ray_nodes",
+        "0",
+        "--batch_size",
+        "64",
+        *TINY,
+        *extra,
+    ]
     code = ae_processor.cli(argv)
     out_text, err = capsys.readouterr()
     return code, out_text + err
@@ -55,8 +86,15 @@ def dataset_rows(data: Path):
 
 
 @pytest.mark.parametrize("mode", ["all", "filtered", "evaluate", "both"])
-def test_each_mode_selects_its_rows(small_dataset: Path, checkpoint: Path, tmp_path: Path, capsys, mode: str) -> None:
-    flags = {"all": [], "filtered": ["--filtered"], "evaluate": ["--evaluate"], "both": ["--filtered", "--evaluate"]}[mode]
+def test_each_mode_selects_its_rows(
+    small_dataset: Path, checkpoint: Path, tmp_path: Path, capsys, mode: str
+) -> None:
+    flags = {
+        "all": [],
+        "filtered": ["--filtered"],
+        "evaluate": ["--evaluate"],
+        "both": ["--filtered", "--evaluate"],
+    }[mode]
     code, text = encode(capsys, small_dataset, checkpoint, tmp_path / "enc", *flags)
     assert code == 0, text
     table = written(tmp_path / "enc")
@@ -76,7 +114,17 @@ def test_each_mode_selects_its_rows(small_dataset: Path, checkpoint: Path, tmp_p
         c = table["censored"].to_numpy()
         assert 0 not in set(c.tolist()) and (c == 1).sum() == manifest["censored"]
         assert abs((c == -1).sum() - (c == 1).sum()) <= max(0.25 * (c == 1).sum(), 8)
-    for column in ("ip", "domain", "location", "country_code", "timestamp", "scan", "censored", "fingerprint", "outcome"):
+    for column in (
+        "ip",
+        "domain",
+        "location",
+        "country_code",
+        "timestamp",
+        "scan",
+        "censored",
+        "fingerprint",
+        "outcome",
+    ):
         assert column in table.column_names
 
 
@@ -85,20 +133,48 @@ def test_inspect_embeddings(small_dataset: Path, checkpoint: Path, tmp_path: Pat
     result = run_cli("inspect", tmp_path / "enc", "--json")
     info = json.loads(result.stdout)
     manifest = store.read_manifest(small_dataset)
-    assert info["kind"] == "embeddings" and info["dim"] == 32 and info["complete"] and info["latent"] == "final"
+    assert (
+        info["kind"] == "embeddings"
+        and info["dim"] == 32
+        and info["complete"]
+        and info["latent"] == "final"
+    )
     assert info["length"] == info["undetermined"] == manifest["undetermined"]
     assert info["censored"] == info["uncensored"] == 0
 
 
-def test_resume_after_a_kill_ends_complete(small_dataset: Path, checkpoint: Path, tmp_path: Path, capsys) -> None:
+def test_resume_after_a_kill_ends_complete(
+    small_dataset: Path, checkpoint: Path, tmp_path: Path, capsys
+) -> None:
     # a larger dataset so a run is still going when it is killed
     raw = synth.write_archive(tmp_path / "raw", 3000, seed=11, fmt="v2", scan="http")
     data = tmp_path / "ds"
     shutil.copy(small_dataset / "tokenizer.json", tmp_path / "tok.json")
-    flatten([raw.archive], data, Options(max_tokens=128), progress=False, tokenizer=tmp_path / "tok.json")
+    flatten(
+        [raw.archive],
+        data,
+        Options(max_tokens=128),
+        progress=False,
+        tokenizer=tmp_path / "tok.json",
+    )
     out = tmp_path / "enc"
-    cmd = [sys.executable, "-m", "quackae.ae_processor", "--data_dir", str(data), "--checkpoint_path", str(checkpoint),
-           "--storage_path", str(out), "--encode", "--ray_nodes", "0", "--batch_size", "8", *TINY]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "quackae.ae_processor",
+        "--data_dir",
+        str(data),
+        "--checkpoint_path",
+        str(checkpoint),
+        "--storage_path",
+        str(out),
+        "--encode",
+        "--ray_nodes",
+        "0",
+        "--batch_size",
+        "8",
+        *TINY,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and not list((out / "shards").glob("*.parquet")):
@@ -124,33 +200,57 @@ def test_refuses_a_dataset_with_another_tokenizer(checkpoint: Path, tmp_path: Pa
     assert not (tmp_path / "enc" / "shards").exists()
 
 
-def test_refuses_another_runs_output_dir(small_dataset: Path, checkpoint: Path, tmp_path: Path, capsys) -> None:
+def test_refuses_another_runs_output_dir(
+    small_dataset: Path, checkpoint: Path, tmp_path: Path, capsys
+) -> None:
     assert encode(capsys, small_dataset, checkpoint, tmp_path / "enc", "--evaluate")[0] == 0
     code, text = encode(capsys, small_dataset, checkpoint, tmp_path / "enc", "--filtered")
     assert code == 2 and "another run" in text
 
 
-def test_mean_latent_is_recorded_and_differs_from_final(small_dataset: Path, checkpoint: Path, tmp_path: Path,
-                                                        capsys) -> None:
+def test_mean_latent_is_recorded_and_differs_from_final(
+    small_dataset: Path, checkpoint: Path, tmp_path: Path, capsys
+) -> None:
     tables = {}
     for latent in ("final", "mean"):
-        code, text = encode(capsys, small_dataset, checkpoint, tmp_path / latent, "--evaluate", "--latent", latent)
+        code, text = encode(
+            capsys, small_dataset, checkpoint, tmp_path / latent, "--evaluate", "--latent", latent
+        )
         assert code == 0, text
         assert json.loads((tmp_path / latent / "embeddings.json").read_text())["latent"] == latent
         tables[latent] = written(tmp_path / latent).sort_by("row_id")
     assert tables["final"]["row_id"].equals(tables["mean"]["row_id"])
-    final, mean = (np.stack(tables[k]["embedding"].to_numpy(zero_copy_only=False)) for k in ("final", "mean"))
+    final, mean = (
+        np.stack(tables[k]["embedding"].to_numpy(zero_copy_only=False)) for k in ("final", "mean")
+    )
     assert final.shape == mean.shape and np.isfinite(mean).all()
     assert np.abs(final - mean).max() > 1e-3
-    code, text = encode(capsys, small_dataset, checkpoint, tmp_path / "mean", "--evaluate", "--latent", "final")
+    code, text = encode(
+        capsys, small_dataset, checkpoint, tmp_path / "mean", "--evaluate", "--latent", "final"
+    )
     assert code == 2 and "another run" in text and "latent" in text
 
 
 @pytest.mark.slow
-def test_two_ray_workers_write_every_record_exactly_once(small_dataset: Path, checkpoint: Path, tmp_path: Path) -> None:
+def test_two_ray_workers_write_every_record_exactly_once(
+    small_dataset: Path, checkpoint: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "enc"
-    result = run_cli("--data_dir", small_dataset, "--checkpoint_path", checkpoint, "--storage_path", out,
-                     "--encode", "--ray_nodes", "2", "--batch_size", "7", *TINY, module="quackae.ae_processor")  # fmt: skip
+    result = run_cli(
+        "--data_dir",
+        small_dataset,
+        "--checkpoint_path",
+        checkpoint,
+        "--storage_path",
+        out,
+        "--encode",
+        "--ray_nodes",
+        "2",
+        "--batch_size",
+        "7",
+        *TINY,
+        module="quackae.ae_processor",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     table = written(out)
     ids = table["row_id"].to_pylist()
@@ -159,11 +259,24 @@ def test_two_ray_workers_write_every_record_exactly_once(small_dataset: Path, ch
     assert ranks == {"000", "001"}  # both workers wrote their own part
 
 
-def test_bf16_encoding_agrees_with_fp32(small_dataset: Path, checkpoint: Path, tmp_path: Path, capsys) -> None:
+def test_bf16_encoding_agrees_with_fp32(
+    small_dataset: Path, checkpoint: Path, tmp_path: Path, capsys
+) -> None:
     assert encode(capsys, small_dataset, checkpoint, tmp_path / "fp32", "--evaluate")[0] == 0
-    code, text = encode(capsys, small_dataset, checkpoint, tmp_path / "bf16", "--evaluate", "--precision", "bf16-true")
+    code, text = encode(
+        capsys,
+        small_dataset,
+        checkpoint,
+        tmp_path / "bf16",
+        "--evaluate",
+        "--precision",
+        "bf16-true",
+    )
     assert code == 0, text
-    a, b = written(tmp_path / "fp32").sort_by("row_id"), written(tmp_path / "bf16").sort_by("row_id")
+    a, b = (
+        written(tmp_path / "fp32").sort_by("row_id"),
+        written(tmp_path / "bf16").sort_by("row_id"),
+    )
     assert a["row_id"].to_pylist() == b["row_id"].to_pylist()
     x = np.stack(a["embedding"].to_numpy(zero_copy_only=False))
     y = np.stack(b["embedding"].to_numpy(zero_copy_only=False))
@@ -173,9 +286,10 @@ def test_bf16_encoding_agrees_with_fp32(small_dataset: Path, checkpoint: Path, t
 
 
 @pytest.mark.parametrize("latent", ["final", "mean"])
-def test_encode_runs_the_no_grad_kernel_not_the_training_scan(small_dataset: Path, checkpoint: Path, tmp_path: Path,
-                                                             capsys, monkeypatch, latent: str) -> None:
-    """--encode must not fall back to the autograd scan: make the scan unusable and encode anyway."""
+def test_encode_runs_the_no_grad_kernel_not_the_training_scan(
+    small_dataset: Path, checkpoint: Path, tmp_path: Path, capsys, monkeypatch, latent: str
+) -> None:
+    """--encode never falls back to the autograd scan: make the scan unusable and encode anyway."""
     from quackae.model import gru
 
     def scan_called(*args: object) -> None:

@@ -38,27 +38,48 @@ def shard_files(root: Path) -> list[tuple[str, int]]:
 
 def rejects(root: Path) -> list[str]:
     """The lines of every rejects file, by file name."""
-    return [line for p in sorted((root / "rejects").glob("*.jsonl")) for line in p.read_text().splitlines()]
+    return [
+        line
+        for p in sorted((root / "rejects").glob("*.jsonl"))
+        for line in p.read_text().splitlines()
+    ]
 
 
 @pytest.fixture(scope="module")
 def one_archive(tmp_path_factory) -> Path:
     """One v2 HTTP archive of 800 measurements (the only source: one reader, many workers)."""
-    return synth.write_archive(tmp_path_factory.mktemp("one"), 800, seed=11, fmt="v2", scan="http").archive
+    return synth.write_archive(
+        tmp_path_factory.mktemp("one"), 800, seed=11, fmt="v2", scan="http"
+    ).archive
 
 
 @pytest.fixture(scope="module")
 def clean(one_archive: Path, tmp_path_factory) -> Path:
     """The archive flattened by ``--workers 1`` (the reference every other run must equal)."""
     root = tmp_path_factory.mktemp("clean") / "ds"
-    done = run_cli("flatten", "--source", one_archive, "--storage_path", root, "--chunk_lines", "60", *ARGS)
+    done = run_cli(
+        "flatten", "--source", one_archive, "--storage_path", root, "--chunk_lines", "60", *ARGS
+    )
     assert done.returncode == 0, done.stderr
     return root
 
 
-def test_two_workers_on_one_archive_equal_one_worker(one_archive: Path, clean: Path, tmp_path: Path) -> None:
+def test_two_workers_on_one_archive_equal_one_worker(
+    one_archive: Path, clean: Path, tmp_path: Path
+) -> None:
     two = tmp_path / "two"
-    done = run_cli("flatten", "--source", one_archive, "--storage_path", two, "--chunk_lines", "60", "--workers", "2", *ARGS)
+    done = run_cli(
+        "flatten",
+        "--source",
+        one_archive,
+        "--storage_path",
+        two,
+        "--chunk_lines",
+        "60",
+        "--workers",
+        "2",
+        *ARGS,
+    )
     assert done.returncode == 0, done.stderr
     assert len(shard_files(clean)) >= 10  # one archive, many chunks
     assert shard_files(two) == shard_files(clean)  # same shards, same order
@@ -82,13 +103,27 @@ def test_bad_lines_are_rejected_the_same_in_parallel(tmp_path: Path) -> None:
     outs = {}
     for workers in (1, 2):
         outs[workers] = tmp_path / f"w{workers}"
-        done = run_cli("flatten", "--source", src, "--storage_path", outs[workers], "--chunk_lines", "40",
-                       "--workers", workers, *ARGS)  # fmt: skip
+        done = run_cli(
+            "flatten",
+            "--source",
+            src,
+            "--storage_path",
+            outs[workers],
+            "--chunk_lines",
+            "40",
+            "--workers",
+            workers,
+            *ARGS,
+        )
         assert done.returncode == 0, done.stderr
     assert read_rows(outs[2]).equals(read_rows(outs[1]))
     assert rejects(outs[2]) == rejects(outs[1])
     reasons = Counter(json.loads(r)["reason"].split(":")[0] for r in rejects(outs[1]))
-    assert reasons["invalid JSON"] >= 2 and reasons["unknown shape"] >= 2 and reasons["line too long (> 8388608 bytes), skipped"] >= 2
+    assert (
+        reasons["invalid JSON"] >= 2
+        and reasons["unknown shape"] >= 2
+        and reasons["line too long (> 8388608 bytes), skipped"] >= 2
+    )
 
 
 class _Shuffled:
@@ -112,20 +147,28 @@ class _Shuffled:
         pass
 
 
-def test_out_of_order_results_are_committed_in_order_once(one_archive: Path, clean: Path, tmp_path: Path) -> None:
+def test_out_of_order_results_are_committed_in_order_once(
+    one_archive: Path, clean: Path, tmp_path: Path
+) -> None:
     root = tmp_path / "ds"
-    flatten([], root, Options(max_tokens=64), tokenizer=clean / store.TOKENIZER, progress=False)  # an empty dataset
+    flatten(
+        [], root, Options(max_tokens=64), tokenizer=clean / store.TOKENIZER, progress=False
+    )  # an empty dataset
     commits: list[tuple] = []
     jobs = fanout.cut_all([(str(one_archive), "k" * 32, 0, 0)], 100, 2**30)
     fanout.drive(jobs, _Shuffled(root), commits.append, lambda entry: None)
     chunk_msgs = [m for m in commits if m[0] == "commit"]
-    assert [m[4] for m in chunk_msgs] == list(range(1, len(chunk_msgs) + 1))  # chunk 0, 1, 2, ... once each
+    assert [m[4] for m in chunk_msgs] == list(
+        range(1, len(chunk_msgs) + 1)
+    )  # chunk 0, 1, 2, ... once each
     assert [m[3] for m in chunk_msgs] == sorted(m[3] for m in chunk_msgs)  # lines_done only grows
     assert chunk_msgs[-1][5] and not any(m[5] for m in chunk_msgs[:-1])  # done only on the last
     assert sum(m[2]["rows"] for m in chunk_msgs if m[2]) == store.read_manifest(clean)["length"]
 
 
-def _wait_for_shards(root: Path, at_least: int, proc: subprocess.Popen, deadline: float = 120) -> None:
+def _wait_for_shards(
+    root: Path, at_least: int, proc: subprocess.Popen, deadline: float = 120
+) -> None:
     end = time.time() + deadline
     while time.time() < end and proc.poll() is None:
         with contextlib.suppress(FileNotFoundError, ValueError, store.StoreError):
@@ -134,9 +177,22 @@ def _wait_for_shards(root: Path, at_least: int, proc: subprocess.Popen, deadline
         time.sleep(0.02)
 
 
-def test_killed_driver_of_two_workers_resumes_to_identical_rows(one_archive: Path, clean: Path, tmp_path: Path) -> None:
+def test_killed_driver_of_two_workers_resumes_to_identical_rows(
+    one_archive: Path, clean: Path, tmp_path: Path
+) -> None:
     killed = tmp_path / "killed"
-    args = ["flatten", "--source", one_archive, "--storage_path", killed, "--chunk_lines", "60", "--workers", "2", *ARGS]
+    args = [
+        "flatten",
+        "--source",
+        one_archive,
+        "--storage_path",
+        killed,
+        "--chunk_lines",
+        "60",
+        "--workers",
+        "2",
+        *ARGS,
+    ]
     proc = subprocess.Popen([sys.executable, "-m", "quackae", *map(str, args)])
     _wait_for_shards(killed, 3, proc)
     children = psutil.Process(proc.pid).children(recursive=True)
@@ -152,13 +208,32 @@ def test_killed_driver_of_two_workers_resumes_to_identical_rows(one_archive: Pat
     assert shard_files(killed) == shard_files(clean)
 
 
-def test_killed_worker_process_is_replaced_and_rows_land_once(one_archive: Path, clean: Path, tmp_path: Path) -> None:
+def test_killed_worker_process_is_replaced_and_rows_land_once(
+    one_archive: Path, clean: Path, tmp_path: Path
+) -> None:
     root = tmp_path / "ds"
-    args = ["flatten", "--source", one_archive, "--storage_path", root, "--chunk_lines", "60", "--workers", "2", *ARGS]
-    proc = subprocess.Popen([sys.executable, "-m", "quackae", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    args = [
+        "flatten",
+        "--source",
+        one_archive,
+        "--storage_path",
+        root,
+        "--chunk_lines",
+        "60",
+        "--workers",
+        "2",
+        *ARGS,
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "quackae", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for_shards(root, 2, proc)
-    workers = [p for p in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(p.cmdline())]
+    workers = [
+        p for p in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(p.cmdline())
+    ]
     assert workers
     workers[0].kill()
     out, err = proc.communicate(timeout=300)
@@ -178,17 +253,36 @@ def _task_workers(cluster) -> list[psutil.Process]:
         cmd = " ".join(proc.info["cmdline"] or [])
         if "raylet" in cmd and str(cluster.temp_dir) in cmd:
             with contextlib.suppress(psutil.Error):
-                found += [c for c in proc.children(recursive=True)
-                          if fanout.RAY_TASK_NAME in " ".join(c.cmdline())]  # fmt: skip
+                found += [
+                    c
+                    for c in proc.children(recursive=True)
+                    if fanout.RAY_TASK_NAME in " ".join(c.cmdline())
+                ]
     return found
 
 
-def test_ray_cluster_rows_equal_local_even_when_a_task_is_killed(ray_cluster, one_archive: Path, clean: Path,
-                                                                   tmp_path: Path) -> None:  # fmt: skip
+def test_ray_cluster_rows_equal_local_even_when_a_task_is_killed(
+    ray_cluster, one_archive: Path, clean: Path, tmp_path: Path
+) -> None:
     root = tmp_path / "ray"
-    cmd = [sys.executable, "-m", "quackae", "flatten", "--source", str(one_archive), "--storage_path", str(root),
-           "--chunk_lines", "60", "--ray_address", ray_cluster.address, *ARGS]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=ray_cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "quackae",
+        "flatten",
+        "--source",
+        str(one_archive),
+        "--storage_path",
+        str(root),
+        "--chunk_lines",
+        "60",
+        "--ray_address",
+        ray_cluster.address,
+        *ARGS,
+    ]
+    proc = subprocess.Popen(
+        cmd, env=ray_cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     killed = 0
     end = time.time() + 240
     while not killed and proc.poll() is None and time.time() < end:
@@ -206,12 +300,28 @@ def test_ray_cluster_rows_equal_local_even_when_a_task_is_killed(ray_cluster, on
     assert "rows from" in out
 
 
-def test_ray_driver_killed_then_rerun_gives_identical_rows(ray_cluster, one_archive: Path, clean: Path,
-                                                           tmp_path: Path) -> None:  # fmt: skip
+def test_ray_driver_killed_then_rerun_gives_identical_rows(
+    ray_cluster, one_archive: Path, clean: Path, tmp_path: Path
+) -> None:
     root = tmp_path / "ray"
-    cmd = [sys.executable, "-m", "quackae", "flatten", "--source", str(one_archive), "--storage_path", str(root),
-           "--chunk_lines", "60", "--ray_address", ray_cluster.address, *ARGS]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=ray_cluster.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = [
+        sys.executable,
+        "-m",
+        "quackae",
+        "flatten",
+        "--source",
+        str(one_archive),
+        "--storage_path",
+        str(root),
+        "--chunk_lines",
+        "60",
+        "--ray_address",
+        ray_cluster.address,
+        *ARGS,
+    ]
+    proc = subprocess.Popen(
+        cmd, env=ray_cluster.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     _wait_for_shards(root, 3, proc, deadline=240)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -28,8 +28,20 @@ from quackae.io import atomic
 from quackae.model import controller as ae_processor
 from quackae.synth import generator as synth
 
-TINY = ["--embed_size", "16", "--hidden_size", "32", "--batch_size", "32", "--enable_progress_bar", "false",
-        "--num_sanity_val_steps", "0", "--enable_model_summary", "false"]  # fmt: skip
+TINY = [
+    "--embed_size",
+    "16",
+    "--hidden_size",
+    "32",
+    "--batch_size",
+    "32",
+    "--enable_progress_bar",
+    "false",
+    "--num_sanity_val_steps",
+    "0",
+    "--enable_model_summary",
+    "false",
+]
 ECHO = "CP_Quack-echo-2021-10-11-01-01-01.tar.gz"
 
 
@@ -55,9 +67,16 @@ def rows(root: Path):
 def assert_every_row_once(root: Path) -> None:
     table = rows(root)
     keys = set(zip(*(table[c].to_pylist() for c in ("source", "line", "try_index")), strict=True))
-    assert len(keys) == len(set(table["row_id"].to_pylist())) == table.num_rows == len(store.Dataset(root))
+    assert (
+        len(keys)
+        == len(set(table["row_id"].to_pylist()))
+        == table.num_rows
+        == len(store.Dataset(root))
+    )
     listed = {s["file"] for s in store.read_manifest(root)["shards"]}
-    assert {f"shards/{p.name}" for p in (root / "shards").glob("*.parquet")} == listed  # none unlisted
+    assert {
+        f"shards/{p.name}" for p in (root / "shards").glob("*.parquet")
+    } == listed  # none unlisted
 
 
 @pytest.fixture(scope="module")
@@ -85,17 +104,42 @@ def copy_of(dataset: Path, tmp_path: Path) -> Path:
 
 def test_1_two_flattens_at_once_both_land_once(two_archives, tmp_path: Path) -> None:
     ds = tmp_path / "ds"
-    solo = [flatten([a], tmp_path / f"solo{i}", Options(max_tokens=96), progress=False, vocab_size=512).rows for i, a in enumerate(two_archives)]
+    solo = [
+        flatten(
+            [a], tmp_path / f"solo{i}", Options(max_tokens=96), progress=False, vocab_size=512
+        ).rows
+        for i, a in enumerate(two_archives)
+    ]
     errs = [tmp_path / "err0", tmp_path / "err1"]
     with store.dataset_lock(ds):  # hold the lock so that both runs really contend for it
         procs = [
-            subprocess.Popen([sys.executable, "-m", "quackae", "flatten", "--quiet", "--vocab_size", "512",
-                              "--chunk_lines", "40", "--max_tokens", "96", "--source", str(a), "--storage_path", str(ds)],
-                             stdout=subprocess.DEVNULL, stderr=err.open("w"))  # fmt: skip
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "quackae",
+                    "flatten",
+                    "--quiet",
+                    "--vocab_size",
+                    "512",
+                    "--chunk_lines",
+                    "40",
+                    "--max_tokens",
+                    "96",
+                    "--source",
+                    str(a),
+                    "--storage_path",
+                    str(ds),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=err.open("w"),
+            )
             for a, err in zip(two_archives, errs, strict=True)
         ]
         deadline = time.time() + 120
-        while time.time() < deadline and not all("waiting for another writer" in e.read_text() for e in errs):
+        while time.time() < deadline and not all(
+            "waiting for another writer" in e.read_text() for e in errs
+        ):
             time.sleep(0.1)
         assert all("waiting for another writer" in e.read_text() for e in errs)
         assert not (ds / store.MANIFEST).exists()  # nobody wrote while the lock was held
@@ -121,9 +165,16 @@ def test_2_truncated_archive_stays_incomplete_and_the_full_one_replaces_it(tmp_p
     partial = len(store.Dataset(ds))
     assert partial > 0
     again = flatten_cli("--source", cut, "--storage_path", ds)  # the same partial copy: nothing new
-    assert again.returncode == 1 and "ends early" in again.stdout and len(store.Dataset(ds)) == partial
+    assert (
+        again.returncode == 1 and "ends early" in again.stdout and len(store.Dataset(ds)) == partial
+    )
     assert flatten_cli("--source", full, "--storage_path", ds).returncode == 0
-    assert flatten_cli("--source", full, "--storage_path", ref, "--tokenizer", ds / store.TOKENIZER).returncode == 0
+    assert (
+        flatten_cli(
+            "--source", full, "--storage_path", ref, "--tokenizer", ds / store.TOKENIZER
+        ).returncode
+        == 0
+    )
     assert len(store.Dataset(ds)) == len(store.Dataset(ref)) > partial
     assert sorted(rows(ds)["row_id"].to_pylist()) == sorted(rows(ref)["row_id"].to_pylist())
     (source,) = store.read_manifest(ds)["sources"].values()
@@ -137,8 +188,9 @@ def test_2_truncated_archive_stays_incomplete_and_the_full_one_replaces_it(tmp_p
 # ------------------------------------------------------------------------------ 3 the user's files
 
 
-def test_3_a_folder_of_other_files_is_refused_and_orphan_cleanup_spares_them(two_archives, dataset: Path,
-                                                                            tmp_path: Path) -> None:  # fmt: skip
+def test_3_a_folder_of_other_files_is_refused_and_orphan_cleanup_spares_them(
+    two_archives, dataset: Path, tmp_path: Path
+) -> None:
     mine = tmp_path / "mine"
     (mine / "shards").mkdir(parents=True)
     (mine / "shards" / "results.parquet").write_bytes(b"the user's")
@@ -146,7 +198,11 @@ def test_3_a_folder_of_other_files_is_refused_and_orphan_cleanup_spares_them(two
     line = one_line_error(flatten_cli("--source", two_archives[0], "--storage_path", mine))
     assert str(mine) in line and "not empty" in line and "--storage_path" in line
     assert (mine / "tokenizer.json").read_text() == "the user's"
-    assert sorted(p.name for p in mine.rglob("*")) == ["results.parquet", "shards", "tokenizer.json"]
+    assert sorted(p.name for p in mine.rglob("*")) == [
+        "results.parquet",
+        "shards",
+        "tokenizer.json",
+    ]
     # an existing dataset with the user's files in its folders: an append keeps them
     ds = copy_of(dataset, tmp_path)
     keep = [ds / "shards" / "notes.parquet", ds / "rejects" / "mine.jsonl", ds / "README.txt"]
@@ -161,26 +217,59 @@ def test_3_a_folder_of_other_files_is_refused_and_orphan_cleanup_spares_them(two
 
 def _train(data: Path, storage: Path) -> Path:
     args = ae_processor.build_parser().parse_args(
-        ["--data_dir", str(data), "--storage_path", str(storage), "--ray_nodes", "0", "--max_epochs", "1",
-         "--limit_train_batches", "3", "--limit_val_batches", "1", "--limit_test_batches", "1", *TINY]  # fmt: skip
+        [
+            "--data_dir",
+            str(data),
+            "--storage_path",
+            str(storage),
+            "--ray_nodes",
+            "0",
+            "--max_epochs",
+            "1",
+            "--limit_train_batches",
+            "3",
+            "--limit_val_batches",
+            "1",
+            "--limit_test_batches",
+            "1",
+            *TINY,
+        ]
     )
     ae_processor.main(args)
     return storage / "last.ckpt"
 
 
 def _encode(capsys, data: Path, ckpt: Path, out: Path, *extra: str) -> tuple[int, str]:
-    code = ae_processor.cli(["--data_dir", str(data), "--checkpoint_path", str(ckpt), "--storage_path", str(out),
-                             "--encode", "--ray_nodes", "0", "--batch_size", "64", *TINY, *extra])  # fmt: skip
+    code = ae_processor.cli(
+        [
+            "--data_dir",
+            str(data),
+            "--checkpoint_path",
+            str(ckpt),
+            "--storage_path",
+            str(out),
+            "--encode",
+            "--ray_nodes",
+            "0",
+            "--batch_size",
+            "64",
+            *TINY,
+            *extra,
+        ]
+    )
     text, err = capsys.readouterr()
     return code, text + err
 
 
 def _embedded_ids(out: Path) -> list[int]:
-    return pq.read_table(sorted((out / "shards").glob("*.parquet")), columns=["row_id"])["row_id"].to_pylist()
+    return pq.read_table(sorted((out / "shards").glob("*.parquet")), columns=["row_id"])[
+        "row_id"
+    ].to_pylist()
 
 
-def test_4_encode_after_the_dataset_grew_adds_only_new_rows(two_archives, dataset: Path, tmp_path: Path,
-                                                            capsys) -> None:  # fmt: skip
+def test_4_encode_after_the_dataset_grew_adds_only_new_rows(
+    two_archives, dataset: Path, tmp_path: Path, capsys
+) -> None:
     ds = copy_of(dataset, tmp_path)
     ckpt = _train(ds, tmp_path / "ae")
     out = tmp_path / "enc"
@@ -197,14 +286,23 @@ def test_4_encode_after_the_dataset_grew_adds_only_new_rows(two_archives, datase
     assert len(ids) == len(set(ids)) == after
     assert sorted(ids) == sorted(rows(ds)["row_id"].to_pylist())
     meta = json.loads((out / "embeddings.json").read_text())
-    assert meta["complete"] and meta["dataset_version"] == store.dataset_version(store.read_manifest(ds))
+    assert meta["complete"] and meta["dataset_version"] == store.dataset_version(
+        store.read_manifest(ds)
+    )
     code, text = _encode(capsys, ds, ckpt, out)  # the same command once more: nothing to do
     assert code == 0 and "encoded 0 new record(s)" in text
     # --filtered balances over the whole dataset: growth is refused, saying why
     filtered = tmp_path / "filtered"
     assert _encode(capsys, ds, ckpt, filtered, "--filtered")[0] == 0
-    assert flatten_cli("--source", synth.write_archive(tmp_path / "c", 60, seed=9, fmt="v2", scan="discard").archive,
-                       "--storage_path", ds).returncode == 0  # fmt: skip
+    assert (
+        flatten_cli(
+            "--source",
+            synth.write_archive(tmp_path / "c", 60, seed=9, fmt="v2", scan="discard").archive,
+            "--storage_path",
+            ds,
+        ).returncode
+        == 0
+    )
     code, text = _encode(capsys, ds, ckpt, filtered, "--filtered")
     assert code == 2 and "--filtered" in text and "grew" in text
     # any other change (here: committed shards reordered, as when a source's rows are replaced)
@@ -218,7 +316,9 @@ def test_4_encode_after_the_dataset_grew_adds_only_new_rows(two_archives, datase
 # ------------------------------------------------------------------------------ 5 damaged shard
 
 
-def test_5_damaged_shard_is_one_line_everywhere(two_archives, dataset: Path, tmp_path: Path, capsys) -> None:
+def test_5_damaged_shard_is_one_line_everywhere(
+    two_archives, dataset: Path, tmp_path: Path, capsys
+) -> None:
     ds = copy_of(dataset, tmp_path)
     shard = ds / store.read_manifest(ds)["shards"][0]["file"]
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
@@ -227,13 +327,33 @@ def test_5_damaged_shard_is_one_line_everywhere(two_archives, dataset: Path, tmp
     verify = run_cli("inspect", ds, "--verify", "--json")
     assert verify.returncode == 1 and "Traceback" not in verify.stderr
     info = json.loads(verify.stdout)
-    assert not info["verify"]["ok"] and len(info["verify"]["problems"]) == 1 and str(shard) in info["verify"]["problems"][0]
+    assert (
+        not info["verify"]["ok"]
+        and len(info["verify"]["problems"]) == 1
+        and str(shard) in info["verify"]["problems"][0]
+    )
     assert run_cli("inspect", tmp_path / "none").returncode == 2
     good = run_cli("inspect", dataset, "--verify", "--json")
-    assert good.returncode == 0 and json.loads(good.stdout)["verify"] == {"ok": True, "problems": []}
+    assert good.returncode == 0 and json.loads(good.stdout)["verify"] == {
+        "ok": True,
+        "problems": [],
+    }
     # training builds the token cache: one line naming the shard, no temporary file left
-    code = ae_processor.cli(["--data_dir", str(ds), "--storage_path", str(tmp_path / "ae"), "--ray_nodes", "0",
-                             "--max_epochs", "1", "--limit_train_batches", "2", *TINY])  # fmt: skip
+    code = ae_processor.cli(
+        [
+            "--data_dir",
+            str(ds),
+            "--storage_path",
+            str(tmp_path / "ae"),
+            "--ray_nodes",
+            "0",
+            "--max_epochs",
+            "1",
+            "--limit_train_batches",
+            "2",
+            *TINY,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and str(shard) in err.strip().splitlines()[-1] and "Traceback" not in err
     assert temps_under(ds) == []
@@ -252,7 +372,9 @@ def test_6_missing_tokenizer_then_append(two_archives, dataset: Path, tmp_path: 
     line = one_line_error(flatten_cli("--source", two_archives[1], "--storage_path", ds))
     assert str(ds / store.TOKENIZER) in line and "restore" in line
     # restoring it through --tokenizer works
-    restored = flatten_cli("--source", two_archives[1], "--storage_path", ds, "--tokenizer", dataset / store.TOKENIZER)
+    restored = flatten_cli(
+        "--source", two_archives[1], "--storage_path", ds, "--tokenizer", dataset / store.TOKENIZER
+    )
     assert restored.returncode == 0, restored.stderr
     assert (ds / store.TOKENIZER).read_bytes() == (dataset / store.TOKENIZER).read_bytes()
 
@@ -267,19 +389,42 @@ def _flatten_with_file_limit(limit: int, *args) -> subprocess.CompletedProcess:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    return subprocess.run([sys.executable, "-m", "quackae", "flatten", "--quiet", "--vocab_size", "512", "--max_tokens", "96",
-                           *map(str, args)], capture_output=True, text=True, timeout=300, preexec_fn=cap)  # fmt: skip
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "quackae",
+            "flatten",
+            "--quiet",
+            "--vocab_size",
+            "512",
+            "--max_tokens",
+            "96",
+            *map(str, args),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=cap,
+    )
 
 
-def test_7_disk_full_writing_tokenizer_or_shard(two_archives, dataset: Path, tmp_path: Path) -> None:
+def test_7_disk_full_writing_tokenizer_or_shard(
+    two_archives, dataset: Path, tmp_path: Path
+) -> None:
     fresh = tmp_path / "fresh"
-    line = one_line_error(_flatten_with_file_limit(8_000, "--source", two_archives[0], "--storage_path", fresh))
+    line = one_line_error(
+        _flatten_with_file_limit(8_000, "--source", two_archives[0], "--storage_path", fresh)
+    )
     assert str(fresh / store.TOKENIZER) in line and "free space" in line
     assert temps_under(fresh) == [] and not (fresh / store.MANIFEST).exists()
     ds = copy_of(dataset, tmp_path)
     before = store.read_manifest(ds)
-    line = one_line_error(_flatten_with_file_limit(
-        12_000, "--source", two_archives[1], "--storage_path", ds, "--chunk_lines", "1000"))  # fmt: skip
+    line = one_line_error(
+        _flatten_with_file_limit(
+            12_000, "--source", two_archives[1], "--storage_path", ds, "--chunk_lines", "1000"
+        )
+    )
     assert "shards/part-" in line and "free space" in line and "rerun the same command" in line
     assert temps_under(ds) == [] and store.read_manifest(ds) == before
     assert store.verify(ds) == []
@@ -327,13 +472,32 @@ def _comet_metrics(directory: Path) -> dict[str, list]:
 
 
 @pytest.mark.parametrize("ray_nodes", [0, pytest.param(2, marks=pytest.mark.slow)])
-def test_9_comet_offline_leaves_an_archive_with_val_loss(dataset: Path, tmp_path: Path, ray_nodes: int) -> None:
+def test_9_comet_offline_leaves_an_archive_with_val_loss(
+    dataset: Path, tmp_path: Path, ray_nodes: int
+) -> None:
     pytest.importorskip("comet_ml")
     comet = tmp_path / "comet"
-    result = run_cli("--data_dir", dataset, "--storage_path", tmp_path / "ae", "--ray_nodes", ray_nodes,
-                     "--max_epochs", "1", "--limit_train_batches", "3", "--limit_val_batches", "2",
-                     "--limit_test_batches", "1", "--comet_offline", comet, *TINY,
-                     module="quackae.ae_processor", timeout=600)  # fmt: skip
+    result = run_cli(
+        "--data_dir",
+        dataset,
+        "--storage_path",
+        tmp_path / "ae",
+        "--ray_nodes",
+        ray_nodes,
+        "--max_epochs",
+        "1",
+        "--limit_train_batches",
+        "3",
+        "--limit_val_batches",
+        "2",
+        "--limit_test_batches",
+        "1",
+        "--comet_offline",
+        comet,
+        *TINY,
+        module="quackae.ae_processor",
+        timeout=600,
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     metrics = _comet_metrics(comet)  # exactly one archive: only rank 0 logs
     assert "val_loss" in metrics and all(float(v) > 0 for v in metrics["val_loss"])
@@ -344,8 +508,13 @@ def test_9_comet_offline_leaves_an_archive_with_val_loss(dataset: Path, tmp_path
 
 
 def test_10_inspect_into_head_exits_cleanly(dataset: Path) -> None:
-    result = subprocess.run(f"{sys.executable} -m quackae inspect {dataset} | head -1", shell=True,
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        f"{sys.executable} -m quackae inspect {dataset} | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.stdout.startswith("dataset at") and result.stderr == ""
 
 
@@ -366,11 +535,23 @@ def test_10_bad_checkpoint_gives_no_pytorch_advice(dataset: Path, tmp_path: Path
     for name, content in (("garbage.ckpt", b"not a checkpoint"), ("pickled.ckpt", None)):
         path = tmp_path / name
         if content is None:
-            torch.save({"state_dict": {}, "thing": Path("x")}, path)  # needs pickle to load: refused
+            torch.save(
+                {"state_dict": {}, "thing": Path("x")}, path
+            )  # needs pickle to load: refused
         else:
             path.write_bytes(content)
-        code = ae_processor.cli(["--data_dir", str(dataset), "--ray_nodes", "0", "--checkpoint_path", str(path),
-                                 "--storage_path", str(tmp_path / "ae")])  # fmt: skip
+        code = ae_processor.cli(
+            [
+                "--data_dir",
+                str(dataset),
+                "--ray_nodes",
+                "0",
+                "--checkpoint_path",
+                str(path),
+                "--storage_path",
+                str(tmp_path / "ae"),
+            ]
+        )
         err = capsys.readouterr().err
         assert code == 2 and "Traceback" not in err
         line = err.strip().splitlines()[-1]

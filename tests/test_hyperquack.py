@@ -40,20 +40,38 @@ def v1_echo(**over: Any) -> dict[str, Any]:
         "Keyword": "blocked.example",
         "Retries": 2,
         "Results": [
-            {"Sent": _request("blocked.example"), "Received": "HTTP/1.1 403 Forbidden\r\n\r\nno",
-             "Success": False, "Error": "Incorrect echo response", "StartTime": T0, "EndTime": T1},
-            {"Sent": "", "Success": False,
-             "Error": "dial tcp 0.0.0.0:0->1.2.3.4:7: connect: connection timed out",
-             "StartTime": T0, "EndTime": T1},
-            {"Sent": "GET blocked.example HTTP/1.1\r\nHost: /path\r\n\r\n", "Success": True,
-             "StartTime": T0, "EndTime": T1},
-            {"Sent": _request("example5718349450314.com"), "Success": True,
-             "StartTime": T0, "EndTime": T1},
+            {
+                "Sent": _request("blocked.example"),
+                "Received": "HTTP/1.1 403 Forbidden\r\n\r\nno",
+                "Success": False,
+                "Error": "Incorrect echo response",
+                "StartTime": T0,
+                "EndTime": T1,
+            },
+            {
+                "Sent": "",
+                "Success": False,
+                "Error": "dial tcp 0.0.0.0:0->1.2.3.4:7: connect: connection timed out",
+                "StartTime": T0,
+                "EndTime": T1,
+            },
+            {
+                "Sent": "GET blocked.example HTTP/1.1\r\nHost: /path\r\n\r\n",
+                "Success": True,
+                "StartTime": T0,
+                "EndTime": T1,
+            },
+            {
+                "Sent": _request("example5718349450314.com"),
+                "Success": True,
+                "StartTime": T0,
+                "EndTime": T1,
+            },
         ],
         "Blocked": True,
         "FailSanity": False,
         "StatefulBlock": False,
-    }  # fmt: skip
+    }
     obj.update(over)
     return obj
 
@@ -71,8 +89,13 @@ def v1_https(**over: Any) -> dict[str, Any]:
         "Keyword": "news.example",
         "Retries": 1,
         "Results": [
-            {"Sent": "news.example", "Received": received, "Success": False,
-             "Error": "Incorrect web response: status lines don't match", "StartTime": T0},
+            {
+                "Sent": "news.example",
+                "Received": received,
+                "Success": False,
+                "Error": "Incorrect web response: status lines don't match",
+                "StartTime": T0,
+            },
             {"Sent": "news.example", "Success": True, "StartTime": T0, "EndTime": T1},
             {"Sent": "rtyutgyhefdafioasfjhjhi.com", "Success": True},
             {"Sent": "", "Success": False, "Error": "i/o timeout"},
@@ -80,7 +103,7 @@ def v1_https(**over: Any) -> dict[str, Any]:
         "Blocked": False,
         "FailSanity": False,
         "StatefulBlock": False,
-    }  # fmt: skip
+    }
     obj.update(over)
     return obj
 
@@ -93,22 +116,45 @@ def v2_https(**over: Any) -> dict[str, Any]:
         "service": "https",
         "test_url": "test.example",
         "response": [
-            {"matches_template": True, "control_url": "control-1.com", "start_time": T0, "end_time": T1},
-            {"matches_template": False,
-             "response": {"status_line": "200 OK", "headers": {"A": ["1"], "B": ["2", "3"]},
-                          "body": "hello", "TlsVersion": 772, "CipherSuite": 4865,
-                          "Certificate": "MIIC"},
-             "error": "Certificates do not match", "start_time": T0, "end_time": T1},
-            {"matches_template": False, "response": "",
-             "error": "read tcp 1.1.1.1:5->9.9.9.9:443: read: connection reset by peer",
-             "start_time": T0, "end_time": T1},
-            {"matches_template": True, "control_url": "control-2.com", "start_time": T0, "end_time": T1},
+            {
+                "matches_template": True,
+                "control_url": "control-1.com",
+                "start_time": T0,
+                "end_time": T1,
+            },
+            {
+                "matches_template": False,
+                "response": {
+                    "status_line": "200 OK",
+                    "headers": {"A": ["1"], "B": ["2", "3"]},
+                    "body": "hello",
+                    "TlsVersion": 772,
+                    "CipherSuite": 4865,
+                    "Certificate": "MIIC",
+                },
+                "error": "Certificates do not match",
+                "start_time": T0,
+                "end_time": T1,
+            },
+            {
+                "matches_template": False,
+                "response": "",
+                "error": "read tcp 1.1.1.1:5->9.9.9.9:443: read: connection reset by peer",
+                "start_time": T0,
+                "end_time": T1,
+            },
+            {
+                "matches_template": True,
+                "control_url": "control-2.com",
+                "start_time": T0,
+                "end_time": T1,
+            },
         ],
         "anomaly": True,
         "controls_failed": False,
         "stateful_block": False,
         "tag": "2021-05-30T01:01:01",
-    }  # fmt: skip
+    }
     obj.update(over)
     return obj
 
@@ -238,8 +284,14 @@ def test_parse_timestamp_nanoseconds() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "yesterday", "2020-13-01T00:00:00Z", "2020-11-14", "2020-11-14T07:54:49+5",
-     "2020-11-14T07:54:49.²³-05:00"],
+    [
+        "",
+        "yesterday",
+        "2020-13-01T00:00:00Z",
+        "2020-11-14",
+        "2020-11-14T07:54:49+5",
+        "2020-11-14T07:54:49.²³-05:00",
+    ],
 )
 def test_parse_timestamp_rejects(bad: str) -> None:
     with pytest.raises(ParseError):
@@ -412,7 +464,8 @@ def test_reference_measurements() -> None:
 @pytest.mark.parametrize(
     "data",
     [
-        b'{"vp": "1.2.3.4", "n": [1, 2.5, -0, 1E2, 123456789012345678901234567890], "s": "\\u00e9\\n"}',
+        b'{"vp": "1.2.3.4", "n": [1, 2.5, -0, 1E2, 123456789012345678901234567890], "s": '
+        b'"\\u00e9\\n"}',
         b'  {"a": {"b": [true, false, null]}}  ',
         b'{"a": NaN, "b": Infinity}',  # the standard library accepts these; msgspec does not
         b'{"a": "\\ud800"}',  # a lone surrogate
@@ -428,7 +481,15 @@ def test_loads_line_equals_json_loads(data: bytes) -> None:
 
 
 @pytest.mark.parametrize(
-    "data", [b'{"a": 1', b"\xff{}", b'{"a": "\xed\xa0\x80"}', b'{"a": 01}', b'{"a": [1,]}', b"\xef\xbb\xbf{}"]
+    "data",
+    [
+        b'{"a": 1',
+        b"\xff{}",
+        b'{"a": "\xed\xa0\x80"}',
+        b'{"a": 01}',
+        b'{"a": [1,]}',
+        b"\xef\xbb\xbf{}",
+    ],
 )
 def test_loads_line_raises_what_json_raises(data: bytes) -> None:
     try:

@@ -81,9 +81,14 @@ def test_stages_import_one_way():
                 if there == SYNTH:
                     wrong.append(f"{path.name}:{line} {name} imports the generator {target}")
                 elif there in APPLICATION:
-                    wrong.append(f"{path.name}:{line} {name} imports the application layer {target}")
+                    wrong.append(
+                        f"{path.name}:{line} {name} imports the application layer {target}"
+                    )
                 elif there in RANK and RANK[there] > RANK[here]:
-                    wrong.append(f"{path.name}:{line} {name} ({here}) imports {target} ({there}), a later stage")
+                    wrong.append(
+                        f"{path.name}:{line} {name} ({here}) imports {target} ({there}), a later "
+                        "stage"
+                    )
     assert not wrong, "\n".join(wrong)
 
 
@@ -108,7 +113,10 @@ def test_no_module_uses_another_modules_private_names():
     An attribute access ``obj._attr`` counts when ``_attr`` is defined by another quackae module
     and not by the module using it: reaching into another stage's object.
     """
-    files = [*sorted(PACKAGE.rglob("*.py")), *sorted((PACKAGE.parents[1] / "benchmarks").glob("*.py"))]
+    files = [
+        *sorted(PACKAGE.rglob("*.py")),
+        *sorted((PACKAGE.parents[1] / "benchmarks").glob("*.py")),
+    ]
     trees = {path: ast.parse(path.read_text()) for path in files}
     own = {path: defined_private_names(tree) for path, tree in trees.items()}
     ours = set().union(*(own[p] for p in files if PACKAGE in p.parents))
@@ -116,8 +124,11 @@ def test_no_module_uses_another_modules_private_names():
     for path, tree in trees.items():
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("quackae"):
-                wrong += [f"{path.name}:{node.lineno} imports {node.module}.{a.name}"
-                          for a in node.names if a.name.startswith("_")]  # fmt: skip
+                wrong += [
+                    f"{path.name}:{node.lineno} imports {node.module}.{a.name}"
+                    for a in node.names
+                    if a.name.startswith("_")
+                ]
             elif (
                 isinstance(node, ast.Attribute)
                 and node.attr.startswith("_")
@@ -150,7 +161,9 @@ def test_the_seed_names_stay_importable():
     assert callable(ae_processor.build_parser)
 
 
-@pytest.mark.parametrize("argv", [["-m", "quackae.ae_processor", "--help"], ["-m", "quackae", "--help"]])
+@pytest.mark.parametrize(
+    "argv", [["-m", "quackae.ae_processor", "--help"], ["-m", "quackae", "--help"]]
+)
 def test_the_seed_controller_runs_under_its_name(argv):
     out = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -17,10 +17,31 @@ REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
 A = "141.212.123.235:24443->213.140.112.241:7"
 
 
-def _try(error: str = "", success: bool | None = False, scan: str = "echo",
-         received: str | None = None) -> Try:  # fmt: skip
-    return Try("1.2.3.4", "d.example", "", "", scan, "v2", 1, math.nan, math.nan, success,
-               True, False, False, "", received, "", error, None, None, False)  # fmt: skip
+def _try(
+    error: str = "", success: bool | None = False, scan: str = "echo", received: str | None = None
+) -> Try:
+    return Try(
+        "1.2.3.4",
+        "d.example",
+        "",
+        "",
+        scan,
+        "v2",
+        1,
+        math.nan,
+        math.nan,
+        success,
+        True,
+        False,
+        False,
+        "",
+        received,
+        "",
+        error,
+        None,
+        None,
+        False,
+    )
 
 
 def test_vocabulary_is_small_unique_and_pinned() -> None:
@@ -28,9 +49,13 @@ def test_vocabulary_is_small_unique_and_pinned() -> None:
     assert {name: i for i, name in enumerate(OUTCOMES)} == OUTCOME_INDEX
     # Append-only: these positions are token ids in stored datasets.
     assert OUTCOMES[:6] == (
-        "unknown", "expected", "expected/trusted_host", "content/blockpage",
-        "content/false_positive", "content/mismatch",
-    )  # fmt: skip
+        "unknown",
+        "expected",
+        "expected/trusted_host",
+        "content/blockpage",
+        "content/false_positive",
+        "content/mismatch",
+    )
 
 
 @pytest.mark.parametrize(

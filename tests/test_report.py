@@ -33,7 +33,9 @@ def test_report_json_structure(run):
         counts = [g["count"] for g in groups]
         assert counts == sorted(counts, reverse=True)
         assert all(g["mean_probability"] >= r["threshold"] for g in groups)
-        assert {"key", "count", "mean_probability", "example_domains", "example_ips"} <= set(groups[0])
+        assert {"key", "count", "mean_probability", "example_domains", "example_ips"} <= set(
+            groups[0]
+        )
     assert sum(g["count"] for g in r["groups"]["country"]) == r["candidates"]
     probs = [row["probability"] for row in r["top"]]
     assert probs == sorted(probs, reverse=True) and min(probs) >= r["threshold"]
@@ -42,7 +44,9 @@ def test_report_json_structure(run):
 
 def test_report_markdown(run):
     md = (run / "candidates" / report.REPORT_MD).read_text()
-    assert md.index("Which wins") < md.index("What newly looks censored") < md.index("### By country")
+    assert (
+        md.index("Which wins") < md.index("What newly looks censored") < md.index("### By country")
+    )
     for key in report.GROUP_KEYS:
         assert f"### By {key}" in md
 
@@ -72,4 +76,7 @@ def test_page_signature_and_stem():
     assert page_signature(text) == "200 OK | title: Access Denied"
     assert page_signature("read tcp [ADDR]->[ADDR]: i/o timeout").startswith("read tcp")
     assert page_signature("") == "(nothing received)"
-    assert truth.archive_stem("CP_Quack-http-2021-10-11-01-01-01.tar.gz") == "CP_Quack-http-2021-10-11-01-01-01"
+    assert (
+        truth.archive_stem("CP_Quack-http-2021-10-11-01-01-01.tar.gz")
+        == "CP_Quack-http-2021-10-11-01-01-01"
+    )

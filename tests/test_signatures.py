@@ -36,8 +36,28 @@ def _write_set(folder: Path, fps: list[tuple[str, str]], bps: list[tuple[str, st
 
 
 def _try(received: str | None, success: bool | None = False, anomaly: bool = True) -> Try:
-    return Try("1.2.3.4", "d.example", "", "", "http", "v2", 1, math.nan, math.nan, success,
-               anomaly, False, False, "", received, "", "", None, None, False)  # fmt: skip
+    return Try(
+        "1.2.3.4",
+        "d.example",
+        "",
+        "",
+        "http",
+        "v2",
+        1,
+        math.nan,
+        math.nan,
+        success,
+        anomaly,
+        False,
+        False,
+        "",
+        received,
+        "",
+        "",
+        None,
+        None,
+        False,
+    )
 
 
 @pytest.fixture()
@@ -207,7 +227,13 @@ def test_reference_signatures_found_at_the_end_of_long_texts() -> None:
         pytest.skip("shared reference data not present")
     m = load_signatures(REF_SIGNATURES)
     assert len(m._sets) == 1 and m.python_only == 0
-    words = sorted({w for s in m.blockpages + m.false_positives for w in re.findall(r"[A-Za-z]{4,}", s.pattern)})
+    words = sorted(
+        {
+            w
+            for s in m.blockpages + m.false_positives
+            for w in re.findall(r"[A-Za-z]{4,}", s.pattern)
+        }
+    )
     probe = next(s for s in m.blockpages if s.pattern.replace(" ", "").isalnum())
     rng = random.Random(5)
     for size in (100_000, 8_000_000):
@@ -217,7 +243,9 @@ def test_reference_signatures_found_at_the_end_of_long_texts() -> None:
             n += len(parts[-1])
         text = "".join(parts) + probe.pattern
         found = m._candidates(text)
-        assert found is not None and m.blockpages.index(probe) + len(m.false_positives) in found, size
+        assert found is not None and m.blockpages.index(probe) + len(m.false_positives) in found, (
+            size
+        )
 
 
 # --------------------------------------------------------------------------- label
@@ -259,10 +287,12 @@ DEFAULT_EXAMPLES = {
     "b_nat_id_internet_positif": "Location: http://internetpositif.id/?u=x",
     "b_nat_tr_court_order": "5651 sayılı Kanun uyarınca erişim engellenmiştir",
     "b_nat_ru_registry": 'see <a href="https://eais.rkn.gov.ru/">registry</a>',
-    "c_isp_in_dot_order": "blocked as per directions received from Department of Telecommunications",
+    "c_isp_in_dot_order": "blocked as per directions received from Department of "
+    "Telecommunications",
     "c_host_cn_icp_unfiled": "<p>因该网站未进行备案</p>",
     "a_prod_fortinet": "<h2>FortiGuard Web Filtering</h2>",
-    "a_prod_paloalto": "Access to the web page you were trying to visit has been blocked in accordance with company policy.",
+    "a_prod_paloalto": "Access to the web page you were trying to visit has been blocked in "
+    "accordance with company policy.",
     "a_prod_netsweeper": "Location: http://10.1.1.1:8080/webadmin/deny/index.php?dpid=2",
     "a_prod_sophos": "Sophos Web Appliance: access denied",
     "a_prod_cisco_wsa": "Notification codes: (1, BLOCK-DEST, 0, 0)",
@@ -303,10 +333,29 @@ def test_default_set_is_real_world_and_live() -> None:
     assert sorted(names) == sorted(DEFAULT_EXAMPLES) and len(m.blockpages) >= 15
     for name, text in DEFAULT_EXAMPLES.items():
         assert m.match(text)[1] == name, (name, m.match(text))
-    fictitious = {"netsentry", "clearpath", "bluewall", "ironveil", "safeharbor", "civicshield", "webguard",
-                  "orbitfilter", "trustnet", "gatewarden", "kestrel", "vigilnet", "stratusedge", "parkcentral",
-                  "domainmart", "synth"}
-    fictitious |= {re.sub(r"[{?/].*", "", f.notice.removeprefix("http://")) for f in synth.FAMILIES.values() if f.notice}
+    fictitious = {
+        "netsentry",
+        "clearpath",
+        "bluewall",
+        "ironveil",
+        "safeharbor",
+        "civicshield",
+        "webguard",
+        "orbitfilter",
+        "trustnet",
+        "gatewarden",
+        "kestrel",
+        "vigilnet",
+        "stratusedge",
+        "parkcentral",
+        "domainmart",
+        "synth",
+    }
+    fictitious |= {
+        re.sub(r"[{?/].*", "", f.notice.removeprefix("http://"))
+        for f in synth.FAMILIES.values()
+        if f.notice
+    }
     fictitious |= {name.lower() for name in synth.FAMILIES}
     fictitious.discard("")
     for sig in (*m.false_positives, *m.blockpages):

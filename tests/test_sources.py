@@ -224,13 +224,30 @@ def test_missing_path_raises_source_error(tmp_path: Path) -> None:
 def test_expand_sources(tmp_path: Path) -> None:
     (tmp_path / "d" / "sub").mkdir(parents=True)
     (tmp_path / "d" / ".hidden").mkdir()
-    for rel in ["d/b.tar.gz", "d/a.json", "d/sub/c.jsonl.gz", "d/sub/d.tgz", "d/e.tar", "d/f.txt",
-                "d/.hidden/g.json", "d/.h.json", "d/h.JSON.GZ", "loose.data"]:  # fmt: skip
+    for rel in [
+        "d/b.tar.gz",
+        "d/a.json",
+        "d/sub/c.jsonl.gz",
+        "d/sub/d.tgz",
+        "d/e.tar",
+        "d/f.txt",
+        "d/.hidden/g.json",
+        "d/.h.json",
+        "d/h.JSON.GZ",
+        "loose.data",
+    ]:
         (tmp_path / rel).write_bytes(b"")
     got = expand_sources([tmp_path / "d", str(tmp_path / "loose.data"), tmp_path / "d" / "a.json"])
     names = [p.relative_to(tmp_path).as_posix() for p in got]
-    assert names == ["d/a.json", "d/b.tar.gz", "d/e.tar", "d/h.JSON.GZ", "d/sub/c.jsonl.gz",
-                     "d/sub/d.tgz", "loose.data"]  # fmt: skip
+    assert names == [
+        "d/a.json",
+        "d/b.tar.gz",
+        "d/e.tar",
+        "d/h.JSON.GZ",
+        "d/sub/c.jsonl.gz",
+        "d/sub/d.tgz",
+        "loose.data",
+    ]
 
 
 def test_expand_sources_missing_path(tmp_path: Path) -> None:

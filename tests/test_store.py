@@ -45,11 +45,17 @@ def test_cache_rebuilt_after_append(tmp_path: Path) -> None:
 def test_iter_batches_ranges(small_dataset: Path) -> None:
     ds = store.Dataset(small_dataset)
     all_ids = ds.read_columns(["row_id"])["row_id"].to_pylist()
-    got = [x for b in ds.iter_batches(["row_id"], 5, 123, batch_size=7) for x in b.column(0).to_pylist()]
+    got = [
+        x
+        for b in ds.iter_batches(["row_id"], 5, 123, batch_size=7)
+        for x in b.column(0).to_pylist()
+    ]
     assert got == all_ids[5:123]
 
 
-def test_orphans_from_a_killed_run_are_removed_and_nothing_else(tmp_path: Path, small_dataset: Path) -> None:
+def test_orphans_from_a_killed_run_are_removed_and_nothing_else(
+    tmp_path: Path, small_dataset: Path
+) -> None:
     manifest = store.read_manifest(small_dataset)
     copy = tmp_path / "copy"
     import shutil
@@ -59,7 +65,11 @@ def test_orphans_from_a_killed_run_are_removed_and_nothing_else(tmp_path: Path, 
     orphan.write_bytes(b"half a file")
     (copy / "rejects" / "part-0123456789abcdef-00042.jsonl").write_bytes(b"{}")
     (copy / "shards" / ".part-x.parquet.123-ab.quackae-tmp").write_bytes(b"tmp")
-    mine = [copy / "shards" / "part-orphan.parquet", copy / "shards" / "notes.txt", copy / "rejects" / "keep.jsonl"]
+    mine = [
+        copy / "shards" / "part-orphan.parquet",
+        copy / "shards" / "notes.txt",
+        copy / "rejects" / "keep.jsonl",
+    ]
     for path in mine:
         path.write_bytes(b"the user's")
     assert store.remove_orphans(copy, manifest) == 3

@@ -18,10 +18,29 @@ from quackae.synth import generator as synth
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?([+-]\d\d:\d\d|Z)$")
 V1_KEYS = ["Server", "Keyword", "Retries", "Results", "Blocked", "FailSanity", "StatefulBlock"]
-V2_KEYS = ["vp", "location", "service", "test_url", "response", "anomaly", "controls_failed",
-           "stateful_block", "tag"]
-TRUTH_KEYS = {"line", "try_index", "ip", "domain", "censored", "mechanism", "vendor",
-              "fingerprinted", "detail", "family"}
+V2_KEYS = [
+    "vp",
+    "location",
+    "service",
+    "test_url",
+    "response",
+    "anomaly",
+    "controls_failed",
+    "stateful_block",
+    "tag",
+]
+TRUTH_KEYS = {
+    "line",
+    "try_index",
+    "ip",
+    "domain",
+    "censored",
+    "mechanism",
+    "vendor",
+    "fingerprinted",
+    "detail",
+    "family",
+}
 
 
 def read_results(archive: Path) -> list[dict[str, Any]]:
@@ -74,8 +93,9 @@ def received_of(entry: dict[str, Any]) -> Any:
 @pytest.fixture(scope="module")
 def http_v2(tmp_path_factory: pytest.TempPathFactory) -> synth.SynthResult:
     """A mid-sized v2 http archive shared by several tests."""
-    return synth.write_archive(tmp_path_factory.mktemp("v2http"), 4000, seed=3, fmt="v2",
-                               scan="http")
+    return synth.write_archive(
+        tmp_path_factory.mktemp("v2http"), 4000, seed=3, fmt="v2", scan="http"
+    )
 
 
 def test_deterministic(tmp_path: Path) -> None:
@@ -94,7 +114,7 @@ def check_v1(obj: dict[str, Any], scan: str) -> None:
     assert list(obj) == V1_KEYS
     assert isinstance(obj["Retries"], int) and obj["Retries"] >= 0
     results = obj["Results"]
-    tests, controls = results[: obj["Retries"] + 1], results[obj["Retries"] + 1:]
+    tests, controls = results[: obj["Retries"] + 1], results[obj["Retries"] + 1 :]
     assert len(controls) <= 1
     control_domain = synth._V1_CONTROL[scan]
     for entry in results:
@@ -202,7 +222,9 @@ def test_all_outcomes_appear(http_v2: synth.SynthResult, tmp_path: Path) -> None
     mechanisms = {row["mechanism"] for row in truth}
     assert set(synth.MECHANISMS) - {"tls"} <= mechanisms
     assert {row["vendor"] for row in truth if row["vendor"]} == set(synth.FAMILIES)
-    assert {row["family"] for row in truth if row["family"]} == set(synth.BENIGN_KINDS) | set(synth.FAMILIES)
+    assert {row["family"] for row in truth if row["family"]} == set(synth.BENIGN_KINDS) | set(
+        synth.FAMILIES
+    )
     objs = read_results(http_v2.archive)
     assert any(o["anomaly"] for o in objs) and any(o["controls_failed"] for o in objs)
     assert any(o["stateful_block"] for o in objs)
@@ -231,15 +253,24 @@ def pages_by_kind(result: synth.SynthResult) -> dict[str, list[str]]:
 
 
 def test_world_size_and_variety() -> None:
-    """>= 40 families in >= 12 languages over every mechanism, >= 15 benign kinds, ~3/4 fingerprinted."""
+    """>= 40 families, >= 12 languages, every mechanism, >= 15 benign kinds, ~3/4 fingerprinted."""
     families = synth.FAMILIES.values()
     assert len(synth.FAMILIES) >= 40
     assert len({f.language for f in families}) >= 12 and len({f.script for f in families}) >= 6
     assert {f.mechanism for f in families} == set(synth.FAMILY_MECHANISMS)
     assert {f.layout for f in families} >= {"table", "div", "plain", "json", "xml", "card", "rtl"}
     assert len(synth.BENIGN_KINDS) >= 15 and "noise" in synth.BENIGN_KINDS
-    assert {"ssh_banner", "smtp_banner", "ftp_banner", "telnet_banner", "redis_banner",
-            "router_login", "captive_portal", "parking", "binary_garbage"} <= set(synth.BENIGN_KINDS)
+    assert {
+        "ssh_banner",
+        "smtp_banner",
+        "ftp_banner",
+        "telnet_banner",
+        "redis_banner",
+        "router_login",
+        "captive_portal",
+        "parking",
+        "binary_garbage",
+    } <= set(synth.BENIGN_KINDS)
     assert 0.65 <= len(synth.DEFAULT_FINGERPRINTED) / len(synth.FAMILIES) <= 0.85
     countries = {c.code for c in synth.COUNTRIES}
     assert all(f.countries and set(f.countries) <= countries for f in families)
@@ -255,7 +286,7 @@ def test_families_do_not_share_a_vocabulary() -> None:
     """No shared house wording: any two families' word sets overlap little (Jaccard <= 0.25)."""
     fams = [f for f in synth.FAMILIES.values() if words(f)]
     for i, a in enumerate(fams):
-        for b in fams[i + 1:]:
+        for b in fams[i + 1 :]:
             wa, wb = words(a), words(b)
             assert len(wa & wb) / len(wa | wb) <= 0.25, (a.name, b.name, wa & wb)
     assert len({f.pattern for f in synth.FAMILIES.values()}) == len(synth.FAMILIES)
@@ -267,20 +298,27 @@ def test_signatures_match_own_family_only(tmp_path: Path, fmt: str, scan: str) -
     sigs = synth.write_signatures(tmp_path / "sigs", synth.FAMILIES, synth._BENIGN_PATTERNS)
     blockpages = load_signatures(sigs / "blockpage_signatures.json")
     false_positives = load_signatures(sigs / "false_positive_signatures.json")
-    assert len(blockpages) == len(synth.FAMILIES) and len(false_positives) == len(synth._BENIGN_PATTERNS)
+    assert len(blockpages) == len(synth.FAMILIES) and len(false_positives) == len(
+        synth._BENIGN_PATTERNS
+    )
     pages = pages_by_kind(synth.write_archive(tmp_path, 4000, seed=5, fmt=fmt, scan=scan))
     assert len([f for f in synth.FAMILIES if pages[f]]) >= 35
     for key, texts in pages.items():
         for text in texts:
-            hits = [n for n, p in blockpages if p.search(text)] + [n for n, p in false_positives if p.search(text)]
+            hits = [n for n, p in blockpages if p.search(text)] + [
+                n for n, p in false_positives if p.search(text)
+            ]
             if key in synth.FAMILIES:
                 assert hits == [f"a_synth_{key}"], (key, hits, text[:200])
             else:
-                assert hits == ([f"x_fp_synth_{key}"] if key in synth._BENIGN_PATTERNS else []), (key, hits)
+                assert hits == ([f"x_fp_synth_{key}"] if key in synth._BENIGN_PATTERNS else []), (
+                    key,
+                    hits,
+                )
 
 
 def test_default_and_chosen_signatures(tmp_path: Path) -> None:
-    """By default ~3/4 of the families and a few server/CDN pages are fingerprinted; any subset can be."""
+    """By default ~3/4 of the families and a few server/CDN pages are fingerprinted; any can be."""
     sigs = synth.write_signatures(tmp_path / "default")
     names = [n for n, _ in load_signatures(sigs / "blockpage_signatures.json")]
     assert sorted(names) == sorted(f"a_synth_{f}" for f in synth.DEFAULT_FINGERPRINTED)
@@ -288,7 +326,9 @@ def test_default_and_chosen_signatures(tmp_path: Path) -> None:
     assert sorted(fps) == sorted(f"x_fp_synth_{k}" for k in synth.DEFAULT_FALSE_POSITIVE_KINDS)
     chosen = synth.write_signatures(tmp_path / "two", ["kr_card", "vn_json"], [])
     assert [n for n, _ in load_signatures(chosen / "blockpage_signatures.json")] == [
-        "a_synth_vn_json", "a_synth_kr_card"]
+        "a_synth_vn_json",
+        "a_synth_kr_card",
+    ]
     assert (chosen / "false_positive_signatures.json").read_text() == ""
     with pytest.raises(ValueError, match="nosuch"):
         synth.write_signatures(tmp_path / "bad", ["nosuch"])
@@ -297,7 +337,7 @@ def test_default_and_chosen_signatures(tmp_path: Path) -> None:
 
 
 def test_control_behaviour(http_v2: synth.SynthResult, tmp_path: Path) -> None:
-    """Hosts that are not proper servers fail their controls too; blockpages come with good controls."""
+    """Hosts that are not proper servers fail their controls too; blockpages have good controls."""
     for result in (http_v2, synth.write_archive(tmp_path, 3000, seed=6, fmt="v1", scan="echo")):
         objs = read_results(result.archive)
         by_line: dict[int, set[str]] = collections.defaultdict(set)
@@ -310,9 +350,16 @@ def test_control_behaviour(http_v2: synth.SynthResult, tmp_path: Path) -> None:
             host = fams & set(synth.HOST_KINDS)
             if host:
                 assert fams == host and failed, (line, fams)
-                controls = [e for e in entries_of(obj) if "control_url" in e or e.get("Sent", "x") in (
-                    "", synth._V1_CONTROL["echo"]) or synth._V1_CONTROL["echo"] in e.get("Sent", "")]
-                assert controls and not any(e.get("Success", e.get("matches_template")) for e in controls)
+                controls = [
+                    e
+                    for e in entries_of(obj)
+                    if "control_url" in e
+                    or e.get("Sent", "x") in ("", synth._V1_CONTROL["echo"])
+                    or synth._V1_CONTROL["echo"] in e.get("Sent", "")
+                ]
+                assert controls and not any(
+                    e.get("Success", e.get("matches_template")) for e in controls
+                )
                 seen["host"] += 1
             elif fams & set(synth.FAMILIES):
                 assert not failed, (line, fams)
@@ -326,7 +373,7 @@ def test_control_behaviour(http_v2: synth.SynthResult, tmp_path: Path) -> None:
 
 
 def test_pages_vary(http_v2: synth.SynthResult) -> None:
-    """Family pages carry per-request details (domain, ids, optional lines): few identical strings."""
+    """Family pages carry per-request details (domain, ids, optional lines): few equal strings."""
     pages = pages_by_kind(http_v2)
     distinct = total = 0
     for name, family in synth.FAMILIES.items():
@@ -354,7 +401,11 @@ def test_every_line_parses(tmp_path: Path) -> None:
             assert len(rows) == len(truth), (fmt, scan)
             for (line_no, t), row in zip(rows, truth, strict=True):
                 assert (line_no, t.try_index, t.ip, t.domain) == (
-                    row["line"], row["try_index"], row["ip"], row["domain"]), (fmt, scan)
+                    row["line"],
+                    row["try_index"],
+                    row["ip"],
+                    row["domain"],
+                ), (fmt, scan)
 
 
 def test_cli_helpers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -368,12 +419,24 @@ def test_cli_helpers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert "measurements 50" in line
     written = load_signatures(tmp_path / "signatures" / "blockpage_signatures.json")
     assert len(written) == len(synth.DEFAULT_FINGERPRINTED)
-    args = parser.parse_args(["synth", "--out", str(tmp_path / "none"), "--measurements", "30", "--fingerprinted", "none"])
+    args = parser.parse_args(
+        [
+            "synth",
+            "--out",
+            str(tmp_path / "none"),
+            "--measurements",
+            "30",
+            "--fingerprinted",
+            "none",
+        ]
+    )
     assert run_synth(args) == 0
     assert (tmp_path / "none" / "signatures" / "blockpage_signatures.json").read_text() == ""
     truth = read_truth(next((tmp_path / "none").glob("*.truth.jsonl")))
     assert not any(row["fingerprinted"] for row in truth)
-    args = parser.parse_args(["synth", "--out", str(tmp_path / "bad"), "--fingerprinted", "kr_card,nosuch"])
+    args = parser.parse_args(
+        ["synth", "--out", str(tmp_path / "bad"), "--fingerprinted", "kr_card,nosuch"]
+    )
     capsys.readouterr()
     assert run_synth(args) == 2
     err = capsys.readouterr().err.strip()
@@ -391,19 +454,26 @@ def test_bad_arguments(tmp_path: Path) -> None:
 
 
 def test_synth_directory_is_a_flatten_source(tmp_path: Path) -> None:
-    """A synth output directory expands to its archives only: no truth sidecar, no signature file."""
+    """A synth output folder expands to its archives only: no truth sidecar, no signature file."""
     from quackae.ingest.sources import expand_sources
 
     parser = build_parser("synth")
     for scan in ("echo", "http"):
-        assert run_synth(parser.parse_args(["synth", "--out", str(tmp_path), "--measurements", "20", "--scan", scan])) == 0
+        assert (
+            run_synth(
+                parser.parse_args(
+                    ["synth", "--out", str(tmp_path), "--measurements", "20", "--scan", scan]
+                )
+            )
+            == 0
+        )
     found = expand_sources([tmp_path])
     assert sorted(p.name for p in found) == sorted(p.name for p in tmp_path.glob("*.tar.gz"))
     assert len(found) == 2
 
 
 def test_generic_headers_do_not_tell_blockpages_from_benign_pages() -> None:
-    """Generic header lines, charset spellings and <meta> charsets have the same rates in both groups.
+    """Generic header lines, charset spellings and <meta> charsets: same rates in both groups.
 
     Each is compared where it can occur (a <meta> only in a page with <head>, a text/html charset
     only in an HTML response), so a detector cannot key on the generator's habits.
@@ -412,10 +482,14 @@ def test_generic_headers_do_not_tell_blockpages_from_benign_pages() -> None:
     scope = {'<meta charset="...">': r"(?i)<head>", "<meta http-equiv=Content-Type>": r"(?i)<head>"}
     checked = 0
     for feature in synth.GENERIC_FEATURES:
-        within = scope.get(feature, r"Content-Type: text/html" if "html" in feature or "charset" in feature else "")
+        within = scope.get(
+            feature, r"Content-Type: text/html" if "html" in feature or "charset" in feature else ""
+        )
         block, benign = synth.artefact_rates(pages, within).get(feature, (0.0, 0.0))
         assert block + benign > 0, f"{feature!r} never drawn"
-        assert abs(block - benign) <= 0.15, f"{feature!r}: blockpages {block:.3f}, benign pages {benign:.3f}"
+        assert abs(block - benign) <= 0.15, (
+            f"{feature!r}: blockpages {block:.3f}, benign pages {benign:.3f}"
+        )
         checked += 1
     assert checked == len(synth.GENERIC_FEATURES) >= 10
     # the check can fail: a family's own identity header is rare in benign pages

@@ -38,7 +38,8 @@ PINNED = [
         "Location: https://195.175.254.2/block.html?u="
         "d3d3LmV4YW1wbGUuY29tL3NvbWUvbG9uZy9wYXRoL3RoYXQvZW5jb2Rlcw==",
         "",
-        'HTTP/1.1 200 OK\nX-Cache: cdn-4821 [TIME]\nETag: "[HEX]"\nLocation: https://[IP]/block.html?u=[B64]',
+        'HTTP/1.1 200 OK\nX-Cache: cdn-4821 [TIME]\nETag: "[HEX]"\nLocation: '
+        "https://[IP]/block.html?u=[B64]",
     ),
     (
         "Доступ к ресурсу 104.com.tw ограничен 2021年5月30日 ип 185.7.214.104 ٣٤٥٦٧ é12345 ü 12345",
@@ -56,10 +57,20 @@ def test_normalise_pinned(text: str, domain: str, expected: str) -> None:
 
 def test_normalise_many_equals_normalise_on_edge_cases() -> None:
     texts = [
-        "é12345 x", "x 12345", "٣٤٥٦٧", "Mon, 01 Jan 2020 10:00:00 GMT",
-        "éMon, 01 Jan 2020 10:00:00 GMT", "a\ud800 1.2.3.4 99999", "deadbeefcafe12é",
-        "ü deadbeefcafe12 ü", "ab" * 30, "", "1.2.3.4:80é", "é1.2.3.4", "x" * 5000 + " 123456",
-    ]  # fmt: skip
+        "é12345 x",
+        "x 12345",
+        "٣٤٥٦٧",
+        "Mon, 01 Jan 2020 10:00:00 GMT",
+        "éMon, 01 Jan 2020 10:00:00 GMT",
+        "a\ud800 1.2.3.4 99999",
+        "deadbeefcafe12é",
+        "ü deadbeefcafe12 ü",
+        "ab" * 30,
+        "",
+        "1.2.3.4:80é",
+        "é1.2.3.4",
+        "x" * 5000 + " 123456",
+    ]
     domains = ["", "x", "", "", "", "", "", "", "", "", "", "", "x"]
     expected = [tokens.normalise(t, d) for t, d in zip(texts, domains, strict=True)]
     assert tokens.normalise_many(texts, domains) == expected

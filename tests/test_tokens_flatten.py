@@ -53,8 +53,13 @@ def test_flattened_rows_equal_the_per_try_definitions(tmp_path: Path) -> None:
             for t in parse_measurement(json.loads(line), scan_from_name(name)):
                 row = rows[store.row_id(key, line_no, t.try_index)]
                 censored, fingerprint = label(t, matcher)
-                text = tokens.normalise(tokens.try_text(t, MAX_TOKENS * tokens.CHARS_PER_TOKEN), t.domain)
-                ids = [i + off for i in encoder.tokenizer.encode(text, add_special_tokens=False).ids[:room]]
+                text = tokens.normalise(
+                    tokens.try_text(t, MAX_TOKENS * tokens.CHARS_PER_TOKEN), t.domain
+                )
+                ids = [
+                    i + off
+                    for i in encoder.tokenizer.encode(text, add_special_tokens=False).ids[:room]
+                ]
                 statics = tokens.static_tokens(t, outcome_of(t, 0, ""), encoder.layout)
                 assert row["tokens"] == [tokens.START, *statics, tokens.SEP, *ids, tokens.END]
                 assert row["length"] == len(row["tokens"])
@@ -68,8 +73,12 @@ def test_flattened_rows_equal_the_per_try_definitions(tmp_path: Path) -> None:
                 else:
                     assert math.isnan(row["duration_ms"])
                 assert (row["source"], row["line"], row["ip"], row["domain"], row["scan"]) == (
-                    name, line_no, t.ip, t.domain, t.scan,
-                )  # fmt: skip
+                    name,
+                    line_no,
+                    t.ip,
+                    t.domain,
+                    t.scan,
+                )
                 seen += 1
                 censored_rows += censored == 1
     assert seen == summary.rows and censored_rows > 0

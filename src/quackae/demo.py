@@ -4,8 +4,8 @@ synth -> flatten -> train (ae_processor) -> encode --filtered and --evaluate -> 
 classify predict -> report -> plots. Every artefact lands under one output folder:
 
     OUT/raw/          archives + ground-truth sidecars      OUT/dataset/        the dataset
-    OUT/autoencoder/  checkpoints, logs                      OUT/encoded_filtered/, OUT/encoded_evaluate/
-    OUT/classifier/   classifier, baseline, metrics.json     OUT/candidates/     predictions + report.md
+    OUT/autoencoder/  checkpoints, logs        OUT/encoded_filtered/, OUT/encoded_evaluate/
+    OUT/classifier/   classifier, metrics.json OUT/candidates/  predictions + report.md
     OUT/plots/        PNGs                                   OUT/summary.json    the final scores
 """
 
@@ -26,7 +26,13 @@ MARKER = ".quackae-demo"  # marks a folder as a demo's output, which the next de
 # (format, scan, measurements per unit of --scale); a few thousand measurements in all
 EVAL_MEASUREMENTS = 3000  # per unit of --scale: the leave-family-out world
 EVAL_FOLDS = 5
-ARCHIVES = (("v2", "http", 2200), ("v1", "https", 900), ("v2", "https", 700), ("v1", "echo", 500), ("v2", "discard", 300))
+ARCHIVES = (
+    ("v2", "http", 2200),
+    ("v1", "https", 900),
+    ("v2", "https", 700),
+    ("v1", "echo", 500),
+    ("v2", "discard", 300),
+)
 
 
 class Stages:
@@ -37,13 +43,18 @@ class Stages:
         self.done = 0
         self.started = time.perf_counter()
 
-    def run(self, name: str, fn: Callable[[], Any], note: Callable[[Any], str] = lambda _: "") -> Any:
+    def run(
+        self, name: str, fn: Callable[[], Any], note: Callable[[Any], str] = lambda _: ""
+    ) -> Any:
         """Run one stage and print ``[i/n] name: note (seconds)``."""
         self.done += 1
         print(f"[{self.done}/{self.total}] {name} ...", flush=True)
         t = time.perf_counter()
         result = fn()
-        print(f"[{self.done}/{self.total}] {name}: {note(result)} ({time.perf_counter() - t:.1f}s)", flush=True)
+        print(
+            f"[{self.done}/{self.total}] {name}: {note(result)} ({time.perf_counter() - t:.1f}s)",
+            flush=True,
+        )
         return result
 
     @property
@@ -52,8 +63,15 @@ class Stages:
         return time.perf_counter() - self.started
 
 
-def run_demo(out: Path, scale: float = 1.0, seed: int = 0, epochs: int = 8, ray_nodes: int = 0,
-             anomalies: bool = True, latent: str = "mean") -> dict[str, Any]:
+def run_demo(
+    out: Path,
+    scale: float = 1.0,
+    seed: int = 0,
+    epochs: int = 8,
+    ray_nodes: int = 0,
+    anomalies: bool = True,
+    latent: str = "mean",
+) -> dict[str, Any]:
     """Run every stage into ``out``; return the summary (also written to ``out/summary.json``)."""
     from quackae.classify.classifier import predict, train_classifier
     from quackae.ingest.flatten import Options, flatten
@@ -71,7 +89,9 @@ def run_demo(out: Path, scale: float = 1.0, seed: int = 0, epochs: int = 8, ray_
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    atomic_write(out / MARKER, "written by `quackae demo`: this folder is replaced by the next demo run\n")
+    atomic_write(
+        out / MARKER, "written by `quackae demo`: this folder is replaced by the next demo run\n"
+    )
     stages = Stages(9)
     raw = out / "raw"
 
@@ -81,65 +101,138 @@ def run_demo(out: Path, scale: float = 1.0, seed: int = 0, epochs: int = 8, ray_
             for i, (fmt, scan, n) in enumerate(ARCHIVES)
         ]
 
-    archives = stages.run("synth", make_raw, lambda r: f"{sum(a.measurements for a in r)} measurements, "
-                          f"{sum(a.tries for a in r)} tries in {len(r)} archives -> {raw}")  # fmt: skip
+    archives = stages.run(
+        "synth",
+        make_raw,
+        lambda r: (
+            f"{sum(a.measurements for a in r)} measurements, "
+            f"{sum(a.tries for a in r)} tries in {len(r)} archives -> {raw}"
+        ),
+    )
     dataset = out / "dataset"
     stages.run(
         "flatten",
-        lambda: flatten([a.archive for a in archives], dataset, Options(max_tokens=128, anomalies=anomalies, signatures=synth.write_signatures(raw / "signatures")), progress=False, vocab_size=2048),
-        lambda s: f"{s.rows} rows (censored {s.labels[1]}, undetermined {s.labels[0]}, uncensored {s.labels[-1]})",
+        lambda: flatten(
+            [a.archive for a in archives],
+            dataset,
+            Options(
+                max_tokens=128,
+                anomalies=anomalies,
+                signatures=synth.write_signatures(raw / "signatures"),
+            ),
+            progress=False,
+            vocab_size=2048,
+        ),
+        lambda s: (
+            f"{s.rows} rows (censored {s.labels[1]}, undetermined {s.labels[0]}, uncensored "
+            f"{s.labels[-1]})"
+        ),
     )
     common = ControllerConfig(
-        data_dir=str(dataset), embed_size=64, hidden_size=128, batch_size=32, ray_nodes=ray_nodes,
-        seed=seed, trainer={"enable_progress_bar": False, "enable_model_summary": False},
+        data_dir=str(dataset),
+        embed_size=64,
+        hidden_size=128,
+        batch_size=32,
+        ray_nodes=ray_nodes,
+        seed=seed,
+        trainer={"enable_progress_bar": False, "enable_model_summary": False},
     )
     ae_dir = out / "autoencoder"
     training = common.replace(
-        storage_path=str(ae_dir), bucketing=True, l_rate=3e-3, l_rate_min=3e-4, exp_label="demo",
-        max_epochs=epochs, num_sanity_val_steps=0,
+        storage_path=str(ae_dir),
+        bucketing=True,
+        l_rate=3e-3,
+        l_rate_min=3e-4,
+        exp_label="demo",
+        max_epochs=epochs,
+        num_sanity_val_steps=0,
     )
-    summary_ae = stages.run("train autoencoder", lambda: controller.train(training),
-                            lambda _: f"checkpoints in {ae_dir}")  # fmt: skip
+    summary_ae = stages.run(
+        "train autoencoder",
+        lambda: controller.train(training),
+        lambda _: f"checkpoints in {ae_dir}",
+    )
     ckpt = summary_ae["best_checkpoint"] or summary_ae["last_checkpoint"]
     for mode in ("filtered", "evaluate"):
         encoding = common.replace(
-            encode=True, checkpoint_path=ckpt, latent=latent, storage_path=str(out / f"encoded_{mode}"),
+            encode=True,
+            checkpoint_path=ckpt,
+            latent=latent,
+            storage_path=str(out / f"encoded_{mode}"),
             **{mode: True},
         )
-        stages.run(f"encode --{mode}", lambda encoding=encoding: controller.encode(encoding),
-                   lambda _, mode=mode: f"-> {out / f'encoded_{mode}'}")  # fmt: skip
+        stages.run(
+            f"encode --{mode}",
+            lambda encoding=encoding: controller.encode(encoding),
+            lambda _, mode=mode: f"-> {out / f'encoded_{mode}'}",
+        )
     metrics = stages.run(
         "classify train",
         # threshold: 0.5, raised to keep FPR <= 1% on the labelled validation split and on every
         # kind of benign page held out of training in turn (labelled rows only, never the truth)
-        lambda: train_classifier(out / "encoded_filtered", out / "classifier", max_epochs=60, lr=5e-3, seed=seed,
-                                 weight_decay=0.3, input_dropout=0.1, input_noise=0.3, progress=False, patience=10,
-                                 target_fpr=0.01, calibration="novel-kind"),
+        lambda: train_classifier(
+            out / "encoded_filtered",
+            out / "classifier",
+            max_epochs=60,
+            lr=5e-3,
+            seed=seed,
+            weight_decay=0.3,
+            input_dropout=0.1,
+            input_noise=0.3,
+            progress=False,
+            patience=10,
+            target_fpr=0.01,
+            calibration="novel-kind",
+        ),
         lambda m: f"held-out ROC-AUC {m['roc_auc']:.3f}, F1 {m['f1']:.3f}; {m['verdict']}",
     )
     threshold = float(metrics.get("threshold", 0.5))
 
     def classify_and_report() -> dict[str, Any]:
-        predict(out / "encoded_evaluate", Path(metrics["checkpoint"]), out / "candidates", threshold=threshold)
-        truth = score_against_truth(out / "candidates", sorted(raw.glob("*.truth.jsonl")), threshold=threshold,
-                                    baseline_threshold=metrics.get("baseline", {}).get("threshold"))  # fmt: skip
+        predict(
+            out / "encoded_evaluate",
+            Path(metrics["checkpoint"]),
+            out / "candidates",
+            threshold=threshold,
+        )
+        truth = score_against_truth(
+            out / "candidates",
+            sorted(raw.glob("*.truth.jsonl")),
+            threshold=threshold,
+            baseline_threshold=metrics.get("baseline", {}).get("threshold"),
+        )
         write_report(out / "candidates", threshold, metrics, truth)
         return truth
 
-    truth = stages.run("classify predict + report", classify_and_report, lambda _: f"-> {out / 'candidates' / 'report.md'}")
-    plots = stages.run("plots", lambda: plot_all(out, labeller(sorted(raw.glob("*.truth.jsonl")))), lambda p: f"{len(p)} PNGs -> {out / 'plots'}")
+    truth = stages.run(
+        "classify predict + report",
+        classify_and_report,
+        lambda _: f"-> {out / 'candidates' / 'report.md'}",
+    )
+    plots = stages.run(
+        "plots",
+        lambda: plot_all(out, labeller(sorted(raw.glob("*.truth.jsonl")))),
+        lambda p: f"{len(p)} PNGs -> {out / 'plots'}",
+    )
     evaluation = stages.run(
         "evaluate (leave-family-out)",
         # a second world of this seed, every try flattened, one fold of families and benign kinds
         # at a time without signature or label: what the detector finds that nobody has seen
-        lambda: run_evaluation(out / "evaluation", [seed], folds=EVAL_FOLDS, measurements=max(int(EVAL_MEASUREMENTS * scale), 400)),
+        lambda: run_evaluation(
+            out / "evaluation",
+            [seed],
+            folds=EVAL_FOLDS,
+            measurements=max(int(EVAL_MEASUREMENTS * scale), 400),
+        ),
         lambda r: f"-> {out / 'evaluation' / 'evaluation.json'}",
     )
     summary = {
         "out": str(out),
         "seconds": round(stages.elapsed, 1),
         "autoencoder": summary_ae,
-        "classifier": {k: metrics.get(k) for k in ("accuracy", "f1", "roc_auc", "winner", "verdict")},
+        "classifier": {
+            k: metrics.get(k) for k in ("accuracy", "f1", "roc_auc", "winner", "verdict")
+        },
         "truth": truth,
         "evaluation": {k: evaluation[k] for k in ("folds", "measurements", "features", "summary")},
         "evaluation_text": render_evaluation(evaluation),
@@ -172,13 +265,17 @@ def render_summary(s: dict[str, Any]) -> str:
     lines = [
         "",
         f"demo finished in {s['seconds']:.0f}s; everything is under {s['out']}",
-        "finding pages nobody has seen (families and benign kinds held out of signatures and labels, "
+        "finding pages nobody has seen (families and benign kinds held out of signatures and "
+        "labels, "
         "settings chosen on a separate development fold):",
         *("  " + line for line in s["evaluation_text"].splitlines()),
         f"  autoencoder: best val_loss {_fmt(s['autoencoder']['best_val_loss'])}, "
-        f"test token accuracy {_fmt(s['autoencoder']['test'].get('test_acc'))}; latent classifier on held-out "
-        f"labelled rows: ROC-AUC {_fmt(s['classifier']['roc_auc'])}, F1 {_fmt(s['classifier']['f1'])}",
-        f"  report: {s['out']}/candidates/report.md (the latent classifier's candidates, scored against the truth)   "
+        f"test token accuracy {_fmt(s['autoencoder']['test'].get('test_acc'))}; latent "
+        "classifier on held-out "
+        f"labelled rows: ROC-AUC {_fmt(s['classifier']['roc_auc'])}, F1 "
+        f"{_fmt(s['classifier']['f1'])}",
+        f"  report: {s['out']}/candidates/report.md (the latent classifier's candidates, scored "
+        "against the truth)   "
         f"evaluation: {s['out']}/evaluation/evaluation.json   plots: {s['out']}/plots/",
     ]
     return "\n".join(lines)

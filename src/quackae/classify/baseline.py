@@ -45,7 +45,10 @@ class BagOfTokensBaseline:
         from scipy.sparse import csr_matrix
 
         values, indptr = tokens.flat(row_ids)
-        x = csr_matrix((np.ones(len(values), np.float32), values, indptr), shape=(len(row_ids), tokens.vocab_size))
+        x = csr_matrix(
+            (np.ones(len(values), np.float32), values, indptr),
+            shape=(len(row_ids), tokens.vocab_size),
+        )
         x.sum_duplicates()
         x.data = np.log1p(x.data)
         return x
@@ -58,18 +61,33 @@ class BagOfTokensBaseline:
     def save(self, path: Path) -> None:
         """Write the coefficients to ``.npz`` (plain arrays, readable with allow_pickle=False)."""
         with atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
-            np.savez(f, coef=self.coef.astype(np.float64), intercept=np.array([self.intercept]),
-                     tokenizer_sha256=np.array(self.tokenizer_sha256), transform=np.array("log1p_count"))  # fmt: skip
+            np.savez(
+                f,
+                coef=self.coef.astype(np.float64),
+                intercept=np.array([self.intercept]),
+                tokenizer_sha256=np.array(self.tokenizer_sha256),
+                transform=np.array("log1p_count"),
+            )
 
     @classmethod
     def load(cls, path: Path) -> BagOfTokensBaseline:
         """Read a baseline written by ``save`` (no pickle)."""
         with np.load(path, allow_pickle=False) as z:
-            return cls(coef=z["coef"], intercept=float(z["intercept"][0]), tokenizer_sha256=str(z["tokenizer_sha256"]))
+            return cls(
+                coef=z["coef"],
+                intercept=float(z["intercept"][0]),
+                tokenizer_sha256=str(z["tokenizer_sha256"]),
+            )
 
 
-def fit_baseline(tokens: store.DatasetTokens, dm: LatentDataModule, seed: int, threshold: float,
-                 target_fpr: float = 0.01, calibration: str = "none") -> tuple[BagOfTokensBaseline, dict[str, Any]]:
+def fit_baseline(
+    tokens: store.DatasetTokens,
+    dm: LatentDataModule,
+    seed: int,
+    threshold: float,
+    target_fpr: float = 0.01,
+    calibration: str = "none",
+) -> tuple[BagOfTokensBaseline, dict[str, Any]]:
     """Fit the baseline on the training split and measure it on the test split.
 
     Its threshold is ``threshold`` raised by ``calibration`` exactly as the latent classifier's
@@ -85,16 +103,23 @@ def fit_baseline(tokens: store.DatasetTokens, dm: LatentDataModule, seed: int, t
     val_prob = model.probability(BagOfTokensBaseline.features(tokens, ids_va))
 
     def held_out(view: LatentDataModule, mask: np.ndarray) -> np.ndarray:
-        return _fit_bag_of_tokens(tokens, view, seed).probability(BagOfTokensBaseline.features(tokens, dm.row_ids[mask]))
+        return _fit_bag_of_tokens(tokens, view, seed).probability(
+            BagOfTokensBaseline.features(tokens, dm.row_ids[mask])
+        )
 
     rule = calibrate(threshold, calibration, target_fpr, val_prob[y_va == 0], dm, held_out)
     threshold = rule["threshold"]
     prob = model.probability(BagOfTokensBaseline.features(tokens, ids_te))
-    return model, {"model": "logistic regression on log1p bag of token ids (text + static features)",
-                   "threshold_rule": rule, **binary_metrics(y_te, prob, threshold)}  # fmt: skip
+    return model, {
+        "model": "logistic regression on log1p bag of token ids (text + static features)",
+        "threshold_rule": rule,
+        **binary_metrics(y_te, prob, threshold),
+    }
 
 
-def _fit_bag_of_tokens(tokens: store.DatasetTokens, dm: LatentDataModule, seed: int) -> BagOfTokensBaseline:
+def _fit_bag_of_tokens(
+    tokens: store.DatasetTokens, dm: LatentDataModule, seed: int
+) -> BagOfTokensBaseline:
     """Logistic regression on the bag of token ids of ``dm``'s training split."""
     from sklearn.linear_model import LogisticRegression
 
@@ -112,5 +137,3 @@ def open_dataset_tokens(meta: dict[str, Any]) -> store.DatasetTokens:
     if not dataset or not (Path(dataset) / "manifest.json").is_file():
         raise ValueError(f"the dataset of these embeddings is not available ({dataset!r})")
     return store.DatasetTokens(dataset)
-
-

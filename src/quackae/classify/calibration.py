@@ -56,10 +56,12 @@ def binary_metrics(target: np.ndarray, prob: np.ndarray, threshold: float = 0.5)
     }
 
 
-
-def novel_kind_threshold(dm: LatentDataModule, score_held_out: Callable[[LatentDataModule, np.ndarray], np.ndarray],
-                         target_fpr: float) -> dict[str, Any]:
-    """Threshold that keeps the false-positive rate on benign pages of an *unseen* kind <= target_fpr.
+def novel_kind_threshold(
+    dm: LatentDataModule,
+    score_held_out: Callable[[LatentDataModule, np.ndarray], np.ndarray],
+    target_fpr: float,
+) -> dict[str, Any]:
+    """Threshold keeping the false-positive rate on benign pages of an *unseen* kind <= target_fpr.
 
     The undetermined rows a classifier scores are, by construction, pages no signature knows:
     their benign ones are of kinds absent from the labelled negatives, so the validation split
@@ -70,21 +72,38 @@ def novel_kind_threshold(dm: LatentDataModule, score_held_out: Callable[[LatentD
     """
     kinds = dm.negative_kinds(MIN_KIND_ROWS)
     if len(kinds) < 2:
-        return {"skipped": f"needs at least two kinds of labelled negatives with {MIN_KIND_ROWS}+ rows, "
-                           f"found {len(kinds)}"}  # fmt: skip
+        return {
+            "skipped": f"needs at least two kinds of labelled negatives with {MIN_KIND_ROWS}+ "
+            "rows, "
+            f"found {len(kinds)}"
+        }
     per_kind = {}
     for kind, mask in kinds.items():
         prob = np.asarray(score_held_out(dm.without(mask), mask), dtype=np.float64)
-        per_kind[kind] = {"rows": int(mask.sum()), "threshold": threshold_for_fpr(prob, target_fpr),
-                          "max_probability": float(prob.max()), "median_probability": float(np.median(prob))}  # fmt: skip
-    return {"target_fpr": target_fpr, "threshold": max(k["threshold"] for k in per_kind.values()), "kinds": per_kind}
+        per_kind[kind] = {
+            "rows": int(mask.sum()),
+            "threshold": threshold_for_fpr(prob, target_fpr),
+            "max_probability": float(prob.max()),
+            "median_probability": float(np.median(prob)),
+        }
+    return {
+        "target_fpr": target_fpr,
+        "threshold": max(k["threshold"] for k in per_kind.values()),
+        "kinds": per_kind,
+    }
 
 
 CALIBRATIONS = ("novel-kind", "validation", "none")
 
 
-def calibrate(floor: float, calibration: str, target_fpr: float, val_negatives: np.ndarray, dm: LatentDataModule,
-              score_held_out: Callable[[LatentDataModule, np.ndarray], np.ndarray]) -> dict[str, Any]:
+def calibrate(
+    floor: float,
+    calibration: str,
+    target_fpr: float,
+    val_negatives: np.ndarray,
+    dm: LatentDataModule,
+    score_held_out: Callable[[LatentDataModule, np.ndarray], np.ndarray],
+) -> dict[str, Any]:
     """A model's threshold and how it was set (``threshold_rule``), by ``calibration``.
 
     ``floor`` raised to keep the false-positive rate <= ``target_fpr`` on the validation
@@ -93,15 +112,15 @@ def calibrate(floor: float, calibration: str, target_fpr: float, val_negatives: 
     rule: dict[str, Any] = {"calibration": calibration, "floor": floor}
     threshold = floor
     if calibration != "none":
-        rule["validation"] = threshold_for_fpr(np.asarray(val_negatives, dtype=np.float64), target_fpr)
+        rule["validation"] = threshold_for_fpr(
+            np.asarray(val_negatives, dtype=np.float64), target_fpr
+        )
         threshold = max(threshold, rule["validation"])
     if calibration == "novel-kind":
         rule["novel_kind"] = novel_kind_threshold(dm, score_held_out, target_fpr)
         threshold = max(threshold, rule["novel_kind"].get("threshold", threshold))
     rule["threshold"] = threshold
     return rule
-
-
 
 
 @dataclass

@@ -87,7 +87,11 @@ class QuackLatentClassifier(pl.LightningModule):
         self.save_hyperparameters()
         h4, h8 = max(input_dim // 4, 1), max(input_dim // 8, 1)
         self.net = nn.Sequential(
-            nn.Linear(input_dim, h4), nn.LeakyReLU(), nn.Linear(h4, h8), nn.LeakyReLU(), nn.Linear(h8, 1)
+            nn.Linear(input_dim, h4),
+            nn.LeakyReLU(),
+            nn.Linear(h4, h8),
+            nn.LeakyReLU(),
+            nn.Linear(h8, 1),
         )
         self.register_buffer("mean", torch.zeros(input_dim))
         self.register_buffer("scale", torch.ones(input_dim))
@@ -103,7 +107,10 @@ class QuackLatentClassifier(pl.LightningModule):
         """Logits, shape ``(B,)``."""
         z = (x - self.mean) / self.scale
         if self.training:
-            p, sigma = float(self.hparams.get("input_dropout", 0.0)), float(self.hparams.get("input_noise", 0.0))
+            p, sigma = (
+                float(self.hparams.get("input_dropout", 0.0)),
+                float(self.hparams.get("input_noise", 0.0)),
+            )
             if p > 0:
                 z = nn.functional.dropout(z, p)
             if sigma > 0:
@@ -114,18 +121,30 @@ class QuackLatentClassifier(pl.LightningModule):
     def probability(self, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:
         """Sigmoid probabilities of a float32 array, in batches."""
         self.eval()
-        out = [torch.sigmoid(self(torch.from_numpy(x[i : i + batch_size]))) for i in range(0, len(x), batch_size)]
+        out = [
+            torch.sigmoid(self(torch.from_numpy(x[i : i + batch_size])))
+            for i in range(0, len(x), batch_size)
+        ]
         return torch.cat(out).numpy().astype(np.float32) if out else np.zeros(0, np.float32)
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
         logits = self(x)
         loss = self.loss_fn(logits, y)
-        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test", batch_size=len(y))
+        self.log(
+            f"{stage}_loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=stage != "test",
+            batch_size=len(y),
+        )
         self._outputs[stage].append((torch.sigmoid(logits).detach(), y.detach()))
         return loss
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
         """One optimisation step."""
         return self._step(batch, "train")
 
@@ -162,8 +181,12 @@ class QuackLatentClassifier(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW with a cosine-annealed learning rate over ``max_epochs``."""
-        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(int(self.hparams.max_epochs), 1))
+        opt = torch.optim.AdamW(
+            self.parameters(), lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
+        )
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            opt, T_max=max(int(self.hparams.max_epochs), 1)
+        )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
 
@@ -175,8 +198,21 @@ def load_classifier(checkpoint: Path) -> QuackLatentClassifier:
     hp = ckpt.get("hyper_parameters") or {}
     if "input_dim" not in hp:
         raise ValueError(f"{checkpoint} is not a QuackLatentClassifier checkpoint (no input_dim)")
-    model = QuackLatentClassifier(**{k: hp[k] for k in ("input_dim", "learning_rate", "weight_decay", "max_epochs",
-                                                        "threshold", "input_dropout", "input_noise") if k in hp})  # fmt: skip
+    model = QuackLatentClassifier(
+        **{
+            k: hp[k]
+            for k in (
+                "input_dim",
+                "learning_rate",
+                "weight_decay",
+                "max_epochs",
+                "threshold",
+                "input_dropout",
+                "input_noise",
+            )
+            if k in hp
+        }
+    )
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()
 
@@ -196,40 +232,70 @@ def verdict(classifier: dict[str, Any], baseline: dict[str, Any]) -> tuple[str, 
     if abs(a - b) < TIE_MARGIN:
         fa, fb = classifier["f1"], baseline["f1"]
         if abs(fa - fb) < TIE_MARGIN:
-            return "tie", f"tie: {by} {a:.4f} (latent classifier) vs {b:.4f} (bag-of-tokens baseline), F1 equal too"
+            return (
+                "tie",
+                f"tie: {by} {a:.4f} (latent classifier) vs {b:.4f} (bag-of-tokens baseline), F1 "
+                "equal too",
+            )
         a, b, by = fa, fb, f"F1 ({by} within {TIE_MARGIN})"
     win = "classifier" if a > b else "baseline"
     names = {"classifier": "the latent classifier", "baseline": "the bag-of-tokens baseline"}
-    return win, f"{names[win]} wins on held-out {by}: {a:.4f} (latent classifier) vs {b:.4f} (baseline)"
+    return (
+        win,
+        f"{names[win]} wins on held-out {by}: {a:.4f} (latent classifier) vs {b:.4f} (baseline)",
+    )
 
 
 # --------------------------------------------------------------------------- training
 
 
 def _quiet_lightning() -> None:
-    for pattern in (".*does not have many workers.*", ".*LeafSpec.*", ".*is deprecated.*",
-                    ".*Checkpoint directory.*exists and is not empty.*",
-                    ".*Experiment logs directory.*exists and is not empty.*"):  # fmt: skip
+    for pattern in (
+        ".*does not have many workers.*",
+        ".*LeafSpec.*",
+        ".*is deprecated.*",
+        ".*Checkpoint directory.*exists and is not empty.*",
+        ".*Experiment logs directory.*exists and is not empty.*",
+    ):
         warnings.filterwarnings("ignore", message=pattern)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     logging.getLogger("lightning.pytorch.accelerators.cuda").setLevel(logging.WARNING)
 
 
-def _fit_head(dm: LatentDataModule, params: dict[str, Any], checkpoints: Path, logger: Any,
-              progress: bool, patience: int | None) -> tuple[QuackLatentClassifier, Path, pl.Trainer]:
-    """Train one head on ``dm``'s train split: the best epoch by validation loss, its file, the trainer."""
+def _fit_head(
+    dm: LatentDataModule,
+    params: dict[str, Any],
+    checkpoints: Path,
+    logger: Any,
+    progress: bool,
+    patience: int | None,
+) -> tuple[QuackLatentClassifier, Path, pl.Trainer]:
+    """Train one head on ``dm``'s train split: the best epoch by val loss, its file, the trainer."""
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     model = QuackLatentClassifier(dm.dim, **params)
     model.set_standardisation(dm.part("train")[0])
-    checkpoint = ModelCheckpoint(dirpath=str(checkpoints), filename="classifier-{epoch:02d}-{val_loss:.4f}",
-                                 monitor="val_loss", mode="min", save_top_k=1)  # fmt: skip
+    checkpoint = ModelCheckpoint(
+        dirpath=str(checkpoints),
+        filename="classifier-{epoch:02d}-{val_loss:.4f}",
+        monitor="val_loss",
+        mode="min",
+        save_top_k=1,
+    )
     trainer = pl.Trainer(
-        max_epochs=params["max_epochs"], accelerator="cpu", devices=1, logger=logger,
-        callbacks=[checkpoint, *([EarlyStopping("val_loss", patience=patience)] if patience else [])],
-        enable_progress_bar=progress, enable_model_summary=False,
-        log_every_n_steps=1, num_sanity_val_steps=0,
-    )  # fmt: skip
+        max_epochs=params["max_epochs"],
+        accelerator="cpu",
+        devices=1,
+        logger=logger,
+        callbacks=[
+            checkpoint,
+            *([EarlyStopping("val_loss", patience=patience)] if patience else []),
+        ],
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(model, datamodule=dm)
     best = Path(checkpoint.best_model_path)
     return load_classifier(best), best, trainer
@@ -276,10 +342,22 @@ def train_classifier(
     meta = read_meta(embeddings)
     dm = LatentDataModule(embeddings, batch_size=batch_size, seed=seed)
     dm.setup()
-    params = {"learning_rate": lr, "weight_decay": weight_decay, "max_epochs": max_epochs, "threshold": threshold,
-              "input_dropout": input_dropout, "input_noise": input_noise}  # fmt: skip
-    model, best, trainer = _fit_head(dm, params, storage, CSVLogger(str(storage), name="logs", version="classifier"),
-                                    progress, patience)  # fmt: skip
+    params = {
+        "learning_rate": lr,
+        "weight_decay": weight_decay,
+        "max_epochs": max_epochs,
+        "threshold": threshold,
+        "input_dropout": input_dropout,
+        "input_noise": input_noise,
+    }
+    model, best, trainer = _fit_head(
+        dm,
+        params,
+        storage,
+        CSVLogger(str(storage), name="logs", version="classifier"),
+        progress,
+        patience,
+    )
     x_va, y_va, _ = dm.part("val")
 
     def held_out(view: LatentDataModule, mask: np.ndarray) -> np.ndarray:
@@ -288,32 +366,60 @@ def train_classifier(
             head, _, _ = _fit_head(view, params, Path(tmp), False, False, patience)
         return head.probability(dm.x[mask])
 
-    rule = calibrate(threshold, calibration, target_fpr, model.probability(x_va)[y_va == 0], dm, held_out)
+    rule = calibrate(
+        threshold, calibration, target_fpr, model.probability(x_va)[y_va == 0], dm, held_out
+    )
     threshold = model.hparams.threshold = rule["threshold"]
     epochs = trainer.current_epoch
     trainer.test(model, datamodule=dm, verbose=False)
     x_te, y_te, _ = dm.part("test")
-    clf = {"model": "QuackLatentClassifier on autoencoder latents", **binary_metrics(y_te, model.probability(x_te), threshold)}
+    clf = {
+        "model": "QuackLatentClassifier on autoencoder latents",
+        **binary_metrics(y_te, model.probability(x_te), threshold),
+    }
     base = _baseline_metrics(meta, dm, storage, seed, params["threshold"], target_fpr, calibration)
     winner, sentence = verdict(clf, base)
     metrics = {
-        "kind": "classifier_metrics", "embeddings": str(Path(embeddings).resolve()), "dataset": meta.get("dataset"),
-        "dim": dm.dim, "latent": meta.get("latent", "final"), "seed": seed,
-        "split": dict(zip(SPLITS, SPLIT_FRACTIONS, strict=True)), "target_fpr": target_fpr,
-        "threshold": threshold, "threshold_rule": rule, "checkpoint": str(best.resolve()), "counts": dm.counts(),
-        "accuracy": clf["accuracy"], "f1": clf["f1"], "roc_auc": clf["roc_auc"],
-        "classifier": clf, "baseline": base, "winner": winner, "winner_by": "held-out ROC-AUC (F1 breaks ties)",
-        "verdict": sentence, "epochs": epochs,
-    }  # fmt: skip
+        "kind": "classifier_metrics",
+        "embeddings": str(Path(embeddings).resolve()),
+        "dataset": meta.get("dataset"),
+        "dim": dm.dim,
+        "latent": meta.get("latent", "final"),
+        "seed": seed,
+        "split": dict(zip(SPLITS, SPLIT_FRACTIONS, strict=True)),
+        "target_fpr": target_fpr,
+        "threshold": threshold,
+        "threshold_rule": rule,
+        "checkpoint": str(best.resolve()),
+        "counts": dm.counts(),
+        "accuracy": clf["accuracy"],
+        "f1": clf["f1"],
+        "roc_auc": clf["roc_auc"],
+        "classifier": clf,
+        "baseline": base,
+        "winner": winner,
+        "winner_by": "held-out ROC-AUC (F1 breaks ties)",
+        "verdict": sentence,
+        "epochs": epochs,
+    }
     atomic_write(storage / METRICS_FILE, json.dumps(metrics, indent=1))
     return metrics
 
 
-def _baseline_metrics(meta: dict[str, Any], dm: LatentDataModule, storage: Path, seed: int, threshold: float,
-                      target_fpr: float, calibration: str) -> dict[str, Any]:
+def _baseline_metrics(
+    meta: dict[str, Any],
+    dm: LatentDataModule,
+    storage: Path,
+    seed: int,
+    threshold: float,
+    target_fpr: float,
+    calibration: str,
+) -> dict[str, Any]:
     """Fit, save and measure the baseline, or say why it was skipped."""
     try:
-        model, metrics = fit_baseline(open_dataset_tokens(meta), dm, seed, threshold, target_fpr, calibration)
+        model, metrics = fit_baseline(
+            open_dataset_tokens(meta), dm, seed, threshold, target_fpr, calibration
+        )
     except (ValueError, store.StoreError) as e:
         log.warning("baseline skipped: %s", e)
         return {"skipped": str(e)}
@@ -325,7 +431,9 @@ def _baseline_metrics(meta: dict[str, Any], dm: LatentDataModule, storage: Path,
 
 
 def _prediction_table(table: pa.Table, prob: np.ndarray, base: np.ndarray | None) -> pa.Table:
-    table = table.drop_columns(["embedding"]).append_column("probability", pa.array(prob, pa.float32()))
+    table = table.drop_columns(["embedding"]).append_column(
+        "probability", pa.array(prob, pa.float32())
+    )
     if base is None:
         base_arr = pa.nulls(len(prob), pa.float32())
     else:
@@ -333,7 +441,9 @@ def _prediction_table(table: pa.Table, prob: np.ndarray, base: np.ndarray | None
     return table.append_column("baseline_probability", base_arr)
 
 
-def _open_baseline(checkpoint: Path, meta: dict[str, Any]) -> tuple[BagOfTokensBaseline | None, store.DatasetTokens | None, str]:
+def _open_baseline(
+    checkpoint: Path, meta: dict[str, Any]
+) -> tuple[BagOfTokensBaseline | None, store.DatasetTokens | None, str]:
     path = Path(checkpoint).parent / BASELINE_FILE
     if not path.is_file():
         return None, None, f"no {BASELINE_FILE} next to the checkpoint"
@@ -347,7 +457,9 @@ def _open_baseline(checkpoint: Path, meta: dict[str, Any]) -> tuple[BagOfTokensB
     return model, tokens, ""
 
 
-def predict(embeddings: Path, checkpoint: Path, out: Path, threshold: float = 0.5) -> dict[str, Any]:
+def predict(
+    embeddings: Path, checkpoint: Path, out: Path, threshold: float = 0.5
+) -> dict[str, Any]:
     """Score every row of an embeddings directory, shard by shard.
 
     Writes ``out/shards/<shard>.parquet`` (metadata + ``probability`` + ``baseline_probability``,
@@ -357,8 +469,10 @@ def predict(embeddings: Path, checkpoint: Path, out: Path, threshold: float = 0.
     model = load_classifier(Path(checkpoint))
     dim, want = int(meta["dim"]), int(model.hparams.input_dim)
     if dim != want:
-        raise ValueError(f"{embeddings} holds {dim}-dimensional embeddings but {checkpoint} was trained "
-                         f"on {want}-dimensional ones; use embeddings of the same autoencoder")  # fmt: skip
+        raise ValueError(
+            f"{embeddings} holds {dim}-dimensional embeddings but {checkpoint} was trained "
+            f"on {want}-dimensional ones; use embeddings of the same autoencoder"
+        )
     baseline, tokens, why = _open_baseline(Path(checkpoint), meta)
     shards = Path(out) / "shards"
     shards.mkdir(parents=True, exist_ok=True)
@@ -371,18 +485,30 @@ def predict(embeddings: Path, checkpoint: Path, out: Path, threshold: float = 0.
         base = None
         if baseline is not None and tokens is not None:
             ids = table.column("row_id").to_numpy()
-            base = np.where(tokens.index_of(ids) >= 0, baseline.probability(BagOfTokensBaseline.features(tokens, ids)), np.nan)
+            base = np.where(
+                tokens.index_of(ids) >= 0,
+                baseline.probability(BagOfTokensBaseline.features(tokens, ids)),
+                np.nan,
+            )
             base_candidates += int((base >= threshold).sum())
         with atomic_path(shards / f"{path.stem}.parquet") as tmp:
             pq.write_table(_prediction_table(table, prob, base), tmp, compression="zstd")
         rows, candidates = rows + len(prob), candidates + int((prob >= threshold).sum())
     summary = {
-        "kind": "predictions", "embeddings": str(Path(embeddings).resolve()), "checkpoint": str(Path(checkpoint).resolve()),
-        "dataset": meta.get("dataset"), "mode": meta.get("mode"), "complete": bool(meta.get("complete")),
-        "dim": dim, "threshold": threshold, "rows": rows, "candidates": candidates,
+        "kind": "predictions",
+        "embeddings": str(Path(embeddings).resolve()),
+        "checkpoint": str(Path(checkpoint).resolve()),
+        "dataset": meta.get("dataset"),
+        "mode": meta.get("mode"),
+        "complete": bool(meta.get("complete")),
+        "dim": dim,
+        "threshold": threshold,
+        "rows": rows,
+        "candidates": candidates,
         "baseline": None if baseline is None else str(Path(checkpoint).parent / BASELINE_FILE),
-        "baseline_missing_reason": why or None, "baseline_candidates": base_candidates if baseline else None,
-    }  # fmt: skip
+        "baseline_missing_reason": why or None,
+        "baseline_candidates": base_candidates if baseline else None,
+    }
     atomic_write(Path(out) / PREDICTIONS_META, json.dumps(summary, indent=1))
     return summary
 

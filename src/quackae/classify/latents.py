@@ -18,11 +18,13 @@ from quackae.dataset.embeddings import read_embeddings, read_meta
 from quackae.dataset.splits import SPLITS
 
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
-TEMPLATE_KIND = "template match"  # the kind of a labelled negative no false-positive signature named
+TEMPLATE_KIND = (
+    "template match"  # the kind of a labelled negative no false-positive signature named
+)
 
 
 def split_of(row_ids: np.ndarray, seed: int = 0) -> np.ndarray:
-    """0 train / 1 val / 2 test per row, by stable row-id hash (the data module's, other fractions)."""
+    """0 train / 1 val / 2 test per row by stable row-id hash (other fractions than training's)."""
     return splits.split_of(row_ids, seed, SPLIT_FRACTIONS)
 
 
@@ -45,7 +47,9 @@ class LatentDataModule(pl.LightningDataModule):
         labels = table.column("censored").to_numpy()
         keep = labels != 0
         if keep.sum() == 0:
-            raise ValueError(f"{self.embeddings} has no labelled rows (censored 1 or -1); encode with --filtered")
+            raise ValueError(
+                f"{self.embeddings} has no labelled rows (censored 1 or -1); encode with --filtered"
+            )
         self.row_ids = table.column("row_id").to_numpy()[keep]
         self.x, self.y = x[keep], (labels[keep] == 1).astype(np.float32)
         fingerprints = np.array(table.column("fingerprint").to_pylist(), dtype=object)[keep]
@@ -53,7 +57,9 @@ class LatentDataModule(pl.LightningDataModule):
         self.split = split_of(self.row_ids, self.seed)
         for i, name in enumerate(SPLITS):
             if not (self.split == i).any():
-                raise ValueError(f"{self.embeddings}: too few labelled rows ({keep.sum()}) for a {name} split")
+                raise ValueError(
+                    f"{self.embeddings}: too few labelled rows ({keep.sum()}) for a {name} split"
+                )
 
     def without(self, drop: np.ndarray) -> LatentDataModule:
         """The same splits minus the rows where ``drop`` is True (a held-out kind)."""
@@ -82,7 +88,11 @@ class LatentDataModule(pl.LightningDataModule):
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Rows and positives per split."""
-        return {s: {"rows": int(len(y)), "censored": int(y.sum())} for s in SPLITS for _, y, _ in [self.part(s)]}
+        return {
+            s: {"rows": int(len(y)), "censored": int(y.sum())}
+            for s in SPLITS
+            for _, y, _ in [self.part(s)]
+        }
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         x, y, _ = self.part(name)

@@ -22,11 +22,15 @@ def prediction_paths(pred_dir: Path) -> list[Path]:
     return sorted((Path(pred_dir) / "shards").glob("*.parquet"))
 
 
-def read_predictions(pred_dir: Path, columns: Sequence[str], min_probability: float | None = None) -> pa.Table:
-    """Selected columns of the prediction shards, optionally only rows with probability >= a bound."""
+def read_predictions(
+    pred_dir: Path, columns: Sequence[str], min_probability: float | None = None
+) -> pa.Table:
+    """Selected columns of the prediction shards, optionally only rows of probability >= a bound."""
     paths = prediction_paths(pred_dir)
     if not paths:
-        raise ValueError(f"{pred_dir} holds no prediction shards; run `quackae classify predict` first")
+        raise ValueError(
+            f"{pred_dir} holds no prediction shards; run `quackae classify predict` first"
+        )
     flt = None if min_probability is None else [("probability", ">=", float(min_probability))]
     return pa.concat_tables(pq.read_table(p, columns=list(columns), filters=flt) for p in paths)
 

@@ -22,18 +22,88 @@ def _add_flatten(sub: argparse._SubParsersAction) -> None:
         "shards. Appending to an existing directory adds only what is new; a killed run "
         "resumes where it stopped when rerun.",
     )
-    p.add_argument("--source", nargs="+", required=True, metavar="PATH", help="files or directories to ingest, or object-store URIs (gs://BUCKET/PREFIX, s3://..., globs such as gs://B/P/CP_Quack-http-*.tar.gz) streamed without a local copy")
-    p.add_argument("--storage_path", required=True, metavar="DIR", help="dataset directory (created or appended to), or an object-store URI (gs://..., s3://...)")
-    p.add_argument("--labeled", action="store_true", help="keep only rows labelled censored (1) or uncensored (-1)")
-    p.add_argument("--anomalies", action="store_true", help="keep only tries of anomalous measurements that did not match the template")
-    p.add_argument("--signatures", type=Path, metavar="DIR", help="folder with blockpage_signatures.json and false_positive_signatures.json (Censored Planet's format, e.g. their published files, or DIR/signatures of quackae synth); default: a small set of well-known real blockpages (docs/signatures.md)")
-    p.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes parsing chunks of lines, also of one big archive, while this process reads and commits (default 1)")
-    p.add_argument("--ray_address", metavar="ADDR", help="run the chunks as Ray tasks (1 CPU each) on the cluster at ADDR (HOST:PORT, or auto: the one running here); --storage_path must be reachable from every node")
-    p.add_argument("--max_tokens", type=int, default=tokens.DEFAULT_MAX_TOKENS, metavar="N", help="truncate each sequence to N tokens, keeping the head (default %(default)s)")
-    p.add_argument("--tokenizer", type=Path, metavar="PATH", help="use this tokenizer.json (e.g. another dataset's) instead of training one")
-    p.add_argument("--vocab_size", type=int, default=tokens.DEFAULT_VOCAB, metavar="N", help="BPE vocabulary size when training a tokenizer (default %(default)s)")
-    p.add_argument("--mmdb", type=Path, metavar="PATH", help="MaxMind country database for v1 vantage points (default: the offline table shipped with iptocc)")
-    p.add_argument("--chunk_lines", type=int, default=5_000, metavar="N", help="input lines per committed shard: the most a killed run redoes (default %(default)s)")
+    p.add_argument(
+        "--source",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="files or directories to ingest, or object-store URIs (gs://BUCKET/PREFIX, "
+        "s3://..., globs such as gs://B/P/CP_Quack-http-*.tar.gz) streamed without a local "
+        "copy",
+    )
+    p.add_argument(
+        "--storage_path",
+        required=True,
+        metavar="DIR",
+        help="dataset directory (created or appended to), or an object-store URI (gs://..., "
+        "s3://...)",
+    )
+    p.add_argument(
+        "--labeled",
+        action="store_true",
+        help="keep only rows labelled censored (1) or uncensored (-1)",
+    )
+    p.add_argument(
+        "--anomalies",
+        action="store_true",
+        help="keep only tries of anomalous measurements that did not match the template",
+    )
+    p.add_argument(
+        "--signatures",
+        type=Path,
+        metavar="DIR",
+        help="folder with blockpage_signatures.json and false_positive_signatures.json (Censored "
+        "Planet's format, e.g. their published files, or DIR/signatures of quackae synth); "
+        "default: a small set of well-known real blockpages (docs/signatures.md)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes parsing chunks of lines, also of one big archive, while this "
+        "process reads and commits (default 1)",
+    )
+    p.add_argument(
+        "--ray_address",
+        metavar="ADDR",
+        help="run the chunks as Ray tasks (1 CPU each) on the cluster at ADDR (HOST:PORT, or "
+        "auto: the one running here); --storage_path must be reachable from every node",
+    )
+    p.add_argument(
+        "--max_tokens",
+        type=int,
+        default=tokens.DEFAULT_MAX_TOKENS,
+        metavar="N",
+        help="truncate each sequence to N tokens, keeping the head (default %(default)s)",
+    )
+    p.add_argument(
+        "--tokenizer",
+        type=Path,
+        metavar="PATH",
+        help="use this tokenizer.json (e.g. another dataset's) instead of training one",
+    )
+    p.add_argument(
+        "--vocab_size",
+        type=int,
+        default=tokens.DEFAULT_VOCAB,
+        metavar="N",
+        help="BPE vocabulary size when training a tokenizer (default %(default)s)",
+    )
+    p.add_argument(
+        "--mmdb",
+        type=Path,
+        metavar="PATH",
+        help="MaxMind country database for v1 vantage points (default: the offline table shipped "
+        "with iptocc)",
+    )
+    p.add_argument(
+        "--chunk_lines",
+        type=int,
+        default=5_000,
+        metavar="N",
+        help="input lines per committed shard: the most a killed run redoes (default %(default)s)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_flatten)
 
@@ -78,9 +148,17 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
         description="Counts per label, scan and country, top fingerprints and outcomes, token "
         "length percentiles (datasets) or embedding dimension (embeddings).",
     )
-    p.add_argument("path", metavar="DIR", help="a dataset or embeddings directory, local or an object-store URI (gs://..., s3://...)")
+    p.add_argument(
+        "path",
+        metavar="DIR",
+        help="a dataset or embeddings directory, local or an object-store URI (gs://..., s3://...)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--verify", action="store_true", help="also read every shard in full and report damaged files (exit 1 if any)")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="also read every shard in full and report damaged files (exit 1 if any)",
+    )
     p.set_defaults(func=_run_inspect)
 
 
@@ -98,7 +176,11 @@ def _run_inspect(args: argparse.Namespace) -> int:
 def _add_controller(sub: argparse._SubParsersAction) -> None:
     for name, extra, text in (
         ("train", [], "train QuackAutoEncoder (the seed's ae_processor; --help lists its flags)"),
-        ("encode", ["--encode"], "write latent features with a trained checkpoint (ae_processor --encode)"),
+        (
+            "encode",
+            ["--encode"],
+            "write latent features with a trained checkpoint (ae_processor --encode)",
+        ),
     ):
         p = sub.add_parser(name, help=text, add_help=False, description=text)
         p.add_argument("controller_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -205,7 +287,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"quackae {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"quackae {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        print(
+            f"quackae {args.command}: interrupted; rerun the same command to resume",
+            file=sys.stderr,
+        )
         return 130
     except BrokenPipeError:  # `quackae inspect DIR | head`: the reader left, which is fine
         _silence_stdout()

@@ -12,17 +12,46 @@ def add_demo_arguments(sub: argparse._SubParsersAction) -> None:
         "demo",
         help="run the whole pipeline on generated data and score it against ground truth",
         description="synth -> flatten -> train -> encode --filtered/--evaluate -> classify -> "
-        "report -> plots, all under --out, then a summary scored against the synthetic ground truth.",
+        "report -> plots, all under --out, then a summary scored against the synthetic ground "
+        "truth.",
     )
-    p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder; a previous demo's output there is replaced, any other non-empty folder refused (default %(default)s)")
-    p.add_argument("--scale", type=float, default=1.0, help="multiply the number of generated measurements (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data and the models (default %(default)s)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("demo_out"),
+        help="output folder; a previous demo's output there is replaced, any other non-empty "
+        "folder refused (default %(default)s)",
+    )
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiply the number of generated measurements (default %(default)s)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the data and the models (default %(default)s)"
+    )
     p.add_argument("--epochs", type=int, default=8, help="autoencoder epochs (default %(default)s)")
-    p.add_argument("--ray_nodes", type=int, default=0, help="train and encode on this many Ray workers; 0 = in-process (default %(default)s)")
-    p.add_argument("--all_tries", action="store_true", help="flatten every try, not only the anomalous ones the original research trained on")
-    p.add_argument("--latent", choices=("final", "mean"), default="mean",
-                   help="the feature encoded per record (ae_processor --latent): the encoder's final states, as the seed, "
-                        "or its states averaged over the text tokens, which carries a page's wording (default %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--ray_nodes",
+        type=int,
+        default=0,
+        help="train and encode on this many Ray workers; 0 = in-process (default %(default)s)",
+    )
+    p.add_argument(
+        "--all_tries",
+        action="store_true",
+        help="flatten every try, not only the anomalous ones the original research trained on",
+    )
+    p.add_argument(
+        "--latent",
+        choices=("final", "mean"),
+        default="mean",
+        help="the feature encoded per record (ae_processor --latent): the encoder's final "
+        "states, as the seed, "
+        "or its states averaged over the text tokens, which carries a page's wording (default "
+        "%(default)s)",
+    )
     p.set_defaults(func=_run)
 
 

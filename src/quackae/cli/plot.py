@@ -8,9 +8,12 @@ from pathlib import Path
 
 def add_plot_arguments(subparsers: argparse._SubParsersAction) -> None:
     """``quackae plot DIR``."""
-    p = subparsers.add_parser("plot", help="redraw the plots of a demo output folder into DIR/plots",
-                              description="Training curves, 2-D maps of the latents (PCA, and UMAP "
-                              "when umap-learn is installed), probability histograms.")  # fmt: skip
+    p = subparsers.add_parser(
+        "plot",
+        help="redraw the plots of a demo output folder into DIR/plots",
+        description="Training curves, 2-D maps of the latents (PCA, and UMAP "
+        "when umap-learn is installed), probability histograms.",
+    )
     p.add_argument("path", type=Path, metavar="DIR", help="a demo output folder")
     p.set_defaults(func=_run_plot)
 

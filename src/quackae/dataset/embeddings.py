@@ -9,9 +9,9 @@ Shards are written atomically (``atomic.atomic_path``), so a killed run leaves o
 the rerun skips the row ids already written and appends the rest, ending with every selected
 record exactly once. ``DIR`` may be an object-store URI (``gs://``, ``s3://``; see ``storage``):
 an object appears whole when its upload ends, so the same holds there, and the writer lock is
-an object (``.quackae.lock``: host, pid, time) instead of a ``flock``. ``dataset_version`` records which committed state of the dataset was
-encoded: when the dataset only grew since, a rerun encodes just the new rows; any other change
-is refused (see ``check_version``).
+an object (``.quackae.lock``: host, pid, time) instead of a ``flock``. ``dataset_version``
+records which committed state of the dataset was encoded: when the dataset only grew since, a
+rerun encodes just the new rows; any other change is refused (see ``check_version``).
 """
 
 from __future__ import annotations
@@ -34,9 +34,22 @@ from quackae.io import atomic, storage
 META = "embeddings.json"
 SHARDS = "shards"
 COLUMNS = (
-    "row_id", "source", "line", "try_index", "ip", "domain", "location", "country_code",
-    "timestamp", "end_time", "scan", "censored", "fingerprint", "outcome", "anomaly",
-)  # fmt: skip
+    "row_id",
+    "source",
+    "line",
+    "try_index",
+    "ip",
+    "domain",
+    "location",
+    "country_code",
+    "timestamp",
+    "end_time",
+    "scan",
+    "censored",
+    "fingerprint",
+    "outcome",
+    "anomaly",
+)
 IDENTITY_KEYS = ("mode", "dim", "checkpoint", "dataset", "tokenizer_sha256", "seed", "latent")
 
 
@@ -120,7 +133,8 @@ class EmbeddingStore:
             diff = [k for k in IDENTITY_KEYS if existing.get(k) != meta.get(k)]
             if diff:
                 raise ValueError(
-                    f"{self.storage} holds embeddings of another run (different {', '.join(diff)}); "
+                    f"{self.storage} holds embeddings of another run (different "
+                    f"{', '.join(diff)}); "
                     "choose another --storage_path or delete that directory"
                 )
 
@@ -156,14 +170,22 @@ class EmbeddingStore:
         for table in self.read_shards(["censored"]):
             labels.update(table.column(0).to_pylist())
         return {
-            "kind": "embeddings", "path": str(self.storage), "length": sum(labels.values()),
-            "censored": labels[1], "undetermined": labels[0], "uncensored": labels[-1],
-            "dim": int(meta.get("dim", 0)), "latent": meta.get("latent", "final"),
-            "mode": meta.get("mode"), "complete": bool(meta.get("complete")),
-        }  # fmt: skip
+            "kind": "embeddings",
+            "path": str(self.storage),
+            "length": sum(labels.values()),
+            "censored": labels[1],
+            "undetermined": labels[0],
+            "uncensored": labels[-1],
+            "dim": int(meta.get("dim", 0)),
+            "latent": meta.get("latent", "final"),
+            "mode": meta.get("mode"),
+            "complete": bool(meta.get("complete")),
+        }
 
-    def write_shard(self, name: str, rows: pa.Table | list[dict[str, Any]], latents: np.ndarray) -> None:
-        """Commit one shard: metadata rows (an Arrow table or row dicts) and their latents, atomically."""
+    def write_shard(
+        self, name: str, rows: pa.Table | list[dict[str, Any]], latents: np.ndarray
+    ) -> None:
+        """Commit one shard atomically: metadata rows (Arrow table or dicts) and their latents."""
         dim = latents.shape[1]
         if isinstance(rows, pa.Table):
             columns = {c: rows.column(c) for c in COLUMNS}
@@ -180,7 +202,7 @@ class EmbeddingStore:
             pq.write_table(table, tmp, compression="zstd")
 
     def write_array(self, name: str, values: np.ndarray) -> str:
-        """Store ``values`` as ``name`` (a ``.npy``, no pickle) in the directory; its path or URI."""
+        """Store ``values`` as ``name`` (``.npy``, no pickle) in the folder; its path or URI."""
         buffer = io.BytesIO()
         np.save(buffer, values, allow_pickle=False)
         target = self.location.child(name)
@@ -204,7 +226,9 @@ def read_array(path: str) -> np.ndarray:
     return np.load(io.BytesIO(storage.resolve(path).read_bytes()), allow_pickle=False)
 
 
-def check_version(storage_path: Path | str, meta: dict[str, Any] | None, manifest: dict[str, Any], mode: str) -> str:
+def check_version(
+    storage_path: Path | str, meta: dict[str, Any] | None, manifest: dict[str, Any], mode: str
+) -> str:
     """How a rerun relates to the dataset version already encoded: ``same``, ``grew`` or ``new``.
 
     Raises ``store.StoreError`` (saying why) when the dataset changed in any other way than
@@ -219,7 +243,8 @@ def check_version(storage_path: Path | str, meta: dict[str, Any] | None, manifes
     if old["shards"] <= version["shards"] and old == store.dataset_version(manifest, old["shards"]):
         if mode == "filtered":
             raise store.StoreError(
-                f"{storage_path}: the dataset grew from {old['length']} to {version['length']} rows "
+                f"{storage_path}: the dataset grew from {old['length']} to {version['length']} "
+                "rows "
                 "since these --filtered embeddings were made, and --filtered balances the labels "
                 "over the whole dataset; encode into a new --storage_path"
             )

@@ -21,7 +21,9 @@ TOKENIZER = "tokenizer.json"
 SHARD_NAME = re.compile(r"part-[0-9a-f]{16}-\d{5,}\.(parquet|jsonl)")
 CACHE_NAME = re.compile(r"(tokens|offsets)-[0-9a-f]{16}\.(bin|npy)")
 Root = Path | str | Location  # a dataset directory: local path, object-store URI, or Location
-StoreError = atomic.StoreError  # a dataset directory that cannot be used; the message says what to do
+StoreError = (
+    atomic.StoreError
+)  # a dataset directory that cannot be used; the message says what to do
 
 
 def location(root: Root) -> Location:

@@ -151,8 +151,14 @@ def render(info: dict[str, Any]) -> str:
         if key in ("kind", "path", "length", "censored", "undetermined", "uncensored"):
             continue
         if key == "verify":
-            lines.append("  verify: " + ("every shard reads back whole" if value["ok"] else
-                                         f"{len(value['problems'])} problem(s)"))  # fmt: skip
+            lines.append(
+                "  verify: "
+                + (
+                    "every shard reads back whole"
+                    if value["ok"]
+                    else f"{len(value['problems'])} problem(s)"
+                )
+            )
             lines += [f"    {problem}" for problem in value["problems"]]
             continue
         if isinstance(value, dict):

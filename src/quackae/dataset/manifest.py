@@ -40,6 +40,7 @@ from quackae.io.storage import Location, store_call
 
 FORMAT_VERSION = 2  # 2: sources keyed by file name (a truncated copy and the full one share a key)
 
+
 def new_manifest(layout: dict, tokenizer_sha256: str, max_tokens: int) -> dict[str, Any]:
     """An empty manifest for a dataset made with this tokenizer and layout."""
     return {
@@ -120,8 +121,11 @@ def dataset_version(manifest: dict[str, Any], shards: int | None = None) -> dict
     """
     listed = manifest["shards"][:shards] if shards is not None else manifest["shards"]
     digest = hashlib.sha256(json.dumps([(s["file"], s["rows"]) for s in listed]).encode())
-    return {"shards": len(listed), "length": sum(s["rows"] for s in listed),
-            "digest": digest.hexdigest()[:32]}  # fmt: skip
+    return {
+        "shards": len(listed),
+        "length": sum(s["rows"] for s in listed),
+        "digest": digest.hexdigest()[:32],
+    }
 
 
 def drop_source(manifest: dict[str, Any], key: str) -> list[str]:
@@ -218,7 +222,7 @@ def _top_names(root: Root) -> set[str] | None:
         if remote.child(MANIFEST).is_file():
             return None
         base = remote.path.rstrip("/") + "/"
-        return {obj.path[len(base):].split("/", 1)[0] for obj in remote.list_files()} or None
+        return {obj.path[len(base) :].split("/", 1)[0] for obj in remote.list_files()} or None
 
 
 def check_owned(root: Root) -> None:
@@ -263,7 +267,12 @@ def verify(root: Root) -> list[str]:
             problems.append(str(damaged(path, e)))
         rejects = shard.get("rejects_file")
         if rejects and not exists(root, rejects):
-            problems.append(f"{file_ref(root, rejects)[0]}: missing (the rejects of {shard['file']})")
+            problems.append(
+                f"{file_ref(root, rejects)[0]}: missing (the rejects of {shard['file']})"
+            )
     if not exists(root, TOKENIZER):
-        problems.append(f"{file_ref(root, TOKENIZER)[0]}: missing; restore it or re-flatten into a new --storage_path")
+        problems.append(
+            f"{file_ref(root, TOKENIZER)[0]}: missing; restore it or re-flatten into a new "
+            "--storage_path"
+        )
     return problems

@@ -19,6 +19,7 @@ from quackae.io.storage import Location, store_call
 
 CACHE_ENV = "QUACKAE_CACHE"  # where local mirrors of object-store datasets live
 
+
 def cache_dir(uri: str) -> Path:
     """Where the local mirror of the dataset at ``uri`` lives: ``$QUACKAE_CACHE/<hash of uri>``."""
     base = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "quackae" / "datasets"
@@ -51,14 +52,18 @@ def _remote_sizes(remote: Location) -> dict[str, int]:
             selector = pafs.FileSelector(remote.child(sub).path, allow_not_found=True)
             for info in remote.fs.get_file_info(selector):
                 if info.type == pafs.FileType.File:
-                    sizes[info.path[len(base):]] = int(info.size)
+                    sizes[info.path[len(base) :]] = int(info.size)
     return sizes
 
 
 def _download(src: Location, dest: Path) -> None:
     """Copy one object to a local file atomically, streaming."""
-    with store_call(src, "download it"), src.open_input() as inp, atomic.atomic_path(dest) as tmp, \
-            open(tmp, "wb") as out:  # fmt: skip
+    with (
+        store_call(src, "download it"),
+        src.open_input() as inp,
+        atomic.atomic_path(dest) as tmp,
+        open(tmp, "wb") as out,
+    ):
         while chunk := inp.read(8 * 2**20):
             out.write(chunk)
 
@@ -67,7 +72,10 @@ def _mirror(remote: Location, mirror: Path) -> None:
     """Bring ``mirror`` up to the remote dataset's committed state (manifest written last)."""
     manifest = read_manifest(remote)
     tokenizer = mirror / TOKENIZER
-    if not tokenizer.is_file() or hashlib.sha256(tokenizer.read_bytes()).hexdigest() != manifest["tokenizer_sha256"]:
+    if (
+        not tokenizer.is_file()
+        or hashlib.sha256(tokenizer.read_bytes()).hexdigest() != manifest["tokenizer_sha256"]
+    ):
         _download(remote.child(TOKENIZER), tokenizer)
     sizes = _remote_sizes(remote)
     (mirror / "shards").mkdir(exist_ok=True)

@@ -38,8 +38,18 @@ SCHEMA = pa.schema(
 SHARD_WRITE_OPTIONS: dict[str, Any] = {
     "compression": "zstd",
     "row_group_size": 16384,
-    "use_dictionary": ["source", "domain", "location", "country_code", "scan", "fingerprint", "outcome"],
-    "write_statistics": [name for name in SCHEMA.names if name != "tokens"],  # min/max of ids: no use
+    "use_dictionary": [
+        "source",
+        "domain",
+        "location",
+        "country_code",
+        "scan",
+        "fingerprint",
+        "outcome",
+    ],
+    "write_statistics": [
+        name for name in SCHEMA.names if name != "tokens"
+    ],  # min/max of ids: no use
 }
 
 
@@ -59,6 +69,8 @@ def row_ids(source_key: str, lines: Sequence[int], try_indices: Sequence[int]) -
     """``row_id`` of many rows of one source (the key is encoded once)."""
     prefix, blake2b, from_bytes = f"{source_key}:".encode(), hashlib.blake2b, int.from_bytes
     return [
-        from_bytes(blake2b(prefix + b"%d:%d" % (line, t), digest_size=8).digest(), "little", signed=True)
+        from_bytes(
+            blake2b(prefix + b"%d:%d" % (line, t), digest_size=8).digest(), "little", signed=True
+        )
         for line, t in zip(lines, try_indices, strict=True)
     ]

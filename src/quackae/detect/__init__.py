@@ -1,4 +1,4 @@
-"""Find censorship no fingerprint names: detector, cluster evidence, proposed signatures, evaluation.
+"""Find censorship no fingerprint names: detector, cluster evidence, proposed signatures.
 
 Modules, in the one-way order they import each other: ``features`` (per-row evidence read from a
 dataset), ``detector`` (fit, calibrate, predict with reasons), ``proposals`` (cluster candidate

@@ -40,8 +40,8 @@ MODEL_FILE = "detector.json"
 VECTORS_FILE = "detector.npz"
 PREDICTIONS_DIR = "shards"
 KIND_FOLDS = 5  # groups of labelled kinds for cross-fitting the learned scores
-REASON_MIN = 0.5
-LEXICAL_STATIC = ("outcome", "scan", "tls_version", "certificate")  # static tokens the lexical model reads  # a feature "fired" when it adds at least this much to the combiner's logit
+REASON_MIN = 0.5  # a feature "fired" when it adds at least this much to the combiner's logit
+LEXICAL_STATIC = ("outcome", "scan", "tls_version", "certificate")  # static tokens it reads
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -158,14 +158,21 @@ class Detector:
 
     # ------------------------------------------------------------------ fitting
 
-    def fit(self, rf: RowFeatures, labels: np.ndarray, latents: np.ndarray | None = None) -> Detector:
-        """Fit on the rows labelled 1 / -1 in ``labels`` that are evidence (scored, controls fine)."""
+    def fit(
+        self, rf: RowFeatures, labels: np.ndarray, latents: np.ndarray | None = None
+    ) -> Detector:
+        """Fit on rows labelled 1 / -1 in ``labels`` that are evidence (scored, controls fine)."""
         train_rows = (labels != 0) & rf.scored & rf.evidence_allowed & rf.has_page
         if train_rows.sum() < 10 or len(np.unique(labels[train_rows])) < 2:
-            raise ValueError("the detector needs labelled censored and uncensored rows (flatten with signatures)")
+            raise ValueError(
+                "the detector needs labelled censored and uncensored rows (flatten with signatures)"
+            )
         y = (labels[train_rows] == 1).astype(int)
-        kinds = np.where(rf.column("fingerprint")[train_rows] == "", "template match",
-                         rf.column("fingerprint")[train_rows]).astype(object)  # fmt: skip
+        kinds = np.where(
+            rf.column("fingerprint")[train_rows] == "",
+            "template match",
+            rf.column("fingerprint")[train_rows],
+        ).astype(object)
         groups = kind_groups(kinds, KIND_FOLDS, self.seed)
         mats = self._matrices(rf, latents)
         self.inputs = tuple(name for name in LEARNED if name in mats)
@@ -184,12 +191,19 @@ class Detector:
         fit_on, val = split != 1, split == 1
         if len(np.unique(y[val])) < 2:
             fit_on = val = np.ones(len(y), bool)
-        self.combiner = fit_linear(design[fit_on], y[fit_on], self.seed, self.c_combiner, standardise=True)
+        self.combiner = fit_linear(
+            design[fit_on], y[fit_on], self.seed, self.c_combiner, standardise=True
+        )
         self.platt = PlattScaler.fit(self.combiner.logit(design[val]), y[val])
         prob = self.platt(self.combiner.logit(design))
         self.threshold = max(0.5, threshold_for_fpr(prob[y == 0], self.target_fpr))
-        self.info = {"train_rows": int(len(y)), "positives": int(y.sum()), "kinds": len(set(kinds.tolist())),
-                     "threshold_rule": f"max(0.5, FPR <= {self.target_fpr} on cross-fitted labelled negatives)"}
+        self.info = {
+            "train_rows": int(len(y)),
+            "positives": int(y.sum()),
+            "kinds": len(set(kinds.tolist())),
+            "threshold_rule": f"max(0.5, FPR <= {self.target_fpr} on cross-fitted labelled "
+            "negatives)",
+        }
         return self
 
     # ------------------------------------------------------------------ scoring
@@ -197,11 +211,15 @@ class Detector:
     def features_of(self, rf: RowFeatures, latents: np.ndarray | None = None) -> np.ndarray:
         """The combiner's design matrix for every row of ``rf``."""
         mats = self._matrices(rf, latents if "latent" in self.inputs else None)
-        learned = {name: np.clip(self.scorers[name].logit(mats[name]), -10, 10) for name in self.inputs}
+        learned = {
+            name: np.clip(self.scorers[name].logit(mats[name]), -10, 10) for name in self.inputs
+        }
         return self._design(rf, learned)
 
-    def predict(self, rf: RowFeatures, latents: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Probability, candidate (probability >= threshold and evidence allowed) and reason per row."""
+    def predict(
+        self, rf: RowFeatures, latents: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Probability, candidate (probability >= threshold, evidence allowed), reason per row."""
         assert self.combiner is not None, "fit the detector first"
         design = self.features_of(rf, latents)
         prob = self.platt(self.combiner.logit(design))
@@ -245,10 +263,19 @@ class Detector:
                 vectors[f"{name}.mean"], vectors[f"{name}.scale"] = lin.mean, lin.scale
             scalars[name] = lin.intercept
         np.savez(directory / VECTORS_FILE, **vectors)
-        meta = {"kind": "quackae_detector", "seed": self.seed, "target_fpr": self.target_fpr,
-                "c_combiner": self.c_combiner, "lexical": self.lexical, "inputs": list(self.inputs), "intercepts": scalars,
-                "platt": [self.platt.a, self.platt.b], "threshold": self.threshold, "info": self.info,
-                "numeric": list(NUMERIC)}  # fmt: skip
+        meta = {
+            "kind": "quackae_detector",
+            "seed": self.seed,
+            "target_fpr": self.target_fpr,
+            "c_combiner": self.c_combiner,
+            "lexical": self.lexical,
+            "inputs": list(self.inputs),
+            "intercepts": scalars,
+            "platt": [self.platt.a, self.platt.b],
+            "threshold": self.threshold,
+            "info": self.info,
+            "numeric": list(NUMERIC),
+        }
         atomic_write(directory / MODEL_FILE, json.dumps(meta, indent=1))
         return directory / MODEL_FILE
 
@@ -257,18 +284,32 @@ class Detector:
         """Read a detector written by ``save``."""
         directory = Path(directory)
         if not (directory / MODEL_FILE).is_file():
-            raise ValueError(f"{directory} holds no {MODEL_FILE}; fit one with `quackae detect train`")
+            raise ValueError(
+                f"{directory} holds no {MODEL_FILE}; fit one with `quackae detect train`"
+            )
         meta = json.loads((directory / MODEL_FILE).read_text())
         with np.load(directory / VECTORS_FILE, allow_pickle=False) as z:
-            def lin(name: str) -> Linear:
-                return Linear(z[f"{name}.coef"], float(meta["intercepts"][name]),
-                              z.get(f"{name}.mean"),
-                              z.get(f"{name}.scale"))  # fmt: skip
 
-            d = cls(seed=meta["seed"], target_fpr=meta["target_fpr"], c_combiner=meta["c_combiner"],
-                    lexical=meta["lexical"], scorers={n: lin(n) for n in meta["inputs"]}, combiner=lin("combiner"),
-                    platt=PlattScaler(*meta["platt"]), threshold=meta["threshold"],
-                    inputs=tuple(meta["inputs"]), info=meta["info"])  # fmt: skip
+            def lin(name: str) -> Linear:
+                return Linear(
+                    z[f"{name}.coef"],
+                    float(meta["intercepts"][name]),
+                    z.get(f"{name}.mean"),
+                    z.get(f"{name}.scale"),
+                )
+
+            d = cls(
+                seed=meta["seed"],
+                target_fpr=meta["target_fpr"],
+                c_combiner=meta["c_combiner"],
+                lexical=meta["lexical"],
+                scorers={n: lin(n) for n in meta["inputs"]},
+                combiner=lin("combiner"),
+                platt=PlattScaler(*meta["platt"]),
+                threshold=meta["threshold"],
+                inputs=tuple(meta["inputs"]),
+                info=meta["info"],
+            )
         return d
 
 
@@ -297,7 +338,9 @@ def top_lexical_weights(det: Detector, rf: RowFeatures, k: int = 8) -> dict[str,
 def _describe(name: str, rf: RowFeatures, i: int) -> str:
     n = rf.numeric[i]
     if name == "log_domains_in_country":
-        return f"same page for {np.expm1(n[0]):.0f} domains in {rf.column('country_code')[i] or '?'}"
+        return (
+            f"same page for {np.expm1(n[0]):.0f} domains in {rf.column('country_code')[i] or '?'}"
+        )
     if name == "log_vps_in_country":
         return f"on {np.expm1(n[1]):.0f} vantage points"
     if name == "log_countries":
@@ -314,5 +357,10 @@ def _describe(name: str, rf: RowFeatures, i: int) -> str:
 
 
 def _subset(rf: RowFeatures, mask: np.ndarray) -> RowFeatures:
-    return RowFeatures(rf.table.filter(pa.array(mask)), {k: v[mask] for k, v in rf.flags.items()},
-                       rf.template[mask], rf.numeric[mask], rf.tokens)  # fmt: skip
+    return RowFeatures(
+        rf.table.filter(pa.array(mask)),
+        {k: v[mask] for k, v in rf.flags.items()},
+        rf.template[mask],
+        rf.numeric[mask],
+        rf.tokens,
+    )

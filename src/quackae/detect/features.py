@@ -1,4 +1,4 @@
-"""Per-row evidence for the detector, read from a dataset: Censored Planet flags, contrast, clusters.
+"""Per-row evidence for the detector, read from a dataset: CP flags, contrast, clusters.
 
 Everything here is unsupervised (no label is read), so it may use every row of the dataset:
 
@@ -28,10 +28,28 @@ from quackae.dataset.pages import STATUS_LINE, page_signature
 from quackae.ingest.tokens import STATIC_FIELDS
 
 FLAGS = ("success", "anomaly", "controls_failed", "stateful_block")
-COLUMNS = ("row_id", "source", "line", "try_index", "ip", "domain", "country_code", "timestamp", "scan",
-           "censored", "fingerprint", "outcome")  # fmt: skip
-NUMERIC = ("log_domains_in_country", "log_vps_in_country", "log_countries", "log_url_country_ratio",
-           "share_at_vp", "has_page")  # fmt: skip
+COLUMNS = (
+    "row_id",
+    "source",
+    "line",
+    "try_index",
+    "ip",
+    "domain",
+    "country_code",
+    "timestamp",
+    "scan",
+    "censored",
+    "fingerprint",
+    "outcome",
+)
+NUMERIC = (
+    "log_domains_in_country",
+    "log_vps_in_country",
+    "log_countries",
+    "log_url_country_ratio",
+    "share_at_vp",
+    "has_page",
+)
 
 
 @dataclass
@@ -73,7 +91,7 @@ class RowFeatures:
 
 
 def static_flags(tokens: store.DatasetTokens, row_ids: np.ndarray) -> dict[str, np.ndarray]:
-    """``success`` (0 unknown, 1 false, 2 true: returned as 1 where true), and the bool flags, per row."""
+    """``success`` (0 unknown, 1 false, 2 true: 1 where true) and the bool flags, per row."""
     static = tokens.dataset.manifest["layout"]["static"]
     names = [name for name, _ in STATIC_FIELDS]  # sequence order (the manifest's dict is sorted)
     values, indptr = tokens.flat(row_ids)
@@ -81,7 +99,11 @@ def static_flags(tokens: store.DatasetTokens, row_ids: np.ndarray) -> dict[str, 
     for name in FLAGS:
         start = int(static[name][0])
         pos = indptr[:-1] + 1 + names.index(name)
-        v = values[np.minimum(pos, len(values) - 1)] - start if len(values) else np.zeros(len(row_ids), np.int64)
+        v = (
+            values[np.minimum(pos, len(values) - 1)] - start
+            if len(values)
+            else np.zeros(len(row_ids), np.int64)
+        )
         out[name] = (v == 2).astype(np.int8) if name == "success" else v == 1
     return out
 
@@ -135,8 +157,14 @@ def _distinct_counts(group: np.ndarray, member: np.ndarray) -> np.ndarray:
     return np.array([lookup[k] for k in group.astype(str).tolist()], dtype=np.float64)
 
 
-def cluster_evidence(template: np.ndarray, domain: np.ndarray, ip: np.ndarray, country: np.ndarray,
-                     page: np.ndarray, consider: np.ndarray) -> np.ndarray:  # fmt: skip
+def cluster_evidence(
+    template: np.ndarray,
+    domain: np.ndarray,
+    ip: np.ndarray,
+    country: np.ndarray,
+    page: np.ndarray,
+    consider: np.ndarray,
+) -> np.ndarray:
     """The ``NUMERIC`` features; clusters count only rows in ``consider`` that received a page."""
     n = len(template)
     out = np.zeros((n, len(NUMERIC)), dtype=np.float64)
@@ -163,7 +191,9 @@ def cluster_evidence(template: np.ndarray, domain: np.ndarray, ip: np.ndarray, c
 
 def received_page(template: np.ndarray) -> np.ndarray:
     """Whether a row's template is an HTTP page (a status line), not an error or a bare banner."""
-    return np.array([s.startswith("redirect to ") or bool(STATUS_LINE.match(s)) for s in template.tolist()])
+    return np.array(
+        [s.startswith("redirect to ") or bool(STATUS_LINE.match(s)) for s in template.tolist()]
+    )
 
 
 def row_features(dataset: Path | str) -> RowFeatures:
@@ -175,6 +205,12 @@ def row_features(dataset: Path | str) -> RowFeatures:
     template = templates(tokens, ids)
     rf = RowFeatures(table, flags, template, np.zeros((len(ids), len(NUMERIC))), tokens)
     consider = rf.scored & rf.evidence_allowed
-    rf.numeric = cluster_evidence(template, rf.column("domain"), rf.column("ip"), rf.column("country_code"),
-                                  received_page(template), consider)  # fmt: skip
+    rf.numeric = cluster_evidence(
+        template,
+        rf.column("domain"),
+        rf.column("ip"),
+        rf.column("country_code"),
+        received_page(template),
+        consider,
+    )
     return rf

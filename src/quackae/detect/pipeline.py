@@ -24,13 +24,21 @@ def _latents(embeddings: Path | None, row_ids: np.ndarray) -> np.ndarray | None:
         return None
     x, have = load_latents(embeddings, row_ids)
     if not have.all():
-        raise ValueError(f"{embeddings} lacks {int((~have).sum())} of the dataset's rows; encode every row "
-                         "(`quackae encode` without --filtered/--evaluate) or leave --embeddings out")  # fmt: skip
+        raise ValueError(
+            f"{embeddings} lacks {int((~have).sum())} of the dataset's rows; encode every row "
+            "(`quackae encode` without --filtered/--evaluate) or leave --embeddings out"
+        )
     return x
 
 
-def train(data_dir: Path, storage_path: Path, embeddings: Path | None = None, seed: int = 0,
-          target_fpr: float = 0.01, lexical: bool = True) -> Detector:  # fmt: skip
+def train(
+    data_dir: Path,
+    storage_path: Path,
+    embeddings: Path | None = None,
+    seed: int = 0,
+    target_fpr: float = 0.01,
+    lexical: bool = True,
+) -> Detector:
     """Fit on ``data_dir``'s labels (and latents) and save under ``storage_path``."""
     rf = row_features(data_dir)
     det = Detector(seed=seed, target_fpr=target_fpr, lexical=lexical)
@@ -40,9 +48,15 @@ def train(data_dir: Path, storage_path: Path, embeddings: Path | None = None, se
     return det
 
 
-def predict(data_dir: Path, model: Path, out: Path, embeddings: Path | None = None,
-            threshold: float | None = None, proposals: bool = True) -> dict[str, Any]:  # fmt: skip
-    """Write ``probability``, ``candidate`` and ``reason`` for every row, and proposed signatures."""
+def predict(
+    data_dir: Path,
+    model: Path,
+    out: Path,
+    embeddings: Path | None = None,
+    threshold: float | None = None,
+    proposals: bool = True,
+) -> dict[str, Any]:
+    """Write ``probability``, ``candidate`` and ``reason`` of every row, and proposed signatures."""
     det = Detector.load(model)
     rf = row_features(data_dir)
     if threshold is not None:
@@ -59,9 +73,14 @@ def predict(data_dir: Path, model: Path, out: Path, embeddings: Path | None = No
         pq.write_table(table, tmp, compression="zstd")
     labels = rf.column("censored").astype(np.int64)
     new = candidate & (labels == 0)
-    summary: dict[str, Any] = {"kind": "detect_predictions", "dataset": str(Path(data_dir).resolve()),
-                               "threshold": det.threshold, "rows": int(len(prob)), "candidates": int(candidate.sum()),
-                               "undetermined_candidates": int(new.sum())}  # fmt: skip
+    summary: dict[str, Any] = {
+        "kind": "detect_predictions",
+        "dataset": str(Path(data_dir).resolve()),
+        "threshold": det.threshold,
+        "rows": int(len(prob)),
+        "candidates": int(candidate.sum()),
+        "undetermined_candidates": int(new.sum()),
+    }
     if proposals:
         found = propose(rf, new, labels == -1, det.seed)
         summary["proposals"] = len(found)

@@ -1,4 +1,4 @@
-"""Proposed signatures: cluster candidate pages by template and write a verified pattern per cluster.
+"""Proposed signatures: cluster candidate pages by template, write a verified pattern per cluster.
 
 Censored Planet's users work in a loop: find pages no signature names, write a signature, flatten
 again. This module does the middle step. Candidate rows (the detector's ``candidate`` column)
@@ -70,7 +70,11 @@ def _lines(text: str) -> set[str]:
         # the whole line, its pieces between HTML tags and within attributes and URLs (one
         # volatile attribute value, query parameter or refresh delay spoils a line)
         tagged = _BETWEEN_TAGS.split(full)
-        for line in {full.strip(), *tagged, *(piece for part in tagged for piece in _IN_ATTRIBUTE.split(part))}:
+        for line in {
+            full.strip(),
+            *tagged,
+            *(piece for part in tagged for piece in _IN_ATTRIBUTE.split(part)),
+        }:
             line = line.strip()[:MAX_LINE]
             if len(_PLACEHOLDER_RX.sub("", line)) >= MIN_LINE:
                 out.add(line)
@@ -78,7 +82,7 @@ def _lines(text: str) -> set[str]:
 
 
 def line_pattern(line: str) -> str:
-    """A regex for a normalised line on the raw response: literal parts escaped, placeholders any text."""
+    """A regex for a normalised line on the raw response: literals escaped, placeholders any."""
     pieces = [re.escape(piece) for piece in _PLACEHOLDER_RX.split(line)]
     return GAP.join(pieces).removeprefix(GAP).removesuffix(GAP) if len(pieces) > 1 else pieces[0]
 
@@ -98,7 +102,7 @@ def _sample(rows: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 
 def ranked_lines(pages: list[str]) -> list[tuple[str, int]]:
-    """Lines of ``pages`` in at least ``MIN_COVERAGE`` of them with their counts: most common, then longest."""
+    """Lines in at least ``MIN_COVERAGE`` of ``pages``, with counts: most common, then longest."""
     counts: dict[str, int] = {}
     for text in pages:
         for line in _lines(text):
@@ -115,7 +119,7 @@ def _hits(pattern: str, line: str, texts: list[str]) -> np.ndarray:
 
 
 def _avoided(pattern: str, line: str, avoid: str) -> bool:
-    """Whether the line's pattern matches the avoided pages (joined by newlines: a line never spans two)."""
+    """Whether the line's pattern matches the avoided pages (newline-joined: no line spans two)."""
     longest = max(_PLACEHOLDER_RX.split(line), key=len)
     return longest in avoid and re.search(pattern, avoid) is not None
 
@@ -131,15 +135,25 @@ class _Cluster:
 
 def _clusters(rf: RowFeatures, rows: np.ndarray) -> list[_Cluster]:
     """Candidate pages grouped by template and country, largest first (ties by name)."""
-    keys = np.char.add(np.char.add(rf.template[rows].astype(str), " @ "), rf.column("country_code")[rows].astype(str))
+    keys = np.char.add(
+        np.char.add(rf.template[rows].astype(str), " @ "),
+        rf.column("country_code")[rows].astype(str),
+    )
     names, counts = np.unique(keys, return_counts=True)
-    order = sorted(zip(names.tolist(), counts.tolist(), strict=True), key=lambda kc: (-kc[1], kc[0]))
+    order = sorted(
+        zip(names.tolist(), counts.tolist(), strict=True), key=lambda kc: (-kc[1], kc[0])
+    )
     return [_Cluster(k, np.flatnonzero(keys == k), [k]) for k, _ in order]
 
 
-def propose(rf: RowFeatures, candidate: np.ndarray, negatives: np.ndarray, seed: int = 0,
-            rejected: list[tuple[str, np.ndarray, str]] | None = None) -> list[Proposal]:  # fmt: skip
-    """Cluster the candidate rows that received a page by template and propose a verified pattern each.
+def propose(
+    rf: RowFeatures,
+    candidate: np.ndarray,
+    negatives: np.ndarray,
+    seed: int = 0,
+    rejected: list[tuple[str, np.ndarray, str]] | None = None,
+) -> list[Proposal]:
+    """Cluster candidate rows that received a page by template; propose a verified pattern each.
 
     Clusters start as (template, country) groups, largest first. A group's line (in at least
     ``MIN_COVERAGE`` of its pages, on no negative page and no page of an accepted proposal) may
@@ -172,19 +186,30 @@ def propose(rf: RowFeatures, candidate: np.ndarray, negatives: np.ndarray, seed:
             continue
         proposal, number = found
         owner[np.isin(cand, proposal.rows)] = number
-        out[number:number + 1] = [proposal]
+        out[number : number + 1] = [proposal]
     if rejected is not None:
         for i, c in enumerate(clusters):
             left = c.members[owner[c.members] < 0]
             if len(left):
-                rejected.append((c.key, cand[left], reasons.get(i, "left over after a partial merge")))
+                rejected.append(
+                    (c.key, cand[left], reasons.get(i, "left over after a partial merge"))
+                )
     return out
 
 
-def _propose_one(rf: RowFeatures, index: int, clusters: list[_Cluster], group: np.ndarray, owner: np.ndarray,
-                 texts: list[str], cand: np.ndarray, neg_joined: str, number: int,
-                 seed: int) -> tuple[Proposal, int] | str:  # fmt: skip
-    """A verified proposal for one group (and the pages it merges) and its number, or why there is none.
+def _propose_one(
+    rf: RowFeatures,
+    index: int,
+    clusters: list[_Cluster],
+    group: np.ndarray,
+    owner: np.ndarray,
+    texts: list[str],
+    cand: np.ndarray,
+    neg_joined: str,
+    number: int,
+    seed: int,
+) -> tuple[Proposal, int] | str:
+    """A verified proposal for one group (and the pages it merges) and its number, or why none.
 
     A line on the pages of one accepted proposal that covers at least ``MIN_COVERAGE`` of them
     is the same page (a shorter cut of its title): that proposal is replaced, keeping its number.
@@ -209,7 +234,9 @@ def _propose_one(rf: RowFeatures, index: int, clusters: list[_Cluster], group: n
         free = {g: clusters[g].members[~taken[clusters[g].members]] for g in groups}
         whole = [g for g in groups if g == index or hit[free[g]].mean() >= MIN_COVERAGE]
         merged = np.flatnonzero(owner == replaces) if replaces is not None else own[:0]
-        members = np.unique(np.concatenate([own, merged, *(free[g] for g in whole), np.flatnonzero(hit & ~taken)]))
+        members = np.unique(
+            np.concatenate([own, merged, *(free[g] for g in whole), np.flatnonzero(hit & ~taken)])
+        )
         at = number if replaces is None else replaces
         if len(whole) < len(groups):
             reserve.append((len(groups) - len(whole), rank, line, members, groups, at))
@@ -227,30 +254,58 @@ def _propose_one(rf: RowFeatures, index: int, clusters: list[_Cluster], group: n
     return reason
 
 
-def _accept(rf: RowFeatures, clusters: list[_Cluster], groups: list[int], members: np.ndarray, line: str,
-            texts: list[str], cand: np.ndarray, neg_joined: str, number: int,
-            seed: int) -> Proposal | str:  # fmt: skip
-    """The proposal for ``members`` with the project's own matcher checked on every page, or why not."""
+def _accept(
+    rf: RowFeatures,
+    clusters: list[_Cluster],
+    groups: list[int],
+    members: np.ndarray,
+    line: str,
+    texts: list[str],
+    cand: np.ndarray,
+    neg_joined: str,
+    number: int,
+    seed: int,
+) -> Proposal | str:
+    """The proposal for ``members``, the project's own matcher checked on every page, or why not."""
     if len(members) < MIN_PAGES:
         return f"cluster under {MIN_PAGES} pages"
     first = clusters[groups[0]]  # the largest of the merged groups names the proposal
     template = first.key.rsplit(" @ ", 1)[0]
     sig = Signature(f"proposed_{number:03d}_{_slug(template)}", line_pattern(line))
     matcher = Matcher([], [sig])
-    coverage = float(_matches(matcher, [texts[j] for j in _sample(members, MAX_PAGES_PER_CLUSTER, seed).tolist()]).mean())
+    coverage = float(
+        _matches(
+            matcher, [texts[j] for j in _sample(members, MAX_PAGES_PER_CLUSTER, seed).tolist()]
+        ).mean()
+    )
     neg_hits = int(bool(re.search(sig.pattern, neg_joined)))
     others = np.setdiff1d(np.arange(len(texts)), members)
     cross = int(_matches(matcher, [texts[j] for j in others.tolist()]).sum())
     if coverage < MIN_COVERAGE or neg_hits or cross:
-        return f"{VERIFY_FAILED} (coverage {coverage:.2f}, negatives {neg_hits}, other clusters {cross})"
+        return (
+            f"{VERIFY_FAILED} (coverage {coverage:.2f}, negatives {neg_hits}, "
+            f"other clusters {cross})"
+        )
     summary = cluster_summary(rf, cand[members], texts[int(members[0])])
     summary["templates"] = len({clusters[g].key.rsplit(" @ ", 1)[0] for g in groups})
-    return Proposal(sig.fingerprint, sig.pattern, template, cand[members], round(coverage, 4), neg_hits, cross,
-                    summary)  # fmt: skip
+    return Proposal(
+        sig.fingerprint,
+        sig.pattern,
+        template,
+        cand[members],
+        round(coverage, 4),
+        neg_hits,
+        cross,
+        summary,
+    )
 
 
 def _when(ts: int) -> str:
-    return datetime.fromtimestamp(int(ts), tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if ts else "?"
+    return (
+        datetime.fromtimestamp(int(ts), tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        if ts
+        else "?"
+    )
 
 
 def cluster_summary(rf: RowFeatures, rows: np.ndarray, example: str) -> dict[str, Any]:
@@ -273,17 +328,40 @@ def write_proposals(out: Path, proposals: list[Proposal]) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / PROPOSALS_FILE
-    atomic_write(path, "".join(json.dumps({"fingerprint": p.fingerprint, "pattern": p.pattern}) + "\n" for p in proposals))
-    lines = ["# Proposed signatures", "",
-             f"{len(proposals)} clusters of candidate pages, one verified pattern each (matches >= "
-             f"{MIN_COVERAGE:.0%} of its cluster, no labelled-negative page, no page of another cluster). "
-             f"Merge `{PROPOSALS_FILE}` into `blockpage_signatures.json` and flatten again with `--signatures`.", "",
-             "| fingerprint | pages | domains | vantage points | countries | first seen | last seen | coverage | pattern | excerpt |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    atomic_write(
+        path,
+        "".join(
+            json.dumps({"fingerprint": p.fingerprint, "pattern": p.pattern}) + "\n"
+            for p in proposals
+        ),
+    )
+    lines = [
+        "# Proposed signatures",
+        "",
+        f"{len(proposals)} clusters of candidate pages, one verified pattern each (matches >= "
+        f"{MIN_COVERAGE:.0%} of its cluster, no labelled-negative page, no page of another "
+        "cluster). "
+        f"Merge `{PROPOSALS_FILE}` into `blockpage_signatures.json` and flatten again with "
+        "`--signatures`.",
+        "",
+        "| fingerprint | pages | domains | vantage points | countries | first seen | last seen | "
+        "coverage | pattern | excerpt |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for p in proposals:
         s = p.summary
-        cells = [p.fingerprint, s["pages"], s["domains"], s["vantage_points"], ", ".join(s["countries"]),
-                 s["first_seen"], s["last_seen"], f"{p.coverage:.2f}", f"`{p.pattern}`", f"`{s['excerpt'][:120]}`"]
+        cells = [
+            p.fingerprint,
+            s["pages"],
+            s["domains"],
+            s["vantage_points"],
+            ", ".join(s["countries"]),
+            s["first_seen"],
+            s["last_seen"],
+            f"{p.coverage:.2f}",
+            f"`{p.pattern}`",
+            f"`{s['excerpt'][:120]}`",
+        ]
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     atomic_write(out / PROPOSALS_MD, "\n".join(lines) + "\n")
     return path
@@ -296,6 +374,10 @@ def merge_signatures(base: Path, proposals_file: Path, out: Path) -> Path:
     for name in ("false_positive_signatures.json", "blockpage_signatures.json"):
         text = (Path(base) / name).read_text(encoding="utf-8")
         if name.startswith("blockpage"):
-            text = text + ("" if not text or text.endswith("\n") else "\n") + Path(proposals_file).read_text()
+            text = (
+                text
+                + ("" if not text or text.endswith("\n") else "\n")
+                + Path(proposals_file).read_text()
+            )
         atomic_write(out / name, text)
     return out

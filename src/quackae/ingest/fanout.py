@@ -49,7 +49,9 @@ POOL_RESTARTS = 3  # dead worker processes replaced per run before the rest is g
 RAY_RETRIES = 3  # retries of a Ray task whose worker died (the task is idempotent)
 RAY_TASK_NAME = "quackae_ingest_chunk"
 
-Message = tuple  # ("commit", key, entry, last_line, chunks, done, reasons, early) | ("failed", key, text) | ("fatal", key, text)
+# ("commit", key, entry, last_line, chunks, done, reasons, early) | ("failed", key, text)
+# | ("fatal", key, text)
+Message = tuple
 
 
 @dataclass
@@ -61,7 +63,9 @@ class ChunkJob:
     scan: str | None
     chunk_no: int
     line_nos: list[int] = field(default_factory=list)
-    datas: list[bytes] = field(default_factory=list)  # the lines' bytes (shipped as they are: joining
+    datas: list[bytes] = field(
+        default_factory=list
+    )  # the lines' bytes (shipped as they are: joining
     # them into one buffer and splitting it again cost 6% of a one-worker run)
     rejects: list[dict[str, Any]] = field(default_factory=list)  # the reader's (too long, damage)
     last_line: int = 0  # the last physical line this chunk covers
@@ -80,7 +84,9 @@ class Processor(Protocol):
     def process(self, job: ChunkJob) -> Message: ...
 
 
-Factory = Callable[[str, Any], Processor]  # (root, options) -> a Processor; module-level, importable
+Factory = Callable[
+    [str, Any], Processor
+]  # (root, options) -> a Processor; module-level, importable
 
 
 class _NoPandas:
@@ -114,10 +120,15 @@ def skip_pandas_probe() -> None:
 
 
 def cut_chunks(
-    path: str, key: str, skip: int, first_chunk: int, chunk_lines: int, chunk_bytes: int,
+    path: str,
+    key: str,
+    skip: int,
+    first_chunk: int,
+    chunk_lines: int,
+    chunk_bytes: int,
     seconds: Counter | None = None,
-) -> Iterator[ChunkJob]:  # fmt: skip
-    """The chunks of ``path`` from line ``skip + 1``: every ``chunk_lines`` lines or ``chunk_bytes``.
+) -> Iterator[ChunkJob]:
+    """Chunks of ``path`` from line ``skip + 1``: every ``chunk_lines`` lines or ``chunk_bytes``.
 
     The last chunk (possibly without lines) carries ``done`` or ``early``. Time spent reading is
     added to ``seconds["read"]``.
@@ -158,9 +169,11 @@ def _failed(key: str, text: str) -> Message:
 
 
 def cut_all(
-    tasks: Iterable[tuple[str, str, int, int]], chunk_lines: int, chunk_bytes: int,
+    tasks: Iterable[tuple[str, str, int, int]],
+    chunk_lines: int,
+    chunk_bytes: int,
     seconds: Counter | None = None,
-) -> Iterator[ChunkJob | Message]:  # fmt: skip
+) -> Iterator[ChunkJob | Message]:
     """The chunks of every ``(path, key, skip, first_chunk)`` task, source after source.
 
     A source that cannot be read (missing, unreadable mid-way) yields a ``failed`` message
@@ -190,9 +203,11 @@ class Executor(Protocol):
 
 
 def drive(
-    items: Iterable[ChunkJob | Message], executor: Executor, handle: Callable[[Message], None],
+    items: Iterable[ChunkJob | Message],
+    executor: Executor,
+    handle: Callable[[Message], None],
     discard: Callable[[dict[str, Any]], None],
-) -> None:  # fmt: skip
+) -> None:
     """Run every job on ``executor`` and pass results to ``handle`` in the order cut.
 
     ``handle`` also gets ``("progress", lines)`` after each commit. After a source failed, its
@@ -245,7 +260,11 @@ _PROCESSORS: dict[tuple, Processor] = {}
 
 
 def run_job(
-    factory: Factory, root: str, options: Any, job: ChunkJob, cache: dict[tuple, Processor] = _PROCESSORS
+    factory: Factory,
+    root: str,
+    options: Any,
+    job: ChunkJob,
+    cache: dict[tuple, Processor] = _PROCESSORS,
 ) -> Message:
     """Run one job with the processor for ``(root, options)`` in ``cache``, made on first use.
 
@@ -254,7 +273,9 @@ def run_job(
     cache_key = (factory.__module__, factory.__qualname__, root, options)
     processor = cache.get(cache_key)
     if processor is None:
-        if cache is _PROCESSORS:  # a worker process: one tokenizer thread, workers are the parallelism
+        if (
+            cache is _PROCESSORS
+        ):  # a worker process: one tokenizer thread, workers are the parallelism
             os.environ["RAYON_NUM_THREADS"] = "1"
             os.environ["TOKENIZERS_PARALLELISM"] = "false"
         try:
@@ -287,7 +308,9 @@ class InlineExecutor:
         """Nothing to stop."""
 
 
-def _pool_main(factory: Factory, root: str, options: Any, jobs: mp.Queue, out: Any, parent: int) -> None:
+def _pool_main(
+    factory: Factory, root: str, options: Any, jobs: mp.Queue, out: Any, parent: int
+) -> None:
     """Worker process: run jobs until told to stop, or until the driver is gone."""
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     skip_pandas_probe()
@@ -320,7 +343,9 @@ class _Worker:
     def __init__(self, ctx: Any, args: tuple) -> None:
         self.jobs = ctx.Queue()
         self.results, send = ctx.Pipe(duplex=False)
-        self.proc = ctx.Process(target=_pool_main, args=(*args, self.jobs, send, os.getpid()), daemon=True)
+        self.proc = ctx.Process(
+            target=_pool_main, args=(*args, self.jobs, send, os.getpid()), daemon=True
+        )
         self.proc.start()
         send.close()  # the worker holds the only writing end: its death reads as EOF here
         self.pending: dict[int, ChunkJob] = {}
@@ -372,16 +397,22 @@ class PoolExecutor:
                 return got
 
     def _replace(self, dead: _Worker) -> list[tuple[int, Message]]:
-        """Start a worker in place of a dead one, with its unanswered jobs; past the limit, fail them."""
+        """Start a worker in a dead one's place with its unanswered jobs; past the limit, fail."""
         dead.abandon()
         dead.proc.join(timeout=5)
         self.restarts += 1
         fresh = _Worker(self.ctx, self.args)
         self.workers[self.workers.index(dead)] = fresh
         if self.restarts > POOL_RESTARTS:
-            return [(s, _failed(j.key, f"worker process died ({self.restarts} times)")) for s, j in dead.pending.items()]
-        log.warning("a worker process died (exit code %s); restarting it with its %d chunk(s)",
-                    dead.proc.exitcode, len(dead.pending))  # fmt: skip
+            return [
+                (s, _failed(j.key, f"worker process died ({self.restarts} times)"))
+                for s, j in dead.pending.items()
+            ]
+        log.warning(
+            "a worker process died (exit code %s); restarting it with its %d chunk(s)",
+            dead.proc.exitcode,
+            len(dead.pending),
+        )
         for seq, job in sorted(dead.pending.items()):
             fresh.submit(seq, job)
         return []
@@ -416,7 +447,9 @@ class RayExecutor:
 
         self.ray = ray
         self.args = (factory, root, options)
-        self.task = ray.remote(_ray_job).options(num_cpus=1, max_retries=RAY_RETRIES, name=RAY_TASK_NAME)
+        self.task = ray.remote(_ray_job).options(
+            num_cpus=1, max_retries=RAY_RETRIES, name=RAY_TASK_NAME
+        )
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.slots = JOBS_PER_WORKER * max(cpus, 1)
         self.refs: dict[Any, tuple[int, str]] = {}
@@ -435,7 +468,9 @@ class RayExecutor:
                 got.append((seq, self.ray.get(ref)))
             except self.ray.exceptions.RayError as e:
                 first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                got.append((seq, _failed(key, f"Ray task failed after {RAY_RETRIES} retries: {first}")))
+                got.append(
+                    (seq, _failed(key, f"Ray task failed after {RAY_RETRIES} retries: {first}"))
+                )
         return got
 
     def close(self) -> None:

@@ -50,7 +50,9 @@ from quackae.io import atomic, storage
 log = logging.getLogger(__name__)
 
 CHUNK_LINES = 5_000
-CHUNK_BYTES = 64 * 2**20  # also commit after this much input, so memory stays bounded with big pages
+CHUNK_BYTES = (
+    64 * 2**20
+)  # also commit after this much input, so memory stays bounded with big pages
 TOKENIZER_SAMPLE = 20_000  # tries of text the BPE model is trained on at a dataset's creation
 LABEL_MEMO = 50_000  # distinct (received, error, flags) label results remembered per worker
 
@@ -339,15 +341,21 @@ def _signatures_id(directory: Path | None) -> str:
 
 
 def _open_or_create(
-    root: Path | storage.Location, paths: list, options: Options, tokenizer: Path | None, vocab_size: int
+    root: Path | storage.Location,
+    paths: list,
+    options: Options,
+    tokenizer: Path | None,
+    vocab_size: int,
 ) -> dict[str, Any]:
     """The dataset's manifest, creating the directory and its tokenizer on first use."""
     signatures_id = _signatures_id(options.signatures)
     if store.exists(root, store.MANIFEST):
         manifest = store.read_manifest(root)
         restorable = tokenizer is not None and tokenizer.is_file()
-        if not store.exists(root, store.TOKENIZER) and restorable and (
-            tokens.tokenizer_sha256(tokenizer) == manifest["tokenizer_sha256"]
+        if (
+            not store.exists(root, store.TOKENIZER)
+            and restorable
+            and (tokens.tokenizer_sha256(tokenizer) == manifest["tokenizer_sha256"])
         ):
             _copy_tokenizer(tokenizer, root)  # restoring the dataset's own tokenizer
         if not store.exists(root, store.TOKENIZER):
@@ -392,7 +400,11 @@ def _copy_tokenizer(tokenizer: Path, root: Path | storage.Location) -> None:
 
 
 def _check_compatible(
-    root: Path | storage.Location, manifest: dict, options: Options, tokenizer: Path | None, signatures_id: str
+    root: Path | storage.Location,
+    manifest: dict,
+    options: Options,
+    tokenizer: Path | None,
+    signatures_id: str,
 ) -> None:
     if tokenizer is not None and tokens.tokenizer_sha256(tokenizer) != manifest["tokenizer_sha256"]:
         raise FlattenError(f"--tokenizer {tokenizer} differs from the tokenizer of {root}")
@@ -451,7 +463,8 @@ def _plan(paths: list, manifest: dict) -> _Plan:
             skip, chunk = entry["lines_done"], entry["chunks"]
         elif entry["done"]:
             plan.refused.append(
-                f"{path}: a different file named {source_name(path)} was already ingested completely; "
+                f"{path}: a different file named {source_name(path)} was already ingested "
+                "completely; "
                 "nothing added (rename it if it really is another source)"
             )
             continue
@@ -507,7 +520,11 @@ def flatten(
 def _root_of(storage_path: str | Path) -> Path | storage.Location:
     """The dataset root: a ``Path`` for a local directory, a ``Location`` for a URI."""
     if not storage.is_uri(storage_path):  # a local path (a file:// URI too)
-        return Path(storage.resolve(storage_path).path if str(storage_path).startswith("file://") else storage_path)
+        return Path(
+            storage.resolve(storage_path).path
+            if str(storage_path).startswith("file://")
+            else storage_path
+        )
     try:
         return storage.resolve(str(storage_path))
     except storage.StorageError as e:
@@ -550,8 +567,13 @@ def _flatten_locked(
             src = manifest["sources"].setdefault(
                 key, {"name": names[key], "lines_done": 0, "chunks": 0, "done": False, "rows": 0}
             )
-            src.update(lines_done=last_line, chunks=chunks, done=done,
-                       fingerprint=plan.fingerprints[key], ended_early=early)  # fmt: skip
+            src.update(
+                lines_done=last_line,
+                chunks=chunks,
+                done=done,
+                fingerprint=plan.fingerprints[key],
+                ended_early=early,
+            )
             if entry is not None:
                 src["rows"] += entry["rows"]
                 store.add_shard(manifest, entry)
@@ -579,7 +601,12 @@ def _flatten_locked(
 
 
 def _run_chunks(
-    root: Path | storage.Location, options: Options, tasks: list, workers: int, ray_address: str | None, handle: Callable
+    root: Path | storage.Location,
+    options: Options,
+    tasks: list,
+    workers: int,
+    ray_address: str | None,
+    handle: Callable,
 ) -> None:
     """Cut the sources into chunks here; process them here, in worker processes or on Ray.
 

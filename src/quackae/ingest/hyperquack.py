@@ -86,7 +86,7 @@ def _days_from_civil(year: int, month: int, day: int) -> int:
 
 @lru_cache(maxsize=4096)
 def _whole_seconds(prefix: str, tz: str) -> int:
-    """Unix seconds of ``YYYY-MM-DDTHH:MM:SS`` at offset ``tz``; cached, as a scan's tries share them."""
+    """Unix seconds of ``YYYY-MM-DDTHH:MM:SS`` at offset ``tz``; cached (tries share them)."""
     return int(parse_timestamp(prefix + tz))
 
 
@@ -339,13 +339,28 @@ def _parse_v1(obj: dict[str, Any], scan: str | None) -> list[Try]:
         tls_version, cipher, has_cert = _tls_v1(raw)
         tries.append(
             Try(
-                ip, domain, "", "", scan_name, "v1", index,
-                _time_field(entry, "StartTime"), _time_field(entry, "EndTime"),
-                _opt_bool(entry, "Success"), anomaly, controls_failed, stateful,
-                sent, received, status, _opt_str(entry, "Error"),
-                tls_version, cipher, has_cert,
+                ip,
+                domain,
+                "",
+                "",
+                scan_name,
+                "v1",
+                index,
+                _time_field(entry, "StartTime"),
+                _time_field(entry, "EndTime"),
+                _opt_bool(entry, "Success"),
+                anomaly,
+                controls_failed,
+                stateful,
+                sent,
+                received,
+                status,
+                _opt_str(entry, "Error"),
+                tls_version,
+                cipher,
+                has_cert,
             )
-        )  # fmt: skip
+        )
     return tries
 
 
@@ -381,13 +396,28 @@ def _parse_v2(obj: dict[str, Any], scan: str | None) -> list[Try]:
         tls_version, cipher, has_cert = _tls_v2(raw)
         tries.append(
             Try(
-                ip, domain, location, country_code, scan_name, "v2", index,
-                _time_field(entry, "start_time"), _time_field(entry, "end_time"),
-                _opt_bool(entry, "matches_template"), anomaly, controls_failed, stateful,
-                "", received, status, _opt_str(entry, "error"),
-                tls_version, cipher, has_cert,
+                ip,
+                domain,
+                location,
+                country_code,
+                scan_name,
+                "v2",
+                index,
+                _time_field(entry, "start_time"),
+                _time_field(entry, "end_time"),
+                _opt_bool(entry, "matches_template"),
+                anomaly,
+                controls_failed,
+                stateful,
+                "",
+                received,
+                status,
+                _opt_str(entry, "error"),
+                tls_version,
+                cipher,
+                has_cert,
             )
-        )  # fmt: skip
+        )
     return tries
 
 
@@ -407,7 +437,6 @@ def loads_line(data: bytes) -> object:
         return _FAST_DECODE(data)
     except (msgspec.MsgspecError, ValueError, RecursionError):
         return json.loads(data.decode("utf-8"))
-
 
 
 def parse_measurement(obj: object, scan: str | None) -> list[Try]:

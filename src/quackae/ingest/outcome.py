@@ -138,8 +138,14 @@ def _eof_outcome(error: str, scan: str) -> str | None:
 
 # ``_RULES`` by kind, each entry with its rule number: the first rule that applies wins, so a
 # whole-string rule (one dict lookup) and the scanning rules are compared by that number.
-_EQ_RULES = {needle: (i, outcome) for i, (how, needle, outcome) in reversed(list(enumerate(_RULES))) if how == "eq"}
-_SCAN_RULES = tuple((i, how, needle, outcome) for i, (how, needle, outcome) in enumerate(_RULES) if how != "eq")
+_EQ_RULES = {
+    needle: (i, outcome)
+    for i, (how, needle, outcome) in reversed(list(enumerate(_RULES)))
+    if how == "eq"
+}
+_SCAN_RULES = tuple(
+    (i, how, needle, outcome) for i, (how, needle, outcome) in enumerate(_RULES) if how != "eq"
+)
 
 
 def classify_error(error: str, scan: str) -> str:

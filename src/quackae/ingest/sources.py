@@ -117,7 +117,7 @@ def _walk_dir(directory: Path) -> list[Path]:
 
 
 def _expand_uri(uri: str) -> list[Location]:
-    """Source objects named by a URI: one object, every source below a prefix, or a glob's matches."""
+    """Source objects a URI names: one object, every source below a prefix, or a glob's matches."""
     try:
         if storage.has_glob(uri):
             found = storage.glob(uri)
@@ -182,8 +182,10 @@ def expand_sources(paths: Iterable[Source]) -> list[Path | Location]:
     if sidecars:
         log.warning(
             "skipped %d ground-truth sidecar(s) (*%s, e.g. %s): they are not measurements",
-            len(sidecars), SIDECAR_SUFFIX, sidecars[0],
-        )  # fmt: skip
+            len(sidecars),
+            SIDECAR_SUFFIX,
+            sidecars[0],
+        )
     return [p for p in out if p not in sidecars]
 
 
@@ -354,7 +356,7 @@ def _is_json_member(name: str) -> bool:
 
 
 def _open_tar(raw: BinaryIO) -> tarfile.TarFile:
-    """A streaming tar reader over ``raw``; a gzip layer is inflated by ISA-L, other layers by tarfile."""
+    """A streaming tar reader over ``raw``; gzip is inflated by ISA-L, other layers by tarfile."""
     if raw.peek(2)[:2] == _GZIP_MAGIC:  # type: ignore[attr-defined]  # _open_binary is buffered
         return tarfile.open(fileobj=igzip.IGzipFile(fileobj=raw, mode="rb"), mode="r|")
     return tarfile.open(fileobj=raw, mode="r|*")
@@ -437,8 +439,9 @@ def iter_lines(
     Parameters
     ----------
     path
-        A local file, object-store URI or ``Location``: a ``.tar``/``.tar.gz``/``.tgz`` archive (members ending in ``results.json``; if
-        none, every ``.json``/``.jsonl`` member) or a plain or gzipped JSON-lines file.
+        A local file, object-store URI or ``Location``: a ``.tar``/``.tar.gz``/``.tgz`` archive
+        (members ending in ``results.json``; if none, every ``.json``/``.jsonl`` member) or a
+        plain or gzipped JSON-lines file.
     on_error
         ``on_error(source, line_no, reason)`` for lines longer than ``MAX_LINE_BYTES``
         (skipped without being loaded) and for truncated or corrupt archives (reading that

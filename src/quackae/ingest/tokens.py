@@ -344,7 +344,7 @@ class Encoder:
     def encode_arrow(
         self, tries: Sequence[Try], outcomes: Sequence[str]
     ) -> tuple[pa.ListArray, np.ndarray]:
-        """``encode`` as an Arrow ``list<int32>`` array plus the lengths, built without per-id Python."""
+        """``encode`` as an Arrow ``list<int32>`` array plus the lengths, without per-id Python."""
         started = time.perf_counter()
         limit = self.max_tokens * CHARS_PER_TOKEN
         texts = normalise_many([try_text(t, limit) for t in tries], [t.domain for t in tries])

@@ -51,8 +51,15 @@ def is_temp(name: str) -> bool:
     return name.startswith(".") and name.endswith(TMP_SUFFIX)
 
 
-_DISK_FULL_TEXT = ("no space left", "file too large", "quota exceeded", "errno 28", "errno 27",
-                   "os error 28", "os error 27")  # fmt: skip
+_DISK_FULL_TEXT = (
+    "no space left",
+    "file too large",
+    "quota exceeded",
+    "errno 28",
+    "errno 27",
+    "os error 28",
+    "os error 27",
+)
 
 
 class DiskFullError(OSError):
@@ -167,8 +174,11 @@ def directory_lock(root: Path | str, wait: bool = True) -> Iterator[Path]:
         except BlockingIOError:
             if not wait:
                 raise
-            print(f"quackae: waiting for another writer of {root}{_holder(fd)} to finish ...",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            print(
+                f"quackae: waiting for another writer of {root}{_holder(fd)} to finish ...",
+                file=sys.stderr,
+                flush=True,
+            )
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError as e:
             if e.errno not in _NO_LOCKS:

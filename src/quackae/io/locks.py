@@ -1,7 +1,8 @@
 """The writer lock of a dataset or embeddings folder, locally and on object stores.
 
 Locally it is ``atomic.directory_lock`` (flock; a second writer waits). On an object store it
-is the lock object ``.quackae.lock`` (host, pid, time, token); a second writer is refused with one line.
+is the lock object ``.quackae.lock`` (host, pid, time, token); a second writer is refused in
+one line.
 """
 
 from __future__ import annotations
@@ -115,19 +116,32 @@ def _take_object_lock(lock: Location) -> dict[str, Any]:
     host, pid = socket.gethostname(), os.getpid()
     held = _read_lock(lock)
     if held is not None:
-        dead = held.get("host") == host and (held.get("pid") == pid or not _pid_alive(held.get("pid")))
+        dead = held.get("host") == host and (
+            held.get("pid") == pid or not _pid_alive(held.get("pid"))
+        )
         if not dead:
             plain = lock.prefix.split("://")[0] + "://" + lock.path
             raise StoreError(
-                f"{lock.uri}: another writer (host {held.get('host')}, pid {held.get('pid')}, since "
+                f"{lock.uri}: another writer (host {held.get('host')}, pid {held.get('pid')}, "
+                "since "
                 f"{held.get('time')}) holds this directory; wait for it to end, or if that run is "
                 f"dead delete the lock object (e.g. `gcloud storage rm {plain}`) and rerun"
             )
-        log.warning("taking over the writer lock of a dead run (pid %s on this host): %s", held.get("pid"), lock)
-    mine = {"host": host, "pid": pid, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "token": hashlib.blake2b(os.urandom(16), digest_size=8).hexdigest()}  # fmt: skip
+        log.warning(
+            "taking over the writer lock of a dead run (pid %s on this host): %s",
+            held.get("pid"),
+            lock,
+        )
+    mine = {
+        "host": host,
+        "pid": pid,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "token": hashlib.blake2b(os.urandom(16), digest_size=8).hexdigest(),
+    }
     with store_call(lock, "write the writer lock"):
         lock.write_bytes(json.dumps(mine).encode())
     if _read_lock(lock) != mine:
-        raise StoreError(f"{lock.uri}: another writer took the lock at the same moment; rerun later")
+        raise StoreError(
+            f"{lock.uri}: another writer took the lock at the same moment; rerun later"
+        )
     return mine

@@ -38,7 +38,9 @@ class StorageError(Exception):
 
 def is_uri(target: str | os.PathLike[str]) -> bool:
     """Whether ``target`` names an object-store URI (``scheme://...``) rather than a local path."""
-    return isinstance(target, str) and bool(_SCHEME.match(target)) and not target.startswith("file://")
+    return (
+        isinstance(target, str) and bool(_SCHEME.match(target)) and not target.startswith("file://")
+    )
 
 
 @dataclass(frozen=True)
@@ -78,11 +80,13 @@ class Location:
     # ----------------------------------------------------------------- queries
 
     def info(self) -> pafs.FileInfo:
-        """The file info (type, size); a one-line ``StorageError`` if the store cannot be reached."""
+        """The file info (type, size); a one-line ``StorageError`` if the store is unreachable."""
         try:
             return self.fs.get_file_info(self.path)
         except (OSError, pa.ArrowException) as e:
-            raise StorageError(f"{self}: cannot reach it ({first_line(e)}); check the URI and credentials") from None
+            raise StorageError(
+                f"{self}: cannot reach it ({first_line(e)}); check the URI and credentials"
+            ) from None
 
     def is_file(self) -> bool:
         """Whether a file (object) exists here."""
@@ -121,7 +125,7 @@ class Location:
             return f.read(limit) if limit is not None else f.read()
 
     def write_bytes(self, data: bytes) -> None:
-        """Replace the file with ``data`` atomically: a temp-and-rename locally, one upload remotely."""
+        """Replace the file with ``data`` atomically: temp and rename here, one upload remotely."""
         if not self.remote:
             atomic.atomic_write(Path(self.path), data)
             return
@@ -140,7 +144,7 @@ class Location:
 
 
 def first_line(exc: BaseException) -> str:
-    """The first line of an exception's text (its type name when it has none), for one-line errors."""
+    """The first line of an exception's text (its type name if it has none), for one-line errors."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -204,7 +208,8 @@ def resolve(target: str | os.PathLike[str]) -> Location:
         fs, path = pafs.FileSystem.from_uri(_with_retry_limit(text))
     except (OSError, pa.ArrowException, ValueError) as e:
         raise StorageError(
-            f"{text}: not a usable URI ({first_line(e)}); use gs://BUCKET/PREFIX or s3://BUCKET/PREFIX"
+            f"{text}: not a usable URI ({first_line(e)}); use gs://BUCKET/PREFIX or "
+            "s3://BUCKET/PREFIX"
         ) from None
     parts = urlsplit(text)
     user = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""

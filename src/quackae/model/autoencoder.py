@@ -64,21 +64,35 @@ class QuackAutoEncoder(pl.LightningModule):
     one real token. All constructor arguments are stored in ``hparams`` (and checkpoints).
     """
 
-    def __init__(self, num_embeddings: int, embed_size: int, hidden_size: int, layers: int = 1,
-                 max_decode_length: int | None = None, learning_rate: float = 1e-1,
-                 learning_rate_min: float = 1e-4, lr_max_epochs: int = -1,
-                 teacher_forcing: float = 0.5, pad_id: int = 0, tokenizer_sha256: str = "",
-                 layout: dict | None = None) -> None:
+    def __init__(
+        self,
+        num_embeddings: int,
+        embed_size: int,
+        hidden_size: int,
+        layers: int = 1,
+        max_decode_length: int | None = None,
+        learning_rate: float = 1e-1,
+        learning_rate_min: float = 1e-4,
+        lr_max_epochs: int = -1,
+        teacher_forcing: float = 0.5,
+        pad_id: int = 0,
+        tokenizer_sha256: str = "",
+        layout: dict | None = None,
+    ) -> None:
         super().__init__()
         if hidden_size % 2:
-            raise ValueError(f"hidden_size must be even (two encoder directions), got {hidden_size}")
+            raise ValueError(
+                f"hidden_size must be even (two encoder directions), got {hidden_size}"
+            )
         self.save_hyperparameters()
         self.pad_id = pad_id
         self.hidden_size = hidden_size
         self.max_decode_length = max_decode_length
         self.teacher_forcing = teacher_forcing
         self.text_offset = int((layout or {}).get("text_offset", 0))
-        self.latent = "final"  # what predict_step writes (LATENTS); an encode-time choice, not a weight
+        self.latent = (
+            "final"  # what predict_step writes (LATENTS); an encode-time choice, not a weight
+        )
         self.embed = nn.Embedding(num_embeddings, embed_size, padding_idx=pad_id)
         self.encoder = FastGRU(embed_size, hidden_size // 2, layers, bidirectional=True)
         self.decoder = GRUCellStack(embed_size, hidden_size, layers)
@@ -158,7 +172,7 @@ class QuackAutoEncoder(pl.LightningModule):
         return (states * (1.0 / math.sqrt(self.hidden_size))).transpose(1, 2)
 
     def decode_fast(self, x: Tensor, states: Tensor, latent: Tensor, inputs: Tensor) -> Tensor:
-        """Teacher-forced decoder over known ``inputs`` (B, S): features [h ; context] (B, S, 2H)."""
+        """Teacher-forced decoder over known ``inputs`` (B, S): features [h ; context], 2H wide."""
         h0 = [latent] * len(self.decoder.cells)
         h = self.decoder(self.embed(inputs), h0)
         return self._attend(h, self._keys(states), states, self._attention_bias(x, h.dtype))
@@ -237,8 +251,11 @@ class QuackAutoEncoder(pl.LightningModule):
         real = targets.ne(self.pad_id)
         wanted = targets[real]
         if mode in ("fast", "sample"):
-            inputs = (self.teacher_inputs(x, steps) if mode == "fast"
-                      else self.greedy_inputs(x, states, latent, steps))
+            inputs = (
+                self.teacher_inputs(x, steps)
+                if mode == "fast"
+                else self.greedy_inputs(x, states, latent, steps)
+            )
             logits = self.predict_word(self.decode_fast(x, states, latent, inputs)[real])
         elif mode in ("loop", "sample-loop"):
             logits = self.decode_loop(x, states, latent, sample=mode == "sample-loop")[real]
@@ -278,9 +295,10 @@ class QuackAutoEncoder(pl.LightningModule):
         """Log ``test_loss`` and ``test_acc``: teacher-forced, over non-pad tokens."""
         return self._eval_step(batch, "test")
 
-    def predict_step(self, batch: tuple[Any, Tensor], batch_idx: int = 0,
-                     dataloader_idx: int = 0) -> tuple[Any, Tensor]:
-        """Encode ``(metadata, x)``; returns ``(metadata, latent)``, latent (B, H) by ``self.latent``."""
+    def predict_step(
+        self, batch: tuple[Any, Tensor], batch_idx: int = 0, dataloader_idx: int = 0
+    ) -> tuple[Any, Tensor]:
+        """Encode ``(metadata, x)``: ``(metadata, latent)``, latent (B, H) by ``self.latent``."""
         metadata, x = batch
         return metadata, self.embed_rows(x, self.latent)
 
@@ -293,8 +311,12 @@ class QuackAutoEncoder(pl.LightningModule):
         optimizer = torch.optim.AdamW(self.parameters(), lr=hp.learning_rate)
         t_max = hp.lr_max_epochs if hp.lr_max_epochs > 0 else self._trainer_max_epochs()
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=t_max, eta_min=hp.learning_rate_min)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+            optimizer, T_max=t_max, eta_min=hp.learning_rate_min
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+        }
 
     def _trainer_max_epochs(self) -> int:
         """The attached trainer's ``max_epochs`` when known and positive, else 1."""
@@ -308,7 +330,8 @@ def check_finite(loss: Tensor, name: str, step: int) -> None:
     if not torch.isfinite(loss).all():
         raise FloatingPointError(
             f"{name} is {loss.item()} at global step {step}; training diverged "
-            "(try a lower learning_rate)")
+            "(try a lower learning_rate)"
+        )
 
 
 # =============================================================================================
@@ -325,7 +348,9 @@ class AutoencoderWriter(BasePredictionWriter):
     shard's worth of work.
     """
 
-    def __init__(self, storage_path: str | Path, run_id: str = "0", rows_per_shard: int = 4096) -> None:
+    def __init__(
+        self, storage_path: str | Path, run_id: str = "0", rows_per_shard: int = 4096
+    ) -> None:
         super().__init__(write_interval="batch")
         self.store = EmbeddingStore(storage_path)
         self.run_id = run_id
@@ -335,9 +360,16 @@ class AutoencoderWriter(BasePredictionWriter):
         self._buffered = 0
         self._shards = 0
 
-    def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
-                           prediction: Any, batch_indices: Any, batch: Any, batch_idx: int,
-                           dataloader_idx: int = 0) -> None:
+    def write_on_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        prediction: Any,
+        batch_indices: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         """Buffer one batch's ``(metadata, latent)``; commit a shard when the buffer is full."""
         metadata, latent = prediction
         self._rows.append(metadata)  # an Arrow table of the batch's rows (or a list of row dicts)

@@ -22,7 +22,8 @@ from typing import Any
 #: Trainer arguments the controller sets itself, and what to pass instead of each.
 CONTROLLER_OWNED = {
     "logger": "the controller's logger (--logger comet|csv, --comet_offline DIR)",
-    "callbacks": "the controller's callbacks (checkpoints, early stopping, LR monitor, device stats)",
+    "callbacks": "the controller's callbacks (checkpoints, early stopping, LR monitor, device "
+    "stats)",
     "plugins": "the controller's Ray environment plugin (--ray_nodes N)",
     "strategy": "Ray Train's strategy (--ray_nodes N workers, or 0 to train in this process)",
     "use_distributed_sampler": "the data module's own rank sharding (always off here)",
@@ -48,14 +49,19 @@ class ControllerConfig:
     num_workers: int = _field(0, "DataLoader worker processes")
     embed_size: int = _field(128, "token embedding size of QuackAutoEncoder")
     hidden_size: int = _field(512, "hidden (latent) size of QuackAutoEncoder")
-    encode: bool = _field(False, "run the inference loop (needs --checkpoint_path) instead of training")
+    encode: bool = _field(
+        False, "run the inference loop (needs --checkpoint_path) instead of training"
+    )
     filtered: bool = _field(
         False, "with --encode: only labelled records, uncensored subsampled to balance the censored"
     )
-    evaluate: bool = _field(False, "with --encode: only undetermined records (wins over --filtered)")
+    evaluate: bool = _field(
+        False, "with --encode: only undetermined records (wins over --filtered)"
+    )
     checkpoint_path: str | None = _field(
-        None, "checkpoint whose weights start training (manual restart) or drive --encode; "
-        "only the weights are used"
+        None,
+        "checkpoint whose weights start training (manual restart) or drive --encode; "
+        "only the weights are used",
     )
     storage_path: str = _field(
         "./data/encoded", "where checkpoints and logs (training) or embedding shards (--encode) go"
@@ -70,42 +76,58 @@ class ControllerConfig:
 
     # quackae's additions
     resume: str | None = _field(
-        None, "continue a killed run with optimizer and epoch state, from CKPT or from "
-        "<storage_path>/last.ckpt", "quackae", nargs="?", const="last", metavar="CKPT",
+        None,
+        "continue a killed run with optimizer and epoch state, from CKPT or from "
+        "<storage_path>/last.ckpt",
+        "quackae",
+        nargs="?",
+        const="last",
+        metavar="CKPT",
     )
     ray_address: str | None = _field(
-        None, "join an existing Ray cluster (default: $RAY_ADDRESS, else a local one)", "quackae",
+        None,
+        "join an existing Ray cluster (default: $RAY_ADDRESS, else a local one)",
+        "quackae",
         env="RAY_ADDRESS",
     )
     max_failures: int = _field(
-        2, "Ray Train restarts from the last checkpoint after a worker dies, this many times",
+        2,
+        "Ray Train restarts from the last checkpoint after a worker dies, this many times",
         "quackae",
     )
     latent: str = _field(
-        "final", "with --encode: the feature written per record: the encoder's final states (the "
-        "seed's latent) or its states averaged over the record's text tokens", "quackae",
+        "final",
+        "with --encode: the feature written per record: the encoder's final states (the "
+        "seed's latent) or its states averaged over the record's text tokens",
+        "quackae",
         choices=("final", "mean"),
     )
     layers: int = _field(1, "decoder GRU layers", "quackae")
     teacher_forcing: float = _field(
         0.5, "probability a training batch is teacher-forced rather than sampled", "quackae"
     )
-    bucketing: bool = _field(False, "batch sequences of similar length together to cut padding",
-                             "quackae")  # fmt: skip
+    bucketing: bool = _field(
+        False, "batch sequences of similar length together to cut padding", "quackae"
+    )
     seed: int = _field(
         1234, "seeds the 70/10/20 split, shuffling, --filtered sampling and weights", "quackae"
     )
     patience: int = _field(10, "early-stopping patience in validation checks", "quackae")
     checkpoint_every_n_steps: int | None = _field(
-        None, "also checkpoint every N training steps (ModelCheckpoint every_n_train_steps)",
+        None,
+        "also checkpoint every N training steps (ModelCheckpoint every_n_train_steps)",
         "quackae",
     )
     logger: str = _field(
-        "auto", "auto: Comet when COMET_API_KEY or --comet_offline is set, else CSV", "quackae",
+        "auto",
+        "auto: Comet when COMET_API_KEY or --comet_offline is set, else CSV",
+        "quackae",
         choices=("auto", "comet", "csv"),
     )
     comet_offline: str | None = _field(
-        None, "log a Comet experiment offline into DIR (needs the comet extra)", "quackae",
+        None,
+        "log a Comet experiment offline into DIR (needs the comet extra)",
+        "quackae",
         metavar="DIR",
     )
 
@@ -211,15 +233,18 @@ def _owned(name: str) -> type[argparse.Action]:
 def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
     """Every ``Trainer.__init__`` keyword as a flag; unset ones keep the Trainer's defaults."""
     group = parser.add_argument_group(
-        "Lightning Trainer", "Trainer(...) arguments, typed as Lightning annotates them; a flag "
-        "left out keeps the Trainer's default"
+        "Lightning Trainer",
+        "Trainer(...) arguments, typed as Lightning annotates them; a flag "
+        "left out keeps the Trainer's default",
     )
     taken = {opt for action in parser._actions for opt in action.option_strings}
     for p in trainer_parameters().values():
         if f"--{p.name}" in taken:  # quackae's own flag of that name (--logger) comes first
             continue
         if p.name in CONTROLLER_OWNED:
-            group.add_argument(f"--{p.name}", action=_owned(p.name), nargs="?", help=argparse.SUPPRESS)
+            group.add_argument(
+                f"--{p.name}", action=_owned(p.name), nargs="?", help=argparse.SUPPRESS
+            )
             continue
         group.add_argument(
             f"--{p.name}",
@@ -227,12 +252,14 @@ def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
             default=p.default if p.literal_default else argparse.SUPPRESS,
             metavar=_metavar(p.annotation),
             help=f"{p.annotation or 'any'} (default: "
-            f"{p.default if p.literal_default else 'Lightning' + chr(39) + 's'})".replace("%", "%%"),
+            f"{p.default if p.literal_default else 'Lightning' + chr(39) + 's'})".replace(
+                "%", "%%"
+            ),
         )
 
 
 def _metavar(annotation: str) -> str:
-    """A short metavar from an annotation: ``Optional[int]`` -> INT, ``Union[int, float]`` -> NUM."""
+    """A short metavar of an annotation: ``Optional[int]`` -> INT, ``Union[int, float]`` -> NUM."""
     a = annotation.replace("Optional[", "").replace("typing.", "")
     if a.startswith(("int", "Union[int, float")) or a in ("int]",):
         return "INT" if a.startswith("int") else "NUM"
@@ -270,7 +297,9 @@ def build_parser(prog: str = "python -m quackae.ae_processor") -> argparse.Argum
             continue
         kind = {"int": int, "float": float, "int | None": int}.get(str(f.type), str)
         shown = " (default: %(default)s)"
-        group.add_argument(f"--{f.name}", type=kind, default=default, help=help_text + shown, **meta)
+        group.add_argument(
+            f"--{f.name}", type=kind, default=default, help=help_text + shown, **meta
+        )
     add_trainer_arguments(p)
     return p
 
@@ -285,7 +314,9 @@ def from_namespace(args: argparse.Namespace) -> ControllerConfig:
     trainer = {
         name: values[name]
         for name, p in trainer_parameters().items()
-        if name in values and name not in own and name not in CONTROLLER_OWNED
+        if name in values
+        and name not in own
+        and name not in CONTROLLER_OWNED
         and not (p.literal_default and values[name] == p.default)
     }
     return ControllerConfig(**{k: v for k, v in values.items() if k in own}, trainer=trainer)
@@ -297,6 +328,13 @@ def parse(argv: list[str] | None = None) -> ControllerConfig:
 
 
 __all__ = [
-    "CONTROLLER_OWNED", "ControllerConfig", "TrainerParameter", "add_trainer_arguments",
-    "build_parser", "from_namespace", "parse", "parse_trainer_value", "trainer_parameters",
-]  # fmt: skip
+    "CONTROLLER_OWNED",
+    "ControllerConfig",
+    "TrainerParameter",
+    "add_trainer_arguments",
+    "build_parser",
+    "from_namespace",
+    "parse",
+    "parse_trainer_value",
+    "trainer_parameters",
+]

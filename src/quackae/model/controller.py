@@ -35,9 +35,16 @@ from quackae.io.atomic import atomic_write
 from quackae.model.config import ControllerConfig, build_parser, from_namespace, parse
 
 __all__ = [
-    "ControllerConfig", "ProcessorError", "build_data", "build_model", "build_parser", "cli", "encode",
-    "main", "train",
-]  # fmt: skip
+    "ControllerConfig",
+    "ProcessorError",
+    "build_data",
+    "build_model",
+    "build_parser",
+    "cli",
+    "encode",
+    "main",
+    "train",
+]
 
 SUMMARY = "train_summary.json"
 QUIET_WARNINGS = (  # Lightning notices that say nothing to a user of this controller
@@ -56,7 +63,10 @@ def quiet_warnings() -> None:
 
     for pattern in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
+
+
 COMET_PROJECT = "censored-planet"
+
 
 class ProcessorError(Exception):
     """A user error of the controller; printed as one line."""
@@ -146,7 +156,10 @@ def local_checkpoint(path: str | None, flag: str = "--checkpoint_path") -> Itera
         return
     source = objstore.resolve(path)
     if not source.is_file():
-        raise ProcessorError(f"{flag} {path}: no such object; pass the URI of a .ckpt (e.g. <storage_path>/last.ckpt)")
+        raise ProcessorError(
+            f"{flag} {path}: no such object; pass the URI of a .ckpt (e.g. "
+            "<storage_path>/last.ckpt)"
+        )
     with tempfile.TemporaryDirectory(prefix="quackae-ckpt-") as tmp:
         local = Path(tmp) / source.name
         _copy(source, objstore.resolve(str(local)))
@@ -159,7 +172,9 @@ def _copy(source: objstore.Location, target: objstore.Location) -> None:
 
     if not target.remote:
         Path(target.path).parent.mkdir(parents=True, exist_ok=True)
-    pafs.copy_files(source.path, target.path, source_filesystem=source.fs, destination_filesystem=target.fs)
+    pafs.copy_files(
+        source.path, target.path, source_filesystem=source.fs, destination_filesystem=target.fs
+    )
 
 
 def _load_weights(path: str) -> dict[str, Any]:
@@ -286,7 +301,9 @@ def _resume_path(args: ControllerConfig) -> str | None:
     else:
         target = objstore.resolve(args.resume)
     if not target.is_file():
-        raise ProcessorError(f"--resume: no checkpoint at {target.uri}; train without --resume first")
+        raise ProcessorError(
+            f"--resume: no checkpoint at {target.uri}; train without --resume first"
+        )
     return target.uri if target.remote else str(Path(target.path).resolve())
 
 
@@ -321,13 +338,19 @@ def _mirrored_checkpoint(remote: str | None, **kwargs):
 
     class MirroredCheckpoint(ModelCheckpoint):
         @property
-        def state_key(self) -> str:  # the same key as ModelCheckpoint's: checkpoints stay interchangeable
-            return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+        def state_key(
+            self,
+        ) -> str:  # the same key as ModelCheckpoint's: checkpoints stay interchangeable
+            return super().state_key.replace(
+                type(self).__qualname__, ModelCheckpoint.__qualname__, 1
+            )
 
         def _save_checkpoint(self, trainer, filepath: str) -> None:
             super()._save_checkpoint(trainer, filepath)
             if remote and trainer.is_global_zero:
-                _copy(objstore.resolve(filepath), objstore.resolve(remote).child(Path(filepath).name))
+                _copy(
+                    objstore.resolve(filepath), objstore.resolve(remote).child(Path(filepath).name)
+                )
 
         def _remove_checkpoint(self, trainer, filepath: str) -> None:
             super()._remove_checkpoint(trainer, filepath)
@@ -360,7 +383,9 @@ def training_callbacks(args: ControllerConfig, storage: Path, remote: str | None
         DeviceStatsMonitor(),
     ]
     if validating:  # with --limit_val_batches 0 there is no val_loss to stop on
-        callbacks.append(EarlyStopping(monitor="val_loss", patience=args.patience, mode="min", check_finite=True))
+        callbacks.append(
+            EarlyStopping(monitor="val_loss", patience=args.patience, mode="min", check_finite=True)
+        )
     return callbacks
 
 
@@ -422,7 +447,9 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
         torch.set_num_threads(1)
         restored = ray.train.get_checkpoint()
         callbacks.append(RayTrainReportCallback())
-        kwargs.update(devices="auto", strategy=RayDDPStrategy(), plugins=[RayLightningEnvironment()])
+        kwargs.update(
+            devices="auto", strategy=RayDDPStrategy(), plugins=[RayLightningEnvironment()]
+        )
     logger = make_logger(args, storage, rank)
     trainer = pl.Trainer(
         logger=logger,
@@ -435,20 +462,28 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
         trainer = prepare_trainer(trainer)
     if restored is not None:
         with restored.as_directory() as d:
-            trainer.fit(model, datamodule=dm, ckpt_path=str(Path(d) / "checkpoint.ckpt"), weights_only=True)
+            trainer.fit(
+                model, datamodule=dm, ckpt_path=str(Path(d) / "checkpoint.ckpt"), weights_only=True
+            )
     else:
         if remote and resume is None and rank == 0:
-            _clear_staging(storage)  # a fresh run: no earlier run's last.ckpt to count versions from
+            _clear_staging(
+                storage
+            )  # a fresh run: no earlier run's last.ckpt to count versions from
         with local_checkpoint(resume, "--resume") as local:
             trainer.fit(model, datamodule=dm, ckpt_path=local, weights_only=True)
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint else ""
-    tested = trainer.test(model, datamodule=dm, ckpt_path=best or None, weights_only=True, verbose=False)
+    tested = trainer.test(
+        model, datamodule=dm, ckpt_path=best or None, weights_only=True, verbose=False
+    )
     finish_logger(logger)
     summary = {
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
-        "best_val_loss": float(checkpoint.best_model_score) if checkpoint and checkpoint.best_model_score is not None else None,
+        "best_val_loss": float(checkpoint.best_model_score)
+        if checkpoint and checkpoint.best_model_score is not None
+        else None,
         "best_checkpoint": _published(best, remote),
         "last_checkpoint": _published(str(storage / "last.ckpt"), remote),
         "test": {k: float(v) for k, v in (tested[0] if tested else {}).items()},
@@ -460,7 +495,9 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
     if trainer.global_rank == 0:
         if remote:
             _upload_logs(storage, remote)
-            objstore.resolve(remote).child(SUMMARY).write_bytes(json.dumps(summary, indent=1).encode())
+            objstore.resolve(remote).child(SUMMARY).write_bytes(
+                json.dumps(summary, indent=1).encode()
+            )
         else:
             atomic_write(storage / SUMMARY, json.dumps(summary, indent=1))
     if in_ray:
@@ -480,7 +517,10 @@ def _upload_logs(staging: Path, remote: str) -> None:
     logs = staging / "logs"
     if logs.is_dir():
         for path in sorted(p for p in logs.rglob("*") if p.is_file()):
-            _copy(objstore.resolve(str(path)), objstore.resolve(remote).child(str(path.relative_to(staging))))
+            _copy(
+                objstore.resolve(str(path)),
+                objstore.resolve(remote).child(str(path.relative_to(staging))),
+            )
 
 
 def _ray_init(args: ControllerConfig) -> None:
@@ -603,8 +643,12 @@ def encode_worker(config: dict[str, Any]) -> None:
 
         rank = ray.train.get_context().get_world_rank()
         torch.set_num_threads(1)
-        kwargs.update(devices="auto", strategy=RayDDPStrategy(), plugins=[RayLightningEnvironment()])
-    logger = make_logger(args, staging_dir(args.storage_path), rank)  # predict logs stay on this node
+        kwargs.update(
+            devices="auto", strategy=RayDDPStrategy(), plugins=[RayLightningEnvironment()]
+        )
+    logger = make_logger(
+        args, staging_dir(args.storage_path), rank
+    )  # predict logs stay on this node
     trainer = pl.Trainer(
         logger=logger,
         callbacks=[writer],
@@ -635,7 +679,11 @@ def encode(args: ControllerConfig) -> dict[str, Any]:
     ckpt = _load_weights(args.checkpoint_path)
     hp = check_fits(ckpt, dm, args.checkpoint_path)
     # the architecture is the checkpoint's, whatever --embed_size/--hidden_size say
-    for flag, key in (("embed_size", "embed_size"), ("hidden_size", "hidden_size"), ("layers", "layers")):
+    for flag, key in (
+        ("embed_size", "embed_size"),
+        ("hidden_size", "hidden_size"),
+        ("layers", "layers"),
+    ):
         if key in hp:
             setattr(args, flag, int(hp[key]))
     out = EmbeddingStore(args.storage_path)
@@ -643,7 +691,9 @@ def encode(args: ControllerConfig) -> dict[str, Any]:
     meta = {
         "mode": encode_mode(args),
         "dim": int(hp.get("hidden_size", args.hidden_size)),
-        "checkpoint": args.checkpoint_path if objstore.is_uri(args.checkpoint_path) else str(Path(args.checkpoint_path).resolve()),
+        "checkpoint": args.checkpoint_path
+        if objstore.is_uri(args.checkpoint_path)
+        else str(Path(args.checkpoint_path).resolve()),
         "dataset": _dataset_identity(args),
         "tokenizer_sha256": dm.tokenizer_sha256,
         "seed": args.seed,
@@ -655,15 +705,26 @@ def encode(args: ControllerConfig) -> dict[str, Any]:
         existing = out.read_meta()
         try:
             out.check_identity(meta)
-            check_version(out.storage, existing, dm.manifest, meta["mode"])  # refuses a changed dataset
-            if existing and existing.get("complete") and all(existing.get(k) == v for k, v in meta.items()):
+            check_version(
+                out.storage, existing, dm.manifest, meta["mode"]
+            )  # refuses a changed dataset
+            if (
+                existing
+                and existing.get("complete")
+                and all(existing.get(k) == v for k, v in meta.items())
+            ):
                 return {**summarise(), "new": 0}  # the same command again: nothing to do
             done = out.begin(meta)
         except ValueError as e:
             raise ProcessorError(str(e)) from None
         # the rows already written, where every Ray worker can read them (the store itself)
-        done_file = out.write_array(".done_rows.npy", np.fromiter(done, dtype=np.int64, count=len(done)))
-        config = {"done_rows_file": done_file, "run_id": f"{int(time.time())}{os.getpid() % 1000:03d}"}
+        done_file = out.write_array(
+            ".done_rows.npy", np.fromiter(done, dtype=np.int64, count=len(done))
+        )
+        config = {
+            "done_rows_file": done_file,
+            "run_id": f"{int(time.time())}{os.getpid() % 1000:03d}",
+        }
         if args.ray_nodes == 0:
             encode_worker({"args": args.to_dict(), **config})
         else:
@@ -710,7 +771,11 @@ def cli(argv: list[str] | None = None) -> int:
         print(f"ae_processor: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("ae_processor: interrupted; rerun with --resume (training) or the same command (--encode)", file=sys.stderr)
+        print(
+            "ae_processor: interrupted; rerun with --resume (training) or the same command "
+            "(--encode)",
+            file=sys.stderr,
+        )
         return 130
     return 0
 

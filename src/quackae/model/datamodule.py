@@ -28,12 +28,16 @@ SPLIT_FRACTIONS = (0.7, 0.1, 0.2)
 MODES = ("all", "filtered", "evaluate")
 
 
-def split_of(row_ids: np.ndarray, seed: int, fractions: tuple[float, ...] = SPLIT_FRACTIONS) -> np.ndarray:
+def split_of(
+    row_ids: np.ndarray, seed: int, fractions: tuple[float, ...] = SPLIT_FRACTIONS
+) -> np.ndarray:
     """Split number (0 train, 1 val, 2 test) of every row: stable across runs and appends."""
     return splits.split_of(row_ids, seed, fractions)
 
 
-def select_rows(labels: np.ndarray, row_ids: np.ndarray, mode: str, manifest: dict, seed: int) -> np.ndarray:
+def select_rows(
+    labels: np.ndarray, row_ids: np.ndarray, mode: str, manifest: dict, seed: int
+) -> np.ndarray:
     """Indices of the rows an encode run writes.
 
     ``all``: every row. ``evaluate``: undetermined rows (0). ``filtered``: every censored row
@@ -46,13 +50,15 @@ def select_rows(labels: np.ndarray, row_ids: np.ndarray, mode: str, manifest: di
         return np.flatnonzero(labels == 0).astype(np.int64)
     if mode != "filtered":
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
-    ratio = min(manifest["censored"] / manifest["uncensored"], 1.0) if manifest["uncensored"] else 1.0
+    ratio = (
+        min(manifest["censored"] / manifest["uncensored"], 1.0) if manifest["uncensored"] else 1.0
+    )
     keep_uncensored = (labels == -1) & (splits.uniform(row_ids, seed, "filtered") < ratio)
     return np.flatnonzero((labels == 1) | keep_uncensored).astype(np.int64)
 
 
 class BatchSampler(Sampler[np.ndarray]):
-    """Index batches of one rank: shuffled per epoch, optionally length-bucketed, equal count per rank."""
+    """Index batches of one rank: shuffled per epoch, maybe length-bucketed, same count per rank."""
 
     def __init__(
         self,
@@ -91,13 +97,20 @@ class BatchSampler(Sampler[np.ndarray]):
             extra = self.world_size - len(idx) % self.world_size
             idx = np.concatenate([idx, idx[:extra]])
         per = -(-len(idx) // self.world_size)
-        return idx[self.rank * per : (self.rank + 1) * per] if not self.pad_ranks else idx[self.rank :: self.world_size]
+        return (
+            idx[self.rank * per : (self.rank + 1) * per]
+            if not self.pad_ranks
+            else idx[self.rank :: self.world_size]
+        )
 
     def _batches(self) -> list[np.ndarray]:
         idx = self._rank_indices()
         if self.bucketing and len(idx):
             window = self.batch_size * 64  # sort by length within windows of 64 batches
-            parts = [w[np.argsort(self.lengths[w], kind="stable")] for w in np.array_split(idx, max(len(idx) // window, 1))]
+            parts = [
+                w[np.argsort(self.lengths[w], kind="stable")]
+                for w in np.array_split(idx, max(len(idx) // window, 1))
+            ]
             idx = np.concatenate(parts)
         batches = [idx[i : i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
         if self.bucketing and self.shuffle:
@@ -137,7 +150,9 @@ class TokenBatches(Dataset):
 class PredictBatches(TokenBatches):
     """Map an index batch to ``(metadata table, (B, T) batch)`` for the predict loop."""
 
-    def __init__(self, root: Path, pad_id: int, columns: tuple[str, ...] = store.METADATA_COLUMNS) -> None:
+    def __init__(
+        self, root: Path, pad_id: int, columns: tuple[str, ...] = store.METADATA_COLUMNS
+    ) -> None:
         super().__init__(root, pad_id)
         self.columns = list(columns)
         self._starts: np.ndarray | None = None
@@ -277,7 +292,9 @@ class QuackTokenizedDataModule(pl.LightningDataModule):
         """Global row indices the predict loader covers (see ``select_rows``)."""
         table = self.dataset.read_columns(["row_id", "censored"])
         row_ids = table.column(0).to_numpy()
-        chosen = select_rows(table.column(1).to_numpy(), row_ids, self.mode, self.manifest, self.seed)
+        chosen = select_rows(
+            table.column(1).to_numpy(), row_ids, self.mode, self.manifest, self.seed
+        )
         if len(self._excluded):
             chosen = chosen[~np.isin(row_ids[chosen], self._excluded)]
         return chosen
@@ -354,7 +371,11 @@ class QuackTokenizedDataModule(pl.LightningDataModule):
 
     def state_dict(self) -> dict[str, Any]:
         """Recorded in checkpoints so a restart uses the same split."""
-        return {"seed": self.seed, "split_fractions": list(SPLIT_FRACTIONS), "tokenizer_sha256": self.tokenizer_sha256}
+        return {
+            "seed": self.seed,
+            "split_fractions": list(SPLIT_FRACTIONS),
+            "tokenizer_sha256": self.tokenizer_sha256,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the split seed of the run that wrote the checkpoint."""

@@ -37,8 +37,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-__all__ = ["FastGRU", "GRUCellStack", "gru_cell", "gru_infer", "gru_scan", "native_gru", "reverse_index",
-           "tune_cpu_allocator", "use_native"]
+__all__ = [
+    "FastGRU",
+    "GRUCellStack",
+    "gru_cell",
+    "gru_infer",
+    "gru_scan",
+    "native_gru",
+    "reverse_index",
+    "tune_cpu_allocator",
+    "use_native",
+]
 
 #: Which recurrence ran last in :class:`FastGRU` / :class:`GRUCellStack` (``last_kernel``):
 #: ``"scan"`` the autograd scan, ``"sorted"`` the no-grad length-sorted kernel, ``"native"``
@@ -54,7 +63,9 @@ class _GRUScan(torch.autograd.Function):
     """
 
     @staticmethod
-    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)  # under autocast: scan in fp32
+    @torch.amp.custom_fwd(
+        device_type="cpu", cast_inputs=torch.float32
+    )  # under autocast: scan in fp32
     def forward(ctx, gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor) -> Tensor:  # type: ignore[override]
         d, steps, b, g = gi.shape
         hid = g // 3
@@ -70,8 +81,10 @@ class _GRUScan(torch.autograd.Function):
             g_t = gi[:, t]
             torch.sigmoid(g_t[..., : 2 * hid] + gh[..., : 2 * hid], out=rz[:, t])
             ghn[:, t] = gh[..., 2 * hid :]
-            torch.tanh(torch.addcmul(g_t[..., 2 * hid :], rz[:, t, :, :hid], gh[..., 2 * hid :]),
-                       out=n[:, t])
+            torch.tanh(
+                torch.addcmul(g_t[..., 2 * hid :], rz[:, t, :, :hid], gh[..., 2 * hid :]),
+                out=n[:, t],
+            )
             torch.lerp(n[:, t], h, rz[:, t, :, hid:], out=out[:, t])  # n + z (h - n)
             h = out[:, t]
         ctx.save_for_backward(w_hh, h0, out, rz, n, ghn)
@@ -97,8 +110,7 @@ class _GRUScan(torch.autograd.Function):
             torch.mul(dn_pre, r, out=dghn[:, t])
             dh = torch.baddbmm(dh * z, dgi[:, t, :, : 2 * hid], w_rz)
             dh = torch.baddbmm(dh, dghn[:, t], w_n)
-        dw = torch.cat([_outer_sum(dgi[..., : 2 * hid], out, h0),
-                        _outer_sum(dghn, out, h0)], dim=1)
+        dw = torch.cat([_outer_sum(dgi[..., : 2 * hid], out, h0), _outer_sum(dghn, out, h0)], dim=1)
         db = torch.cat([dgi[..., : 2 * hid].sum(dim=(1, 2)), dghn.sum(dim=(1, 2))], dim=1)
         return dgi, dw, db, dh
 
@@ -110,7 +122,9 @@ def _outer_sum(grad: Tensor, out: Tensor, h0: Tensor) -> Tensor:
     acc = torch.bmm(grad[:, 0].transpose(1, 2), h0)
     if steps > 1:
         later = grad[:, 1:].reshape(d, (steps - 1) * b, g)
-        acc = torch.baddbmm(acc, later.transpose(1, 2), out[:, :-1].reshape(d, (steps - 1) * b, hid))
+        acc = torch.baddbmm(
+            acc, later.transpose(1, 2), out[:, :-1].reshape(d, (steps - 1) * b, hid)
+        )
     return acc
 
 
@@ -129,8 +143,15 @@ def active_rows(sorted_lengths: Tensor) -> list[int]:
     return (len(sorted_lengths) - ends.cumsum(0)).tolist()
 
 
-def gru_infer(gi: Tensor, w_hh: Tensor, b_hh: Tensor, active: list[int], keep_states: bool = True,
-              pool: Tensor | None = None, ids: Tensor | None = None) -> tuple[Tensor | None, Tensor]:
+def gru_infer(
+    gi: Tensor,
+    w_hh: Tensor,
+    b_hh: Tensor,
+    active: list[int],
+    keep_states: bool = True,
+    pool: Tensor | None = None,
+    ids: Tensor | None = None,
+) -> tuple[Tensor | None, Tensor]:
     """``D`` GRU recurrences without autograd over rows sorted longest first; h0 = 0.
 
     ``gi`` (D, T, B, 3H) input gates with ``b_ih`` added (overwritten: used as scratch);
@@ -175,8 +196,14 @@ def use_native(x: Tensor) -> bool:
     return x.is_cuda
 
 
-def native_gru(x: Tensor, lengths: Tensor | None, weights: list[Tensor], hx: Tensor, num_layers: int,
-               bidirectional: bool) -> tuple[Tensor, Tensor]:
+def native_gru(
+    x: Tensor,
+    lengths: Tensor | None,
+    weights: list[Tensor],
+    hx: Tensor,
+    num_layers: int,
+    bidirectional: bool,
+) -> tuple[Tensor, Tensor]:
     """Torch's GRU kernel (cuDNN on CUDA) over ``x`` (B, T, F), packed by ``lengths`` if given.
 
     ``weights`` are per layer and direction ``[w_ih, w_hh, b_ih, b_hh]``, ``hx`` the initial
@@ -189,14 +216,24 @@ def native_gru(x: Tensor, lengths: Tensor | None, weights: list[Tensor], hx: Ten
         return out, h_n
     packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
     hx = hx.index_select(1, packed.sorted_indices)
-    data, h_n = torch._VF.gru(packed.data, packed.batch_sizes, hx, weights, True, num_layers, 0.0, train,
-                              bidirectional)
-    out, _ = pad_packed_sequence(packed._replace(data=data), batch_first=True, total_length=x.shape[1])
+    data, h_n = torch._VF.gru(
+        packed.data, packed.batch_sizes, hx, weights, True, num_layers, 0.0, train, bidirectional
+    )
+    out, _ = pad_packed_sequence(
+        packed._replace(data=data), batch_first=True, total_length=x.shape[1]
+    )
     return out, h_n.index_select(1, packed.unsorted_indices)
 
 
-def gru_cell(x: Tensor | None, h: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor,
-             gi: Tensor | None = None) -> Tensor:
+def gru_cell(
+    x: Tensor | None,
+    h: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor,
+    b_hh: Tensor,
+    gi: Tensor | None = None,
+) -> Tensor:
     """One GRU step with plain autograd ops (for loops that cannot be scanned).
 
     ``gi`` may carry a precomputed ``x @ w_ih.T + b_ih``; then ``x`` is ignored.
@@ -238,8 +275,9 @@ class FastGRU(nn.Module):
     state at the sequence's real end, and outputs at padding are zero.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
-                 bidirectional: bool = False) -> None:
+    def __init__(
+        self, input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = False
+    ) -> None:
         super().__init__()
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -249,14 +287,19 @@ class FastGRU(nn.Module):
         for layer in range(num_layers):
             layer_in = input_size if layer == 0 else hidden_size * self.num_directions
             for sfx in self._suffixes():
-                self.register_parameter(f"weight_ih_l{layer}{sfx}",
-                                        nn.Parameter(torch.empty(3 * hidden_size, layer_in)))
-                self.register_parameter(f"weight_hh_l{layer}{sfx}",
-                                        nn.Parameter(torch.empty(3 * hidden_size, hidden_size)))
-                self.register_parameter(f"bias_ih_l{layer}{sfx}",
-                                        nn.Parameter(torch.empty(3 * hidden_size)))
-                self.register_parameter(f"bias_hh_l{layer}{sfx}",
-                                        nn.Parameter(torch.empty(3 * hidden_size)))
+                self.register_parameter(
+                    f"weight_ih_l{layer}{sfx}", nn.Parameter(torch.empty(3 * hidden_size, layer_in))
+                )
+                self.register_parameter(
+                    f"weight_hh_l{layer}{sfx}",
+                    nn.Parameter(torch.empty(3 * hidden_size, hidden_size)),
+                )
+                self.register_parameter(
+                    f"bias_ih_l{layer}{sfx}", nn.Parameter(torch.empty(3 * hidden_size))
+                )
+                self.register_parameter(
+                    f"bias_hh_l{layer}{sfx}", nn.Parameter(torch.empty(3 * hidden_size))
+                )
         self.reset_parameters()
 
     def _suffixes(self) -> list[str]:
@@ -275,15 +318,22 @@ class FastGRU(nn.Module):
 
     def flat_weights(self) -> list[Tensor]:
         """Parameters in ``nn.GRU``'s order: per layer and direction w_ih, w_hh, b_ih, b_hh."""
-        return [getattr(self, f"{name}_l{layer}{sfx}") for layer in range(self.num_layers)
-                for sfx in self._suffixes() for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        return [
+            getattr(self, f"{name}_l{layer}{sfx}")
+            for layer in range(self.num_layers)
+            for sfx in self._suffixes()
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        ]
 
     def _needs_grad(self, x: Tensor) -> bool:
         """Whether autograd will record this call (then the backward-saving scan runs)."""
-        return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
+        return torch.is_grad_enabled() and (
+            x.requires_grad or any(p.requires_grad for p in self.parameters())
+        )
 
-    def forward(self, x: Tensor, lengths: Tensor | None = None,
-                keep_states: bool = True) -> tuple[Tensor | None, Tensor]:
+    def forward(
+        self, x: Tensor, lengths: Tensor | None = None, keep_states: bool = True
+    ) -> tuple[Tensor | None, Tensor]:
         """Encode ``x`` (B, T, F) whose rows have ``lengths`` real steps (all T if None).
 
         Returns outputs (B, T, D*H), zero at padding (None when ``keep_states`` is False and
@@ -297,7 +347,9 @@ class FastGRU(nn.Module):
         if use_native(x):
             self.last_kernel = "native"
             hx = x.new_zeros(self.num_layers * self.num_directions, b, self.hidden_size)
-            return native_gru(x, lengths, self.flat_weights(), hx, self.num_layers, self.num_directions == 2)
+            return native_gru(
+                x, lengths, self.flat_weights(), hx, self.num_layers, self.num_directions == 2
+            )
         if not self._needs_grad(x):
             self.last_kernel = "sorted"
             return self._forward_sorted(x, lengths, keep_states)
@@ -309,25 +361,42 @@ class FastGRU(nn.Module):
         steps, b, _ = inp.shape
         dirs = [inp] if rev is None else [inp, _time_gather(inp, rev)]
         xs = torch.stack(dirs).reshape(len(dirs), steps * b, -1)
-        gi = torch.baddbmm(self._stacked("bias_ih", layer).unsqueeze(1), xs,
-                           self._stacked("weight_ih", layer).transpose(1, 2))
+        gi = torch.baddbmm(
+            self._stacked("bias_ih", layer).unsqueeze(1),
+            xs,
+            self._stacked("weight_ih", layer).transpose(1, 2),
+        )
         return gi.view(len(dirs), steps, b, -1)
 
-    def _forward_sorted(self, x: Tensor, lengths: Tensor, keep_states: bool, pool: Tensor | None = None,
-                        table: Tensor | None = None) -> tuple[Tensor | None, Tensor]:
+    def _forward_sorted(
+        self,
+        x: Tensor,
+        lengths: Tensor,
+        keep_states: bool,
+        pool: Tensor | None = None,
+        table: Tensor | None = None,
+    ) -> tuple[Tensor | None, Tensor]:
         """No-grad forward with :func:`gru_infer` on rows sorted longest first, unsorted at the end.
 
         With ``pool`` (B, T) weights the first result is the weighted sum over time (B, D*H).
         With a gate ``table`` (D, V, 3H), ``x`` holds token ids (B, T) and layer 0's input gates
         are rows of the table instead of a matmul.
         """
-        with torch.autocast(device_type=x.device.type, enabled=False):  # the kernel's buffers are fp32
+        with torch.autocast(
+            device_type=x.device.type, enabled=False
+        ):  # the kernel's buffers are fp32
             if x.is_floating_point():
                 x = x.to(self.weight_hh_l0.dtype)
             return self._forward_sorted_fp(x, lengths, keep_states, pool, table)
 
-    def _forward_sorted_fp(self, x: Tensor, lengths: Tensor, keep_states: bool, pool: Tensor | None,
-                           table: Tensor | None) -> tuple[Tensor | None, Tensor]:
+    def _forward_sorted_fp(
+        self,
+        x: Tensor,
+        lengths: Tensor,
+        keep_states: bool,
+        pool: Tensor | None,
+        table: Tensor | None,
+    ) -> tuple[Tensor | None, Tensor]:
         """:meth:`_forward_sorted` with autocast off and ``x`` in the weights' dtype."""
         b, steps = x.shape[:2]
         sorted_lengths, order = lengths.sort(descending=True)
@@ -346,14 +415,26 @@ class FastGRU(nn.Module):
             with torch.no_grad():
                 ids = None
                 if layer == 0 and table is not None:
-                    gi, ids = table, torch.stack([inp] if rev is None else [inp, inp.gather(0, rev)])
+                    gi, ids = (
+                        table,
+                        torch.stack([inp] if rev is None else [inp, inp.gather(0, rev)]),
+                    )
                 else:
                     gi = self._layer_gates(inp, rev, layer)
-                hs, ends = gru_infer(gi, self._stacked("weight_hh", layer), self._stacked("bias_hh", layer),
-                                     active, keep_states or not top, weights if top else None, ids)
+                hs, ends = gru_infer(
+                    gi,
+                    self._stacked("weight_hh", layer),
+                    self._stacked("bias_hh", layer),
+                    active,
+                    keep_states or not top,
+                    weights if top else None,
+                    ids,
+                )
             finals.extend(ends.unbind(0))
             if hs is not None and not (top and weights is not None):
-                inp = torch.cat([hs[0]] if rev is None else [hs[0], _time_gather(hs[1], rev)], dim=-1)
+                inp = torch.cat(
+                    [hs[0]] if rev is None else [hs[0], _time_gather(hs[1], rev)], dim=-1
+                )
         unsort = torch.empty_like(order)
         unsort[order] = torch.arange(b, device=order.device)
         final = torch.stack(finals).index_select(1, unsort)
@@ -366,8 +447,14 @@ class FastGRU(nn.Module):
         out[:, :span] = inp.transpose(0, 1).index_select(0, unsort)
         return out, final
 
-    def forward_tokens(self, ids: Tensor, lengths: Tensor, embedding: nn.Embedding, keep_states: bool = True,
-                       pool: Tensor | None = None) -> tuple[Tensor | None, Tensor]:
+    def forward_tokens(
+        self,
+        ids: Tensor,
+        lengths: Tensor,
+        embedding: nn.Embedding,
+        keep_states: bool = True,
+        pool: Tensor | None = None,
+    ) -> tuple[Tensor | None, Tensor]:
         """:meth:`forward` (or :meth:`pooled`, given ``pool`` weights) of ``embedding(ids)``.
 
         On the no-grad CPU path layer 0's input gates ``W_ih e + b_ih`` are looked up per token in
@@ -375,8 +462,9 @@ class FastGRU(nn.Module):
         are unchanged): a third of the encoder's matmul FLOPs become a row copy.
         """
         lengths = lengths.to(ids.device)
-        grad = torch.is_grad_enabled() and (embedding.weight.requires_grad
-                                            or any(p.requires_grad for p in self.parameters()))
+        grad = torch.is_grad_enabled() and (
+            embedding.weight.requires_grad or any(p.requires_grad for p in self.parameters())
+        )
         if use_native(ids) or grad:
             x = embedding(ids)
             return self(x, lengths, keep_states) if pool is None else self.pooled(x, lengths, pool)
@@ -384,19 +472,26 @@ class FastGRU(nn.Module):
         if any(p.is_inference() for p in [embedding.weight, *self.parameters()]):
             # weights made under inference_mode carry no version counter to key the table cache on
             return self._forward_sorted(embedding(ids), lengths, keep_states, pool)
-        return self._forward_sorted(ids, lengths, keep_states, pool, self.gate_table(embedding.weight))
+        return self._forward_sorted(
+            ids, lengths, keep_states, pool, self.gate_table(embedding.weight)
+        )
 
     def gate_table(self, embedding: Tensor) -> Tensor:
-        """Layer 0's input gates of every vocabulary entry, (D, V, 3H); recomputed when a weight changed."""
-        parts = [embedding] + [getattr(self, f"{n}_l0{sfx}") for sfx in self._suffixes()
-                               for n in ("weight_ih", "bias_ih")]
+        """Layer 0's input gates of every vocabulary entry (D, V, 3H), redone on weight change."""
+        parts = [embedding] + [
+            getattr(self, f"{n}_l0{sfx}")
+            for sfx in self._suffixes()
+            for n in ("weight_ih", "bias_ih")
+        ]
         key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in parts)
         cached = getattr(self, "_gate_table", None)
         if cached is None or cached[0] != key:
             with torch.no_grad(), torch.autocast(device_type=embedding.device.type, enabled=False):
-                table = torch.baddbmm(self._stacked("bias_ih", 0).unsqueeze(1),
-                                      embedding.unsqueeze(0).expand(self.num_directions, -1, -1),
-                                      self._stacked("weight_ih", 0).transpose(1, 2))
+                table = torch.baddbmm(
+                    self._stacked("bias_ih", 0).unsqueeze(1),
+                    embedding.unsqueeze(0).expand(self.num_directions, -1, -1),
+                    self._stacked("weight_ih", 0).transpose(1, 2),
+                )
             cached = (key, table)
             self._gate_table = cached
         return cached[1]
@@ -418,7 +513,7 @@ class FastGRU(nn.Module):
     def _forward_scan(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Forward through :func:`gru_scan` (autograd, O(T) backward) over the padded batch."""
         b, steps, _ = x.shape
-        valid = (torch.arange(steps, device=x.device).unsqueeze(1) < lengths.unsqueeze(0))
+        valid = torch.arange(steps, device=x.device).unsqueeze(1) < lengths.unsqueeze(0)
         valid = valid.unsqueeze(-1).to(x.dtype)  # (T, B, 1)
         rev = reverse_index(lengths, steps) if self.num_directions == 2 else None
         last = (lengths - 1).view(1, b, 1)
@@ -427,7 +522,9 @@ class FastGRU(nn.Module):
         for layer in range(self.num_layers):
             gi = self._layer_gates(inp, rev, layer)
             h0 = x.new_zeros(gi.shape[0], b, self.hidden_size)
-            hs = gru_scan(gi, self._stacked("weight_hh", layer), self._stacked("bias_hh", layer), h0)
+            hs = gru_scan(
+                gi, self._stacked("weight_hh", layer), self._stacked("bias_hh", layer), h0
+            )
             for d in range(gi.shape[0]):
                 finals.append(hs[d].gather(0, last.expand(1, b, self.hidden_size)).squeeze(0))
             outs = [hs[0]] if rev is None else [hs[0], _time_gather(hs[1], rev)]
@@ -447,7 +544,10 @@ class GRUCellStack(nn.Module):
         super().__init__()
         self.hidden_size = hidden_size
         self.cells = nn.ModuleList(
-            [nn.GRUCell(input_size if i == 0 else hidden_size, hidden_size) for i in range(num_layers)]
+            [
+                nn.GRUCell(input_size if i == 0 else hidden_size, hidden_size)
+                for i in range(num_layers)
+            ]
         )
         self.last_kernel = ""
 
@@ -455,13 +555,17 @@ class GRUCellStack(nn.Module):
         """Run the stack over ``x`` (B, S, F) from per-layer states ``h0``; top states (B, S, H)."""
         if use_native(x):  # the stack is a multi-layer GRU with per-layer h0: cuDNN runs it whole
             self.last_kernel = "native"
-            weights = [w for c in self.cells for w in (c.weight_ih, c.weight_hh, c.bias_ih, c.bias_hh)]
+            weights = [
+                w for c in self.cells for w in (c.weight_ih, c.weight_hh, c.bias_ih, c.bias_hh)
+            ]
             return native_gru(x, None, weights, torch.stack(h0), len(self.cells), False)[0]
         self.last_kernel = "scan"
         inp = x.transpose(0, 1)  # (S, B, F)
         for cell, h in zip(self.cells, h0, strict=True):
             gi = F.linear(inp, cell.weight_ih, cell.bias_ih).unsqueeze(0)  # (1, S, B, 3H)
-            hs = gru_scan(gi, cell.weight_hh.unsqueeze(0), cell.bias_hh.unsqueeze(0), h.unsqueeze(0))
+            hs = gru_scan(
+                gi, cell.weight_hh.unsqueeze(0), cell.bias_hh.unsqueeze(0), h.unsqueeze(0)
+            )
             inp = hs[0]
         return inp.transpose(0, 1)
 
@@ -473,8 +577,15 @@ class GRUCellStack(nn.Module):
         new: list[Tensor] = []
         inp = x
         for i, (cell, h_l) in enumerate(zip(self.cells, h, strict=True)):
-            inp = gru_cell(inp, h_l, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh,
-                           gi=gi0 if i == 0 else None)
+            inp = gru_cell(
+                inp,
+                h_l,
+                cell.weight_ih,
+                cell.weight_hh,
+                cell.bias_ih,
+                cell.bias_hh,
+                gi=gi0 if i == 0 else None,
+            )
             new.append(inp)
         return new
 

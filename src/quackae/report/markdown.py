@@ -28,7 +28,9 @@ REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
 GROUP_KEYS = ("country", "domain", "ip", "outcome", "page", "scan")
 CONFIDENCE_BANDS = (("high", 0.9), ("medium", 0.7))  # lower bounds; the rest is "low"
-MAX_SIGNATURES = 200_000  # candidates whose page is decoded; the rest are grouped as "(not decoded)"
+MAX_SIGNATURES = (
+    200_000  # candidates whose page is decoded; the rest are grouped as "(not decoded)"
+)
 # --------------------------------------------------------------------------- grouping
 
 
@@ -48,7 +50,9 @@ def _distinct_first(values: np.ndarray, n: int) -> list[str]:
     return list(seen)
 
 
-def group_rows(keys: np.ndarray, prob: np.ndarray, examples: dict[str, np.ndarray], limit: int) -> list[dict[str, Any]]:
+def group_rows(
+    keys: np.ndarray, prob: np.ndarray, examples: dict[str, np.ndarray], limit: int
+) -> list[dict[str, Any]]:
     """Count, mean and max probability per key, sorted by count then mean probability.
 
     ``prob`` and the example columns must be sorted by probability, highest first, so the
@@ -117,10 +121,24 @@ def build_report(
     pred_dir = Path(pred_dir)
     meta_path = pred_dir / PREDICTIONS_META
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    cols = ["row_id", "source", "line", "try_index", "ip", "domain", "location", "country_code",
-            "scan", "outcome", "probability", "baseline_probability"]  # fmt: skip
+    cols = [
+        "row_id",
+        "source",
+        "line",
+        "try_index",
+        "ip",
+        "domain",
+        "location",
+        "country_code",
+        "scan",
+        "outcome",
+        "probability",
+        "baseline_probability",
+    ]
     cand = read_predictions(pred_dir, cols, min_probability=threshold)
-    cand = cand.take(pc.sort_indices(cand, [("probability", "descending"), ("row_id", "ascending")]))
+    cand = cand.take(
+        pc.sort_indices(cand, [("probability", "descending"), ("row_id", "ascending")])
+    )
     total = count_rows(pred_dir)
     prob = cand.column("probability").to_numpy(zero_copy_only=False).astype(np.float64)
     pages = _page_keys(cand, meta.get("dataset"))
@@ -138,7 +156,11 @@ def build_report(
         examples["pages"] = pages
     groups = {k: group_rows(keys[k], prob, examples, group_limit) for k in GROUP_KEYS if k in keys}
     base = cand.column("baseline_probability")
-    base_np = base.to_numpy(zero_copy_only=False).astype(np.float64) if base.null_count < len(base) else None
+    base_np = (
+        base.to_numpy(zero_copy_only=False).astype(np.float64)
+        if base.null_count < len(base)
+        else None
+    )
     rows = cand.slice(0, top).to_pylist()
     for i, r in enumerate(rows):
         r["country"] = str(keys["country"][i])
@@ -166,7 +188,17 @@ def build_report(
 def _metrics_summary(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
     if not metrics:
         return None
-    keep = ("classifier", "baseline", "winner", "winner_by", "verdict", "threshold", "threshold_rule", "target_fpr", "counts")
+    keep = (
+        "classifier",
+        "baseline",
+        "winner",
+        "winner_by",
+        "verdict",
+        "threshold",
+        "threshold_rule",
+        "target_fpr",
+        "counts",
+    )
     return {k: metrics.get(k) for k in keep}
 
 
@@ -204,21 +236,32 @@ def _cell(text: Any) -> str:
 def _metrics_md(m: dict[str, Any] | None) -> list[str]:
     if not m:
         return ["_No held-out metrics found (metrics.json next to the checkpoint)._", ""]
-    out = ["| model | accuracy | F1 | ROC-AUC | threshold | test rows |", "| --- | --- | --- | --- | --- | --- |"]
+    out = [
+        "| model | accuracy | F1 | ROC-AUC | threshold | test rows |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for name in ("classifier", "baseline"):
         r = m.get(name) or {}
         if r.get("skipped"):
             out.append(f"| {name} | skipped: {_cell(r['skipped'])} | | | | |")
             continue
-        out.append(f"| {name} | {_fmt(r.get('accuracy'))} | {_fmt(r.get('f1'))} | "
-                   f"{_fmt(r.get('roc_auc'))} | {_fmt(r.get('threshold'), 4)} | {_fmt(r.get('n'))} |")
+        out.append(
+            f"| {name} | {_fmt(r.get('accuracy'))} | {_fmt(r.get('f1'))} | "
+            f"{_fmt(r.get('roc_auc'))} | {_fmt(r.get('threshold'), 4)} | {_fmt(r.get('n'))} |"
+        )
     out += ["", f"**Which wins:** {m.get('verdict') or m.get('winner')}", ""]
     rule = m.get("threshold_rule")
     if isinstance(rule, dict) and rule.get("calibration") == "novel-kind":
-        out += [f"Thresholds: 0.5, raised to keep the false-positive rate <= {_fmt(m.get('target_fpr'), 2)} on the "
-                "labelled validation split and on each kind of benign page held out of training in turn "
-                f"({len((rule.get('novel_kind') or {}).get('kinds') or {})} kinds): benign pages of a kind no "
-                "signature knows are what the undetermined rows hold.", ""]  # fmt: skip
+        out += [
+            "Thresholds: 0.5, raised to keep the false-positive rate <= "
+            f"{_fmt(m.get('target_fpr'), 2)} on the "
+            "labelled validation split and on each kind of benign page held out of training in "
+            "turn "
+            f"({len((rule.get('novel_kind') or {}).get('kinds') or {})} kinds): benign pages of "
+            "a kind no "
+            "signature knows are what the undetermined rows hold.",
+            "",
+        ]
     return out
 
 
@@ -231,26 +274,40 @@ def _truth_md(t: dict[str, Any] | None) -> list[str]:
         if not s:
             continue
         a, f = s["at_threshold"], s.get("at_fpr") or {}
-        out.append(f"- **{name}**: recall {_fmt(a['recall'])} at FPR {_fmt(a['fpr'])} "
-                   f"(threshold {_fmt(a['threshold'])}); recall {_fmt(f.get('recall'))} at FPR "
-                   f"{_fmt(f.get('fpr'))} (threshold {_fmt(f.get('threshold'))}, target FPR <= "
-                   f"{_fmt(f.get('target_fpr'), 2)}); ROC-AUC {_fmt(s.get('roc_auc'))}")
+        out.append(
+            f"- **{name}**: recall {_fmt(a['recall'])} at FPR {_fmt(a['fpr'])} "
+            f"(threshold {_fmt(a['threshold'])}); recall {_fmt(f.get('recall'))} at FPR "
+            f"{_fmt(f.get('fpr'))} (threshold {_fmt(f.get('threshold'))}, target FPR <= "
+            f"{_fmt(f.get('target_fpr'), 2)}); ROC-AUC {_fmt(s.get('roc_auc'))}"
+        )
     return [*out, ""]
 
 
 def _summary_md(r: dict[str, Any]) -> list[str]:
     c, n = r["candidates"], r["rows"]
     if c == 0:
-        return [f"No try of the {n} scored scores at or above {r['threshold']}: nothing newly "
-                "looks censored at this threshold.", ""]
+        return [
+            f"No try of the {n} scored scores at or above {r['threshold']}: nothing newly "
+            "looks censored at this threshold.",
+            "",
+        ]
     band = r["confidence"]
-    lines = [f"**{c}** of {n} scored tries ({100 * r['candidate_share']:.1f}%) newly look censored "
-             f"(probability >= {r['threshold']}): {band['high']} with high confidence (>= 0.9), "
-             f"{band['medium']} medium (>= 0.7), {band['low']} low."]
-    for key, label in (("country", "Where"), ("page", "What they received"), ("domain", "Which domains")):
+    lines = [
+        f"**{c}** of {n} scored tries ({100 * r['candidate_share']:.1f}%) newly look censored "
+        f"(probability >= {r['threshold']}): {band['high']} with high confidence (>= 0.9), "
+        f"{band['medium']} medium (>= 0.7), {band['low']} low."
+    ]
+    for key, label in (
+        ("country", "Where"),
+        ("page", "What they received"),
+        ("domain", "Which domains"),
+    ):
         top = r["groups"].get(key) or []
         if top:
-            parts = [f"{_cell(g['key'])} ({g['count']}, mean p {g['mean_probability']:.2f})" for g in top[:3]]
+            parts = [
+                f"{_cell(g['key'])} ({g['count']}, mean p {g['mean_probability']:.2f})"
+                for g in top[:3]
+            ]
             lines.append(f"- {label}: " + "; ".join(parts))
     if r.get("baseline_agrees") is not None:
         lines.append(f"- The bag-of-tokens baseline agrees on {r['baseline_agrees']} of these {c}.")
@@ -258,32 +315,54 @@ def _summary_md(r: dict[str, Any]) -> list[str]:
 
 
 def _group_md(name: str, groups: list[dict[str, Any]], limit: int = 15) -> list[str]:
-    out = [f"### By {name}", "", "| " + name + " | count | mean p | max p | examples |",
-           "| --- | --- | --- | --- | --- |"]
+    out = [
+        f"### By {name}",
+        "",
+        "| " + name + " | count | mean p | max p | examples |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for g in groups[:limit]:
         ex = g["example_domains"] if name != "domain" else g["example_countries"]
         if name == "domain":
             ex = [*ex, *g["example_ips"][:2]]
-        out.append(f"| {_cell(g['key'])} | {g['count']} | {g['mean_probability']:.3f} | "
-                   f"{g['max_probability']:.3f} | {_cell(', '.join(ex))} |")
+        out.append(
+            f"| {_cell(g['key'])} | {g['count']} | {g['mean_probability']:.3f} | "
+            f"{g['max_probability']:.3f} | {_cell(', '.join(ex))} |"
+        )
     return [*out, ""]
 
 
 def render_markdown(r: dict[str, Any], top: int = 25) -> str:
     """The report as Markdown: metrics and verdict first, then the summary, groups, top rows."""
-    lines = ["# Censorship candidates", "",
-             f"Predictions: `{r['predictions']}`  ", f"Checkpoint: `{r.get('checkpoint')}`", "",
-             "## Held-out metrics (labelled test split)", "", *_metrics_md(r.get("metrics")),
-             *_truth_md(r.get("truth")), "## What newly looks censored", "", *_summary_md(r),
-             "## Groups", ""]  # fmt: skip
+    lines = [
+        "# Censorship candidates",
+        "",
+        f"Predictions: `{r['predictions']}`  ",
+        f"Checkpoint: `{r.get('checkpoint')}`",
+        "",
+        "## Held-out metrics (labelled test split)",
+        "",
+        *_metrics_md(r.get("metrics")),
+        *_truth_md(r.get("truth")),
+        "## What newly looks censored",
+        "",
+        *_summary_md(r),
+        "## Groups",
+        "",
+    ]
     for key in GROUP_KEYS:
         if key in r["groups"]:
             lines += _group_md(key, r["groups"][key])
-    lines += [f"## Top {min(top, len(r['top']))} candidates", "",
-              "| p | baseline p | country | domain | ip | outcome | page |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    lines += [
+        f"## Top {min(top, len(r['top']))} candidates",
+        "",
+        "| p | baseline p | country | domain | ip | outcome | page |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for row in r["top"][:top]:
-        lines.append(f"| {row['probability']:.3f} | {_fmt(row.get('baseline_probability'))} | "
-                     f"{_cell(row['country'])} | {_cell(row['domain'])} | {row['ip']} | "
-                     f"{_cell(row['outcome'])} | {_cell(row.get('page') or '')} |")
+        lines.append(
+            f"| {row['probability']:.3f} | {_fmt(row.get('baseline_probability'))} | "
+            f"{_cell(row['country'])} | {_cell(row['domain'])} | {row['ip']} | "
+            f"{_cell(row['outcome'])} | {_cell(row.get('page') or '')} |"
+        )
     return "\n".join(lines) + "\n"

@@ -47,7 +47,11 @@ def read_curve(metrics_csv: Path, keys: Sequence[str]) -> tuple[np.ndarray, np.n
     with open(metrics_csv, newline="") as f:
         rows = list(csv.DictReader(f))
     for key in keys:
-        points = [(float(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "") and r.get("step")]
+        points = [
+            (float(r["step"]), float(r[key]))
+            for r in rows
+            if r.get(key) not in (None, "") and r.get("step")
+        ]
         if points:
             steps, values = zip(*points, strict=True)
             return np.array(steps), np.array(values), key
@@ -64,12 +68,21 @@ def plot_training_curves(metrics_csvs: Sequence[Path], out: Path) -> Path | None
     metrics_csvs = [Path(p) for p in metrics_csvs if Path(p).is_file()]
     if not metrics_csvs:
         return None
-    fig, axes = plt.subplots(1, len(metrics_csvs), figsize=(5.5 * len(metrics_csvs), 4), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(metrics_csvs), figsize=(5.5 * len(metrics_csvs), 4), squeeze=False
+    )
     for ax, path in zip(axes[0], metrics_csvs, strict=True):
         for keys, colour in ((TRAIN_KEYS, "tab:blue"), (VAL_KEYS, "tab:orange")):
             steps, values, key = read_curve(path, keys)
             if len(steps):
-                ax.plot(steps, values, marker="o" if len(steps) < 40 else None, ms=3, color=colour, label=key)
+                ax.plot(
+                    steps,
+                    values,
+                    marker="o" if len(steps) < 40 else None,
+                    ms=3,
+                    color=colour,
+                    label=key,
+                )
         ax.set(title=_run_label(path), xlabel="step", ylabel="loss")
         ax.grid(alpha=0.3)
         ax.legend()
@@ -85,7 +98,9 @@ def _sample(n: int, limit: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
 
 
-def load_points(embeddings_dirs: Sequence[Path], max_points: int = MAX_POINTS) -> tuple[pa.Table, np.ndarray]:
+def load_points(
+    embeddings_dirs: Sequence[Path], max_points: int = MAX_POINTS
+) -> tuple[pa.Table, np.ndarray]:
     """Metadata and latents of a deterministic sample of rows from one or more embeddings dirs."""
     tables, xs = [], []
     share = max(max_points // max(len(embeddings_dirs), 1), 1)
@@ -104,7 +119,9 @@ def project(x: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
     if method == "umap":
         import umap  # optional extra
 
-        return umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(15, len(x) - 1)).fit_transform(x)
+        return umap.UMAP(
+            n_components=2, random_state=seed, n_neighbors=min(15, len(x) - 1)
+        ).fit_transform(x)
     from sklearn.decomposition import PCA
 
     return PCA(n_components=min(2, x.shape[1]), random_state=seed).fit_transform(x)
@@ -123,15 +140,25 @@ def _scatter(ax, xy: np.ndarray, labels: np.ndarray, names: dict[int, str], titl
     for value in (0, -1, 1):  # censored drawn last, on top
         m = labels == value
         if m.any():
-            ax.scatter(xy[m, 0], xy[m, 1], s=5, alpha=0.6, c=LABEL_COLOURS[value], label=f"{names[value]} ({m.sum()})")
+            ax.scatter(
+                xy[m, 0],
+                xy[m, 1],
+                s=5,
+                alpha=0.6,
+                c=LABEL_COLOURS[value],
+                label=f"{names[value]} ({m.sum()})",
+            )
     ax.set(title=title, xticks=[], yticks=[])
     ax.legend(markerscale=3, fontsize=8)
 
 
 def plot_embedding_map(
-    embeddings_dirs: Sequence[Path], out: Path, truth: Truth | None = None, method: str = "pca",
+    embeddings_dirs: Sequence[Path],
+    out: Path,
+    truth: Truth | None = None,
+    method: str = "pca",
     max_points: int = MAX_POINTS,
-) -> Path | None:  # fmt: skip
+) -> Path | None:
     """Latents projected to 2-D, coloured by label, and by ground truth when given."""
     dirs = [Path(d) for d in embeddings_dirs if (Path(d) / "embeddings.json").is_file()]
     if not dirs:
@@ -152,25 +179,39 @@ def plot_embedding_map(
 # --------------------------------------------------------------------------- probabilities
 
 
-def plot_probability_histograms(predictions: Path, out: Path, truth: Truth | None = None) -> Path | None:
+def plot_probability_histograms(
+    predictions: Path, out: Path, truth: Truth | None = None
+) -> Path | None:
     """Histograms of the classifier's (and baseline's) probability, per true class when known."""
     if not prediction_paths(predictions):
         return None
-    rows = read_predictions(predictions, ["source", "line", "try_index", "probability", "baseline_probability"])
+    rows = read_predictions(
+        predictions, ["source", "line", "try_index", "probability", "baseline_probability"]
+    )
     known = truth(rows) if truth is not None else None
     if known is not None and (known != 0).any():
-        groups = [("truly censored", known == 1, "tab:red"), ("truly not censored", known == -1, "tab:blue")]
+        groups = [
+            ("truly censored", known == 1, "tab:red"),
+            ("truly not censored", known == -1, "tab:blue"),
+        ]
     else:
         groups = [("all scored rows", np.ones(rows.num_rows, bool), "tab:gray")]
-    columns = [c for c in ("probability", "baseline_probability") if rows.column(c).null_count < rows.num_rows]
+    columns = [
+        c
+        for c in ("probability", "baseline_probability")
+        if rows.column(c).null_count < rows.num_rows
+    ]
     fig, axes = plt.subplots(1, len(columns), figsize=(5.5 * len(columns), 4), squeeze=False)
     bins = np.linspace(0, 1, 41)
     for ax, col in zip(axes[0], columns, strict=True):
         prob = rows.column(col).fill_null(math.nan).to_numpy(zero_copy_only=False)
         for name, mask, colour in groups:
             ax.hist(prob[mask], bins=bins, alpha=0.55, color=colour, label=f"{name} ({mask.sum()})")
-        ax.set(title="classifier" if col == "probability" else "bag-of-tokens baseline",
-               xlabel="probability of censorship", ylabel="tries")  # fmt: skip
+        ax.set(
+            title="classifier" if col == "probability" else "bag-of-tokens baseline",
+            xlabel="probability of censorship",
+            ylabel="tries",
+        )
         ax.legend(fontsize=8)
     return _save(fig, out)
 
@@ -202,10 +243,14 @@ def plot_all(run_dir: Path, truth: Truth | None = None) -> list[Path]:
     jobs = [
         lambda: plot_training_curves(_metrics_csvs(run_dir), plots / "training_curves.png"),
         lambda: plot_embedding_map(encoded, plots / "embeddings_pca.png", truth, "pca"),
-        lambda: plot_probability_histograms(run_dir / "candidates", plots / "probabilities.png", truth),
+        lambda: plot_probability_histograms(
+            run_dir / "candidates", plots / "probabilities.png", truth
+        ),
     ]
     if umap_available():
-        jobs.append(lambda: plot_embedding_map(encoded, plots / "embeddings_umap.png", truth, "umap"))
+        jobs.append(
+            lambda: plot_embedding_map(encoded, plots / "embeddings_umap.png", truth, "umap")
+        )
     written = []
     for job in jobs:
         try:

@@ -1,15 +1,15 @@
 """Leave-family-out evaluation on generated data: can the detector find pages nobody has seen?
 
-Per seed: one synthetic world (``quackae.synth.generator``), flattened once with signatures for *every*
-blockpage family and benign kind, and (optionally) one autoencoder trained on all of its rows
-(unsupervised: it may see every row, as it would in practice). Families and benign kinds are then
-split into ``folds + 1`` groups by a seeded shuffle. Group 0 is the *development* fold: settings
-(the false-positive budget of the threshold rule and the combiner's regularisation) are chosen on
-it and it is never reported. For every other fold, the fold's families and kinds lose their
-signatures: their rows are relabelled undetermined (each synth signature matches exactly its own
-family or kind, so this equals flattening again without them), the detector is fitted on what is
-left, and the held-out rows are scored: recall per held-out blockpage family and false-positive
-rate per held-out benign kind. The same command twice gives the same numbers.
+Per seed: one synthetic world (``quackae.synth.generator``), flattened once with signatures for
+*every* blockpage family and benign kind, and (optionally) one autoencoder trained on all of its
+rows (unsupervised: it may see every row, as it would in practice). Families and benign kinds are
+then split into ``folds + 1`` groups by a seeded shuffle. Group 0 is the *development* fold:
+settings (the false-positive budget of the threshold rule and the combiner's regularisation) are
+chosen on it and it is never reported. For every other fold, the fold's families and kinds lose
+their signatures: their rows are relabelled undetermined (each synth signature matches exactly its
+own family or kind, so this equals flattening again without them), the detector is fitted on what is
+left, and the held-out rows are scored: recall per held-out blockpage family and false-positive rate
+per held-out benign kind. The same command twice gives the same numbers.
 """
 
 from __future__ import annotations
@@ -64,50 +64,89 @@ def benign_signature(kind: str) -> str:
     return f"x_fp_synth_{kind}"
 
 
-def make_world(out: Path, seed: int, measurements: int, autoencoder: dict[str, Any] | None = None) -> World:
+def make_world(
+    out: Path, seed: int, measurements: int, autoencoder: dict[str, Any] | None = None
+) -> World:
     """Generate, flatten (every try, every signature) and optionally encode one seed's world."""
     from quackae.ingest.flatten import Options, flatten
 
     out = Path(out)
-    archives = [synth.write_archive(out / "raw", max(int(measurements * share), 20), seed=seed * 10 + i, fmt=fmt, scan=scan)
-                for i, (fmt, scan, share) in enumerate(WORLD_MIX)]  # fmt: skip
-    sigs = synth.write_signatures(out / "signatures", fingerprinted=set(synth.FAMILIES),
-                                  false_positive_kinds=set(synth.BENIGN_KINDS) - {"noise", "binary_garbage"})  # fmt: skip
+    archives = [
+        synth.write_archive(
+            out / "raw", max(int(measurements * share), 20), seed=seed * 10 + i, fmt=fmt, scan=scan
+        )
+        for i, (fmt, scan, share) in enumerate(WORLD_MIX)
+    ]
+    sigs = synth.write_signatures(
+        out / "signatures",
+        fingerprinted=set(synth.FAMILIES),
+        false_positive_kinds=set(synth.BENIGN_KINDS) - {"noise", "binary_garbage"},
+    )
     dataset = out / "dataset"
-    flatten([a.archive for a in archives], dataset, Options(max_tokens=128, signatures=sigs), progress=False,
-            vocab_size=2048)  # fmt: skip
+    flatten(
+        [a.archive for a in archives],
+        dataset,
+        Options(max_tokens=128, signatures=sigs),
+        progress=False,
+        vocab_size=2048,
+    )
     rf = row_features(dataset)
-    joined = truth.join_truth(rf.table.select(["source", "line", "try_index"]).append_column(
-        "_row", pa.array(np.arange(rf.table.num_rows))), truth.load_truth([a.truth for a in archives]))  # fmt: skip
+    joined = truth.join_truth(
+        rf.table.select(["source", "line", "try_index"]).append_column(
+            "_row", pa.array(np.arange(rf.table.num_rows))
+        ),
+        truth.load_truth([a.truth for a in archives]),
+    )
     rows = joined.column("_row").to_numpy()
     cols = truth.truth_columns(joined)
     n = rf.table.num_rows
     family, mechanism = np.full(n, "", dtype=object), np.full(n, "", dtype=object)
     censored = np.zeros(n, bool)
-    family[rows], mechanism[rows], censored[rows] = cols["family"], cols["mechanism"], cols["censored"]
+    family[rows], mechanism[rows], censored[rows] = (
+        cols["family"],
+        cols["mechanism"],
+        cols["censored"],
+    )
     world = World(seed, rf, family, mechanism, censored, rf.column("censored").astype(np.int64))
     if autoencoder is not None:
         world.latents = train_and_encode(out, dataset, seed, **autoencoder)
     return world
 
 
-def train_and_encode(out: Path, dataset: Path, seed: int, epochs: int = 3, batch_size: int = 32) -> np.ndarray:
+def train_and_encode(
+    out: Path, dataset: Path, seed: int, epochs: int = 3, batch_size: int = 32
+) -> np.ndarray:
     """Train one autoencoder on every row of ``dataset`` and return every row's latent (mean)."""
     from quackae.model import controller
     from quackae.model.config import ControllerConfig
 
     common = ControllerConfig(
-        data_dir=str(dataset), embed_size=64, hidden_size=128, batch_size=batch_size, ray_nodes=0,
-        seed=seed, trainer={"enable_progress_bar": False, "enable_model_summary": False},
+        data_dir=str(dataset),
+        embed_size=64,
+        hidden_size=128,
+        batch_size=batch_size,
+        ray_nodes=0,
+        seed=seed,
+        trainer={"enable_progress_bar": False, "enable_model_summary": False},
     )
     ae_dir = out / "autoencoder"
-    summary = controller.train(common.replace(
-        storage_path=str(ae_dir), max_epochs=epochs, bucketing=True, l_rate=3e-3, l_rate_min=3e-4,
-        exp_label="evaluate", num_sanity_val_steps=0,
-    ))
+    summary = controller.train(
+        common.replace(
+            storage_path=str(ae_dir),
+            max_epochs=epochs,
+            bucketing=True,
+            l_rate=3e-3,
+            l_rate_min=3e-4,
+            exp_label="evaluate",
+            num_sanity_val_steps=0,
+        )
+    )
     ckpt = summary["best_checkpoint"] or summary["last_checkpoint"]
-    controller.encode(common.replace(encode=True, checkpoint_path=ckpt, latent="mean",
-                                     storage_path=str(out / "encoded")))  # fmt: skip
+    controller.encode(
+        common.replace(
+            encode=True, checkpoint_path=ckpt, latent="mean", storage_path=str(out / "encoded")
+        )
+    )
     rf_ids = row_features(dataset).row_ids
     x, have = load_latents(out / "encoded", rf_ids)
     if not have.all():
@@ -134,7 +173,9 @@ def fold_labels(world: World, families: frozenset[str], kinds: frozenset[str]) -
     return labels
 
 
-def held_out_masks(world: World, families: frozenset[str], kinds: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
+def held_out_masks(
+    world: World, families: frozenset[str], kinds: frozenset[str]
+) -> tuple[np.ndarray, np.ndarray]:
     """Scored rows of the fold's blockpage families and of its benign kinds."""
     scored = world.rf.scored
     page = scored & (world.mechanism == "blockpage") & np.isin(world.family, list(families))
@@ -142,22 +183,32 @@ def held_out_masks(world: World, families: frozenset[str], kinds: frozenset[str]
     return page, benign
 
 
-def score_fold(world: World, families: frozenset[str], kinds: frozenset[str], c: float,
-               target_fprs: tuple[float, ...], lexical: bool = True,
-               propose_signatures: bool = False) -> dict[float, dict[str, Any]]:  # fmt: skip
+def score_fold(
+    world: World,
+    families: frozenset[str],
+    kinds: frozenset[str],
+    c: float,
+    target_fprs: tuple[float, ...],
+    lexical: bool = True,
+    propose_signatures: bool = False,
+) -> dict[float, dict[str, Any]]:
     """Fit without the fold's families and kinds; rates on them at each target FPR's threshold."""
     labels = fold_labels(world, families, kinds)
     page, benign = held_out_masks(world, families, kinds)
     leak = int((labels[page | benign] != 0).sum())
     if leak:
         raise AssertionError(f"{leak} held-out rows kept a label")
-    det = Detector(seed=world.seed, c_combiner=c, lexical=lexical).fit(world.rf, labels, world.latents)
+    det = Detector(seed=world.seed, c_combiner=c, lexical=lexical).fit(
+        world.rf, labels, world.latents
+    )
     prob, candidate, _ = det.predict(world.rf, world.latents)
     from quackae.classify.calibration import threshold_for_fpr
 
     train_neg = (labels == -1) & world.rf.scored & world.rf.evidence_allowed
     base = det.platt(det.combiner.logit(det.features_of(world.rf, world.latents)[train_neg]))  # type: ignore[union-attr]
-    proposal_scores = score_proposals(world, labels, candidate, page) if propose_signatures else None
+    proposal_scores = (
+        score_proposals(world, labels, candidate, page) if propose_signatures else None
+    )
     weights = top_lexical_weights(det, world.rf) if propose_signatures else None
     out = {}
     for target in target_fprs:
@@ -168,23 +219,34 @@ def score_fold(world: World, families: frozenset[str], kinds: frozenset[str], c:
             "recall": _rate(hit, page),
             "fpr": _rate(hit, benign),
             "noise_fpr": _rate(hit, world.rf.scored & (world.mechanism == "noise")),
-            "family_recall": {f: _rate(hit, page & (world.family == f)) for f in sorted(families)
-                              if (page & (world.family == f)).any()},
-            "kind_fpr": {k: _rate(hit, benign & (world.family == k)) for k in sorted(kinds)
-                         if (benign & (world.family == k)).any()},
-            "pages": int(page.sum()), "benign_rows": int(benign.sum()),
+            "family_recall": {
+                f: _rate(hit, page & (world.family == f))
+                for f in sorted(families)
+                if (page & (world.family == f)).any()
+            },
+            "kind_fpr": {
+                k: _rate(hit, benign & (world.family == k))
+                for k in sorted(kinds)
+                if (benign & (world.family == k)).any()
+            },
+            "pages": int(page.sum()),
+            "benign_rows": int(benign.sum()),
             "family_rows": {f: int((page & (world.family == f)).sum()) for f in sorted(families)},
             "proposals": proposal_scores,
             "lexical_weights": weights,
-        }  # fmt: skip
+        }
     return out
 
 
-def score_proposals(world: World, labels: np.ndarray, candidate: np.ndarray, page: np.ndarray) -> dict[str, Any]:
-    """Propose signatures from the fold's candidates; their coverage of held-out pages, benign hits."""
+def score_proposals(
+    world: World, labels: np.ndarray, candidate: np.ndarray, page: np.ndarray
+) -> dict[str, Any]:
+    """Propose signatures from a fold's candidates; coverage of held-out pages, benign hits."""
     from quackae.ingest.signatures import Matcher, Signature
 
-    proposals = propose(world.rf, candidate & (labels == 0), labels == -1, world.seed)  # negatives: + every unflagged page
+    proposals = propose(
+        world.rf, candidate & (labels == 0), labels == -1, world.seed
+    )  # negatives: + every unflagged page
     if not proposals:
         return {"proposals": 0, "coverage": 0.0, "benign_hits": 0}
     matcher = Matcher([], [Signature(p.fingerprint, p.pattern) for p in proposals])
@@ -192,13 +254,23 @@ def score_proposals(world: World, labels: np.ndarray, candidate: np.ndarray, pag
     benign = (world.mechanism == "benign") | (world.mechanism == "none")
     benign_rows = np.flatnonzero(benign & (rf.template != "(nothing received)"))
     rows = np.flatnonzero(page)
-    hit = np.array([matcher.match(t)[0] == 1 for t in rf.tokens.texts(rf.row_ids[rows])], dtype=bool)
+    hit = np.array(
+        [matcher.match(t)[0] == 1 for t in rf.tokens.texts(rf.row_ids[rows])], dtype=bool
+    )
     benign_hits = sum(matcher.match(t)[0] == 1 for t in rf.tokens.texts(rf.row_ids[benign_rows]))
-    covered = {f: int(hit[world.family[rows] == f].sum()) for f in sorted(set(world.family[rows].tolist()))}
-    return {"proposals": len(proposals), "coverage": round(float(np.mean(hit)), 4) if len(hit) else None,
-            "family_covered": covered,
-            "benign_hits": int(benign_hits), "benign_pages_checked": int(len(benign_rows)),
-            "clusters": [{"fingerprint": p.fingerprint, "pattern": p.pattern, **p.summary} for p in proposals]}
+    covered = {
+        f: int(hit[world.family[rows] == f].sum()) for f in sorted(set(world.family[rows].tolist()))
+    }
+    return {
+        "proposals": len(proposals),
+        "coverage": round(float(np.mean(hit)), 4) if len(hit) else None,
+        "family_covered": covered,
+        "benign_hits": int(benign_hits),
+        "benign_pages_checked": int(len(benign_rows)),
+        "clusters": [
+            {"fingerprint": p.fingerprint, "pattern": p.pattern, **p.summary} for p in proposals
+        ],
+    }
 
 
 def _rate(hit: np.ndarray, mask: np.ndarray) -> float | None:
@@ -212,14 +284,24 @@ def evaluate_world(world: World, folds: int, lexical: bool = True) -> dict[str, 
     dev = {c: score_fold(world, dev_fams, dev_kinds, c, TARGET_FPRS, lexical) for c in COMBINER_CS}
     options = [(c, t, r) for c, by_t in dev.items() for t, r in by_t.items()]
     ok = [o for o in options if (o[2]["fpr"] or 0) <= DEV_MAX_FPR] or options
-    c, target, dev_result = max(ok, key=lambda o: ((o[2]["recall"] or 0), -(o[2]["fpr"] or 0), -o[1], o[0]))
+    c, target, dev_result = max(
+        ok, key=lambda o: ((o[2]["recall"] or 0), -(o[2]["fpr"] or 0), -o[1], o[0])
+    )
     reported = []
     for i, (fams, kinds) in enumerate(plan[1:], start=1):
         r = score_fold(world, fams, kinds, c, (target,), lexical, True)[target]
         reported.append({"fold": i, "families": sorted(fams), "kinds": sorted(kinds), **r})
-    return {"seed": world.seed, "dev_fold": {"families": sorted(dev_fams), "kinds": sorted(dev_kinds),
-            "chosen": {"c_combiner": c, "target_fpr": target}, "recall": dev_result["recall"],
-            "fpr": dev_result["fpr"]}, "folds": reported}  # fmt: skip
+    return {
+        "seed": world.seed,
+        "dev_fold": {
+            "families": sorted(dev_fams),
+            "kinds": sorted(dev_kinds),
+            "chosen": {"c_combiner": c, "target_fpr": target},
+            "recall": dev_result["recall"],
+            "fpr": dev_result["fpr"],
+        },
+        "folds": reported,
+    }
 
 
 def summarise(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
@@ -239,13 +321,18 @@ def summarise(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     covered = sum((p["coverage"] or 0) * f["pages"] for f, p in zip(folds, props, strict=False))
     pooled = sum(f["recall"] * f["pages"] for f in folds if f["recall"] is not None) / max(pages, 1)
     return {
-        "seeds": [s["seed"] for s in per_seed], "reported_folds": len(folds),
+        "seeds": [s["seed"] for s in per_seed],
+        "reported_folds": len(folds),
         "mean_recall": round(float(np.mean(recalls)), 4) if recalls else None,
         "worst_fold_recall": round(float(np.min(recalls)), 4) if recalls else None,
         "pooled_recall": round(pooled, 4),
-        "mean_family_recall": round(float(np.mean([np.mean(v) for v in fam.values()])), 4) if fam else None,
+        "mean_family_recall": round(float(np.mean([np.mean(v) for v in fam.values()])), 4)
+        if fam
+        else None,
         "mean_fpr": round(float(np.mean(fprs)), 4) if fprs else None,
-        "mean_noise_fpr": round(float(np.mean([f["noise_fpr"] for f in folds if f["noise_fpr"] is not None] or [0])), 4),
+        "mean_noise_fpr": round(
+            float(np.mean([f["noise_fpr"] for f in folds if f["noise_fpr"] is not None] or [0])), 4
+        ),
         "worst_fold_fpr": round(float(np.max(fprs)), 4) if fprs else None,
         "proposed_signatures": sum(p["proposals"] for p in props),
         "proposal_coverage": round(covered / max(pages, 1), 4),
@@ -268,8 +355,14 @@ def _family_coverage(folds: list[dict[str, Any]]) -> dict[str, float]:
     return {k: round(covered.get(k, 0) / n, 4) for k, n in sorted(pages.items()) if n}
 
 
-def run_evaluation(out: Path, seeds: list[int], folds: int = 5, measurements: int = 3000,
-                   autoencoder: dict[str, Any] | None = None, lexical: bool = True) -> dict[str, Any]:  # fmt: skip
+def run_evaluation(
+    out: Path,
+    seeds: list[int],
+    folds: int = 5,
+    measurements: int = 3000,
+    autoencoder: dict[str, Any] | None = None,
+    lexical: bool = True,
+) -> dict[str, Any]:
     """Evaluate every seed into ``out/seed<N>/`` and write ``out/evaluation.json``."""
     import shutil
 
@@ -282,10 +375,18 @@ def run_evaluation(out: Path, seeds: list[int], folds: int = 5, measurements: in
             shutil.rmtree(d)
         world = make_world(d, seed, measurements, autoencoder)
         per_seed.append(evaluate_world(world, folds, lexical))
-    result = {"kind": "leave_family_out", "folds": folds, "measurements": measurements,
-              "features": "cluster + contrast" + (" + lexical" if lexical else "") + (" + latent" if autoencoder else ""),
-              "autoencoder": autoencoder, "summary": summarise(per_seed), "per_seed": per_seed,
-              "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+    result = {
+        "kind": "leave_family_out",
+        "folds": folds,
+        "measurements": measurements,
+        "features": "cluster + contrast"
+        + (" + lexical" if lexical else "")
+        + (" + latent" if autoencoder else ""),
+        "autoencoder": autoencoder,
+        "summary": summarise(per_seed),
+        "per_seed": per_seed,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     atomic_write(out / RESULT_FILE, json.dumps(result, indent=1))
     return result
 
@@ -294,24 +395,34 @@ def render(result: dict[str, Any]) -> str:
     """The evaluation as a few lines of text (the numbers of ``evaluation.json``)."""
     s = result["summary"]
     lines = [
-        f"leave-family-out: seeds {s['seeds']}, {result['folds']} reported folds each (+1 development fold), "
+        f"leave-family-out: seeds {s['seeds']}, {result['folds']} reported folds each (+1 "
+        "development fold), "
         f"{result['measurements']} measurements per seed, features: {result['features']}",
-        f"  held-out blockpage families: mean recall {s['mean_recall']}, worst fold {s['worst_fold_recall']}, "
+        f"  held-out blockpage families: mean recall {s['mean_recall']}, worst fold "
+        f"{s['worst_fold_recall']}, "
         f"pooled {s['pooled_recall']}, mean per family {s['mean_family_recall']}",
         f"  held-out benign kinds: mean FPR {s['mean_fpr']}, worst fold {s['worst_fold_fpr']}; "
         f"network noise: FPR {s['mean_noise_fpr']}",
-        f"  proposed signatures: {s['proposed_signatures']} over all folds, covering {s['proposal_coverage']} of the "
-        f"held-out families' pages, {s['proposal_benign_hits']} matches on benign or expected pages",
+        f"  proposed signatures: {s['proposed_signatures']} over all folds, covering "
+        f"{s['proposal_coverage']} of the "
+        f"held-out families' pages, {s['proposal_benign_hits']} matches on benign or expected "
+        "pages",
         "  settings chosen on each seed's development fold: "
         + "; ".join(f"seed {p['seed']}: {p['dev_fold']['chosen']}" for p in result["per_seed"]),
     ]
     misses = {k: v for k, v in s["family_recall"].items() if v < 0.75}
     if misses:
-        lines.append("  families under 0.75 recall: " + ", ".join(f"{k} {v:.2f}" for k, v in misses.items()))
+        lines.append(
+            "  families under 0.75 recall: " + ", ".join(f"{k} {v:.2f}" for k, v in misses.items())
+        )
     uncovered = {k: v for k, v in s.get("family_proposal_coverage", {}).items() if v < 0.9}
     if uncovered:
-        lines.append("  families whose pages proposals cover under 0.9: "
-                     + ", ".join(f"{k} {v:.2f}" for k, v in uncovered.items()))  # fmt: skip
+        lines.append(
+            "  families whose pages proposals cover under 0.9: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in uncovered.items())
+        )
     fps = {k: v for k, v in s["kind_fpr"].items() if v > 0}
-    lines.append("  benign kinds flagged: " + (", ".join(f"{k} {v:.3f}" for k, v in fps.items()) or "none"))
+    lines.append(
+        "  benign kinds flagged: " + (", ".join(f"{k} {v:.3f}" for k, v in fps.items()) or "none")
+    )
     return "\n".join(lines)

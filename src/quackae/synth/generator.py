@@ -233,61 +233,202 @@ class _Country:
 
 
 COUNTRIES: tuple[_Country, ...] = (
-    _Country("Russia", "RU",
-             ("31.173", "95.165", "178.176", "5.167", "37.79", "37.193", "46.61", "46.181", "77.41"),
-             {"circumvention": 0.8, "gambling": 0.9, "lgbtq": 0.6, "news": 0.25, "filesharing": 0.6,
-              "political": 0.3, "human_rights": 0.2}, ("reset", "status")),
-    _Country("China", "CN",
-             ("36.110", "59.110", "101.200", "106.75", "112.74", "119.29", "139.159", "1.70"),
-             {"news": 0.7, "social": 0.9, "human_rights": 0.8, "circumvention": 0.9, "religion": 0.6,
-              "political": 0.7, "lgbtq": 0.3, "filesharing": 0.4},
-             ("reset", "reset", "timeout", "garbled"), stateful="timeout"),
-    _Country("Iran", "IR", ("2.144", "5.72", "78.38", "85.185", "5.114", "2.187", "5.113", "5.115"),
-             {"social": 0.9, "news": 0.6, "adult": 1.0, "lgbtq": 1.0, "circumvention": 0.9,
-              "human_rights": 0.8, "gambling": 0.9, "political": 0.6, "religion": 0.3},
-             ("reset", "timeout")),
-    _Country("Turkey", "TR", ("78.186", "81.214", "85.105", "88.247", "94.54", "176.41", "195.174", "213.74"),
-             {"adult": 0.8, "gambling": 0.9, "news": 0.2, "lgbtq": 0.5, "filesharing": 0.3, "political": 0.2},
-             ("timeout", "status")),
-    _Country("India", "IN", ("14.139", "49.204", "106.51", "117.239", "122.160", "182.74", "14.141", "27.60"),
-             {"adult": 0.7, "filesharing": 0.7, "gambling": 0.4, "circumvention": 0.1},
-             ("status", "reset")),
-    _Country("Indonesia", "ID", ("36.66", "114.4", "118.97", "125.160", "180.250", "36.73", "36.89", "39.217"),
-             {"adult": 0.9, "gambling": 0.8, "lgbtq": 0.6, "circumvention": 0.4, "filesharing": 0.3,
-              "social": 0.05}, ("status", "reset"), stateful="refused"),
-    _Country("Pakistan", "PK", ("39.32", "39.38", "119.155", "182.176", "39.34", "39.46", "39.55", "182.178"),
-             {"adult": 0.8, "religion": 0.5, "political": 0.4, "lgbtq": 0.6, "human_rights": 0.3},
-             ("timeout", "status", "reset"), stateful="refused"),
-    _Country("Kazakhstan", "KZ", ("2.72", "37.150", "89.218", "92.46", "95.56", "178.88", "2.74", "95.59"),
-             {"news": 0.3, "political": 0.5, "circumvention": 0.7, "social": 0.1, "gambling": 0.5},
-             ("tls", "tls", "reset")),
-    _Country("United States", "US", ("34.120", "50.116", "104.207", "167.207", "3.31", "3.86", "3.94"),
-             {"adult": 0.6, "gambling": 0.6}, (), clean=8),
-    _Country("Saudi Arabia", "SA", ("2.88", "5.42", "37.224", "46.152", "51.36", "94.96", "188.48"),
-             {"adult": 1.0, "gambling": 0.9, "lgbtq": 0.9, "religion": 0.4, "political": 0.5,
-              "circumvention": 0.6}, ("reset",)),
-    _Country("Vietnam", "VN", ("14.160", "27.72", "42.112", "113.160", "115.73", "171.224", "183.80"),
-             {"news": 0.5, "political": 0.7, "human_rights": 0.6, "religion": 0.3, "gambling": 0.4},
-             ("reset", "timeout")),
-    _Country("Thailand", "TH", ("1.46", "27.55", "49.228", "58.8", "110.164", "171.96", "182.52"),
-             {"adult": 0.7, "gambling": 0.9, "political": 0.4, "filesharing": 0.3}, ("status",)),
-    _Country("South Korea", "KR", ("1.209", "14.32", "58.120", "121.134", "175.223", "211.36"),
-             {"adult": 0.9, "gambling": 0.9, "political": 0.1, "filesharing": 0.3}, ("reset",)),
-    _Country("Egypt", "EG", ("41.33", "41.178", "156.160", "196.205", "197.32", "105.196"),
-             {"news": 0.5, "political": 0.6, "human_rights": 0.6, "circumvention": 0.4},
-             ("reset", "timeout")),
-    _Country("United Arab Emirates", "AE", ("5.30", "31.215", "86.96", "94.200", "185.93"),
-             {"adult": 1.0, "gambling": 0.9, "lgbtq": 0.9, "circumvention": 0.7, "religion": 0.2}, ("reset",)),
-    _Country("Belarus", "BY", ("37.17", "46.56", "86.57", "93.84", "178.124"),
-             {"news": 0.6, "political": 0.8, "human_rights": 0.6, "circumvention": 0.5}, ("reset",)),
-    _Country("Germany", "DE", ("46.114", "62.155", "84.128", "91.64", "178.4"),
-             {"filesharing": 0.5, "gambling": 0.2}, (), clean=4),
-    _Country("France", "FR", ("37.59", "80.12", "82.64", "90.84", "176.31"),
-             {"filesharing": 0.5, "gambling": 0.4, "adult": 0.1}, (), clean=4),
-    _Country("Spain", "ES", ("2.136", "31.4", "77.224", "83.32", "88.26"),
-             {"filesharing": 0.6, "gambling": 0.3}, (), clean=4),
-    _Country("Mexico", "MX", ("177.224", "187.188", "189.203", "200.38", "201.141"),
-             {"gambling": 0.6, "filesharing": 0.4, "adult": 0.3}, ("status",), clean=3),
+    _Country(
+        "Russia",
+        "RU",
+        ("31.173", "95.165", "178.176", "5.167", "37.79", "37.193", "46.61", "46.181", "77.41"),
+        {
+            "circumvention": 0.8,
+            "gambling": 0.9,
+            "lgbtq": 0.6,
+            "news": 0.25,
+            "filesharing": 0.6,
+            "political": 0.3,
+            "human_rights": 0.2,
+        },
+        ("reset", "status"),
+    ),
+    _Country(
+        "China",
+        "CN",
+        ("36.110", "59.110", "101.200", "106.75", "112.74", "119.29", "139.159", "1.70"),
+        {
+            "news": 0.7,
+            "social": 0.9,
+            "human_rights": 0.8,
+            "circumvention": 0.9,
+            "religion": 0.6,
+            "political": 0.7,
+            "lgbtq": 0.3,
+            "filesharing": 0.4,
+        },
+        ("reset", "reset", "timeout", "garbled"),
+        stateful="timeout",
+    ),
+    _Country(
+        "Iran",
+        "IR",
+        ("2.144", "5.72", "78.38", "85.185", "5.114", "2.187", "5.113", "5.115"),
+        {
+            "social": 0.9,
+            "news": 0.6,
+            "adult": 1.0,
+            "lgbtq": 1.0,
+            "circumvention": 0.9,
+            "human_rights": 0.8,
+            "gambling": 0.9,
+            "political": 0.6,
+            "religion": 0.3,
+        },
+        ("reset", "timeout"),
+    ),
+    _Country(
+        "Turkey",
+        "TR",
+        ("78.186", "81.214", "85.105", "88.247", "94.54", "176.41", "195.174", "213.74"),
+        {
+            "adult": 0.8,
+            "gambling": 0.9,
+            "news": 0.2,
+            "lgbtq": 0.5,
+            "filesharing": 0.3,
+            "political": 0.2,
+        },
+        ("timeout", "status"),
+    ),
+    _Country(
+        "India",
+        "IN",
+        ("14.139", "49.204", "106.51", "117.239", "122.160", "182.74", "14.141", "27.60"),
+        {"adult": 0.7, "filesharing": 0.7, "gambling": 0.4, "circumvention": 0.1},
+        ("status", "reset"),
+    ),
+    _Country(
+        "Indonesia",
+        "ID",
+        ("36.66", "114.4", "118.97", "125.160", "180.250", "36.73", "36.89", "39.217"),
+        {
+            "adult": 0.9,
+            "gambling": 0.8,
+            "lgbtq": 0.6,
+            "circumvention": 0.4,
+            "filesharing": 0.3,
+            "social": 0.05,
+        },
+        ("status", "reset"),
+        stateful="refused",
+    ),
+    _Country(
+        "Pakistan",
+        "PK",
+        ("39.32", "39.38", "119.155", "182.176", "39.34", "39.46", "39.55", "182.178"),
+        {"adult": 0.8, "religion": 0.5, "political": 0.4, "lgbtq": 0.6, "human_rights": 0.3},
+        ("timeout", "status", "reset"),
+        stateful="refused",
+    ),
+    _Country(
+        "Kazakhstan",
+        "KZ",
+        ("2.72", "37.150", "89.218", "92.46", "95.56", "178.88", "2.74", "95.59"),
+        {"news": 0.3, "political": 0.5, "circumvention": 0.7, "social": 0.1, "gambling": 0.5},
+        ("tls", "tls", "reset"),
+    ),
+    _Country(
+        "United States",
+        "US",
+        ("34.120", "50.116", "104.207", "167.207", "3.31", "3.86", "3.94"),
+        {"adult": 0.6, "gambling": 0.6},
+        (),
+        clean=8,
+    ),
+    _Country(
+        "Saudi Arabia",
+        "SA",
+        ("2.88", "5.42", "37.224", "46.152", "51.36", "94.96", "188.48"),
+        {
+            "adult": 1.0,
+            "gambling": 0.9,
+            "lgbtq": 0.9,
+            "religion": 0.4,
+            "political": 0.5,
+            "circumvention": 0.6,
+        },
+        ("reset",),
+    ),
+    _Country(
+        "Vietnam",
+        "VN",
+        ("14.160", "27.72", "42.112", "113.160", "115.73", "171.224", "183.80"),
+        {"news": 0.5, "political": 0.7, "human_rights": 0.6, "religion": 0.3, "gambling": 0.4},
+        ("reset", "timeout"),
+    ),
+    _Country(
+        "Thailand",
+        "TH",
+        ("1.46", "27.55", "49.228", "58.8", "110.164", "171.96", "182.52"),
+        {"adult": 0.7, "gambling": 0.9, "political": 0.4, "filesharing": 0.3},
+        ("status",),
+    ),
+    _Country(
+        "South Korea",
+        "KR",
+        ("1.209", "14.32", "58.120", "121.134", "175.223", "211.36"),
+        {"adult": 0.9, "gambling": 0.9, "political": 0.1, "filesharing": 0.3},
+        ("reset",),
+    ),
+    _Country(
+        "Egypt",
+        "EG",
+        ("41.33", "41.178", "156.160", "196.205", "197.32", "105.196"),
+        {"news": 0.5, "political": 0.6, "human_rights": 0.6, "circumvention": 0.4},
+        ("reset", "timeout"),
+    ),
+    _Country(
+        "United Arab Emirates",
+        "AE",
+        ("5.30", "31.215", "86.96", "94.200", "185.93"),
+        {"adult": 1.0, "gambling": 0.9, "lgbtq": 0.9, "circumvention": 0.7, "religion": 0.2},
+        ("reset",),
+    ),
+    _Country(
+        "Belarus",
+        "BY",
+        ("37.17", "46.56", "86.57", "93.84", "178.124"),
+        {"news": 0.6, "political": 0.8, "human_rights": 0.6, "circumvention": 0.5},
+        ("reset",),
+    ),
+    _Country(
+        "Germany",
+        "DE",
+        ("46.114", "62.155", "84.128", "91.64", "178.4"),
+        {"filesharing": 0.5, "gambling": 0.2},
+        (),
+        clean=4,
+    ),
+    _Country(
+        "France",
+        "FR",
+        ("37.59", "80.12", "82.64", "90.84", "176.31"),
+        {"filesharing": 0.5, "gambling": 0.4, "adult": 0.1},
+        (),
+        clean=4,
+    ),
+    _Country(
+        "Spain",
+        "ES",
+        ("2.136", "31.4", "77.224", "83.32", "88.26"),
+        {"filesharing": 0.6, "gambling": 0.3},
+        (),
+        clean=4,
+    ),
+    _Country(
+        "Mexico",
+        "MX",
+        ("177.224", "187.188", "189.203", "200.38", "201.141"),
+        {"gambling": 0.6, "filesharing": 0.4, "adult": 0.3},
+        ("status",),
+        clean=3,
+    ),
 )
 
 _BENIGN_SETS: tuple[tuple[str, ...], ...] = (
@@ -358,15 +499,25 @@ def _isps(country: _Country) -> list[tuple[str, str | None]]:
     return pages + [(m, None) for m in country.mechanisms]
 
 
-def _make_vantage(rng: random.Random, country: _Country, n_domains: int, isp: int,
-                  censor: tuple[str | None, str | None], host_kind: str | None) -> _Vantage:
+def _make_vantage(
+    rng: random.Random,
+    country: _Country,
+    n_domains: int,
+    isp: int,
+    censor: tuple[str | None, str | None],
+    host_kind: str | None,
+) -> _Vantage:
     """Draw one vantage point of a country behind a given censor, with noise and benign pages."""
     ip = f"{rng.choice(country.prefixes)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
     kinds = rng.choice(_BENIGN_SETS)
     rate = rng.choice((0.02, 0.04, 0.08, 0.12))
     benign = {d: rng.choice(kinds) for d in range(n_domains) if rng.random() < rate}
     return _Vantage(
-        ip=ip, country=country, isp=isp, mechanism=censor[0], vendor=censor[1],
+        ip=ip,
+        country=country,
+        isp=isp,
+        mechanism=censor[0],
+        vendor=censor[1],
         all_ports=isp % 3 != 2 or rng.random() < 0.5,
         https_inject=rng.random() < 0.5,
         noise=rng.choice((0.005, 0.01, 0.02, 0.04, 0.08)),
@@ -416,7 +567,6 @@ def build_world() -> _World:
     return _World(domains, vantages, blocked)
 
 
-
 # --------------------------------------------------------------------------------------------
 # Responses and pages
 # --------------------------------------------------------------------------------------------
@@ -449,10 +599,15 @@ def _hex(rng: random.Random, n: int) -> str:
 #: Content-Type values of an HTML page (the charset spelling is the generic part).
 _HTML_TYPES = ("text/html", "text/html; charset=utf-8", "text/html; charset=UTF-8")
 #: The page's own charset declaration inside <head>, drawn per response ("" for none).
-_META_CHARSETS = ("", '<meta charset="utf-8">', '<meta charset="UTF-8">',
-                  '<meta http-equiv="Content-Type" content="text/html; charset=utf-8">')
-_META_CHARSET_RE = re.compile(r'<meta (?:charset="[^"]*"|http-equiv="Content-Type" content="[^"]*")>\n?',
-                              re.IGNORECASE)
+_META_CHARSETS = (
+    "",
+    '<meta charset="utf-8">',
+    '<meta charset="UTF-8">',
+    '<meta http-equiv="Content-Type" content="text/html; charset=utf-8">',
+)
+_META_CHARSET_RE = re.compile(
+    r'<meta (?:charset="[^"]*"|http-equiv="Content-Type" content="[^"]*")>\n?', re.IGNORECASE
+)
 _HEAD_RE = re.compile(r"<head>\n?", re.IGNORECASE)
 #: Where each header goes on the wire (one order for every kind); unknown names follow, as given.
 _HEADER_ORDER = ("Server", "Date", "Content-Type", "Content-Length", "Connection", "Cache-Control")
@@ -462,8 +617,10 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 
 def _http_date(rng: random.Random) -> str:
     """An RFC 7231 date (the weekday need not match; nothing checks it)."""
-    return (f"{rng.choice(_DAYS)}, {rng.randint(1, 28):02d} {rng.choice(_MONTHS)} 2021 "
-            f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d} GMT")
+    return (
+        f"{rng.choice(_DAYS)}, {rng.randint(1, 28):02d} {rng.choice(_MONTHS)} 2021 "
+        f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d} GMT"
+    )
 
 
 def _shared_head(body: str, rng: random.Random) -> str:
@@ -472,11 +629,16 @@ def _shared_head(body: str, rng: random.Random) -> str:
         return body
     body = _META_CHARSET_RE.sub("", body)
     meta = rng.choice(_META_CHARSETS)
-    return _HEAD_RE.sub(lambda m: m.group(0) + (meta + "\n" if meta else ""), body, count=1) if meta else body
+    return (
+        _HEAD_RE.sub(lambda m: m.group(0) + (meta + "\n" if meta else ""), body, count=1)
+        if meta
+        else body
+    )
 
 
-def _generic_headers(rng: random.Random, body: str, content_type: str | None,
-                     own: tuple[tuple[str, str], ...] = ()) -> tuple[tuple[str, str], ...]:
+def _generic_headers(
+    rng: random.Random, body: str, content_type: str | None, own: tuple[tuple[str, str], ...] = ()
+) -> tuple[tuple[str, str], ...]:
     """Every response's headers: the shared generic draw plus ``own`` ones, in the one order.
 
     ``content_type`` None means an HTML page (its charset spelling is drawn); an ``own`` header
@@ -501,7 +663,9 @@ def _generic_headers(rng: random.Random, body: str, content_type: str | None,
     return tuple(sorted(merged, key=lambda kv: rank.get(kv[0], len(rank))))
 
 
-def _html_headers(rng: random.Random, body: str, *own: tuple[str, str]) -> tuple[tuple[str, str], ...]:
+def _html_headers(
+    rng: random.Random, body: str, *own: tuple[str, str]
+) -> tuple[tuple[str, str], ...]:
     """Headers of an HTML response: the shared generic ones plus its own."""
     return _generic_headers(rng, body, None, own)
 
@@ -517,10 +681,22 @@ def _html_headers(rng: random.Random, body: str, *own: tuple[str, str]) -> tuple
 
 #: Blockpage mechanisms of the families (the HTTP status of the page, or how it is delivered).
 FAMILY_MECHANISMS: tuple[str, ...] = (
-    "200", "403", "404", "451", "redirect", "iframe", "meta-refresh", "near-empty")
+    "200",
+    "403",
+    "404",
+    "451",
+    "redirect",
+    "iframe",
+    "meta-refresh",
+    "near-empty",
+)
 
-_STATUS = {"200": "200 OK", "403": "403 Forbidden", "404": "404 Not Found",
-           "451": "451 Unavailable For Legal Reasons"}
+_STATUS = {
+    "200": "200 OK",
+    "403": "403 Forbidden",
+    "404": "404 Not Found",
+    "451": "451 Unavailable For Legal Reasons",
+}
 
 
 @dataclass(frozen=True)
@@ -547,187 +723,687 @@ class Family:
     notice: str = ""
 
 
-def _fam(name: str, language: str, script: str, mechanism: str, countries: str, layout: str,
-         title: str, lines: tuple[str, ...], pattern: str, extras: tuple[str, ...] = (),
-         headers: tuple[tuple[str, str], ...] = (), notice: str = "") -> Family:
+def _fam(
+    name: str,
+    language: str,
+    script: str,
+    mechanism: str,
+    countries: str,
+    layout: str,
+    title: str,
+    lines: tuple[str, ...],
+    pattern: str,
+    extras: tuple[str, ...] = (),
+    headers: tuple[tuple[str, str], ...] = (),
+    notice: str = "",
+) -> Family:
     """Shorthand constructor: ``countries`` is a comma-separated list of country codes."""
-    return Family(name, language, script, mechanism, tuple(countries.split(",")), layout, title,
-                  lines, pattern, extras, headers, notice)
+    return Family(
+        name,
+        language,
+        script,
+        mechanism,
+        tuple(countries.split(",")),
+        layout,
+        title,
+        lines,
+        pattern,
+        extras,
+        headers,
+        notice,
+    )
 
 
 _FAMILY_LIST: tuple[Family, ...] = (
     # --- Russia, Belarus, Kazakhstan (Cyrillic)
-    _fam("ru_registry_div", "ru", "Cyrillic", "200", "RU", "div", "Доступ ограничен",
-         ("Доступ к ресурсу {d} ограничен на основании решения органа власти.",
-          "Сведения о причинах ограничения размещены в едином реестре."),
-         r"на основании решения органа власти",
-         ("Номер записи в реестре: {n}", "Ваш IP-адрес: {ip}"), (("Server", "nginx"),)),
-    _fam("ru_subscriber_table", "ru", "Cyrillic", "403", "RU,BY", "table", "Ресурс заблокирован",
-         ("Уважаемый абонент! Запрошенная страница {d} заблокирована оператором связи.",
-          "Блокировка выполнена во исполнение требований законодательства."),
-         r"Уважаемый абонент! Запрошенная страница",
-         ("Дата: {date}", "Код обращения: {ref}"), (("Server", "Apache"), ("X-Powered-By", "PHP/5.4.16"))),
-    _fam("ru_warning_redirect", "ru", "Cyrillic", "redirect", "RU", "redirect", "Перенаправление",
-         (), r"http://zapret\.uzel-svyazi\.net/", notice="http://zapret.uzel-svyazi.net/?site={d}"),
-    _fam("ru_api_json", "ru", "Cyrillic", "451", "RU", "json", "Ресурс недоступен",
-         ("Ресурс недоступен по требованию регулятора отрасли связи",),
-         r"Ресурс недоступен по требованию регулятора отрасли связи", ("Идентификатор запроса {ref}",),
-         (("Server", "envoy"), ("Content-Type", "application/json; charset=utf-8"))),
-    _fam("ru_silent_dpi", "ru", "Cyrillic", "near-empty", "RU,BY", "empty", "", (),
-         r"Server: kvant-dpi", headers=(("Server", "kvant-dpi"),)),
-    _fam("by_ministry_plain", "ru", "Cyrillic", "451", "BY", "plain", "Доступ ограничен",
-         ("Доступ к интернет-ресурсу {d} ограничен в соответствии с решением Министерства информации.",),
-         r"ограничен в соответствии с решением Министерства информации",
-         ("Обращения принимаются по адресу info@{d}", "Время: {date}"), (("Server", "lighttpd/1.4.55"),)),
-    _fam("kz_card", "kk", "Cyrillic", "200", "KZ", "card", "Ресурсқа кіру шектелген",
-         ("Бұл интернет-ресурсқа кіру шектелген.",
-          "Шектеу Қазақстан Республикасының заңнамасына сәйкес енгізілді."),
-         r"Шектеу Қазақстан Республикасының заңнамасына",
-         ("Сұрау нөмірі: {n}", "Санат: {cat}"), (("Server", "nginx/1.20.1"),)),
-    _fam("kz_meta_refresh", "kk", "Cyrillic", "meta-refresh", "KZ", "meta", "Қайта бағыттау",
-         ("Сіз ақпараттық бетке бағытталасыз.",), r"http://akparat\.shekteu-qyzmet\.kz/",
-         notice="http://akparat.shekteu-qyzmet.kz/bet?r={d}&id={ref}"),
+    _fam(
+        "ru_registry_div",
+        "ru",
+        "Cyrillic",
+        "200",
+        "RU",
+        "div",
+        "Доступ ограничен",
+        (
+            "Доступ к ресурсу {d} ограничен на основании решения органа власти.",
+            "Сведения о причинах ограничения размещены в едином реестре.",
+        ),
+        r"на основании решения органа власти",
+        ("Номер записи в реестре: {n}", "Ваш IP-адрес: {ip}"),
+        (("Server", "nginx"),),
+    ),
+    _fam(
+        "ru_subscriber_table",
+        "ru",
+        "Cyrillic",
+        "403",
+        "RU,BY",
+        "table",
+        "Ресурс заблокирован",
+        (
+            "Уважаемый абонент! Запрошенная страница {d} заблокирована оператором связи.",
+            "Блокировка выполнена во исполнение требований законодательства.",
+        ),
+        r"Уважаемый абонент! Запрошенная страница",
+        ("Дата: {date}", "Код обращения: {ref}"),
+        (("Server", "Apache"), ("X-Powered-By", "PHP/5.4.16")),
+    ),
+    _fam(
+        "ru_warning_redirect",
+        "ru",
+        "Cyrillic",
+        "redirect",
+        "RU",
+        "redirect",
+        "Перенаправление",
+        (),
+        r"http://zapret\.uzel-svyazi\.net/",
+        notice="http://zapret.uzel-svyazi.net/?site={d}",
+    ),
+    _fam(
+        "ru_api_json",
+        "ru",
+        "Cyrillic",
+        "451",
+        "RU",
+        "json",
+        "Ресурс недоступен",
+        ("Ресурс недоступен по требованию регулятора отрасли связи",),
+        r"Ресурс недоступен по требованию регулятора отрасли связи",
+        ("Идентификатор запроса {ref}",),
+        (("Server", "envoy"), ("Content-Type", "application/json; charset=utf-8")),
+    ),
+    _fam(
+        "ru_silent_dpi",
+        "ru",
+        "Cyrillic",
+        "near-empty",
+        "RU,BY",
+        "empty",
+        "",
+        (),
+        r"Server: kvant-dpi",
+        headers=(("Server", "kvant-dpi"),),
+    ),
+    _fam(
+        "by_ministry_plain",
+        "ru",
+        "Cyrillic",
+        "451",
+        "BY",
+        "plain",
+        "Доступ ограничен",
+        (
+            "Доступ к интернет-ресурсу {d} ограничен в соответствии с решением Министерства "
+            "информации.",
+        ),
+        r"ограничен в соответствии с решением Министерства информации",
+        ("Обращения принимаются по адресу info@{d}", "Время: {date}"),
+        (("Server", "lighttpd/1.4.55"),),
+    ),
+    _fam(
+        "kz_card",
+        "kk",
+        "Cyrillic",
+        "200",
+        "KZ",
+        "card",
+        "Ресурсқа кіру шектелген",
+        (
+            "Бұл интернет-ресурсқа кіру шектелген.",
+            "Шектеу Қазақстан Республикасының заңнамасына сәйкес енгізілді.",
+        ),
+        r"Шектеу Қазақстан Республикасының заңнамасына",
+        ("Сұрау нөмірі: {n}", "Санат: {cat}"),
+        (("Server", "nginx/1.20.1"),),
+    ),
+    _fam(
+        "kz_meta_refresh",
+        "kk",
+        "Cyrillic",
+        "meta-refresh",
+        "KZ",
+        "meta",
+        "Қайта бағыттау",
+        ("Сіз ақпараттық бетке бағытталасыз.",),
+        r"http://akparat\.shekteu-qyzmet\.kz/",
+        notice="http://akparat.shekteu-qyzmet.kz/bet?r={d}&id={ref}",
+    ),
     # --- Iran (Persian, Arabic script)
-    _fam("ir_frame_private", "fa", "Arabic", "iframe", "IR", "frame", "صفحه در دسترس نیست",
-         ("دسترسی به این تارنما طبق مقررات کشور ممکن نیست.",),
-         r"http://10\.66\.0\.\d{1,3}/masdood\.htm", notice="http://10.66.0.{b}/masdood.htm?d={d}"),
-    _fam("ir_frame_filter", "fa", "Arabic", "iframe", "IR", "frame", "پالایش",
-         ("این محتوا پالایش شده است.",), r"http://172\.20\.\d{1,3}\.1/palayesh/",
-         notice="http://172.20.{a}.1/palayesh/index.php?url={d}"),
-    _fam("ir_rtl_notice", "fa", "Arabic", "403", "IR", "rtl", "صفحه مسدود است",
-         ("کاربر گرامی، دسترسی به {d} بر اساس فهرست مصادیق محتوای مجرمانه امکان‌پذیر نیست.",
-          "برای طرح شکایت با پشتیبانی تماس بگیرید."),
-         r"بر اساس فهرست مصادیق محتوای مجرمانه", ("شماره پیگیری: {n}",),
-         (("Server", "Microsoft-IIS/7.5"), ("X-AspNet-Version", "4.0.30319"))),
+    _fam(
+        "ir_frame_private",
+        "fa",
+        "Arabic",
+        "iframe",
+        "IR",
+        "frame",
+        "صفحه در دسترس نیست",
+        ("دسترسی به این تارنما طبق مقررات کشور ممکن نیست.",),
+        r"http://10\.66\.0\.\d{1,3}/masdood\.htm",
+        notice="http://10.66.0.{b}/masdood.htm?d={d}",
+    ),
+    _fam(
+        "ir_frame_filter",
+        "fa",
+        "Arabic",
+        "iframe",
+        "IR",
+        "frame",
+        "پالایش",
+        ("این محتوا پالایش شده است.",),
+        r"http://172\.20\.\d{1,3}\.1/palayesh/",
+        notice="http://172.20.{a}.1/palayesh/index.php?url={d}",
+    ),
+    _fam(
+        "ir_rtl_notice",
+        "fa",
+        "Arabic",
+        "403",
+        "IR",
+        "rtl",
+        "صفحه مسدود است",
+        (
+            "کاربر گرامی، دسترسی به {d} بر اساس فهرست مصادیق محتوای مجرمانه امکان‌پذیر نیست.",
+            "برای طرح شکایت با پشتیبانی تماس بگیرید.",
+        ),
+        r"بر اساس فهرست مصادیق محتوای مجرمانه",
+        ("شماره پیگیری: {n}",),
+        (("Server", "Microsoft-IIS/7.5"), ("X-AspNet-Version", "4.0.30319")),
+    ),
     # --- Turkey (Turkish)
-    _fam("tr_court_center", "tr", "Latin", "200", "TR", "center", "Bu siteye erişim durduruldu",
-         ("{d} hakkında Sulh Ceza Hakimliği kararı ile erişimin engellenmesi tedbiri uygulanmaktadır.",),
-         r"kararı ile erişimin engellenmesi tedbiri uygulanmaktadır",
-         ("Karar numarası: {n}", "Karar tarihi: {date}"), (("Server", "Apache/2.2.15 (CentOS)"),)),
-    _fam("tr_admin_table", "tr", "Latin", "451", "TR", "table", "İdari tedbir",
-         ("İdari tedbir kararı uyarınca bu adrese erişim sağlanamamaktadır.",
-          "Ayrıntılı bilgi için hizmet sağlayıcınıza başvurunuz."),
-         r"İdari tedbir kararı uyarınca bu adrese", ("Başvuru no: {ref}",), (("Server", "nginx"),)),
-    _fam("tr_notice_redirect", "tr", "Latin", "redirect", "TR", "redirect", "Yönlendirme", (),
-         r"http://uyari\.erisim-bildirim\.net/", notice="http://uyari.erisim-bildirim.net/{d}"),
-    _fam("tr_fake_404", "tr", "Latin", "404", "TR", "pre", "404",
-         ("Aradığınız sayfa bu ağda görüntülenemiyor (kod TRB-404).",), r"\(kod TRB-404\)",
-         ("İstek: {ref}",), (("Server", "mini_httpd/1.30"),)),
+    _fam(
+        "tr_court_center",
+        "tr",
+        "Latin",
+        "200",
+        "TR",
+        "center",
+        "Bu siteye erişim durduruldu",
+        (
+            "{d} hakkında Sulh Ceza Hakimliği kararı ile erişimin engellenmesi tedbiri "
+            "uygulanmaktadır.",
+        ),
+        r"kararı ile erişimin engellenmesi tedbiri uygulanmaktadır",
+        ("Karar numarası: {n}", "Karar tarihi: {date}"),
+        (("Server", "Apache/2.2.15 (CentOS)"),),
+    ),
+    _fam(
+        "tr_admin_table",
+        "tr",
+        "Latin",
+        "451",
+        "TR",
+        "table",
+        "İdari tedbir",
+        (
+            "İdari tedbir kararı uyarınca bu adrese erişim sağlanamamaktadır.",
+            "Ayrıntılı bilgi için hizmet sağlayıcınıza başvurunuz.",
+        ),
+        r"İdari tedbir kararı uyarınca bu adrese",
+        ("Başvuru no: {ref}",),
+        (("Server", "nginx"),),
+    ),
+    _fam(
+        "tr_notice_redirect",
+        "tr",
+        "Latin",
+        "redirect",
+        "TR",
+        "redirect",
+        "Yönlendirme",
+        (),
+        r"http://uyari\.erisim-bildirim\.net/",
+        notice="http://uyari.erisim-bildirim.net/{d}",
+    ),
+    _fam(
+        "tr_fake_404",
+        "tr",
+        "Latin",
+        "404",
+        "TR",
+        "pre",
+        "404",
+        ("Aradığınız sayfa bu ağda görüntülenemiyor (kod TRB-404).",),
+        r"\(kod TRB-404\)",
+        ("İstek: {ref}",),
+        (("Server", "mini_httpd/1.30"),),
+    ),
     # --- India (English, Hindi)
-    _fam("in_operator_plain", "en", "Latin", "200", "IN", "plain", "Link unavailable",
-         ("The link you opened is unavailable on this network following instructions issued to "
-          "licensed operators.", "Kindly reach out to your operator's helpline for assistance."),
-         r"unavailable on this network following instructions issued to licensed operators",
-         ("Ticket {n}",), (("Server", "Apache-Coyote/1.1"),)),
-    _fam("in_hindi_div", "hi", "Devanagari", "451", "IN", "div", "वेबसाइट उपलब्ध नहीं",
-         ("यह वेब पता सरकारी निर्देशों के अनुसार इस नेटवर्क पर उपलब्ध नहीं है।",
-          "अधिक जानकारी के लिए अपने सेवा प्रदाता से संपर्क करें।"),
-         r"सरकारी निर्देशों के अनुसार इस नेटवर्क पर", ("संदर्भ संख्या: {n}",), (("Server", "openresty"),)),
-    _fam("in_gateway_empty", "en", "Latin", "near-empty", "IN", "empty", "", (),
-         r"Server: sanchar-gw/2", headers=(("Server", "sanchar-gw/2"), ("Pragma", "no-cache"))),
+    _fam(
+        "in_operator_plain",
+        "en",
+        "Latin",
+        "200",
+        "IN",
+        "plain",
+        "Link unavailable",
+        (
+            "The link you opened is unavailable on this network following instructions issued to "
+            "licensed operators.",
+            "Kindly reach out to your operator's helpline for assistance.",
+        ),
+        r"unavailable on this network following instructions issued to licensed operators",
+        ("Ticket {n}",),
+        (("Server", "Apache-Coyote/1.1"),),
+    ),
+    _fam(
+        "in_hindi_div",
+        "hi",
+        "Devanagari",
+        "451",
+        "IN",
+        "div",
+        "वेबसाइट उपलब्ध नहीं",
+        (
+            "यह वेब पता सरकारी निर्देशों के अनुसार इस नेटवर्क पर उपलब्ध नहीं है।",
+            "अधिक जानकारी के लिए अपने सेवा प्रदाता से संपर्क करें।",
+        ),
+        r"सरकारी निर्देशों के अनुसार इस नेटवर्क पर",
+        ("संदर्भ संख्या: {n}",),
+        (("Server", "openresty"),),
+    ),
+    _fam(
+        "in_gateway_empty",
+        "en",
+        "Latin",
+        "near-empty",
+        "IN",
+        "empty",
+        "",
+        (),
+        r"Server: sanchar-gw/2",
+        headers=(("Server", "sanchar-gw/2"), ("Pragma", "no-cache")),
+    ),
     # --- Indonesia (Indonesian)
-    _fam("id_healthy_redirect", "id", "Latin", "redirect", "ID", "redirect", "Dialihkan", (),
-         r"http://peringatan\.jaring-sehat\.id/", notice="http://peringatan.jaring-sehat.id/?situs={d}"),
-    _fam("id_card", "id", "Latin", "200", "ID", "card", "Situs tidak dapat diakses",
-         ("Mohon maaf, situs {d} tidak dapat dibuka karena termasuk dalam daftar situs bermuatan negatif.",
-          "Gunakan internet secara sehat dan aman."),
-         r"termasuk dalam daftar situs bermuatan negatif", ("Kategori: {cat}",), (("Server", "nginx/1.14.2"),)),
-    _fam("id_meta_refresh", "id", "Latin", "meta-refresh", "ID", "meta", "Mengalihkan",
-         ("Anda sedang dialihkan ke halaman pemberitahuan.",), r"http://blokir\.sahabat-net\.co\.id/",
-         notice="http://blokir.sahabat-net.co.id/info.html?u={d}&s={n}"),
+    _fam(
+        "id_healthy_redirect",
+        "id",
+        "Latin",
+        "redirect",
+        "ID",
+        "redirect",
+        "Dialihkan",
+        (),
+        r"http://peringatan\.jaring-sehat\.id/",
+        notice="http://peringatan.jaring-sehat.id/?situs={d}",
+    ),
+    _fam(
+        "id_card",
+        "id",
+        "Latin",
+        "200",
+        "ID",
+        "card",
+        "Situs tidak dapat diakses",
+        (
+            "Mohon maaf, situs {d} tidak dapat dibuka karena termasuk dalam daftar situs "
+            "bermuatan negatif.",
+            "Gunakan internet secara sehat dan aman.",
+        ),
+        r"termasuk dalam daftar situs bermuatan negatif",
+        ("Kategori: {cat}",),
+        (("Server", "nginx/1.14.2"),),
+    ),
+    _fam(
+        "id_meta_refresh",
+        "id",
+        "Latin",
+        "meta-refresh",
+        "ID",
+        "meta",
+        "Mengalihkan",
+        ("Anda sedang dialihkan ke halaman pemberitahuan.",),
+        r"http://blokir\.sahabat-net\.co\.id/",
+        notice="http://blokir.sahabat-net.co.id/info.html?u={d}&s={n}",
+    ),
     # --- Pakistan (Urdu, English)
-    _fam("pk_urdu_rtl", "ur", "Arabic", "200", "PK", "rtl", "ویب سائٹ بند ہے",
-         ("یہ ویب سائٹ متعلقہ ادارے کی ہدایت پر بند کر دی گئی ہے۔",
-          "مزید معلومات کے لیے اپنے انٹرنیٹ فراہم کنندہ سے رابطہ کریں۔"),
-         r"متعلقہ ادارے کی ہدایت پر بند کر دی گئی", ("حوالہ نمبر: {n}",), (("Server", "Apache"),)),
-    _fam("pk_regulator_pre", "en", "Latin", "403", "PK", "pre", "Not accessible",
-         ("This website is not accessible in your region under the direction of the telecom regulator.",),
-         r"under the direction of the telecom regulator", ("Reference {ref}", "Client {ip}"),
-         (("Server", "squid/3.5.20"), ("X-Cache", "MISS from pk-gw"))),
+    _fam(
+        "pk_urdu_rtl",
+        "ur",
+        "Arabic",
+        "200",
+        "PK",
+        "rtl",
+        "ویب سائٹ بند ہے",
+        (
+            "یہ ویب سائٹ متعلقہ ادارے کی ہدایت پر بند کر دی گئی ہے۔",
+            "مزید معلومات کے لیے اپنے انٹرنیٹ فراہم کنندہ سے رابطہ کریں۔",
+        ),
+        r"متعلقہ ادارے کی ہدایت پر بند کر دی گئی",
+        ("حوالہ نمبر: {n}",),
+        (("Server", "Apache"),),
+    ),
+    _fam(
+        "pk_regulator_pre",
+        "en",
+        "Latin",
+        "403",
+        "PK",
+        "pre",
+        "Not accessible",
+        (
+            "This website is not accessible in your region under the direction of the telecom "
+            "regulator.",
+        ),
+        r"under the direction of the telecom regulator",
+        ("Reference {ref}", "Client {ip}"),
+        (("Server", "squid/3.5.20"), ("X-Cache", "MISS from pk-gw")),
+    ),
     # --- Arabic-speaking countries
-    _fam("sa_table", "ar", "Arabic", "200", "SA", "table", "الموقع محجوب",
-         ("عفواً، لا يمكن الوصول إلى الصفحة المطلوبة لمخالفتها الأنظمة واللوائح.",),
-         r"لا يمكن الوصول إلى الصفحة المطلوبة لمخالفتها", ("الفئة: {cat}",), (("Server", "Apache"),)),
-    _fam("sa_frame_private", "ar", "Arabic", "iframe", "SA", "frame", "تنبيه",
-         ("المحتوى غير متاح.",), r"http://192\.168\.251\.\d{1,3}/tanbih\.html",
-         notice="http://192.168.251.{b}/tanbih.html#{d}"),
-    _fam("ae_bilingual_card", "ar", "Arabic", "403", "AE", "card", "المحتوى محظور | Content blocked",
-         ("المحتوى المطلوب محظور وفقاً لسياسة تنظيم الإنترنت.",
-          "The content you requested is not permitted under the internet access policy of this country."),
-         r"المحتوى المطلوب محظور وفقاً لسياسة", ("Ref: {ref}",), (("Server", "BigIP"),)),
-    _fam("eg_fake_404", "ar", "Arabic", "404", "EG", "plain", "404",
-         ("404 - الصفحة المطلوبة غير متوفرة على هذه الشبكة",), r"الصفحة المطلوبة غير متوفرة على هذه الشبكة",
-         (), (("Server", "nginx/1.10.3"),)),
-    _fam("eg_notice_redirect", "ar", "Arabic", "redirect", "EG", "redirect", "تحويل", (),
-         r"http://tanbih\.shabaka-misr\.net/", notice="http://tanbih.shabaka-misr.net/p?h={d}"),
+    _fam(
+        "sa_table",
+        "ar",
+        "Arabic",
+        "200",
+        "SA",
+        "table",
+        "الموقع محجوب",
+        ("عفواً، لا يمكن الوصول إلى الصفحة المطلوبة لمخالفتها الأنظمة واللوائح.",),
+        r"لا يمكن الوصول إلى الصفحة المطلوبة لمخالفتها",
+        ("الفئة: {cat}",),
+        (("Server", "Apache"),),
+    ),
+    _fam(
+        "sa_frame_private",
+        "ar",
+        "Arabic",
+        "iframe",
+        "SA",
+        "frame",
+        "تنبيه",
+        ("المحتوى غير متاح.",),
+        r"http://192\.168\.251\.\d{1,3}/tanbih\.html",
+        notice="http://192.168.251.{b}/tanbih.html#{d}",
+    ),
+    _fam(
+        "ae_bilingual_card",
+        "ar",
+        "Arabic",
+        "403",
+        "AE",
+        "card",
+        "المحتوى محظور | Content blocked",
+        (
+            "المحتوى المطلوب محظور وفقاً لسياسة تنظيم الإنترنت.",
+            "The content you requested is not permitted under the internet access policy of this "
+            "country.",
+        ),
+        r"المحتوى المطلوب محظور وفقاً لسياسة",
+        ("Ref: {ref}",),
+        (("Server", "BigIP"),),
+    ),
+    _fam(
+        "eg_fake_404",
+        "ar",
+        "Arabic",
+        "404",
+        "EG",
+        "plain",
+        "404",
+        ("404 - الصفحة المطلوبة غير متوفرة على هذه الشبكة",),
+        r"الصفحة المطلوبة غير متوفرة على هذه الشبكة",
+        (),
+        (("Server", "nginx/1.10.3"),),
+    ),
+    _fam(
+        "eg_notice_redirect",
+        "ar",
+        "Arabic",
+        "redirect",
+        "EG",
+        "redirect",
+        "تحويل",
+        (),
+        r"http://tanbih\.shabaka-misr\.net/",
+        notice="http://tanbih.shabaka-misr.net/p?h={d}",
+    ),
     # --- Vietnam, Thailand, Korea, China
-    _fam("vn_div", "vi", "Latin", "200", "VN", "div", "Trang web bị ngăn chặn",
-         ("Trang web {d} đã bị ngăn chặn theo yêu cầu của cơ quan quản lý.",),
-         r"đã bị ngăn chặn theo yêu cầu của cơ quan quản lý", ("Mã tham chiếu: {ref}",),
-         (("Server", "nginx"),)),
-    _fam("vn_json", "vi", "Latin", "403", "VN", "json", "Truy cập bị từ chối",
-         ("Truy cập bị từ chối do vi phạm quy định về nội dung thông tin trên mạng",),
-         r"vi phạm quy định về nội dung thông tin trên mạng", ("Thời gian {date}",),
-         (("Content-Type", "application/json"), ("Server", "gunicorn"))),
-    _fam("th_center", "th", "Thai", "200", "TH", "center", "ไม่สามารถเข้าถึงเว็บไซต์",
-         ("เว็บไซต์นี้ถูกปิดกั้นตามคำสั่งของหน่วยงานที่เกี่ยวข้อง",),
-         r"ถูกปิดกั้นตามคำสั่งของหน่วยงานที่เกี่ยวข้อง", ("รหัสอ้างอิง {n}",), (("Server", "Apache/2.4.6"),)),
-    _fam("th_court_table", "th", "Thai", "451", "TH", "table", "ระงับการเข้าถึง",
-         ("การเข้าถึง {d} ถูกระงับตามคำสั่งศาล", "หากมีข้อสงสัยโปรดติดต่อผู้ให้บริการ"),
-         r"ถูกระงับตามคำสั่งศาล", ("วันที่ {date}",), (("Server", "Microsoft-IIS/8.5"),)),
-    _fam("kr_notice_redirect", "ko", "Hangul", "redirect", "KR", "redirect", "안내", (),
-         r"http://annae\.jeopsok-chadan\.kr/", notice="http://annae.jeopsok-chadan.kr/index.jsp?u={d}"),
-    _fam("kr_card", "ko", "Hangul", "200", "KR", "card", "불법·유해 정보 차단 안내",
-         ("요청하신 사이트 {d}는 관련 법률에 따라 접속이 차단되었습니다.",),
-         r"관련 법률에 따라 접속이 차단되었습니다", ("문의 번호: {n}",), (("Server", "Jetty(9.4.z)"),)),
-    _fam("cn_policy_xml", "zh", "Han", "403", "CN", "xml", "禁止访问",
-         ("该网站已被网络安全策略禁止访问",), r"该网站已被网络安全策略禁止访问", ("请求编号 {ref}",),
-         (("Content-Type", "application/xml"), ("Server", "Tengine"))),
-    _fam("cn_plain", "zh", "Han", "200", "CN", "plain", "无法显示",
-         ("根据相关法律法规，您访问的网站暂时无法显示。",), r"根据相关法律法规，您访问的网站暂时无法显示",
-         ("时间：{date}",), (("Server", "Tengine/2.3.2"),)),
+    _fam(
+        "vn_div",
+        "vi",
+        "Latin",
+        "200",
+        "VN",
+        "div",
+        "Trang web bị ngăn chặn",
+        ("Trang web {d} đã bị ngăn chặn theo yêu cầu của cơ quan quản lý.",),
+        r"đã bị ngăn chặn theo yêu cầu của cơ quan quản lý",
+        ("Mã tham chiếu: {ref}",),
+        (("Server", "nginx"),),
+    ),
+    _fam(
+        "vn_json",
+        "vi",
+        "Latin",
+        "403",
+        "VN",
+        "json",
+        "Truy cập bị từ chối",
+        ("Truy cập bị từ chối do vi phạm quy định về nội dung thông tin trên mạng",),
+        r"vi phạm quy định về nội dung thông tin trên mạng",
+        ("Thời gian {date}",),
+        (("Content-Type", "application/json"), ("Server", "gunicorn")),
+    ),
+    _fam(
+        "th_center",
+        "th",
+        "Thai",
+        "200",
+        "TH",
+        "center",
+        "ไม่สามารถเข้าถึงเว็บไซต์",
+        ("เว็บไซต์นี้ถูกปิดกั้นตามคำสั่งของหน่วยงานที่เกี่ยวข้อง",),
+        r"ถูกปิดกั้นตามคำสั่งของหน่วยงานที่เกี่ยวข้อง",
+        ("รหัสอ้างอิง {n}",),
+        (("Server", "Apache/2.4.6"),),
+    ),
+    _fam(
+        "th_court_table",
+        "th",
+        "Thai",
+        "451",
+        "TH",
+        "table",
+        "ระงับการเข้าถึง",
+        ("การเข้าถึง {d} ถูกระงับตามคำสั่งศาล", "หากมีข้อสงสัยโปรดติดต่อผู้ให้บริการ"),
+        r"ถูกระงับตามคำสั่งศาล",
+        ("วันที่ {date}",),
+        (("Server", "Microsoft-IIS/8.5"),),
+    ),
+    _fam(
+        "kr_notice_redirect",
+        "ko",
+        "Hangul",
+        "redirect",
+        "KR",
+        "redirect",
+        "안내",
+        (),
+        r"http://annae\.jeopsok-chadan\.kr/",
+        notice="http://annae.jeopsok-chadan.kr/index.jsp?u={d}",
+    ),
+    _fam(
+        "kr_card",
+        "ko",
+        "Hangul",
+        "200",
+        "KR",
+        "card",
+        "불법·유해 정보 차단 안내",
+        ("요청하신 사이트 {d}는 관련 법률에 따라 접속이 차단되었습니다.",),
+        r"관련 법률에 따라 접속이 차단되었습니다",
+        ("문의 번호: {n}",),
+        (("Server", "Jetty(9.4.z)"),),
+    ),
+    _fam(
+        "cn_policy_xml",
+        "zh",
+        "Han",
+        "403",
+        "CN",
+        "xml",
+        "禁止访问",
+        ("该网站已被网络安全策略禁止访问",),
+        r"该网站已被网络安全策略禁止访问",
+        ("请求编号 {ref}",),
+        (("Content-Type", "application/xml"), ("Server", "Tengine")),
+    ),
+    _fam(
+        "cn_plain",
+        "zh",
+        "Han",
+        "200",
+        "CN",
+        "plain",
+        "无法显示",
+        ("根据相关法律法规，您访问的网站暂时无法显示。",),
+        r"根据相关法律法规，您访问的网站暂时无法显示",
+        ("时间：{date}",),
+        (("Server", "Tengine/2.3.2"),),
+    ),
     # --- Western countries (English, German, French, Spanish)
-    _fam("us_gateway_json", "en", "Latin", "403", "US", "json", "Request blocked",
-         ("Request blocked by the acceptable use policy of this network",),
-         r"blocked by the acceptable use policy of this network", ("Category {cat}", "Transaction {ref}"),
-         (("Content-Type", "application/json"), ("Server", "edge-proxy"))),
-    _fam("us_school_div", "en", "Latin", "200", "US", "div", "Page not allowed",
-         ("This page is not allowed on the district network.",
-          "Ask a teacher if you need it for class work."),
-         r"not allowed on the district network", ("Reason: {cat}", "Device: {ip}"), (("Server", "nginx"),)),
-    _fam("us_silent_empty", "en", "Latin", "near-empty", "US", "empty", "", (),
-         r"X-Filter-Verdict: deny", headers=(("X-Filter-Verdict", "deny"), ("Server", "Apache"))),
-    _fam("de_court_plain", "de", "Latin", "451", "DE", "plain", "Zugang gesperrt",
-         ("Der Zugang zu dieser Website wurde aufgrund einer gerichtlichen Anordnung gesperrt.",),
-         r"aufgrund einer gerichtlichen Anordnung gesperrt", ("Aktenzeichen {n}",), (("Server", "nginx"),)),
-    _fam("de_policy_xml", "de", "Latin", "403", "DE", "xml", "Zugriff verweigert",
-         ("Der Zugriff wurde durch die Sicherheitsrichtlinie des Netzbetreibers verweigert",),
-         r"durch die Sicherheitsrichtlinie des Netzbetreibers verweigert", ("Vorgang {ref}",),
-         (("Content-Type", "text/xml; charset=utf-8"), ("Server", "Apache"))),
-    _fam("fr_div", "fr", "Latin", "200", "FR", "div", "Site inaccessible",
-         ("L'accès à ce site a été bloqué à la demande de l'autorité administrative compétente.",
-          "Vous pouvez contester cette mesure auprès de la juridiction compétente."),
-         r"bloqué à la demande de l'autorité administrative", ("Référence : {ref}",), (("Server", "nginx"),)),
-    _fam("fr_meta_refresh", "fr", "Latin", "meta-refresh", "FR", "meta", "Redirection",
-         ("Redirection vers la page d'information.",), r"http://information\.acces-restreint\.fr/",
-         notice="http://information.acces-restreint.fr/?site={d}&ref={ref}"),
-    _fam("es_card", "es", "Latin", "451", "ES,MX", "card", "Acceso bloqueado",
-         ("El acceso a esta página ha sido bloqueado por orden judicial.",),
-         r"ha sido bloqueado por orden judicial", ("Expediente {n}", "Fecha {date}"),
-         (("Server", "Apache/2.4.29 (Ubuntu)"),)),
-    _fam("mx_notice_redirect", "es", "Latin", "redirect", "MX", "redirect", "Redirección", (),
-         r"http://aviso\.red-bloqueo\.mx/", notice="http://aviso.red-bloqueo.mx/sitio/{d}"),
+    _fam(
+        "us_gateway_json",
+        "en",
+        "Latin",
+        "403",
+        "US",
+        "json",
+        "Request blocked",
+        ("Request blocked by the acceptable use policy of this network",),
+        r"blocked by the acceptable use policy of this network",
+        ("Category {cat}", "Transaction {ref}"),
+        (("Content-Type", "application/json"), ("Server", "edge-proxy")),
+    ),
+    _fam(
+        "us_school_div",
+        "en",
+        "Latin",
+        "200",
+        "US",
+        "div",
+        "Page not allowed",
+        (
+            "This page is not allowed on the district network.",
+            "Ask a teacher if you need it for class work.",
+        ),
+        r"not allowed on the district network",
+        ("Reason: {cat}", "Device: {ip}"),
+        (("Server", "nginx"),),
+    ),
+    _fam(
+        "us_silent_empty",
+        "en",
+        "Latin",
+        "near-empty",
+        "US",
+        "empty",
+        "",
+        (),
+        r"X-Filter-Verdict: deny",
+        headers=(("X-Filter-Verdict", "deny"), ("Server", "Apache")),
+    ),
+    _fam(
+        "de_court_plain",
+        "de",
+        "Latin",
+        "451",
+        "DE",
+        "plain",
+        "Zugang gesperrt",
+        ("Der Zugang zu dieser Website wurde aufgrund einer gerichtlichen Anordnung gesperrt.",),
+        r"aufgrund einer gerichtlichen Anordnung gesperrt",
+        ("Aktenzeichen {n}",),
+        (("Server", "nginx"),),
+    ),
+    _fam(
+        "de_policy_xml",
+        "de",
+        "Latin",
+        "403",
+        "DE",
+        "xml",
+        "Zugriff verweigert",
+        ("Der Zugriff wurde durch die Sicherheitsrichtlinie des Netzbetreibers verweigert",),
+        r"durch die Sicherheitsrichtlinie des Netzbetreibers verweigert",
+        ("Vorgang {ref}",),
+        (("Content-Type", "text/xml; charset=utf-8"), ("Server", "Apache")),
+    ),
+    _fam(
+        "fr_div",
+        "fr",
+        "Latin",
+        "200",
+        "FR",
+        "div",
+        "Site inaccessible",
+        (
+            "L'accès à ce site a été bloqué à la demande de l'autorité administrative compétente.",
+            "Vous pouvez contester cette mesure auprès de la juridiction compétente.",
+        ),
+        r"bloqué à la demande de l'autorité administrative",
+        ("Référence : {ref}",),
+        (("Server", "nginx"),),
+    ),
+    _fam(
+        "fr_meta_refresh",
+        "fr",
+        "Latin",
+        "meta-refresh",
+        "FR",
+        "meta",
+        "Redirection",
+        ("Redirection vers la page d'information.",),
+        r"http://information\.acces-restreint\.fr/",
+        notice="http://information.acces-restreint.fr/?site={d}&ref={ref}",
+    ),
+    _fam(
+        "es_card",
+        "es",
+        "Latin",
+        "451",
+        "ES,MX",
+        "card",
+        "Acceso bloqueado",
+        ("El acceso a esta página ha sido bloqueado por orden judicial.",),
+        r"ha sido bloqueado por orden judicial",
+        ("Expediente {n}", "Fecha {date}"),
+        (("Server", "Apache/2.4.29 (Ubuntu)"),),
+    ),
+    _fam(
+        "mx_notice_redirect",
+        "es",
+        "Latin",
+        "redirect",
+        "MX",
+        "redirect",
+        "Redirección",
+        (),
+        r"http://aviso\.red-bloqueo\.mx/",
+        notice="http://aviso.red-bloqueo.mx/sitio/{d}",
+    ),
 )
 
 #: All blockpage families by name.
 FAMILIES: dict[str, Family] = {f.name: f for f in _FAMILY_LIST}
 
 #: Families without a signature by default (about a quarter, spread over mechanisms and scripts).
-_DEFAULT_UNFINGERPRINTED = frozenset({
-    "ru_api_json", "kz_meta_refresh", "ir_frame_filter", "tr_admin_table", "in_hindi_div",
-    "id_card", "pk_urdu_rtl", "eg_fake_404", "th_court_table", "kr_card", "de_policy_xml",
-    "us_silent_empty",
-})
+_DEFAULT_UNFINGERPRINTED = frozenset(
+    {
+        "ru_api_json",
+        "kz_meta_refresh",
+        "ir_frame_filter",
+        "tr_admin_table",
+        "in_hindi_div",
+        "id_card",
+        "pk_urdu_rtl",
+        "eg_fake_404",
+        "th_court_table",
+        "kr_card",
+        "de_policy_xml",
+        "us_silent_empty",
+    }
+)
 
 #: The families fingerprinted by default.
 DEFAULT_FINGERPRINTED: frozenset[str] = frozenset(FAMILIES) - _DEFAULT_UNFINGERPRINTED
@@ -752,20 +1428,32 @@ def _family_css(name: str) -> str:
     so no "house style" is shared by every censor's pages.
     """
     digest = hashlib.sha256(name.encode()).digest()
-    font = ("Tahoma", "Verdana", "Georgia", "Arial", "Trebuchet MS", "Segoe UI", "Courier New")[digest[0] % 7]
+    font = ("Tahoma", "Verdana", "Georgia", "Arial", "Trebuchet MS", "Segoe UI", "Courier New")[
+        digest[0] % 7
+    ]
     quote = ("", "'", '"')[digest[18] % 3] if " " not in font else ("'", '"')[digest[18] % 2]
-    body = [f"font-family:{quote}{font}{quote},sans-serif", f"font-size:{12 + digest[1] % 6}px",
-            f"background:#{digest[2:5].hex()}", f"color:#{digest[5:8].hex()}"]
-    box = [f"margin:{digest[9] % 40}px auto", f"max-width:{500 + digest[10] % 400}px",
-           f"padding:{digest[11] % 30}px", f"border:{digest[12] % 4}px solid #{digest[13:16].hex()}"]
+    body = [
+        f"font-family:{quote}{font}{quote},sans-serif",
+        f"font-size:{12 + digest[1] % 6}px",
+        f"background:#{digest[2:5].hex()}",
+        f"color:#{digest[5:8].hex()}",
+    ]
+    box = [
+        f"margin:{digest[9] % 40}px auto",
+        f"max-width:{500 + digest[10] % 400}px",
+        f"padding:{digest[11] % 30}px",
+        f"border:{digest[12] % 4}px solid #{digest[13:16].hex()}",
+    ]
     if digest[19] % 2:
         body.reverse()
     if digest[20] % 2:
         box.reverse()
     rules = (("body", body), (f".{_family_class(name)}", box))
     if digest[16] % 2:  # pretty-printed
-        return "\n" + "".join(f"{sel} {{\n" + "".join(f"  {d.replace(':', ': ', 1)};\n" for d in decls) + "}\n"
-                              for sel, decls in rules)
+        return "\n" + "".join(
+            f"{sel} {{\n" + "".join(f"  {d.replace(':', ': ', 1)};\n" for d in decls) + "}\n"
+            for sel, decls in rules
+        )
     return "".join(f"{sel}{{{';'.join(decls)}}}" for sel, decls in rules)
 
 
@@ -773,13 +1461,20 @@ def _fill(text: str, rng: random.Random, domain: str, category: str) -> str:
     """Fill the placeholders of one phrase with per-request values."""
     if "{" not in text:
         return text
-    return (text.replace("{d}", domain).replace("{cat}", _CATEGORY_LABELS[category])
-            .replace("{ref}", _hex(rng, rng.choice((8, 10, 12, 16))))
-            .replace("{n}", str(rng.randint(1000, 9999999)))
-            .replace("{ip}", _LOCAL_IPS[rng.getrandbits(1)])
-            .replace("{a}", str(rng.randint(0, 255))).replace("{b}", str(rng.randint(2, 250)))
-            .replace("{date}", f"2021-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d} "
-                               f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}"))
+    return (
+        text.replace("{d}", domain)
+        .replace("{cat}", _CATEGORY_LABELS[category])
+        .replace("{ref}", _hex(rng, rng.choice((8, 10, 12, 16))))
+        .replace("{n}", str(rng.randint(1000, 9999999)))
+        .replace("{ip}", _LOCAL_IPS[rng.getrandbits(1)])
+        .replace("{a}", str(rng.randint(0, 255)))
+        .replace("{b}", str(rng.randint(2, 250)))
+        .replace(
+            "{date}",
+            f"2021-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d} "
+            f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}",
+        )
+    )
 
 
 def _render_html(family: Family, title: str, paras: list[str]) -> str:
@@ -787,34 +1482,54 @@ def _render_html(family: Family, title: str, paras: list[str]) -> str:
     lang, css = family.language, _family_css(family.name)
     cls = _family_class(family.name)
     if family.layout == "table":
-        rows = "".join(f'<tr><td align="center"><font size="3">{p}</font></td></tr>\n' for p in paras)
-        return (f"<HTML><HEAD><TITLE>{title}</TITLE>\n<META HTTP-EQUIV=\"Pragma\" CONTENT=\"no-cache\"></HEAD>\n"
-                f'<BODY><TABLE border="0" cellpadding="6" width="{560 + len(family.name) * 4}">\n'
-                f'<tr><th bgcolor="#{hashlib.sha256(family.name.encode()).hexdigest()[:6]}">{title}</th></tr>\n'
-                f"{rows}</TABLE></BODY></HTML>\n")
+        rows = "".join(
+            f'<tr><td align="center"><font size="3">{p}</font></td></tr>\n' for p in paras
+        )
+        return (
+            f'<HTML><HEAD><TITLE>{title}</TITLE>\n<META HTTP-EQUIV="Pragma" '
+            'CONTENT="no-cache"></HEAD>\n'
+            f'<BODY><TABLE border="0" cellpadding="6" width="{560 + len(family.name) * 4}">\n'
+            "<tr><th "
+            f'bgcolor="#{hashlib.sha256(family.name.encode()).hexdigest()[:6]}">{title}</th></tr>\n'
+            f"{rows}</TABLE></BODY></HTML>\n"
+        )
     if family.layout == "center":
         inner = "<br>\n".join(paras)
-        return (f"<html><head><title>{title}</title></head>\n<body><center>\n<h2>{title}</h2>\n"
-                f"<p>{inner}</p>\n</center></body></html>\n")
+        return (
+            f"<html><head><title>{title}</title></head>\n<body><center>\n<h2>{title}</h2>\n"
+            f"<p>{inner}</p>\n</center></body></html>\n"
+        )
     if family.layout == "card":
         inner = "".join(f'<p class="card-text">{p}</p>\n' for p in paras)
-        return (f'<!DOCTYPE html>\n<html lang="{lang}">\n<head>\n<meta charset="utf-8">\n'
-                f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<title>{title}</title>\n'
-                f"<style>{css}</style>\n</head>\n<body>\n<div class=\"container {cls}\">\n<div class=\"card\">\n"
-                f'<div class="card-header">{title}</div>\n<div class="card-body">\n{inner}</div>\n</div>\n'
-                "</div>\n</body>\n</html>\n")
+        return (
+            f'<!DOCTYPE html>\n<html lang="{lang}">\n<head>\n<meta charset="utf-8">\n'
+            '<meta name="viewport" content="width=device-width, '
+            f'initial-scale=1">\n<title>{title}</title>\n'
+            f'<style>{css}</style>\n</head>\n<body>\n<div class="container {cls}">\n<div '
+            'class="card">\n'
+            f'<div class="card-header">{title}</div>\n<div '
+            f'class="card-body">\n{inner}</div>\n</div>\n'
+            "</div>\n</body>\n</html>\n"
+        )
     if family.layout == "rtl":
         inner = "".join(f"<p>{p}</p>\n" for p in paras)
-        return (f'<html dir="rtl" lang="{lang}"><head><meta http-equiv="Content-Type" '
-                f'content="text/html; charset=utf-8"><title>{title}</title><style>{css}</style></head>\n'
-                f'<body><div class="{cls}" style="direction:rtl;text-align:right">\n<h3>{title}</h3>\n'
-                f"{inner}</div></body></html>\n")
+        return (
+            f'<html dir="rtl" lang="{lang}"><head><meta http-equiv="Content-Type" '
+            'content="text/html; '
+            f'charset=utf-8"><title>{title}</title><style>{css}</style></head>\n'
+            f'<body><div class="{cls}" style="direction:rtl;text-align:right">\n<h3>{title}</h3>\n'
+            f"{inner}</div></body></html>\n"
+        )
     if family.layout == "pre":
         return f"<html><body><pre>\n{title}\n\n" + "\n".join(paras) + "\n</pre></body></html>\n"
     inner = "".join(f"<p>{p}</p>\n" for p in paras)  # "div"
-    return (f'<!DOCTYPE html>\n<html lang="{lang}">\n<head>\n<meta charset="utf-8">\n<title>{title}</title>\n'
-            f"<style>{css}</style>\n</head>\n<body>\n<div class=\"{cls}\">\n<h1>{title}</h1>\n{inner}</div>\n"
-            "</body>\n</html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="{lang}">\n<head>\n<meta '
+        f'charset="utf-8">\n<title>{title}</title>\n'
+        f"<style>{css}</style>\n</head>\n<body>\n<div "
+        f'class="{cls}">\n<h1>{title}</h1>\n{inner}</div>\n'
+        "</body>\n</html>\n"
+    )
 
 
 def _render_structured(family: Family, title: str, paras: list[str], rng: random.Random) -> str:
@@ -822,12 +1537,20 @@ def _render_structured(family: Family, title: str, paras: list[str], rng: random
     if family.layout == "plain":
         return "\n".join(paras) + "\n"
     if family.layout == "json":
-        obj = {"status": int(_STATUS[family.mechanism][:3]), "error": title, "message": paras[0],
-               "details": paras[1:], "id": _hex(rng, 12)}
+        obj = {
+            "status": int(_STATUS[family.mechanism][:3]),
+            "error": title,
+            "message": paras[0],
+            "details": paras[1:],
+            "id": _hex(rng, 12),
+        }
         return json.dumps(obj, ensure_ascii=False, indent=1 + len(family.name) % 3) + "\n"
     items = "".join(f"  <detail>{p}</detail>\n" for p in paras[1:])  # "xml"
-    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<response>\n  <code>{_STATUS[family.mechanism][:3]}</code>\n'
-            f"  <title>{title}</title>\n  <reason>{paras[0]}</reason>\n{items}</response>\n")
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<response>\n  '
+        f"<code>{_STATUS[family.mechanism][:3]}</code>\n"
+        f"  <title>{title}</title>\n  <reason>{paras[0]}</reason>\n{items}</response>\n"
+    )
 
 
 def _content_type(family: Family) -> str | None:
@@ -838,8 +1561,9 @@ def _content_type(family: Family) -> str | None:
     return "text/plain" if family.layout == "plain" else None
 
 
-def _headers(rng: random.Random, family: Family, body: str,
-             *extra: tuple[str, str]) -> tuple[tuple[str, str], ...]:
+def _headers(
+    rng: random.Random, family: Family, body: str, *extra: tuple[str, str]
+) -> tuple[tuple[str, str], ...]:
     """A family's response headers: the shared generic ones plus its own identity headers."""
     own = tuple((k, v) for k, v in family.headers if k != "Content-Type")
     content_type = _content_type(family)
@@ -855,20 +1579,38 @@ def _family_page(rng: random.Random, family_name: str, domain: str, category: st
     if family.mechanism in ("redirect", "meta-refresh", "iframe"):
         target = _fill(family.notice.replace("{d}", domain), rng, domain, category)
         if family.mechanism == "redirect":
-            status = rng.choice(("302 Found", "302 Moved Temporarily", "301 Moved Permanently", "307 Temporary Redirect"))
-            body = rng.choice(("", f'<a href="{target}">{status[4:]}</a>.\n',
-                               f"<html><body>{status[4:]}</body></html>\n"))
+            status = rng.choice(
+                (
+                    "302 Found",
+                    "302 Moved Temporarily",
+                    "301 Moved Permanently",
+                    "307 Temporary Redirect",
+                )
+            )
+            body = rng.choice(
+                (
+                    "",
+                    f'<a href="{target}">{status[4:]}</a>.\n',
+                    f"<html><body>{status[4:]}</body></html>\n",
+                )
+            )
             return _Resp(status, _headers(rng, family, body, ("Location", target)), body, cert)
         if family.mechanism == "meta-refresh":
             note = family.lines[0] if family.lines else ""
-            body = (f'<html><head><meta http-equiv="refresh" content="{rng.choice((0, 0, 1, 3))};url={target}">'
-                    f"<title>{family.title}</title></head><body>{note}</body></html>\n")
+            body = (
+                '<html><head><meta http-equiv="refresh" '
+                f'content="{rng.choice((0, 0, 1, 3))};url={target}">'
+                f"<title>{family.title}</title></head><body>{note}</body></html>\n"
+            )
             body = _shared_head(body, rng)
             return _Resp("200 OK", _headers(rng, family, body), body, cert)
-        body = (f'<html><head><meta http-equiv="Content-Type" content="text/html; charset=utf-8">'
-                f"<title>{family.title}</title></head>\n<body style=\"margin:0\">"
-                f'<iframe src="{target}" style="width:100%;height:100%" frameborder="0" scrolling="no"></iframe>'
-                f"<noscript>{family.lines[0]}</noscript></body></html>\n")
+        body = (
+            f'<html><head><meta http-equiv="Content-Type" content="text/html; charset=utf-8">'
+            f'<title>{family.title}</title></head>\n<body style="margin:0">'
+            f'<iframe src="{target}" style="width:100%;height:100%" frameborder="0" '
+            'scrolling="no"></iframe>'
+            f"<noscript>{family.lines[0]}</noscript></body></html>\n"
+        )
         body = _shared_head(body, rng)
         return _Resp("200 OK", _headers(rng, family, body), body, cert)
     if family.mechanism == "near-empty":
@@ -907,21 +1649,38 @@ def _page_status(rng: random.Random, domain: str, vp: _Vantage) -> _Resp:
 
 #: Benign kinds whose host is not a proper echo/web server (all its tries, controls too, fail).
 HOST_KINDS: tuple[str, ...] = (
-    "ssh_banner", "smtp_banner", "ftp_banner", "telnet_banner", "redis_banner", "http_banner",
-    "router_login", "router_default", "nginx_welcome", "apache_default", "iis_default",
-    "captive_portal", "binary_garbage",
+    "ssh_banner",
+    "smtp_banner",
+    "ftp_banner",
+    "telnet_banner",
+    "redis_banner",
+    "http_banner",
+    "router_login",
+    "router_default",
+    "nginx_welcome",
+    "apache_default",
+    "iis_default",
+    "captive_portal",
+    "binary_garbage",
 )
 #: Benign kinds served by a proper server for some test domains (controls succeed).
 DOMAIN_KINDS: tuple[str, ...] = (
-    "cdn_challenge", "waf_block", "cdn_error", "parking", "same_site_redirect", "server_error",
-    "hosting_suspended", "maintenance",
+    "cdn_challenge",
+    "waf_block",
+    "cdn_error",
+    "parking",
+    "same_site_redirect",
+    "server_error",
+    "hosting_suspended",
+    "maintenance",
 )
 #: Every benign anomaly kind; "noise" is network noise (timeouts, resets of the path).
 BENIGN_KINDS: tuple[str, ...] = (*HOST_KINDS, *DOMAIN_KINDS, "noise")
 
 #: Kinds that are not HTTP: on a web scan the client sees a malformed response, no page.
-_BANNER_KINDS = frozenset({"ssh_banner", "smtp_banner", "ftp_banner", "telnet_banner", "redis_banner",
-                           "binary_garbage"})
+_BANNER_KINDS = frozenset(
+    {"ssh_banner", "smtp_banner", "ftp_banner", "telnet_banner", "redis_banner", "binary_garbage"}
+)
 
 #: False-positive patterns per benign kind (those a signature can catch). Each matches every
 #: received text of its kind and no blockpage.
@@ -943,47 +1702,92 @@ _BENIGN_PATTERNS: dict[str, str] = {
     "cdn_error": r"<hr><center>StratusEdge</center>|<h1>Error \d{3}</h1>\n<p>The origin web server",
     "parking": r"https://parkcentral-domains\.com/\?d=",
     "same_site_redirect": r"Location: https://",
-    "server_error": r"<hr><center>(?:nginx|Apache|openresty|LiteSpeed|Microsoft-IIS|Caddy)</center>",
+    "server_error": (
+        r"<hr><center>(?:nginx|Apache|openresty|LiteSpeed|Microsoft-IIS|Caddy)</center>"
+    ),
     "hosting_suspended": r"/cgi-sys/suspendedpage\.cgi",
     "maintenance": r"performing some maintenance at the moment",
 }
 
 #: Benign kinds given a false-positive signature by default (common servers and CDN pages).
-DEFAULT_FALSE_POSITIVE_KINDS: frozenset[str] = frozenset({
-    "nginx_welcome", "apache_default", "iis_default", "cdn_challenge", "cdn_error", "parking",
-    "hosting_suspended", "ssh_banner",
-})
+DEFAULT_FALSE_POSITIVE_KINDS: frozenset[str] = frozenset(
+    {
+        "nginx_welcome",
+        "apache_default",
+        "iis_default",
+        "cdn_challenge",
+        "cdn_error",
+        "parking",
+        "hosting_suspended",
+        "ssh_banner",
+    }
+)
 
 #: Compatibility view: benign page kind -> covered by a default false-positive signature.
-BENIGN_PAGES: dict[str, bool] = {k: k in DEFAULT_FALSE_POSITIVE_KINDS for k in BENIGN_KINDS if k != "noise"}
+BENIGN_PAGES: dict[str, bool] = {
+    k: k in DEFAULT_FALSE_POSITIVE_KINDS for k in BENIGN_KINDS if k != "noise"
+}
 
-_SERVERS = ("nginx", "Apache", "openresty", "LiteSpeed", "nginx/1.18.0", "Apache/2.4.41 (Ubuntu)",
-            "Microsoft-IIS/8.5", "Caddy")
+_SERVERS = (
+    "nginx",
+    "Apache",
+    "openresty",
+    "LiteSpeed",
+    "nginx/1.18.0",
+    "Apache/2.4.41 (Ubuntu)",
+    "Microsoft-IIS/8.5",
+    "Caddy",
+)
 
 
 def _banner(kind: str, rng: random.Random) -> str:
     """The first bytes a non-HTTP daemon sends (or garbage), as the client reads them."""
     if kind == "ssh_banner":
-        return rng.choice(("SSH-2.0-OpenSSH_7.4\r\n", "SSH-2.0-OpenSSH_8.2p1 Ubuntu-4ubuntu0.3\r\n",
-                           "SSH-2.0-dropbear_2019.78\r\n", "SSH-2.0-ROSSSH\r\n"))
+        return rng.choice(
+            (
+                "SSH-2.0-OpenSSH_7.4\r\n",
+                "SSH-2.0-OpenSSH_8.2p1 Ubuntu-4ubuntu0.3\r\n",
+                "SSH-2.0-dropbear_2019.78\r\n",
+                "SSH-2.0-ROSSSH\r\n",
+            )
+        )
     if kind == "smtp_banner":
         host = rng.choice(("mail", "mx1", "smtp")) + f".host{rng.randint(1, 999)}.net"
         return f"220 {host} {rng.choice(('ESMTP Postfix', 'ESMTP Exim 4.94', 'ESMTP ready'))}\r\n"
     if kind == "ftp_banner":
-        return rng.choice(("220 (vsFTPd 3.0.3)\r\n", "220 ProFTPD Server (FTP) ready.\r\n",
-                           "220-FileZilla Server 0.9.60 beta FTP\r\n", "220 Microsoft FTP Service\r\n"))
+        return rng.choice(
+            (
+                "220 (vsFTPd 3.0.3)\r\n",
+                "220 ProFTPD Server (FTP) ready.\r\n",
+                "220-FileZilla Server 0.9.60 beta FTP\r\n",
+                "220 Microsoft FTP Service\r\n",
+            )
+        )
     if kind == "telnet_banner":
-        return "\ufffd\ufffd\x01\ufffd\ufffd\x03\ufffd\ufffd\x18\r\n" + rng.choice(("", "BusyBox v1.19\r\n")) + \
-            rng.choice(("login: ", "DVR login: ", "router login: "))
+        return (
+            "\ufffd\ufffd\x01\ufffd\ufffd\x03\ufffd\ufffd\x18\r\n"
+            + rng.choice(("", "BusyBox v1.19\r\n"))
+            + rng.choice(("login: ", "DVR login: ", "router login: "))
+        )
     if kind == "redis_banner":
-        return rng.choice(("-ERR unknown command 'GET', with args beginning with: '/' \r\n",
-                           "-NOAUTH Authentication required.\r\n"))
+        return rng.choice(
+            (
+                "-ERR unknown command 'GET', with args beginning with: '/' \r\n",
+                "-NOAUTH Authentication required.\r\n",
+            )
+        )
     # Bytes that are not UTF-8 reach the JSON as U+FFFD, as Go's encoder writes them.
     return "".join(chr(c) if c < 128 else "\ufffd" for c in rng.randbytes(rng.randint(4, 40)))
 
 
-def _page(rng: random.Random, status: str, body: str, server: str | None, cert: str,
-          *extra: tuple[str, str]) -> _Resp:
+def _page(
+    rng: random.Random,
+    status: str,
+    body: str,
+    server: str | None,
+    cert: str,
+    *extra: tuple[str, str],
+) -> _Resp:
     """A benign HTML response with a server header."""
     head = (("Server", server),) if server else ()
     body = _shared_head(body, rng)
@@ -991,25 +1795,48 @@ def _page(rng: random.Random, status: str, body: str, server: str | None, cert: 
 
 
 def _error_page(status: str, server: str) -> str:
-    return (f"<html>\n<head><title>{status}</title></head>\n<body>\n<center><h1>{status}</h1>"
-            f"</center>\n<hr><center>{server}</center>\n</body>\n</html>\n")
+    return (
+        f"<html>\n<head><title>{status}</title></head>\n<body>\n<center><h1>{status}</h1>"
+        f"</center>\n<hr><center>{server}</center>\n</body>\n</html>\n"
+    )
 
 
 #: Benign kinds whose real pages carry a stylesheet and a language attribute, as real ones do
 #: (the default pages of nginx, Apache and IIS, CDN and WAF pages, parking and maintenance pages).
 _BENIGN_DRESS: dict[str, tuple[str, str]] = {
-    "nginx_welcome": ("", "html{color-scheme:light dark}body{width:35em;margin:0 auto;font-family:Tahoma,Verdana,Arial,sans-serif}"),
-    "apache_default": ("", "*{margin:0;padding:0}body,html{padding:3px 3px 3px 3px;background-color:#D8DBE2;font-family:Verdana}"),
-    "iis_default": ("en", "body{color:#000000;background-color:#0072C6;margin:0}#container{margin-left:auto;margin-right:auto;text-align:center}"),
-    "cdn_challenge": ("en-US", "html,body{width:100%;height:100%;margin:0;padding:0}body{background-color:#ffffff;color:#000000;font-family:system-ui}"),
-    "waf_block": ("en-US", "body{font-family:-apple-system,system-ui,sans-serif;margin:2em}h1{font-size:1.6em}"),
+    "nginx_welcome": (
+        "",
+        "html{color-scheme:light dark}body{width:35em;margin:0 "
+        "auto;font-family:Tahoma,Verdana,Arial,sans-serif}",
+    ),
+    "apache_default": (
+        "",
+        "*{margin:0;padding:0}body,html{padding:3px 3px 3px "
+        "3px;background-color:#D8DBE2;font-family:Verdana}",
+    ),
+    "iis_default": (
+        "en",
+        "body{color:#000000;background-color:#0072C6;margin:0}#container{margin-left:auto;margin-right:auto;text-align:center}",
+    ),
+    "cdn_challenge": (
+        "en-US",
+        "html,body{width:100%;height:100%;margin:0;padding:0}body{background-color:#ffffff;color:#000000;font-family:system-ui}",
+    ),
+    "waf_block": (
+        "en-US",
+        "body{font-family:-apple-system,system-ui,sans-serif;margin:2em}h1{font-size:1.6em}",
+    ),
     "parking": ("en", "body{background:#f2f2f2;font-family:Arial,sans-serif}a{color:#0066cc}"),
-    "maintenance": ("en", "body{text-align:center;padding:150px;font:20px Helvetica,sans-serif;color:#333}article{display:block;width:650px;margin:0 auto}"),
+    "maintenance": (
+        "en",
+        "body{text-align:center;padding:150px;font:20px "
+        "Helvetica,sans-serif;color:#333}article{display:block;width:650px;margin:0 auto}",
+    ),
 }
 
 
 def _dress(kind: str, body: str) -> str:
-    """A benign page with its kind's stylesheet (after <head>) and language attribute, if it has them."""
+    """A benign page with its kind's stylesheet (after <head>) and language attribute, if any."""
     lang, css = _BENIGN_DRESS.get(kind, ("", ""))
     if css:
         body = _HEAD_RE.sub(lambda m: m.group(0) + f"<style>{css}</style>\n", body, count=1)
@@ -1021,96 +1848,178 @@ def _dress(kind: str, body: str) -> str:
 def _benign_http(kind: str, rng: random.Random, domain: str) -> _Resp:
     """One benign HTTP response of a kind (host or domain kind with a page)."""
     if kind == "http_banner":
-        body = ("<html>\r\n<head><title>400 Bad Request</title></head>\r\n<body>\r\n<center><h1>400 "
-                "Bad Request</h1></center>\r\n<center>The plain HTTP request was sent to HTTPS port"
-                "</center>\r\n</body>\r\n</html>\r\n")
+        body = (
+            "<html>\r\n<head><title>400 Bad Request</title></head>\r\n<body>\r\n<center><h1>400 "
+            "Bad Request</h1></center>\r\n<center>The plain HTTP request was sent to HTTPS port"
+            "</center>\r\n</body>\r\n</html>\r\n"
+        )
         return _page(rng, "400 Bad Request", body, "nginx", "localhost")
     if kind == "router_login":
         realm = rng.choice(("Broadband Router", "Home Gateway", "Wireless AP", "DSL Router"))
-        body = ('<HTML><HEAD><TITLE>401 Unauthorized</TITLE></HEAD>\n<BODY><H1>401 Unauthorized</H1>\n'
-                "Authorization required to access this device.</BODY></HTML>\n")
-        return _page(rng, "401 Unauthorized", body, rng.choice(("micro_httpd", "GoAhead-Webs", "httpd")),
-                     "router", ("WWW-Authenticate", f'Basic realm="{realm}"'))
+        body = (
+            "<HTML><HEAD><TITLE>401 Unauthorized</TITLE></HEAD>\n<BODY><H1>401 Unauthorized</H1>\n"
+            "Authorization required to access this device.</BODY></HTML>\n"
+        )
+        return _page(
+            rng,
+            "401 Unauthorized",
+            body,
+            rng.choice(("micro_httpd", "GoAhead-Webs", "httpd")),
+            "router",
+            ("WWW-Authenticate", f'Basic realm="{realm}"'),
+        )
     if kind == "router_default":
         title = rng.choice(("Router Status", "Wireless Gateway Setup", "Router Setup"))
-        body = (f"<html><head><title>{title}</title>\n<script>var fw='V{rng.randint(1, 4)}.0.{rng.randint(0, 99)}';"
-                "</script></head>\n<body onload=\"init()\"><div id=\"menu\"></div>\n<form name=\"login\">"
-                "Password <input type=\"password\" name=\"pw\"></form></body></html>\n")
-        return _page(rng, "200 OK", body, rng.choice(("lighttpd", "mini_httpd/1.19", None)), "router")
+        body = (
+            f"<html><head><title>{title}</title>\n<script>var "
+            f"fw='V{rng.randint(1, 4)}.0.{rng.randint(0, 99)}';"
+            '</script></head>\n<body onload="init()"><div id="menu"></div>\n<form name="login">'
+            'Password <input type="password" name="pw"></form></body></html>\n'
+        )
+        return _page(
+            rng, "200 OK", body, rng.choice(("lighttpd", "mini_httpd/1.19", None)), "router"
+        )
     if kind == "nginx_welcome":
-        body = ("<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome to nginx!</title>\n</head>\n<body>\n"
-                "<h1>Welcome to nginx!</h1>\n<p>" + rng.choice((
+        body = (
+            "<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome to nginx!</title>\n</head>\n<body>\n"
+            "<h1>Welcome to nginx!</h1>\n<p>"
+            + rng.choice(
+                (
                     "The web server works; further configuration is needed.",
-                    "If you see this page, the nginx web server is successfully installed and working.")) +
-                "</p>\n</body>\n</html>\n")
+                    "If you see this page, the nginx web server is successfully installed and "
+                    "working.",
+                )
+            )
+            + "</p>\n</body>\n</html>\n"
+        )
         body = _dress(kind, body)
         return _page(rng, "200 OK", body, f"nginx/1.{rng.randint(14, 24)}.0", "localhost")
     if kind == "apache_default":
         distro = rng.choice(("Ubuntu", "Debian"))
-        body = (f"<html>\n<head>\n<title>Apache2 {distro} Default Page: It works</title>\n</head>\n"
-                "<body>\n<div class=\"main_page\">\n<p>This is the default welcome page of the Apache2 "
-                "server after installation.</p>\n</div>\n</body>\n</html>\n")
+        body = (
+            f"<html>\n<head>\n<title>Apache2 {distro} Default Page: It works</title>\n</head>\n"
+            '<body>\n<div class="main_page">\n<p>This is the default welcome page of the Apache2 '
+            "server after installation.</p>\n</div>\n</body>\n</html>\n"
+        )
         body = _dress(kind, body)
         return _page(rng, "200 OK", body, f"Apache/2.4.{rng.randint(29, 52)}", "localhost")
     if kind == "iis_default":
-        body = ("<!DOCTYPE html>\n<html>\n<head>\n<title>IIS Windows Server</title>\n</head>\n<body>\n"
-                '<div id="container"><img src="iisstart.png" alt="IIS"></div>\n</body>\n</html>\n')
+        body = (
+            "<!DOCTYPE html>\n<html>\n<head>\n<title>IIS Windows Server</title>\n</head>\n<body>\n"
+            '<div id="container"><img src="iisstart.png" alt="IIS"></div>\n</body>\n</html>\n'
+        )
         body = _dress(kind, body)
         return _page(rng, "200 OK", body, "Microsoft-IIS/10.0", "WIN-SRV")
     if kind == "captive_portal":
-        host = rng.choice(("portal", "hotspot", "login")) + "." + rng.choice(("guestwifi.net", "cafe-net.com", "hotel-wlan.de"))
+        host = (
+            rng.choice(("portal", "hotspot", "login"))
+            + "."
+            + rng.choice(("guestwifi.net", "cafe-net.com", "hotel-wlan.de"))
+        )
         target = f"http://{host}/{rng.choice(('login', 'auth'))}?orig={domain}&mac={_hex(rng, 12)}"
         body = f'<html><body>Redirecting to <a href="{target}">the sign-in page</a></body></html>\n'
         return _page(rng, "302 Found", body, None, "portal", ("Location", target))
     if kind == "cdn_challenge":
-        body = ("<!DOCTYPE html>\n<html><head><title>Just a moment...</title></head>\n<body>\n"
-                f"<h2>Checking your browser before accessing {domain}.</h2>\n"
-                f"<p>This process is automatic. Ray ID: {_hex(rng, 16)}</p>\n</body></html>\n")
+        body = (
+            "<!DOCTYPE html>\n<html><head><title>Just a moment...</title></head>\n<body>\n"
+            f"<h2>Checking your browser before accessing {domain}.</h2>\n"
+            f"<p>This process is automatic. Ray ID: {_hex(rng, 16)}</p>\n</body></html>\n"
+        )
         body = _dress(kind, body)
-        return _page(rng, "503 Service Unavailable", body, "StratusEdge", "StratusEdge Inc", ("Cache-Control", "no-store"))
+        return _page(
+            rng,
+            "503 Service Unavailable",
+            body,
+            "StratusEdge",
+            "StratusEdge Inc",
+            ("Cache-Control", "no-store"),
+        )
     if kind == "waf_block":
-        body = ("<!DOCTYPE html>\n<html><head><title>Request rejected</title></head>\n<body>\n"
-                "<h1>Sorry, you have been blocked</h1>\n<p>The Web Application Firewall of this site "
-                f"stopped a request it considered unsafe.</p>\n<p>Request ID: {_hex(rng, 20)}</p>\n</body></html>\n")
+        body = (
+            "<!DOCTYPE html>\n<html><head><title>Request rejected</title></head>\n<body>\n"
+            "<h1>Sorry, you have been blocked</h1>\n<p>The Web Application Firewall of this site "
+            "stopped a request it considered unsafe.</p>\n<p>Request ID: "
+            f"{_hex(rng, 20)}</p>\n</body></html>\n"
+        )
         body = _dress(kind, body)
         return _page(rng, "403 Forbidden", body, "StratusEdge", "StratusEdge Inc")
     if kind == "cdn_error":
-        status = rng.choice(("502 Bad Gateway", "504 Gateway Time-out", "520 Unknown Error", "404 Not Found"))
-        body = (_error_page(status, "StratusEdge") if rng.random() < 0.5 else
-                f"<!DOCTYPE html>\n<html><head><title>{domain} | {status}</title></head>\n<body>\n"
-                f"<h1>Error {status[:3]}</h1>\n<p>The origin web server of {domain} is not reachable. "
-                f"Ray ID: {_hex(rng, 16)}</p>\n</body></html>\n")
+        status = rng.choice(
+            ("502 Bad Gateway", "504 Gateway Time-out", "520 Unknown Error", "404 Not Found")
+        )
+        body = (
+            _error_page(status, "StratusEdge")
+            if rng.random() < 0.5
+            else f"<!DOCTYPE html>\n<html><head><title>{domain} | {status}</title></head>\n<body>\n"
+            f"<h1>Error {status[:3]}</h1>\n<p>The origin web server of {domain} is not reachable. "
+            f"Ray ID: {_hex(rng, 16)}</p>\n</body></html>\n"
+        )
         return _page(rng, status, body, "StratusEdge", "StratusEdge Inc")
     if kind == "parking":
-        body = (f"<html><head><title>{domain}</title></head>\n<body>\n<h1>{domain}</h1>\n"
-                f"<p>{rng.choice(('This domain is parked free of charge.', 'This domain may be for sale.'))}</p>\n"
-                f'<a href="https://parkcentral-domains.com/?d={domain}&amp;s={rng.randint(1, 9999)}">'
-                "Related searches</a>\n</body></html>\n")
+        offer = rng.choice(
+            ("This domain is parked free of charge.", "This domain may be for sale.")
+        )
+        body = (
+            f"<html><head><title>{domain}</title></head>\n<body>\n<h1>{domain}</h1>\n"
+            f"<p>{offer}</p>\n"
+            f'<a href="https://parkcentral-domains.com/?d={domain}&amp;s={rng.randint(1, 9999)}">'
+            "Related searches</a>\n</body></html>\n"
+        )
         body = _dress(kind, body)
         return _page(rng, "200 OK", body, "Apache", "parkcentral")
     if kind == "same_site_redirect":
-        target = rng.choice((f"https://{domain}/", f"https://{domain}/index.php",
-                             f"https://www.{domain.removeprefix('www.')}/"))
-        body = ('<html><head><title>301 Moved Permanently</title></head><body><h1>Moved Permanently'
-                f'</h1><p>The document has moved <a href="{target}">here</a>.</p></body></html>\n')
+        target = rng.choice(
+            (
+                f"https://{domain}/",
+                f"https://{domain}/index.php",
+                f"https://www.{domain.removeprefix('www.')}/",
+            )
+        )
+        body = (
+            "<html><head><title>301 Moved Permanently</title></head><body><h1>Moved Permanently"
+            f'</h1><p>The document has moved <a href="{target}">here</a>.</p></body></html>\n'
+        )
         status = rng.choice(("301 Moved Permanently", "302 Found", "308 Permanent Redirect"))
         return _page(rng, status, body, rng.choice(_SERVERS), domain, ("Location", target))
     if kind == "server_error":
-        status, server = rng.choice(("502 Bad Gateway", "500 Internal Server Error", "503 Service Unavailable",
-                                     "504 Gateway Time-out")), rng.choice(_SERVERS)
+        status, server = (
+            rng.choice(
+                (
+                    "502 Bad Gateway",
+                    "500 Internal Server Error",
+                    "503 Service Unavailable",
+                    "504 Gateway Time-out",
+                )
+            ),
+            rng.choice(_SERVERS),
+        )
         return _page(rng, status, _error_page(status, server.split("/")[0]), server, "localhost")
     if kind == "hosting_suspended":
-        body = ("<html><head><title>Account Suspended</title></head>\n<body>\n"
-                "<h1>This Account has been suspended.</h1>\n"
-                f"<p>{rng.choice(('Contact your hosting provider for more information.', 'Please contact the billing department.'))}</p>\n"
-                '<a href="/cgi-sys/suspendedpage.cgi">details</a>\n</body></html>\n')
+        contact = rng.choice(
+            (
+                "Contact your hosting provider for more information.",
+                "Please contact the billing department.",
+            )
+        )
+        body = (
+            "<html><head><title>Account Suspended</title></head>\n<body>\n"
+            "<h1>This Account has been suspended.</h1>\n"
+            f"<p>{contact}</p>\n"
+            '<a href="/cgi-sys/suspendedpage.cgi">details</a>\n</body></html>\n'
+        )
         return _page(rng, "200 OK", body, rng.choice(("Apache", "LiteSpeed")), "cpanel")
-    title, line = rng.choice((("Site Maintenance", "We&rsquo;ll be back soon!"),
-                              ("Under Maintenance", "Scheduled maintenance"),
-                              ("Temporarily unavailable", "This site is temporarily down for maintenance")))
-    body = (f"<!doctype html>\n<html><head><title>{title}</title></head>\n<body>\n"
-            f"<article><h1>{line}</h1>\n<p>Sorry for the inconvenience; we are "
-            "performing some maintenance at the moment.</p></article>\n</body></html>\n")
+    title, line = rng.choice(
+        (
+            ("Site Maintenance", "We&rsquo;ll be back soon!"),
+            ("Under Maintenance", "Scheduled maintenance"),
+            ("Temporarily unavailable", "This site is temporarily down for maintenance"),
+        )
+    )
+    body = (
+        f"<!doctype html>\n<html><head><title>{title}</title></head>\n<body>\n"
+        f"<article><h1>{line}</h1>\n<p>Sorry for the inconvenience; we are "
+        "performing some maintenance at the moment.</p></article>\n</body></html>\n"
+    )
     body = _dress(kind, body)
     return _page(rng, "503 Service Unavailable", body, None, domain, ("Retry-After", "3600"))
 
@@ -1121,13 +2030,31 @@ def _benign_outcome(kind: str, rng: random.Random, domain: str, scan: str) -> _O
     if kind in _BANNER_KINDS:
         banner = _banner(kind, rng)
         if scan in ("echo", "discard"):
-            return _Outcome("benign", False, family=kind, detail=kind, raw=banner, duration_ms=duration)
-        error = ("tls: first record does not look like a TLS handshake" if scan == "https" else
-                 "malformed HTTP response " + json.dumps(banner[:40]))
-        return _Outcome("benign", False, family=kind, detail=kind, error="custom", error_text=error,
-                        duration_ms=duration)
-    return _Outcome("benign", False, family=kind, detail=kind, resp=_benign_http(kind, rng, domain),
-                    duration_ms=duration)
+            return _Outcome(
+                "benign", False, family=kind, detail=kind, raw=banner, duration_ms=duration
+            )
+        error = (
+            "tls: first record does not look like a TLS handshake"
+            if scan == "https"
+            else "malformed HTTP response " + json.dumps(banner[:40])
+        )
+        return _Outcome(
+            "benign",
+            False,
+            family=kind,
+            detail=kind,
+            error="custom",
+            error_text=error,
+            duration_ms=duration,
+        )
+    return _Outcome(
+        "benign",
+        False,
+        family=kind,
+        detail=kind,
+        resp=_benign_http(kind, rng, domain),
+        duration_ms=duration,
+    )
 
 
 def _raw_http(resp: _Resp) -> str:
@@ -1176,7 +2103,9 @@ class _Outcome:
     detail: str = ""
     resp: _Resp | None = None  # a received HTTP response
     raw: str | None = None  # a received raw string (echo/discard garbage)
-    error: str = ""  # error kind: timeout | dial_timeout | reset | refused | malformed | eof | custom
+    error: str = (
+        ""  # error kind: timeout | dial_timeout | reset | refused | malformed | eof | custom
+    )
     success: bool = False
     duration_ms: float = 100.0
     family: str = ""  # blockpage family or benign kind ("noise" for network noise)
@@ -1190,24 +2119,43 @@ def _censored_outcome(
     if mech == "blockpage":
         assert vp.vendor is not None
         resp = _family_page(rng, vp.vendor, domain.name, domain.category)
-        return _Outcome("blockpage", True, vp.vendor, vp.vendor, resp=resp,
-                        duration_ms=rng.uniform(80, 900), family=vp.vendor)
+        return _Outcome(
+            "blockpage",
+            True,
+            vp.vendor,
+            vp.vendor,
+            resp=resp,
+            duration_ms=rng.uniform(80, 900),
+            family=vp.vendor,
+        )
     if mech == "reset":
-        return _Outcome("reset", True, detail="rst", error="reset", duration_ms=rng.uniform(40, 400))
+        return _Outcome(
+            "reset", True, detail="rst", error="reset", duration_ms=rng.uniform(40, 400)
+        )
     if mech == "timeout":
-        return _Outcome("timeout", True, detail="drop", error="timeout",
-                        duration_ms=rng.uniform(30000, 30400))
+        return _Outcome(
+            "timeout", True, detail="drop", error="timeout", duration_ms=rng.uniform(30000, 30400)
+        )
     if mech == "refused":
-        return _Outcome("refused", True, detail="stateful", error="refused",
-                        duration_ms=rng.uniform(20, 300))
+        return _Outcome(
+            "refused", True, detail="stateful", error="refused", duration_ms=rng.uniform(20, 300)
+        )
     if mech == "status":
-        return _Outcome("status", True, detail="injected_status",
-                        resp=_page_status(rng, domain.name, vp), duration_ms=rng.uniform(40, 500))
+        return _Outcome(
+            "status",
+            True,
+            detail="injected_status",
+            resp=_page_status(rng, domain.name, vp),
+            duration_ms=rng.uniform(40, 500),
+        )
     if mech == "tls":
         body = "<html><body></body></html>\n"
-        resp = _Resp("200 OK", _html_headers(rng, body, ("Server", "nginx")), body,
-                     "Security Certificate")
-        return _Outcome("tls", True, detail="wrong_cert", resp=resp, duration_ms=rng.uniform(80, 600))
+        resp = _Resp(
+            "200 OK", _html_headers(rng, body, ("Server", "nginx")), body, "Security Certificate"
+        )
+        return _Outcome(
+            "tls", True, detail="wrong_cert", resp=resp, duration_ms=rng.uniform(80, 600)
+        )
     return _garbled_outcome(rng, vp, domain, scan)
 
 
@@ -1222,29 +2170,61 @@ def _garbled_outcome(rng: random.Random, vp: _Vantage, domain: _Domain, scan: st
             detail = "truncated"
         return _Outcome("garbled", True, detail=detail, raw=raw, duration_ms=rng.uniform(40, 400))
     if rng.random() < 0.5:
-        return _Outcome("garbled", True, detail="malformed", error="malformed",
-                        duration_ms=rng.uniform(40, 400))
+        return _Outcome(
+            "garbled", True, detail="malformed", error="malformed", duration_ms=rng.uniform(40, 400)
+        )
     body = "<html><head><title>"
-    resp = _Resp("200 OK", _generic_headers(rng, "", None, (("Content-Length", "1536"),)), body,
-                 domain.name)
-    return _Outcome("garbled", True, detail="truncated", resp=resp, error="eof",
-                    duration_ms=rng.uniform(40, 400))
+    resp = _Resp(
+        "200 OK", _generic_headers(rng, "", None, (("Content-Length", "1536"),)), body, domain.name
+    )
+    return _Outcome(
+        "garbled",
+        True,
+        detail="truncated",
+        resp=resp,
+        error="eof",
+        duration_ms=rng.uniform(40, 400),
+    )
 
 
 def _noise_outcome(rng: random.Random) -> _Outcome:
     """A non-censorship network failure."""
     pick = rng.random()
     if pick < 0.55:
-        return _Outcome("noise", False, family="noise", detail="timeout", error="timeout",
-                        duration_ms=rng.uniform(30000, 30400))
+        return _Outcome(
+            "noise",
+            False,
+            family="noise",
+            detail="timeout",
+            error="timeout",
+            duration_ms=rng.uniform(30000, 30400),
+        )
     if pick < 0.7:
-        return _Outcome("noise", False, family="noise", detail="dial_timeout", error="dial_timeout",
-                        duration_ms=rng.uniform(20000, 130000))
+        return _Outcome(
+            "noise",
+            False,
+            family="noise",
+            detail="dial_timeout",
+            error="dial_timeout",
+            duration_ms=rng.uniform(20000, 130000),
+        )
     if pick < 0.88:
-        return _Outcome("noise", False, family="noise", detail="reset", error="reset",
-                        duration_ms=rng.uniform(40, 900))
-    return _Outcome("noise", False, family="noise", detail="refused", error="refused",
-                    duration_ms=rng.uniform(5, 200))
+        return _Outcome(
+            "noise",
+            False,
+            family="noise",
+            detail="reset",
+            error="reset",
+            duration_ms=rng.uniform(40, 900),
+        )
+    return _Outcome(
+        "noise",
+        False,
+        family="noise",
+        detail="refused",
+        error="refused",
+        duration_ms=rng.uniform(5, 200),
+    )
 
 
 def _effective_mechanism(vp: _Vantage, scan: str) -> str | None:
@@ -1273,7 +2253,9 @@ class _Clock:
         offset = start.utcoffset() or timedelta(0)
         minutes = int(offset.total_seconds() // 60)
         sign = "-" if minutes < 0 else "+"
-        self.suffix = "Z" if minutes == 0 else f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+        self.suffix = (
+            "Z" if minutes == 0 else f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+        )
         self.local = start.replace(tzinfo=None, microsecond=0)
         self.cache: dict[int, str] = {}
 
@@ -1361,8 +2343,14 @@ def _test_outcome(
 def _plan_down(rng: random.Random, fmt: str, max_tries: int) -> _Plan:
     """A measurement whose vantage point is unreachable: controls fail, nothing is learnt."""
     kind = rng.choice(("refused", "dial_timeout", "timeout"))
-    fail = _Outcome("noise", False, family="noise", detail="vp_down", error=kind,
-                    duration_ms=30000.0 if kind != "refused" else 20.0)
+    fail = _Outcome(
+        "noise",
+        False,
+        family="noise",
+        detail="vp_down",
+        error=kind,
+        duration_ms=30000.0 if kind != "refused" else 20.0,
+    )
     tries = [(False, fail)] * max_tries + [(True, fail)]
     if fmt == "v2":
         tries = [(True, fail), *tries]
@@ -1382,7 +2370,12 @@ def _plan_host(
 
 
 def _plan(
-    rng: random.Random, vp: _Vantage, domain: _Domain, d_index: int, blocked: bool, scan: str,
+    rng: random.Random,
+    vp: _Vantage,
+    domain: _Domain,
+    d_index: int,
+    blocked: bool,
+    scan: str,
     fmt: str,
 ) -> _Plan:
     """Plan the tries of one measurement in the format's retry/control structure."""
@@ -1412,8 +2405,19 @@ def _plan(
         tries.insert(0, (True, _success(rng)))
     if failed:
         if stateful:
-            tries.append((True, _Outcome("noise", False, family="noise", detail="stateful_control", error="timeout",
-                                         duration_ms=rng.uniform(30000, 30400))))
+            tries.append(
+                (
+                    True,
+                    _Outcome(
+                        "noise",
+                        False,
+                        family="noise",
+                        detail="stateful_control",
+                        error="timeout",
+                        duration_ms=rng.uniform(30000, 30400),
+                    ),
+                )
+            )
             if fmt == "v2":
                 tries.append((True, _success(rng)))
         else:
@@ -1434,8 +2438,14 @@ class _Context:
 
 
 def _render_try(
-    ctx: _Context, rng: random.Random, vp: _Vantage, domain: str, control: str | None,
-    out: _Outcome, start_ns: int, swapped: bool,
+    ctx: _Context,
+    rng: random.Random,
+    vp: _Vantage,
+    domain: str,
+    control: str | None,
+    out: _Outcome,
+    start_ns: int,
+    swapped: bool,
 ) -> dict[str, Any]:
     """One Results/response entry in the archive's format."""
     end_ns = start_ns + int(out.duration_ms * 1_000_000) + rng.randrange(1000)
@@ -1465,16 +2475,26 @@ def _render_try(
 
 
 def _render_v1(
-    ctx: _Context, domain: str, control: str | None, out: _Outcome,
-    received: str | dict[str, Any] | None, error: str, start_ns: int, end_ns: int, swapped: bool,
+    ctx: _Context,
+    domain: str,
+    control: str | None,
+    out: _Outcome,
+    received: str | dict[str, Any] | None,
+    error: str,
+    start_ns: int,
+    end_ns: int,
+    swapped: bool,
 ) -> dict[str, Any]:
     """One v1 Results entry."""
     name = control if control is not None else domain
     if out.error in ("dial_timeout", "refused"):
         sent = ""
     elif ctx.scan in ("echo", "discard"):
-        sent = (f"GET {name} HTTP/1.1\r\nHost: /\r\n\r\n" if swapped and control is None
-                else ctx.sent_template.format(name))
+        sent = (
+            f"GET {name} HTTP/1.1\r\nHost: /\r\n\r\n"
+            if swapped and control is None
+            else ctx.sent_template.format(name)
+        )
     else:
         sent = name
     entry: dict[str, Any] = {"Sent": sent}
@@ -1489,8 +2509,13 @@ def _render_v1(
 
 
 def _measurement(
-    ctx: _Context, rng: random.Random, vp: _Vantage, domain: _Domain, d_index: int,
-    blocked: bool, start_ns: int,
+    ctx: _Context,
+    rng: random.Random,
+    vp: _Vantage,
+    domain: _Domain,
+    d_index: int,
+    blocked: bool,
+    start_ns: int,
 ) -> tuple[dict[str, Any], list[tuple[int, _Outcome]]]:
     """One measurement line's object and its (try_index, outcome) for non-control tries."""
     plan = _plan(rng, vp, domain, d_index, blocked, ctx.scan, ctx.fmt)
@@ -1517,15 +2542,24 @@ def _measurement_object(
     if ctx.fmt == "v1":
         retries = sum(1 for is_control, _ in plan.tries if not is_control) - 1
         return {
-            "Server": vp.ip, "Keyword": domain, "Retries": retries, "Results": entries,
-            "Blocked": plan.anomaly, "FailSanity": plan.controls_failed,
+            "Server": vp.ip,
+            "Keyword": domain,
+            "Retries": retries,
+            "Results": entries,
+            "Blocked": plan.anomaly,
+            "FailSanity": plan.controls_failed,
             "StatefulBlock": plan.stateful,
         }
     return {
         "vp": vp.ip,
         "location": {"country_name": vp.country.name, "country_code": vp.country.code},
-        "service": ctx.scan, "test_url": domain, "response": entries, "anomaly": plan.anomaly,
-        "controls_failed": plan.controls_failed, "stateful_block": plan.stateful, "tag": ctx.tag,
+        "service": ctx.scan,
+        "test_url": domain,
+        "response": entries,
+        "anomaly": plan.anomaly,
+        "controls_failed": plan.controls_failed,
+        "stateful_block": plan.stateful,
+        "tag": ctx.tag,
     }
 
 
@@ -1534,12 +2568,22 @@ def _truth_line(
 ) -> str:
     """One ground-truth JSON line (``family``: blockpage family, benign kind, "noise" or "")."""
     family = out.family if out.mechanism in ("blockpage", "benign", "noise") else ""
-    return json.dumps({
-        "line": line, "try_index": index, "ip": vp.ip, "domain": domain,
-        "censored": out.censored, "mechanism": out.mechanism, "vendor": out.vendor,
-        "fingerprinted": out.vendor in fingerprinted if out.vendor else False,
-        "detail": out.detail, "family": family,
-    }, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(
+        {
+            "line": line,
+            "try_index": index,
+            "ip": vp.ip,
+            "domain": domain,
+            "censored": out.censored,
+            "mechanism": out.mechanism,
+            "vendor": out.vendor,
+            "fingerprinted": out.vendor in fingerprinted if out.vendor else False,
+            "detail": out.detail,
+            "family": family,
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
 
 
 def _pairs(rng: random.Random, world: _World) -> Iterator[tuple[int, int]]:
@@ -1578,14 +2622,23 @@ def _tarinfo(name: str, size: int, mtime: int, directory: bool = False) -> tarfi
 
 
 def _generate(
-    path: Path, truth_path: Path, measurements: int, seed: int, fmt: str, scan: str, start: datetime,
+    path: Path,
+    truth_path: Path,
+    measurements: int,
+    seed: int,
+    fmt: str,
+    scan: str,
+    start: datetime,
     fingerprinted: frozenset[str],
 ) -> tuple[int, list[str]]:
     """Write results lines to path and the truth sidecar; return (tries, vantage IPs used)."""
     world = build_world()
     rng = random.Random(f"quackae-synth/{seed}/{fmt}/{scan}")
     ctx = _Context(
-        scan=scan, fmt=fmt, port=_PORTS[scan], clock=_Clock(start),
+        scan=scan,
+        fmt=fmt,
+        port=_PORTS[scan],
+        clock=_Clock(start),
         tag=start.strftime("%Y-%m-%dT%H:%M:%S"),
         sent_template="GET / HTTP/1.1\r\nHost: {}\r\n\r\n",
     )
@@ -1603,7 +2656,9 @@ def _generate(
             start_ns = line_no * 37_000_000 + rng.randrange(2_000_000_000)
             obj, outcomes = _measurement(ctx, rng, vp, domain, d_index, blocked, start_ns)
             lines.append(_dumps(obj))
-            truths.extend(_truth_line(line_no, i, vp, domain.name, o, fingerprinted) for i, o in outcomes)
+            truths.extend(
+                _truth_line(line_no, i, vp, domain.name, o, fingerprinted) for i, o in outcomes
+            )
             tries += len(outcomes)
             if len(lines) >= _CHUNK:
                 results.write(("\n".join(lines) + "\n").encode())
@@ -1673,13 +2728,23 @@ def write_archive(
     with tempfile.TemporaryDirectory(dir=out, prefix=".synth-") as tmp:
         results = Path(tmp) / "results.json"
         with atomic_path(truth) as truth_tmp:  # the sidecar appears whole or not at all
-            tries, ips = _generate(results, truth_tmp, measurements, seed, fmt, scan, start,
-                                   _fingerprinted_set(fingerprinted))
+            tries, ips = _generate(
+                results,
+                truth_tmp,
+                measurements,
+                seed,
+                fmt,
+                scan,
+                start,
+                _fingerprinted_set(fingerprinted),
+            )
         ips_bytes = ("\n".join(ips) + "\n").encode()
         partial = archive.with_name(archive.name + ".part")
-        with partial.open("wb") as raw, \
-                gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz, \
-                tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        with (
+            partial.open("wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz,
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
+        ):
             tar.addfile(_tarinfo(f"{stem}/", 0, mtime, directory=True))
             with results.open("rb") as fh:
                 tar.addfile(_tarinfo(f"{stem}/results.json", results.stat().st_size, mtime), fh)
@@ -1696,36 +2761,54 @@ def write_archive(
 _VALUELESS = frozenset({"Date", "Content-Length", "Location", "Retry-After"})
 #: Markup and charset tokens compared between the groups (name -> regex on the raw response).
 SKELETON_TOKENS: dict[str, str] = {
-    "<!DOCTYPE html>": r"<!DOCTYPE html>", "<!doctype html>": r"<!doctype html>",
-    '<meta charset="...">': r"<meta charset=", "<meta http-equiv=Content-Type>": r'<meta http-equiv="Content-Type"',
-    "<style>": r"<style>", ' lang="..."': r' lang="', "CRLF in body": r"\r\n\r\n[^\x00]*\r\n",
+    "<!DOCTYPE html>": r"<!DOCTYPE html>",
+    "<!doctype html>": r"<!doctype html>",
+    '<meta charset="...">': r"<meta charset=",
+    "<meta http-equiv=Content-Type>": r'<meta http-equiv="Content-Type"',
+    "<style>": r"<style>",
+    ' lang="..."': r' lang="',
+    "CRLF in body": r"\r\n\r\n[^\x00]*\r\n",
     "Server first header": r"^HTTP/1\.1 [^\r]*\r\nServer: ",
 }
 #: Features that are generic (no censor's identity): their rates must match across the groups.
 GENERIC_FEATURES: tuple[str, ...] = (
-    "Date", "Content-Length", "Connection: close", "Connection: keep-alive", "Cache-Control: no-cache",
-    "Cache-Control: max-age=0", "Content-Type: text/html", "Content-Type: text/html; charset=utf-8",
-    "Content-Type: text/html; charset=UTF-8", "charset=utf-8", "charset=UTF-8", '<meta charset="...">',
+    "Date",
+    "Content-Length",
+    "Connection: close",
+    "Connection: keep-alive",
+    "Cache-Control: no-cache",
+    "Cache-Control: max-age=0",
+    "Content-Type: text/html",
+    "Content-Type: text/html; charset=utf-8",
+    "Content-Type: text/html; charset=UTF-8",
+    "charset=utf-8",
+    "charset=UTF-8",
+    '<meta charset="...">',
     "<meta http-equiv=Content-Type>",
 )
 
 
 def sample_pages(n: int, seed: int = 0) -> list[tuple[str, str]]:
-    """``n`` raw HTTP responses per group ("blockpage", "benign"), drawn as the generator draws them.
+    """``n`` raw HTTP responses per group ("blockpage", "benign"), drawn as the generator does.
 
     Families and benign page kinds are taken in turn, so every one weighs the same.
     """
     rng = random.Random(seed)
     kinds = [k for k in BENIGN_KINDS if k not in _BANNER_KINDS and k != "noise"]
     names = sorted(FAMILIES)
-    out = [("blockpage", _raw_http(_family_page(rng, names[i % len(names)], "example.com", "news")))
-           for i in range(n)]
-    out += [("benign", _raw_http(_benign_http(kinds[i % len(kinds)], rng, "example.com"))) for i in range(n)]
+    out = [
+        ("blockpage", _raw_http(_family_page(rng, names[i % len(names)], "example.com", "news")))
+        for i in range(n)
+    ]
+    out += [
+        ("benign", _raw_http(_benign_http(kinds[i % len(kinds)], rng, "example.com")))
+        for i in range(n)
+    ]
     return out
 
 
 def page_features(raw: str) -> set[str]:
-    """The header lines (noise values dropped), charset spellings and skeleton tokens of a response."""
+    """Header lines (noise values dropped), charset spellings and skeleton tokens of a response."""
     head, _, _ = raw.partition("\r\n\r\n")
     feats: set[str] = set()
     for line in head.split("\r\n")[1:]:
@@ -1736,7 +2819,9 @@ def page_features(raw: str) -> set[str]:
     return feats
 
 
-def artefact_rates(pages: list[tuple[str, str]], within: str = "") -> dict[str, tuple[float, float]]:
+def artefact_rates(
+    pages: list[tuple[str, str]], within: str = ""
+) -> dict[str, tuple[float, float]]:
     """Per feature: (rate in blockpages, rate in benign pages), over the pages matching ``within``.
 
     ``within`` compares like with like: a <meta> charset can only be drawn on a page with <head>.
@@ -1749,7 +2834,10 @@ def artefact_rates(pages: list[tuple[str, str]], within: str = "") -> dict[str, 
         totals[group] += 1
         for feat in page_features(raw):
             counts.setdefault(feat, [0, 0])[group == "benign"] += 1
-    return {f: (c[0] / max(totals["blockpage"], 1), c[1] / max(totals["benign"], 1)) for f, c in counts.items()}
+    return {
+        f: (c[0] / max(totals["blockpage"], 1), c[1] / max(totals["benign"], 1))
+        for f, c in counts.items()
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -1787,18 +2875,32 @@ def write_signatures(
     Returns ``out_dir``, ready for ``quackae flatten --signatures``.
     """
     families = _fingerprinted_set(fingerprinted)
-    kinds = DEFAULT_FALSE_POSITIVE_KINDS if false_positive_kinds is None else frozenset(false_positive_kinds)
+    kinds = (
+        DEFAULT_FALSE_POSITIVE_KINDS
+        if false_positive_kinds is None
+        else frozenset(false_positive_kinds)
+    )
     unknown = sorted(kinds - _BENIGN_PATTERNS.keys())
     if unknown:
-        raise ValueError(f"benign kinds without a signature: {unknown}; known: {', '.join(_BENIGN_PATTERNS)}")
+        raise ValueError(
+            f"benign kinds without a signature: {unknown}; known: {', '.join(_BENIGN_PATTERNS)}"
+        )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    blockpages = [_signature_line(f"a_synth_{name}", FAMILIES[name].pattern)
-                  for name in FAMILIES if name in families]
-    false_positives = [_signature_line(f"x_fp_synth_{kind}", _BENIGN_PATTERNS[kind])
-                       for kind in _BENIGN_PATTERNS if kind in kinds]
-    for name, lines in (("blockpage_signatures.json", blockpages),
-                        ("false_positive_signatures.json", false_positives)):
+    blockpages = [
+        _signature_line(f"a_synth_{name}", FAMILIES[name].pattern)
+        for name in FAMILIES
+        if name in families
+    ]
+    false_positives = [
+        _signature_line(f"x_fp_synth_{kind}", _BENIGN_PATTERNS[kind])
+        for kind in _BENIGN_PATTERNS
+        if kind in kinds
+    ]
+    for name, lines in (
+        ("blockpage_signatures.json", blockpages),
+        ("false_positive_signatures.json", false_positives),
+    ):
         atomic_write(out_dir / name, "".join(line + "\n" for line in lines))
     return out_dir
 

@@ -1,4 +1,4 @@
-"""Ground truth of generated data: read ``quackae.synth.generator``'s sidecars and score predictions on them.
+"""Ground truth of generated data: read the generator's sidecars, score predictions on them.
 
 Real data has no ground truth; this module is what the demo, the evaluation and the benchmarks
 score against. It reads the sidecar files only (no import of the generator), so the pipeline
@@ -47,7 +47,7 @@ def archive_stem(name: str) -> str:
 
 
 def _family(t: pa.Table) -> pa.Array:
-    """``family`` where the sidecar has it, else the vendor (blockpage), detail (benign) or "noise"."""
+    """``family`` where the sidecar has it, else vendor (blockpage), detail (benign) or "noise"."""
     mech = t.column("mechanism").fill_null("").to_pylist()
     fam = t.column("family").to_pylist()
     vendor = t.column("vendor").fill_null("").to_pylist()
@@ -61,7 +61,7 @@ def _family(t: pa.Table) -> pa.Array:
 
 
 def load_truth(truth_files: Sequence[Path]) -> pa.Table:
-    """Ground truth rows of synth sidecars, with ``stem`` (the archive stem) and ``family`` filled in."""
+    """Ground truth rows of synth sidecars, with ``stem`` (the archive stem) and ``family`` set."""
     parse = pajson.ParseOptions(explicit_schema=TRUTH_SCHEMA, unexpected_field_behavior="ignore")
     tables = []
     for path in truth_files:
@@ -79,7 +79,9 @@ def join_truth(rows: pa.Table, truth: pa.Table) -> pa.Table:
     """Inner join of rows (with source, line, try_index) and truth on (archive stem, line, try)."""
     stems = pa.array([archive_stem(s) for s in rows.column("source").to_pylist()], pa.string())
     left = rows.append_column("stem", stems).set_column(
-        rows.schema.get_field_index("try_index"), "try_index", pc.cast(rows.column("try_index"), pa.int64())
+        rows.schema.get_field_index("try_index"),
+        "try_index",
+        pc.cast(rows.column("try_index"), pa.int64()),
     )
     if "domain" in left.column_names:
         truth = truth.drop_columns(["domain"])
@@ -92,8 +94,14 @@ def rate(hit: np.ndarray, mask: np.ndarray) -> float | None:
     return round(float(hit[mask].mean()), 4) if n else None
 
 
-def rates_at(prob: np.ndarray, censored: np.ndarray, mechanism: np.ndarray, family: np.ndarray,
-             fingerprinted: np.ndarray, threshold: float) -> dict[str, Any]:  # fmt: skip
+def rates_at(
+    prob: np.ndarray,
+    censored: np.ndarray,
+    mechanism: np.ndarray,
+    family: np.ndarray,
+    fingerprinted: np.ndarray,
+    threshold: float,
+) -> dict[str, Any]:
     """Recall on truly censored tries (overall, per mechanism, per family) and FPR on the rest."""
     hit = prob >= threshold
     neg = ~censored
@@ -115,7 +123,9 @@ def rates_at(prob: np.ndarray, censored: np.ndarray, mechanism: np.ndarray, fami
     }
 
 
-def _score(prob: np.ndarray, cols: dict[str, np.ndarray], threshold: float, target_fpr: float) -> dict[str, Any]:
+def _score(
+    prob: np.ndarray, cols: dict[str, np.ndarray], threshold: float, target_fpr: float
+) -> dict[str, Any]:
     from sklearn.metrics import roc_auc_score
 
     censored = cols["censored"]
@@ -130,26 +140,37 @@ def _score(prob: np.ndarray, cols: dict[str, np.ndarray], threshold: float, targ
 
 
 def truth_columns(joined: pa.Table) -> dict[str, np.ndarray]:
-    """``censored``, ``fingerprinted`` (bool) and ``mechanism``, ``family`` (object) of joined rows."""
+    """``censored``, ``fingerprinted`` (bool), ``mechanism``, ``family`` (object) of joined rows."""
     return {
-        "censored": joined.column("censored").fill_null(False).to_numpy(zero_copy_only=False).astype(bool),
-        "fingerprinted": joined.column("fingerprinted").fill_null(False).to_numpy(zero_copy_only=False).astype(bool),
+        "censored": joined.column("censored")
+        .fill_null(False)
+        .to_numpy(zero_copy_only=False)
+        .astype(bool),
+        "fingerprinted": joined.column("fingerprinted")
+        .fill_null(False)
+        .to_numpy(zero_copy_only=False)
+        .astype(bool),
         "mechanism": np.asarray(joined.column("mechanism").fill_null("").to_pylist(), dtype=object),
         "family": np.asarray(joined.column("family").fill_null("").to_pylist(), dtype=object),
     }
 
 
 def score_against_truth(
-    predictions: Path, truth_files: Sequence[Path], threshold: float = 0.5, target_fpr: float = 0.02,
+    predictions: Path,
+    truth_files: Sequence[Path],
+    threshold: float = 0.5,
+    target_fpr: float = 0.02,
     baseline_threshold: float | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Recall on truly censored scored tries and FPR on truly uncensored ones, for both models.
 
     Rates are over the rows of ``predictions`` (for an ``--evaluate`` run: the undetermined
     tries) that have a ground-truth line; ``at_fpr`` uses the lowest threshold whose FPR on
     those rows is at most ``target_fpr`` (chosen on the same rows: an optimistic operating point).
     """
-    rows = read_predictions(predictions, ["source", "line", "try_index", "probability", "baseline_probability"])
+    rows = read_predictions(
+        predictions, ["source", "line", "try_index", "probability", "baseline_probability"]
+    )
     joined = join_truth(rows, load_truth(truth_files))
     cols = truth_columns(joined)
     censored, mechanism = cols["censored"], cols["mechanism"]
@@ -160,7 +181,9 @@ def score_against_truth(
         "unmatched": rows.num_rows - joined.num_rows,
         "truly_censored": int(censored.sum()),
         "truly_uncensored": int((~censored).sum()),
-        "censored_by_mechanism": {m: int((censored & (mechanism == m)).sum()) for m in CENSORED_MECHANISMS},
+        "censored_by_mechanism": {
+            m: int((censored & (mechanism == m)).sum()) for m in CENSORED_MECHANISMS
+        },
     }
     for name, col in (("classifier", "probability"), ("baseline", "baseline_probability")):
         arr = joined.column(col)
@@ -168,7 +191,11 @@ def score_against_truth(
             out[name] = None
             continue
         prob = arr.fill_null(0.0).to_numpy(zero_copy_only=False).astype(np.float64)
-        at = baseline_threshold if name == "baseline" and baseline_threshold is not None else threshold
+        at = (
+            baseline_threshold
+            if name == "baseline" and baseline_threshold is not None
+            else threshold
+        )
         out[name] = _score(prob, cols, at, target_fpr)
     return out
 
