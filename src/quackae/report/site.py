@@ -340,7 +340,7 @@ DEFINITIONS = (
     "block (first and last seen are over flagged rows). A <b>page cluster</b> is every row "
     "whose received page has one template (status line and title, or first body line; "
     "domains, addresses and numbers are placeholders). A <b>proposal</b> is a cluster of new "
-    "candidates with a signature `quackae detect predict` proposed for it.</p>"
+    "candidates with a signature <code>quackae detect predict</code> proposed for it.</p>"
 )
 
 
