@@ -431,9 +431,11 @@ def report_world(tmp_path_factory, sentinel) -> ReportWorld:
     return world
 
 
-def pytest_report_header(config) -> str:
-    """One line saying whether the browser tests run (they need Debian's Chromium)."""
+def pytest_terminal_summary(terminalreporter) -> None:
+    """One line, also under ``-q``, saying whether the browser tests ran (Debian's Chromium)."""
     from quackae.report.browser import CHROMIUM, chromium_missing
 
     why = chromium_missing()
-    return f"browser tests: skipped ({why})" if why else f"browser tests: run with {CHROMIUM}"
+    terminalreporter.write_line(
+        f"browser tests: skipped ({why})" if why else f"browser tests: enabled ({CHROMIUM})"
+    )

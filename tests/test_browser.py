@@ -1,6 +1,6 @@
 """The report in a real browser (Debian's Chromium, headless): click-through and hostile pages.
 
-Skipped, with the reason in pytest's summary and in the header line of the run, where no
+Skipped, with the reason in pytest's summary and one closing line of the run, where no
 Chromium is installed (`apt-get install -y chromium chromium-driver`; CI's `.ci/run` does it).
 """
 
