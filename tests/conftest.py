@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import lightning.pytorch  # noqa: F401 - imported before any capsys: its log han
 import pytest
 import torch
 
+from quackae.detect import pipeline
 from quackae.ingest.flatten import Options, flatten
 from quackae.synth import generator as synth
 
@@ -241,3 +243,199 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# --------------------------------------------------------------------------- reports
+
+
+class Sentinel:
+    """An HTTP server on this machine that records every request a page makes to it.
+
+    Its port has four digits: the dataset's normalisation turns a longer number into [NUM], and
+    hostile pages must keep a URL that really points here.
+    """
+
+    def __init__(self) -> None:
+        import http.server
+
+        self.hits: list[str] = []
+        hits = self.hits
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                hits.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/javascript")
+                self.end_headers()
+                self.wfile.write(b"window.top.__pwned='remote script';")
+
+            def log_message(self, *args) -> None:
+                pass
+
+        rng = __import__("random").Random(os.getpid())
+        for port in rng.sample(range(8100, 9900), 200):
+            try:
+                self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+                break
+            except OSError:
+                continue
+        else:
+            raise RuntimeError("no free 4-digit port for the sentinel server")
+        self.base = f"http://q.localhost:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, name="sentinel", daemon=True).start()
+
+
+@pytest.fixture(scope="session")
+def sentinel() -> Iterator[Sentinel]:
+    """The sentinel server for the session, shut down after."""
+    s = Sentinel()
+    try:
+        yield s
+    finally:
+        s.server.shutdown()
+
+
+SENTINEL_VARIABLE = "__pwned"  # what a hostile script would set in the report's window
+
+
+def hostile_body(base: str) -> str:
+    """A page that tries everything: scripts, handlers, javascript: URLs, breaks, loads, refresh."""
+    set_ = f"window.top.{SENTINEL_VARIABLE}"
+    return (
+        f"<html><head></script><script>{set_}='script break'</script>"
+        f'<script src="{base}/script.js"></script><script>{set_}="inline";'
+        f'document.title="PWNED";fetch("{base}/fetch")</script>'
+        f'<meta http-equiv="refresh" content="0;url={base}/refresh"><base href="{base}/base/">'
+        f'<link rel="stylesheet" href="{base}/link.css"><style>@import url({base}/import.css);'
+        f'body{{background:url("{base}/background.png")}}</style><title>Access denied</title>'
+        f"</head><body onload=\"{set_}='onload'\"><h1>Access to this site is denied</h1>"
+        f'<img src="{base}/image.png"><img src="x" onerror="{set_}=\'onerror\'">'
+        f"<a href=\"javascript:{set_}='link'\">continue</a>"
+        f'"><svg onload="{set_}=\'svg\'"></svg><iframe src="{base}/frame.html"></iframe>'
+        f'<object data="{base}/object"></object><form action="{base}/form"><input autofocus '
+        f"onfocus=\"{set_}='focus'\"></form>"
+        "<p>The national filtering system blocked this address.</p></body></html>"
+    )
+
+
+def write_hostile_archive(path: Path, base: str, measurements: int = 48) -> Path:
+    """A v2 HTTP results file whose bodies, domains, headers and country carry attacks.
+
+    One censor-like page on 16 domains from 4 vantage points of one (hostile) country: enough
+    for the detector to flag it and propose a signature, so it reaches every kind of page.
+    """
+    set_ = f"window.top.{SENTINEL_VARIABLE}"
+    domains = [
+        f'd{i}.example"><script>{set_}="domain"</script>'
+        if i % 3 == 0
+        else f"javascript:{set_}='domain'//x{i}.org"
+        if i % 3 == 1
+        else f"</script><img src=x onerror={set_}={i}>{i}.net"
+        for i in range(16)
+    ]
+    headers = {
+        "Content-Type": ["text/html"],
+        "X-Note": [f"<script>{set_}='header'</script>"],
+        "Refresh": [f"0;url={base}/header-refresh"],
+        "Link": [f"<{base}/header.css>; rel=stylesheet"],
+    }
+    lines = []
+    for i in range(measurements):
+        day, minute = 12 + i % 3, i % 6
+        lines.append(
+            json.dumps(
+                {
+                    "vp": f"10.9.{i % 4}.{7 + i % 4}",
+                    "location": {
+                        "country_name": f"Evil<script>{set_}='country'</script>",
+                        "country_code": f'X"><script>{set_}=1</script>',
+                    },
+                    "service": "http",
+                    "test_url": domains[i % len(domains)],
+                    "response": [
+                        {
+                            "matches_template": True,
+                            "control_url": "control-a.com",
+                            "start_time": "2021-10-12T01:01:02.1-04:00",
+                            "end_time": "2021-10-12T01:01:02.3-04:00",
+                        },
+                        {
+                            "matches_template": False,
+                            "response": {
+                                "status_line": "403 Forbidden",
+                                "headers": headers,
+                                "body": hostile_body(base),
+                            },
+                            "start_time": f"2021-10-{day}T01:0{minute}:03.1-04:00",
+                            "end_time": f"2021-10-{day}T01:0{minute}:03.4-04:00",
+                        },
+                    ],
+                    "anomaly": True,
+                    "controls_failed": False,
+                    "stateful_block": False,
+                    "tag": "2021-10-12T01:01:01",
+                }
+            )
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class ReportWorld:
+    """A detect run and its report, made by the real CLI from generated and hostile archives."""
+
+    def __init__(self, root: Path, base: str) -> None:
+        self.root = root
+        self.base = base
+        self.dataset = root / "dataset"
+        self.detector = root / "detector"
+        self.detections = root / "detections"
+        self.report = root / "report"
+
+    @property
+    def predictions(self) -> Path:
+        return self.detections / "predictions.parquet"
+
+
+@pytest.fixture(scope="session")
+def report_world(tmp_path_factory, sentinel) -> ReportWorld:
+    """A demo-like world: a v2 HTTP archive (the default signatures leave some blockpage
+    families unlabelled, so there are new candidates and proposals) and a hostile archive,
+    flattened, detected (in this process: torch is loaded already) and reported by the CLI."""
+    world = ReportWorld(tmp_path_factory.mktemp("report_world"), sentinel.base)
+    raw = world.root / "raw"
+    archive = synth.write_archive(raw, 600, seed=1, fmt="v2", scan="http")
+    hostile = write_hostile_archive(raw / "CP_Quack-http-2021-10-12-01-01-01.json", sentinel.base)
+    sigs = synth.write_signatures(raw / "signatures")
+    flatten(
+        [archive.archive, hostile],
+        world.dataset,
+        Options(max_tokens=1024, signatures=sigs),
+        progress=False,
+        vocab_size=1024,
+    )
+    pipeline.train(world.dataset, world.detector)  # the detect CLI is tested in test_detect.py
+    pipeline.predict(world.dataset, world.detector, world.detections)
+    done = run_cli(
+        "report",
+        "--data_dir",
+        world.dataset,
+        "--detections",
+        world.detections,
+        "--storage_path",
+        world.report,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("report: ") and str(world.report / "index.html") in done.stdout
+    return world
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """One line, also under ``-q``, saying whether the browser tests ran (Debian's Chromium)."""
+    from quackae.report.browser import CHROMIUM, chromium_missing
+
+    why = chromium_missing()
+    terminalreporter.write_line(
+        f"browser tests: skipped ({why})" if why else f"browser tests: enabled ({CHROMIUM})"
+    )

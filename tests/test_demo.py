@@ -27,12 +27,15 @@ def test_small_demo_runs_every_stage(tmp_path: Path) -> None:
         "classify predict + report",
         "plots",
         "evaluate (leave-family-out)",
+        "detect + HTML report",
     ):
         assert f"] {stage}:" in result.stdout
     assert (
         "held-out blockpage families: mean recall" in result.stdout
         and "held-out benign kinds: mean FPR" in result.stdout
     )
+    index = out / "report" / "index.html"
+    assert index.is_file() and f"HTML report (open in a browser): {index}" in result.stdout
     evaluation = json.loads((out / "evaluation" / "evaluation.json").read_text())
     assert (
         evaluation["summary"]["reported_folds"] == 5

@@ -1,12 +1,14 @@
 """``quackae demo``: the whole pipeline on bundled synthetic data, scored against ground truth.
 
 synth -> flatten -> train (ae_processor) -> encode --filtered and --evaluate -> classify train ->
-classify predict -> report -> plots. Every artefact lands under one output folder:
+classify predict -> report -> plots -> evaluate -> detect -> HTML report. Every artefact lands
+under one output folder:
 
     OUT/raw/          archives + ground-truth sidecars      OUT/dataset/        the dataset
     OUT/autoencoder/  checkpoints, logs        OUT/encoded_filtered/, OUT/encoded_evaluate/
     OUT/classifier/   classifier, metrics.json OUT/candidates/  predictions + report.md
     OUT/plots/        PNGs                                   OUT/summary.json    the final scores
+    OUT/detector/, OUT/detections/  detect train/predict   OUT/report/index.html  the HTML report
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def run_demo(
     atomic_write(
         out / MARKER, "written by `quackae demo`: this folder is replaced by the next demo run\n"
     )
-    stages = Stages(9)
+    stages = Stages(10)
     raw = out / "raw"
 
     def make_raw() -> list[Any]:
@@ -226,8 +228,14 @@ def run_demo(
         ),
         lambda r: f"-> {out / 'evaluation' / 'evaluation.json'}",
     )
+    report = stages.run(
+        "detect + HTML report",
+        lambda: detect_and_report(dataset, out, seed),
+        lambda index: f"-> {index}",
+    )
     summary = {
         "out": str(out),
+        "report": str(report),
         "seconds": round(stages.elapsed, 1),
         "autoencoder": summary_ae,
         "classifier": {
@@ -241,6 +249,16 @@ def run_demo(
     atomic_write(out / "summary.json", json.dumps(summary, indent=1, default=str))
     print(render_summary(summary))
     return summary
+
+
+def detect_and_report(dataset: Path, out: Path, seed: int) -> Path:
+    """Fit the detector on the dataset's labels, score every row, write the HTML report."""
+    from quackae.detect import pipeline
+    from quackae.report.site import build_report
+
+    pipeline.train(dataset, out / "detector", seed=seed)
+    pipeline.predict(dataset, out / "detector", out / "detections")
+    return build_report(dataset, out / "detections", out / "report").index
 
 
 def _check_demo_out(out: Path) -> None:
@@ -277,5 +295,6 @@ def render_summary(s: dict[str, Any]) -> str:
         f"  report: {s['out']}/candidates/report.md (the latent classifier's candidates, scored "
         "against the truth)   "
         f"evaluation: {s['out']}/evaluation/evaluation.json   plots: {s['out']}/plots/",
+        f"  HTML report (open in a browser): {s['report']}",
     ]
     return "\n".join(lines)

@@ -223,6 +223,18 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     add_evaluate_arguments(sub)
 
 
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    from quackae.cli.report import add_report_arguments
+
+    add_report_arguments(sub)
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    from quackae.cli.export import add_export_arguments
+
+    add_export_arguments(sub)
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     from quackae.cli.demo import add_demo_arguments
 
@@ -240,6 +252,8 @@ ADDERS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "classify": _add_classify,
     "detect": _add_detect,
     "evaluate": _add_evaluate,
+    "report": _add_report,
+    "export": _add_export,
     "plot": _add_plot,
     "demo": _add_demo,
 }

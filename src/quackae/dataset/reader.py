@@ -194,5 +194,13 @@ class DatasetTokens:
         """The normalised text of each row (placeholders kept), decoded from its BPE ids."""
         values, indptr = self.flat(row_ids)
         seqs = [values[a:b] for a, b in zip(indptr[:-1], indptr[1:], strict=True)]
-        ids = [[int(i) - self.text_offset for i in s if i >= self.text_offset] for s in seqs]
-        return self.tokenizer.decode_batch(ids, skip_special_tokens=False)
+        return decode_texts(self.tokenizer, seqs, self.text_offset)
+
+
+def decode_texts(tokenizer, sequences, text_offset: int) -> list[str]:
+    """The normalised text of token sequences: their BPE ids (those from ``text_offset``) decoded.
+
+    Shared by ``DatasetTokens.texts`` and readers that fetch a few rows' tokens themselves.
+    """
+    ids = [[int(i) - text_offset for i in s if i >= text_offset] for s in sequences]
+    return tokenizer.decode_batch(ids, skip_special_tokens=False)

@@ -44,7 +44,7 @@ from quackae.dataset.manifest import (
     write_manifest,
 )
 from quackae.dataset.mirror import CACHE_ENV, cache_dir, local_dataset
-from quackae.dataset.reader import Dataset, DatasetTokens, TokenCache
+from quackae.dataset.reader import Dataset, DatasetTokens, TokenCache, decode_texts
 from quackae.dataset.schema import (
     LABEL_KEYS,
     METADATA_COLUMNS,
@@ -78,6 +78,7 @@ __all__ = [
     "check_shards",
     "commit",
     "damaged",
+    "decode_texts",
     "dataset_lock",
     "dataset_version",
     "delete_files",

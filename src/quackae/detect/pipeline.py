@@ -56,7 +56,11 @@ def predict(
     threshold: float | None = None,
     proposals: bool = True,
 ) -> dict[str, Any]:
-    """Write ``probability``, ``candidate`` and ``reason`` of every row, and proposed signatures."""
+    """Write ``probability``, ``candidate``, ``reason`` and ``cluster`` of every row, and proposals.
+
+    ``cluster`` is the fingerprint of the proposed signature whose cluster holds the row (null
+    for rows in none), so a report or an export lists exactly the rows a proposal covers.
+    """
     det = Detector.load(model)
     rf = row_features(data_dir)
     if threshold is not None:
@@ -65,14 +69,19 @@ def predict(
     candidate = prob >= det.threshold
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    labels = rf.column("censored").astype(np.int64)
+    new = candidate & (labels == 0)
+    found = propose(rf, new, labels == -1, det.seed) if proposals else []
+    cluster = np.full(len(prob), None, dtype=object)  # the proposal each row's page is in
+    for p in found:
+        cluster[p.rows] = p.fingerprint
     table = rf.table.append_column("template", pa.array(rf.template.tolist(), pa.string()))
     table = table.append_column("probability", pa.array(prob.astype(np.float32)))
     table = table.append_column("candidate", pa.array(candidate))
     table = table.append_column("reason", pa.array(reason, pa.string()))
+    table = table.append_column("cluster", pa.array(cluster.tolist(), pa.string()))
     with atomic_path(out / PREDICTIONS_FILE) as tmp:
         pq.write_table(table, tmp, compression="zstd")
-    labels = rf.column("censored").astype(np.int64)
-    new = candidate & (labels == 0)
     summary: dict[str, Any] = {
         "kind": "detect_predictions",
         "dataset": str(Path(data_dir).resolve()),
@@ -82,7 +91,6 @@ def predict(
         "undetermined_candidates": int(new.sum()),
     }
     if proposals:
-        found = propose(rf, new, labels == -1, det.seed)
         summary["proposals"] = len(found)
         summary["proposals_file"] = str(write_proposals(out, found))
     atomic_write(out / SUMMARY_FILE, json.dumps(summary, indent=1))
