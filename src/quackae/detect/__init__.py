@@ -2,6 +2,6 @@
 
 Modules, in the one-way order they import each other: ``features`` (per-row evidence read from a
 dataset), ``detector`` (fit, calibrate, predict with reasons), ``proposals`` (cluster candidate
-pages, propose and verify signatures), ``evaluate`` (leave-family-out evaluation on generated
-data; the only one that imports ``quackae.synth.generator``).
+pages, propose and verify signatures), ``pipeline`` (train and predict on a dataset folder). The
+leave-family-out harness that scores this package lives in ``quackae.synth.evaluate``.
 """

@@ -8,7 +8,7 @@ quackae's own leftovers and touch nothing else.
 
 ``directory_lock`` serialises writers of one directory with ``flock`` on a lock file that
 quackae owns (``.quackae.lock``). POSIX advisory locks are reliable on local filesystems;
-see the README's "Safety" section for network filesystems and object stores.
+see docs/safety.md for network filesystems and object stores.
 """
 
 from __future__ import annotations
