@@ -55,8 +55,9 @@ def add_evaluate_arguments(sub: argparse._SubParsersAction) -> None:
         choices=("none", "defaults", "job_scripts", "both"),
         default="none",
         help="add the seed's latent classifier on the same folds: its autoencoder trained until "
-        "validation stops improving, with the controller's defaults (E=128, H=512), the job "
-        "scripts' settings (E=96, H=256), or both; costly (default %(default)s)",
+        "val_loss_seed stops improving (3 validations; at most 40 epochs of 150 batches), with "
+        "the controller's defaults (E=128, H=512), the job scripts' settings (E=96, H=256), or "
+        "both; costly: benchmarks/seed_row.py runs it at a chosen scale (default %(default)s)",
     )
     p.set_defaults(func=_run)
 
