@@ -283,3 +283,69 @@ def test_cli_glue_parses():
     )
     assert args.threshold is None and callable(args.func)
     assert callable(parser.parse_args(["plot", "d"]).func)
+
+
+def test_seed_random_split_is_the_seeds_random_split_seeded():
+    from torch.utils.data import random_split
+
+    split = latents.seed_random_split(1003, seed=5)
+    counts = np.bincount(split, minlength=3)  # train, val, test
+    assert counts.tolist() == [1003 - round(200.6) - round(100.3), round(100.3), round(200.6)]
+    gen = torch.Generator().manual_seed(5)
+    train, test, val = random_split(range(1003), [702, 201, 100], generator=gen)
+    assert (split[train.indices] == 0).all() and (split[test.indices] == 2).all()
+    assert (split[val.indices] == 1).all()
+    assert (split == latents.seed_random_split(1003, seed=5)).all()
+
+
+def test_seed_f1_is_the_accuracy_and_binary_f1_is_not():
+    from quackae.classify.recipes import seed_f1, seed_metrics
+
+    target = np.array([1, 1, 0, 0, 0, 0, 1, 0])
+    never = np.zeros(8, bool)  # a head that flags nothing: accurate on the majority, F1 0
+    assert seed_f1(target, never) == pytest.approx(5 / 8) and seed_f1(target, target) == 1.0
+    m = seed_metrics(target, np.array([0.9, 0.4, 0.1, 0.2, 0.6, 0.3, 0.8, 0.1]), [0.2, 0.7], 0.0)
+    assert m["accuracy"] == m["f1_seed"] == 0.75 and m["f1_censored"] == pytest.approx(0.6667)
+    # recall at FPR 0 on the validation negatives (0.2, 0.7): the threshold lies just above 0.7
+    assert m["recall_at_fpr"]["recall"] == pytest.approx(2 / 3, abs=1e-4)
+    assert m["recall_at_fpr"]["fpr"] == 0.0
+
+
+def test_seed_recipe_trains_as_published(run, tmp_path):
+    m = classifier.train_classifier(
+        run / "encoded_filtered",
+        tmp_path / "seed",
+        recipe_name="seed",
+        max_epochs=4,
+        progress=False,
+    )
+    r = m["recipe"]
+    assert (r["learning_rate"], r["learning_rate_min"], r["batch_size"], r["leak"]) == (
+        0.1,
+        1e-3,
+        4,
+        0.1,
+    )
+    assert (r["patience"], r["stopping_threshold"], r["save_top_k"], r["save_last"]) == (
+        10,
+        0.05,
+        3,
+        True,
+    )
+    assert m["threshold"] == 0.5 and m["test_weights"] == "final"
+    n = sum(c["rows"] for c in m["counts"].values())
+    assert (m["counts"]["val"]["rows"], m["counts"]["test"]["rows"]) == (
+        round(0.1 * n),
+        round(0.2 * n),
+    )
+    seed = m["seed_metrics"]
+    assert seed["accuracy"] == seed["f1_seed"] and 0 <= seed["f1_censored"] <= 1
+    assert set(seed["recall_at_fpr"]) == {"target_fpr", "threshold", "recall", "fpr"}
+    kept = sorted(p.name for p in (tmp_path / "seed").glob("*.ckpt"))
+    # top 3 and last: these separable latents reach the seed's val_loss 0.05 in the first epoch
+    assert m["stopped"] == "stopping_threshold" and m["epochs"] == 1
+    assert "last.ckpt" in kept and len(kept) == 2
+    hp = torch.load(m["checkpoint"], weights_only=True, map_location="cpu")["hyper_parameters"]
+    assert (hp["leak"], hp["standardise"], hp["input_dim"]) == (0.1, False, DIM)
+    head = classifier.load_classifier(Path(m["checkpoint"]))
+    assert head.net[1].negative_slope == 0.1 and float(head.scale.sum()) == DIM  # raw inputs

@@ -130,6 +130,10 @@ def test_each_mode_selects_its_rows(
 
 def test_inspect_embeddings(small_dataset: Path, checkpoint: Path, tmp_path: Path, capsys) -> None:
     assert encode(capsys, small_dataset, checkpoint, tmp_path / "enc", "--evaluate")[0] == 0
+    # DeviceStatsMonitor beside the writer, as the seed's --encode, logging every predict batch
+    (log,) = (tmp_path / "enc").glob("logs/*/metrics.csv")
+    header, *batches = log.read_text().splitlines()
+    assert "DeviceStatsMonitor.on_predict_batch_end/cpu_percent" in header.split(",") and batches
     result = run_cli("inspect", tmp_path / "enc", "--json")
     info = json.loads(result.stdout)
     manifest = store.read_manifest(small_dataset)

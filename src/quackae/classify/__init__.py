@@ -1,1 +1,1 @@
-"""Classify latents: the original research's MLP head, the bag-of-tokens baseline, calibration."""
+"""Classify latents: the seed's MLP head by named recipes, the bag-of-tokens model, calibration."""

@@ -1,17 +1,20 @@
 """Classify autoencoder latents as censored or not, to find censorship the fingerprints miss.
 
-``train_classifier`` fits ``QuackLatentClassifier`` (the original research's MLP head) on the
-labelled latents of an embeddings directory (``--filtered``), measures it on a stable held-out
-split, and fits a model without the autoencoder on the same split for comparison: logistic
-regression on the bag of token ids (text tokens and static-feature tokens) read from the
-dataset. ``predict`` scores every row of an embeddings directory (``--evaluate``), shard by
-shard (``quackae.report`` turns the scores into the candidates report).
+``train_classifier`` fits ``QuackLatentClassifier`` (the seed's MLP head) by a named recipe
+(:mod:`quackae.classify.recipes`: quackae's, or the seed's as it published it) on the labelled
+latents of an embeddings directory (``--filtered``), measures it on a held-out split (quackae's:
+stable by row id; the seed's: its random 70/20/10, seeded), and fits a model without the
+autoencoder on the same split for comparison: logistic regression on the bag of token ids (text
+tokens and static-feature tokens) read from the dataset. ``predict`` scores every row of an
+embeddings directory (``--evaluate``), shard by shard (``quackae.report`` turns the scores into
+the candidates report).
 
 Files under ``storage_path``::
 
-    classifier-*.ckpt          best checkpoint by validation loss (Lightning, plain tensors)
+    classifier-*.ckpt          best checkpoint(s) by validation loss (the seed's recipes: top 3
+                               and last.ckpt), Lightning, plain tensors
     baseline.npz               the baseline's coefficients (allow_pickle=False)
-    metrics.json               held-out metrics of both models and which wins
+    metrics.json               held-out metrics of both models, the seed's metrics, which wins
     logs/classifier/metrics.csv  per-epoch train/val/test loss, accuracy, F1, ROC-AUC
 """
 
@@ -43,6 +46,7 @@ from quackae.classify.calibration import (
 )
 from quackae.classify.latents import SPLIT_FRACTIONS, SPLITS, LatentDataModule
 from quackae.classify.predictions import PREDICTIONS_META
+from quackae.classify.recipes import Recipe, recipe, seed_f1, seed_metrics
 from quackae.dataset import store
 from quackae.dataset.embeddings import (
     embedding_matrix,
@@ -66,11 +70,13 @@ TIE_MARGIN = 0.005  # ROC-AUC difference below which neither model "wins"
 class QuackLatentClassifier(pl.LightningModule):
     """MLP head H -> H/4 -> H/8 -> 1 with LeakyReLU, BCE-with-logits, AdamW + cosine schedule.
 
-    Inputs are standardised with the training split's mean and scale, kept as buffers so a
-    checkpoint carries them. While training, the standardised inputs can be regularised by
-    dropout (``input_dropout``) and additive Gaussian noise (``input_noise``, in standard
-    deviations): the labelled rows come from a few known page templates, and perturbing their
-    latents keeps the head from keying on template-exact coordinates.
+    The seed's ``QuackLatentClassifier`` in shape; its settings are the ``seed`` recipe
+    (:mod:`quackae.classify.recipes`). With ``standardise`` the inputs are centred and scaled by
+    the training split's mean and scale, kept as buffers so a checkpoint carries them (the seed
+    fed raw latents). While training, the standardised inputs can be regularised by dropout
+    (``input_dropout``) and additive Gaussian noise (``input_noise``, in standard deviations):
+    the labelled rows come from a few known page templates, and perturbing their latents keeps
+    the head from keying on template-exact coordinates.
     """
 
     def __init__(
@@ -82,15 +88,19 @@ class QuackLatentClassifier(pl.LightningModule):
         threshold: float = 0.5,
         input_dropout: float = 0.0,
         input_noise: float = 0.0,
+        leak: float = 0.01,
+        standardise: bool = True,
+        learning_rate_min: float = 0.0,
+        lr_max_epochs: int = -1,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         h4, h8 = max(input_dim // 4, 1), max(input_dim // 8, 1)
         self.net = nn.Sequential(
             nn.Linear(input_dim, h4),
-            nn.LeakyReLU(),
+            nn.LeakyReLU(leak),
             nn.Linear(h4, h8),
-            nn.LeakyReLU(),
+            nn.LeakyReLU(leak),
             nn.Linear(h8, 1),
         )
         self.register_buffer("mean", torch.zeros(input_dim))
@@ -99,7 +109,9 @@ class QuackLatentClassifier(pl.LightningModule):
         self._outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {s: [] for s in SPLITS}
 
     def set_standardisation(self, x: np.ndarray) -> None:
-        """Centre and scale inputs by the statistics of ``x`` (the training latents)."""
+        """Centre and scale inputs by the statistics of ``x`` (the training latents), if asked."""
+        if not self.hparams.get("standardise", True):
+            return
         self.mean.copy_(torch.from_numpy(x.mean(axis=0)))
         self.scale.copy_(torch.from_numpy(np.maximum(x.std(axis=0), 1e-6)))
 
@@ -165,6 +177,7 @@ class QuackLatentClassifier(pl.LightningModule):
         m = binary_metrics(target, prob, self.hparams.threshold)
         self.log(f"{stage}_acc", float(m["accuracy"]))
         self.log(f"{stage}_f1", float(m["f1"]))
+        self.log(f"{stage}_f1_seed", seed_f1(target, prob >= self.hparams.threshold))
         self.log(f"{stage}_auc", float("nan") if m["roc_auc"] is None else m["roc_auc"])
 
     def on_train_epoch_end(self) -> None:
@@ -180,12 +193,20 @@ class QuackLatentClassifier(pl.LightningModule):
         self._epoch_metrics("test")
 
     def configure_optimizers(self) -> dict[str, Any]:
-        """AdamW with a cosine-annealed learning rate over ``max_epochs``."""
+        """AdamW, the rate cosine-annealed to ``learning_rate_min`` over ``lr_max_epochs``.
+
+        ``lr_max_epochs <= 0`` anneals over ``max_epochs`` (the seed passed its -1 to
+        ``CosineAnnealingLR``, which swings every epoch; ``lr_max_epochs=1`` does that).
+        """
+        hp = self.hparams
         opt = torch.optim.AdamW(
-            self.parameters(), lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
+            self.parameters(), lr=hp.learning_rate, weight_decay=hp.weight_decay
         )
+        length = int(hp.get("lr_max_epochs", -1))
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-            opt, T_max=max(int(self.hparams.max_epochs), 1)
+            opt,
+            T_max=length if length > 0 else max(int(hp.max_epochs), 1),
+            eta_min=float(hp.get("learning_rate_min", 0.0)),
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
@@ -209,6 +230,10 @@ def load_classifier(checkpoint: Path) -> QuackLatentClassifier:
                 "threshold",
                 "input_dropout",
                 "input_noise",
+                "leak",
+                "standardise",
+                "learning_rate_min",
+                "lr_max_epochs",
             )
             if k in hp
         }
@@ -262,35 +287,57 @@ def _quiet_lightning() -> None:
     logging.getLogger("lightning.pytorch.accelerators.cuda").setLevel(logging.WARNING)
 
 
+def _head(dim: int, settings: Recipe) -> QuackLatentClassifier:
+    """An untrained head with a recipe's settings."""
+    return QuackLatentClassifier(
+        dim,
+        learning_rate=settings.learning_rate,
+        weight_decay=settings.weight_decay,
+        max_epochs=settings.max_epochs,
+        threshold=settings.threshold,
+        input_dropout=settings.input_dropout,
+        input_noise=settings.input_noise,
+        leak=settings.leak,
+        standardise=settings.standardise,
+        learning_rate_min=settings.learning_rate_min,
+        lr_max_epochs=settings.lr_max_epochs,
+    )
+
+
 def _fit_head(
-    dm: LatentDataModule,
-    params: dict[str, Any],
-    checkpoints: Path,
-    logger: Any,
-    progress: bool,
-    patience: int | None,
-) -> tuple[QuackLatentClassifier, Path, pl.Trainer]:
-    """Train one head on ``dm``'s train split: the best epoch by val loss, its file, the trainer."""
+    dm: LatentDataModule, settings: Recipe, checkpoints: Path, logger: Any, progress: bool
+) -> tuple[QuackLatentClassifier, Path, pl.Trainer, QuackLatentClassifier]:
+    """Train one head on ``dm``'s train split: the best epoch by val loss, its file, the trainer,
+    and the head as fit ended (the final weights)."""
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
-    model = QuackLatentClassifier(dm.dim, **params)
+    model = _head(dm.dim, settings)
     model.set_standardisation(dm.part("train")[0])
     checkpoint = ModelCheckpoint(
         dirpath=str(checkpoints),
         filename="classifier-{epoch:02d}-{val_loss:.4f}",
         monitor="val_loss",
         mode="min",
-        save_top_k=1,
+        save_top_k=settings.save_top_k,
+        save_last=settings.save_last,
     )
+    callbacks: list[Any] = [checkpoint]
+    if settings.patience or settings.stopping_threshold is not None:
+        callbacks.append(
+            EarlyStopping(
+                "val_loss",
+                mode="min",
+                patience=settings.patience or settings.max_epochs + 1,
+                stopping_threshold=settings.stopping_threshold,
+                check_finite=True,
+            )
+        )
     trainer = pl.Trainer(
-        max_epochs=params["max_epochs"],
+        max_epochs=settings.max_epochs,
         accelerator="cpu",
         devices=1,
         logger=logger,
-        callbacks=[
-            checkpoint,
-            *([EarlyStopping("val_loss", patience=patience)] if patience else []),
-        ],
+        callbacks=callbacks,
         enable_progress_bar=progress,
         enable_model_summary=False,
         log_every_n_steps=1,
@@ -298,86 +345,150 @@ def _fit_head(
     )
     trainer.fit(model, datamodule=dm)
     best = Path(checkpoint.best_model_path)
-    return load_classifier(best), best, trainer
+    return load_classifier(best), best, trainer, model.eval()
+
+
+def _stopped(trainer: pl.Trainer) -> str:
+    """Why a head's fit ended: early stopping's reason, or max_epochs."""
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    for cb in trainer.callbacks:
+        if isinstance(cb, EarlyStopping) and cb.stopping_reason.name != "NOT_STOPPED":
+            return cb.stopping_reason.name.lower()
+    return "max_epochs"
+
+
+def fit_recipe(
+    dm: LatentDataModule,
+    settings: Recipe,
+    storage: Path,
+    seed: int = 0,
+    progress: bool = False,
+    target_fpr: float = 0.01,
+    logger: Any = False,
+) -> dict[str, Any]:
+    """Train a head by ``settings`` on ``dm``, calibrate its threshold, measure it on the test
+    split.
+
+    Returns the head the predictions use (``model``: the best checkpoint's, as the seed's
+    ``latent_predict.sh`` used a kept checkpoint), its ``checkpoint``, the threshold rule, and
+    the test split's metrics from the weights ``settings.test_weights`` names: quackae's
+    (``classifier``: :func:`binary_metrics` at the calibrated threshold) and the seed's
+    (``seed``: :func:`seed_metrics` at 0.5, recall at ``target_fpr`` set on the validation split).
+    """
+    import tempfile
+
+    pl.seed_everything(seed, verbose=False)
+    model, best, trainer, final = _fit_head(dm, settings, storage, logger, progress)
+    x_va, y_va, _ = dm.part("val")
+
+    def held_out(view: LatentDataModule, mask: np.ndarray) -> np.ndarray:
+        pl.seed_everything(seed, verbose=False)
+        with tempfile.TemporaryDirectory(dir=storage) as tmp:
+            head = _fit_head(view, settings, Path(tmp), False, False)[0]
+        return head.probability(dm.x[mask])
+
+    tested = final if settings.test_weights == "final" else model
+    val_prob = tested.probability(x_va)
+    rule = calibrate(
+        settings.threshold, settings.calibration, target_fpr, val_prob[y_va == 0], dm, held_out
+    )
+    model.hparams.threshold = tested.hparams.threshold = rule["threshold"]
+    epochs = trainer.current_epoch
+    trainer.test(tested, datamodule=dm, verbose=False)
+    x_te, y_te, _ = dm.part("test")
+    prob = tested.probability(x_te)
+    return {
+        "model": model,
+        "checkpoint": best,
+        "threshold_rule": rule,
+        "threshold": rule["threshold"],
+        "classifier": {
+            "model": "QuackLatentClassifier on autoencoder latents",
+            **binary_metrics(y_te, prob, rule["threshold"]),
+        },
+        "seed": seed_metrics(y_te, prob, val_prob[y_va == 0], target_fpr, settings.threshold),
+        "epochs": epochs,
+        "stopped": _stopped(trainer),
+        "test_weights": settings.test_weights,
+    }
 
 
 def train_classifier(
     embeddings: Path,
     storage_path: Path,
-    max_epochs: int = 20,
-    lr: float = 1e-3,
-    batch_size: int = 256,
+    max_epochs: int | None = None,
+    lr: float | None = None,
+    batch_size: int | None = None,
     seed: int = 0,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     progress: bool = True,
-    weight_decay: float = 1e-2,
-    input_dropout: float = 0.0,
-    input_noise: float = 0.0,
+    weight_decay: float | None = None,
+    input_dropout: float | None = None,
+    input_noise: float | None = None,
     patience: int | None = None,
     target_fpr: float = 0.01,
-    calibration: str = "novel-kind",
+    calibration: str | None = None,
+    recipe_name: str = "quackae",
+    lr_min: float | None = None,
+    lr_max_epochs: int | None = None,
 ) -> dict[str, Any]:
     """Train the latent classifier and the baseline on one split; write and return metrics.json.
 
-    ``patience`` stops training when the validation loss has not improved for that many
-    epochs (the best checkpoint by validation loss is kept either way). The decision threshold
-    of each model is ``threshold``, raised by ``calibration`` (labelled rows only, never the rows
-    being scored): ``"validation"`` to keep the false-positive rate on the validation split
-    <= ``target_fpr``; ``"novel-kind"`` also on every held-out kind of benign page
-    (:func:`novel_kind_threshold`); ``"none"`` keeps ``threshold``. Held-out metrics of both
-    models are taken at their own thresholds.
+    ``recipe_name`` (:data:`quackae.classify.recipes.RECIPES`) gives every setting; an argument
+    that is not None replaces the recipe's. ``patience`` stops training when the validation loss
+    has not improved for that many epochs (the best checkpoint by validation loss is kept either
+    way). The decision threshold of each model is ``threshold``, raised by ``calibration``
+    (labelled rows only, never the rows being scored): ``"validation"`` to keep the
+    false-positive rate on the validation split <= ``target_fpr``; ``"novel-kind"`` also on
+    every held-out kind of benign page (:func:`novel_kind_threshold`); ``"none"`` keeps
+    ``threshold``. Held-out metrics of both models are taken at their own thresholds; the seed's
+    own metrics (``seed``) beside them.
     """
-    if calibration not in CALIBRATIONS:
-        raise ValueError(f"unknown calibration {calibration!r}; expected one of {CALIBRATIONS}")
+    settings = recipe(
+        recipe_name,
+        max_epochs=max_epochs,
+        learning_rate=lr,
+        batch_size=batch_size,
+        threshold=threshold,
+        weight_decay=weight_decay,
+        input_dropout=input_dropout,
+        input_noise=input_noise,
+        patience=patience,
+        calibration=calibration,
+        learning_rate_min=lr_min,
+        lr_max_epochs=lr_max_epochs,
+    )
+    if settings.calibration not in CALIBRATIONS:
+        raise ValueError(
+            f"unknown calibration {settings.calibration!r}; expected one of {CALIBRATIONS}"
+        )
     if not 0 <= target_fpr < 1:
         raise ValueError(f"target_fpr must be in [0, 1), got {target_fpr}")
     _quiet_lightning()
-    import tempfile
-
     from lightning.pytorch.loggers import CSVLogger
 
     storage = Path(storage_path)
     storage.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(seed, verbose=False)
     meta = read_meta(embeddings)
-    dm = LatentDataModule(embeddings, batch_size=batch_size, seed=seed)
+    dm = LatentDataModule(
+        embeddings, batch_size=settings.batch_size, seed=seed, split=settings.split
+    )
     dm.setup()
-    params = {
-        "learning_rate": lr,
-        "weight_decay": weight_decay,
-        "max_epochs": max_epochs,
-        "threshold": threshold,
-        "input_dropout": input_dropout,
-        "input_noise": input_noise,
-    }
-    model, best, trainer = _fit_head(
+    fit = fit_recipe(
         dm,
-        params,
+        settings,
         storage,
-        CSVLogger(str(storage), name="logs", version="classifier"),
+        seed,
         progress,
-        patience,
+        target_fpr,
+        CSVLogger(str(storage), name="logs", version="classifier"),
     )
-    x_va, y_va, _ = dm.part("val")
-
-    def held_out(view: LatentDataModule, mask: np.ndarray) -> np.ndarray:
-        pl.seed_everything(seed, verbose=False)
-        with tempfile.TemporaryDirectory(dir=storage) as tmp:
-            head, _, _ = _fit_head(view, params, Path(tmp), False, False, patience)
-        return head.probability(dm.x[mask])
-
-    rule = calibrate(
-        threshold, calibration, target_fpr, model.probability(x_va)[y_va == 0], dm, held_out
+    clf, best = fit["classifier"], fit["checkpoint"]
+    base = _baseline_metrics(
+        meta, dm, storage, seed, settings.threshold, target_fpr, settings.calibration
     )
-    threshold = model.hparams.threshold = rule["threshold"]
-    epochs = trainer.current_epoch
-    trainer.test(model, datamodule=dm, verbose=False)
-    x_te, y_te, _ = dm.part("test")
-    clf = {
-        "model": "QuackLatentClassifier on autoencoder latents",
-        **binary_metrics(y_te, model.probability(x_te), threshold),
-    }
-    base = _baseline_metrics(meta, dm, storage, seed, params["threshold"], target_fpr, calibration)
     winner, sentence = verdict(clf, base)
     metrics = {
         "kind": "classifier_metrics",
@@ -386,24 +497,34 @@ def train_classifier(
         "dim": dm.dim,
         "latent": meta.get("latent", "final"),
         "seed": seed,
-        "split": dict(zip(SPLITS, SPLIT_FRACTIONS, strict=True)),
+        "recipe": settings.as_dict(),
+        "split": _split_shares(settings.split),
         "target_fpr": target_fpr,
-        "threshold": threshold,
-        "threshold_rule": rule,
+        "threshold": fit["threshold"],
+        "threshold_rule": fit["threshold_rule"],
         "checkpoint": str(best.resolve()),
         "counts": dm.counts(),
         "accuracy": clf["accuracy"],
         "f1": clf["f1"],
         "roc_auc": clf["roc_auc"],
         "classifier": clf,
+        "seed_metrics": fit["seed"],
+        "test_weights": fit["test_weights"],
         "baseline": base,
         "winner": winner,
         "winner_by": "held-out ROC-AUC (F1 breaks ties)",
         "verdict": sentence,
-        "epochs": epochs,
+        "epochs": fit["epochs"],
+        "stopped": fit["stopped"],
     }
     atomic_write(storage / METRICS_FILE, json.dumps(metrics, indent=1))
     return metrics
+
+
+def _split_shares(rule: str) -> dict[str, float]:
+    """The train/val/test shares of a split rule."""
+    shares = SPLIT_FRACTIONS if rule == "row_hash" else (0.7, 0.1, 0.2)
+    return dict(zip(SPLITS, shares, strict=True))
 
 
 def _baseline_metrics(

@@ -10,6 +10,7 @@ from pathlib import Path
 def add_classify_arguments(subparsers: argparse._SubParsersAction) -> None:
     """``quackae classify train|predict``."""
     from quackae.classify.calibration import CALIBRATIONS
+    from quackae.classify.recipes import RECIPES
 
     p = subparsers.add_parser(
         "classify",
@@ -28,34 +29,66 @@ def add_classify_arguments(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="checkpoints, logs, metrics.json",
     )
-    t.add_argument("--max_epochs", type=int, default=20, help="epochs (default %(default)s)")
+    t.add_argument(
+        "--recipe",
+        choices=tuple(RECIPES),
+        default="quackae",
+        help="every setting at once: quackae = today's head; seed = the seed's latent_processor "
+        "as published (LeakyReLU 0.1, AdamW 1e-1 cosine to 1e-3, early stopping at val_loss 0.05 "
+        "or patience 10, top 3 and last, random 70/20/10 split, batch 4, threshold 0.5); "
+        "seed_jobs = the seed's job script (lr 1e-6 cosine to 1e-7 over 10 epochs, 8 workers x "
+        "batch 8 as one batch of 64). A flag given below replaces the recipe's value "
+        "(default %(default)s)",
+    )
+
+    def shown(field: str) -> str:
+        return "default: the recipe's: " + ", ".join(
+            f"{name} {getattr(r, field)}" for name, r in RECIPES.items()
+        )
+
+    t.add_argument("--max_epochs", type=int, default=None, help=f"epochs ({shown('max_epochs')})")
     t.add_argument(
         "--learning_rate",
         type=float,
-        default=1e-3,
-        help="AdamW learning rate (default %(default)s)",
+        default=None,
+        help=f"AdamW learning rate ({shown('learning_rate')})",
     )
-    t.add_argument("--batch_size", type=int, default=256, help="batch size (default %(default)s)")
+    t.add_argument(
+        "--l_rate_min",
+        type=float,
+        default=None,
+        help=f"the cosine schedule's final learning rate ({shown('learning_rate_min')})",
+    )
+    t.add_argument(
+        "--l_rate_max_epoch",
+        type=int,
+        default=None,
+        help="the cosine schedule's length in epochs; -1 = --max_epochs (the seed's -1 swings "
+        f"every epoch; 1 gives that swing) ({shown('lr_max_epochs')})",
+    )
+    t.add_argument(
+        "--batch_size", type=int, default=None, help=f"batch size ({shown('batch_size')})"
+    )
     t.add_argument(
         "--seed", type=int, default=0, help="split and initialisation seed (default %(default)s)"
     )
     t.add_argument(
         "--threshold",
         type=float,
-        default=0.5,
-        help="lowest decision threshold; calibration may raise it (default %(default)s)",
+        default=None,
+        help=f"lowest decision threshold; calibration may raise it ({shown('threshold')})",
     )
     t.add_argument(
         "--calibration",
         choices=CALIBRATIONS,
-        default="novel-kind",
+        default=None,
         help="how each model's threshold is raised to meet --target_fpr on labelled rows: "
         "novel-kind = on the "
         "validation split and on every kind of benign page held out of training in turn (the "
         "undetermined "
         "rows' benign pages are kinds no signature knows); validation = on the validation split "
         "only; "
-        "none = keep --threshold (default %(default)s)",
+        f"none = keep --threshold ({shown('calibration')})",
     )
     t.add_argument(
         "--target_fpr",
@@ -64,26 +97,30 @@ def add_classify_arguments(subparsers: argparse._SubParsersAction) -> None:
         help="false-positive rate the calibrated threshold allows (default %(default)s)",
     )
     t.add_argument(
-        "--weight_decay", type=float, default=1e-2, help="AdamW weight decay (default %(default)s)"
+        "--weight_decay",
+        type=float,
+        default=None,
+        help=f"AdamW weight decay ({shown('weight_decay')})",
     )
     t.add_argument(
         "--input_dropout",
         type=float,
-        default=0.0,
-        help="dropout on the standardised latents while training (default %(default)s)",
+        default=None,
+        help=f"dropout on the standardised latents while training ({shown('input_dropout')})",
     )
     t.add_argument(
         "--input_noise",
         type=float,
-        default=0.0,
+        default=None,
         help="Gaussian noise (in standard deviations) added to the standardised latents while "
-        "training (default %(default)s)",
+        f"training ({shown('input_noise')})",
     )
     t.add_argument(
         "--patience",
         type=int,
         default=None,
-        help="stop after this many epochs without a better validation loss (default: never)",
+        help="stop after this many epochs without a better validation loss (None: never; "
+        f"{shown('patience')})",
     )
     t.set_defaults(func=_run_train)
     r = sub.add_parser("predict", help="score every embedding; writes shards and report.md/json")
@@ -122,6 +159,9 @@ def _run_train(args: argparse.Namespace) -> int:
             patience=args.patience,
             target_fpr=args.target_fpr,
             calibration=args.calibration,
+            recipe_name=args.recipe,
+            lr_min=args.l_rate_min,
+            lr_max_epochs=args.l_rate_max_epoch,
         )
     except ValueError as e:
         print(f"quackae classify train: error: {e}", file=sys.stderr)
@@ -136,6 +176,15 @@ def _run_train(args: argparse.Namespace) -> int:
         f"classify: threshold {m['threshold']:.4f} ({m['threshold_rule']['calibration']} "
         "calibration); "
         f"baseline threshold {'n/a' if base is None else f'{base:.4f}'}"
+    )
+    sm = m["seed_metrics"]
+    at = sm["recall_at_fpr"]
+    print(
+        f"classify: the seed's metrics ({m['recipe']['name']} recipe, {m['test_weights']} "
+        f"weights, stopped by {m['stopped']} after {m['epochs']} epochs): accuracy "
+        f"{sm['accuracy']}, F1 as its torchmetrics (micro over both classes) {sm['f1_seed']}, "
+        f"binary F1 of the censored class {sm['f1_censored']}, recall {at['recall']} at FPR "
+        f"{at['fpr']} (threshold set for FPR <= {at['target_fpr']} on validation)"
     )
     print(f"classify: {m['verdict']}")
     print(

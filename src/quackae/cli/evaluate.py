@@ -50,6 +50,15 @@ def add_evaluate_arguments(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no_lexical", action="store_true", help="leave the bag-of-tokens score out (an ablation)"
     )
+    p.add_argument(
+        "--seed_row",
+        choices=("none", "defaults", "job_scripts", "both"),
+        default="none",
+        help="add the seed's latent classifier on the same folds: its autoencoder trained until "
+        "val_loss_seed stops improving (3 validations; at most 40 epochs of 150 batches), with "
+        "the controller's defaults (E=128, H=512), the job scripts' settings (E=96, H=256), or "
+        "both; costly: benchmarks/seed_row.py runs it at a chosen scale (default %(default)s)",
+    )
     p.set_defaults(func=_run)
 
 
@@ -62,8 +71,9 @@ def _run(args: argparse.Namespace) -> int:
     from quackae.synth.evaluate import RESULT_FILE, render, run_evaluation
 
     ae = {"epochs": args.autoencoder_epochs} if args.autoencoder_epochs > 0 else None
+    rows = {"none": (), "both": ("defaults", "job_scripts")}.get(args.seed_row, (args.seed_row,))
     result = run_evaluation(
-        args.out, args.seeds, args.folds, args.measurements, ae, not args.no_lexical
+        args.out, args.seeds, args.folds, args.measurements, ae, not args.no_lexical, rows
     )
     print(render(result))
     print(f"evaluate: {result['seconds']:.0f}s; details in {Path(args.out) / RESULT_FILE}")

@@ -30,7 +30,9 @@ Four ways to decode (:meth:`QuackAutoEncoder.decode_loss` ``mode``), two maths:
                    (the reference ``"sample"`` must match).
 
 Training picks ``"fast"`` with probability ``teacher_forcing`` per batch, else ``"sample"``.
-Validation and test are teacher-forced (``"fast"``).
+Validation and test do the same by default (``eval_decoding = "coin"``, the seed's), with a coin
+seeded per batch index; ``eval_decoding = "forced"`` teacher-forces them. Both log the loss on
+the token mean (``val_loss``) and on the seed's scale (``val_loss_seed``, :func:`seed_scale_loss`).
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ DECODE_MODES = ("fast", "sample", "loop", "sample-loop")
 #: What ``predict_step`` (``--encode``) writes per record: ``"final"`` the encoder's final states
 #: (the seed's latent), ``"mean"`` the encoder states averaged over the record's text tokens.
 LATENTS = ("final", "mean")
+#: How validation and test decode: ``"coin"`` as training (the seed's), ``"forced"`` always
+#: teacher-forced.
+EVAL_DECODINGS = ("coin", "forced")
+EVAL_STAGES = ("val", "test")
 
 
 class QuackAutoEncoder(pl.LightningModule):
@@ -93,6 +99,10 @@ class QuackAutoEncoder(pl.LightningModule):
         self.latent = (
             "final"  # what predict_step writes (LATENTS); an encode-time choice, not a weight
         )
+        # how validation and test decode (EVAL_DECODINGS) and the seed of their per-batch coin:
+        # run settings the controller sets (--eval_decoding, --seed), not weights
+        self.eval_decoding = "coin"
+        self.eval_seed = 0
         self.embed = nn.Embedding(num_embeddings, embed_size, padding_idx=pad_id)
         self.encoder = FastGRU(embed_size, hidden_size // 2, layers, bidirectional=True)
         self.decoder = GRUCellStack(embed_size, hidden_size, layers)
@@ -239,17 +249,16 @@ class QuackAutoEncoder(pl.LightningModule):
             unsorted[order] = inputs
         return unsorted
 
-    def decode_loss(self, x: Tensor, mode: DecodeMode = "fast") -> tuple[Tensor, Tensor, Tensor]:
-        """Encode and decode ``x`` (B, T); returns (mean loss, correct tokens, real tokens).
+    def decode_logits(self, x: Tensor, mode: DecodeMode = "fast") -> tuple[Tensor, Tensor, Tensor]:
+        """Encode and decode ``x`` (B, T): logits (N, V) and targets (N,) of the N real positions.
 
-        The loss is the cross-entropy averaged over the real (non-pad) target positions;
-        ``mode`` picks the decoder (module docstring). The counts are 0-dim int64 tensors.
+        Also returns the (B, S) mask of real target positions (row-major order of the N), so a
+        caller can group positions by decode step. ``mode`` picks the decoder (module docstring).
         """
         latent, states = self(x)
         steps = self._decode_steps(x)
         targets = x[:, :steps]
         real = targets.ne(self.pad_id)
-        wanted = targets[real]
         if mode in ("fast", "sample"):
             inputs = (
                 self.teacher_inputs(x, steps)
@@ -261,6 +270,15 @@ class QuackAutoEncoder(pl.LightningModule):
             logits = self.decode_loop(x, states, latent, sample=mode == "sample-loop")[real]
         else:
             raise ValueError(f"unknown decode mode {mode!r}; expected one of {DECODE_MODES}")
+        return logits, targets[real], real
+
+    def decode_loss(self, x: Tensor, mode: DecodeMode = "fast") -> tuple[Tensor, Tensor, Tensor]:
+        """Encode and decode ``x`` (B, T); returns (mean loss, correct tokens, real tokens).
+
+        The loss is the cross-entropy averaged over the real (non-pad) target positions;
+        ``mode`` picks the decoder (module docstring). The counts are 0-dim int64 tensors.
+        """
+        logits, wanted, real = self.decode_logits(x, mode)
         loss = F.cross_entropy(logits, wanted)
         correct = logits.detach().argmax(dim=-1).eq(wanted).sum()
         return loss, correct, real.sum()
@@ -279,21 +297,55 @@ class QuackAutoEncoder(pl.LightningModule):
         check_finite(loss, "train_loss", self.global_step)
         return loss
 
-    def _eval_step(self, batch: Tensor, stage: str) -> Tensor:
-        """Teacher-forced loss and token accuracy over non-pad positions, token-weighted."""
-        loss, correct, tokens = self.decode_loss(batch, "fast")
-        n = int(tokens)
+    def eval_teacher_forced(self, stage: str, batch_idx: int) -> bool:
+        """Whether validation or test batch ``batch_idx`` is teacher-forced (``eval_decoding``).
+
+        ``"coin"`` (the seed's: its validation and test steps toss the training coin): teacher
+        forcing with probability ``teacher_forcing``, drawn from (``eval_seed``, stage, batch
+        index) only, so every validation compares the same batches decoded the same way, and
+        every Ray rank makes the same choice (each logs the same metrics). ``"forced"``: always.
+        """
+        if self.eval_decoding == "forced":
+            return True
+        if self.eval_decoding != "coin":
+            raise ValueError(f"unknown eval_decoding {self.eval_decoding!r}; expected coin|forced")
+        key = [int(self.eval_seed) & 0xFFFFFFFF, EVAL_STAGES.index(stage), int(batch_idx)]
+        return bool(np.random.default_rng(key).random() < self.teacher_forcing)
+
+    def _eval_step(self, batch: Tensor, batch_idx: int, stage: str) -> Tensor:
+        """Loss on both scales and token accuracy over non-pad positions.
+
+        Logs ``{stage}_loss`` (mean over real tokens), ``{stage}_loss_seed`` (the seed's scale,
+        :func:`seed_scale_loss`, averaged over rows as the seed's Lightning did), ``{stage}_acc``,
+        and the loss again as ``{stage}_loss_forced`` or ``{stage}_loss_sampled`` by the batch's
+        decoding, so each mode's mean is there beside the mixture.
+        """
+        forced = self.eval_teacher_forced(stage, batch_idx)
+        logits, wanted, real = self.decode_logits(batch, "fast" if forced else "sample")
+        per_token = F.cross_entropy(logits.float(), wanted, reduction="none")
+        loss = per_token.mean()
+        n, rows = int(real.sum()), int(batch.shape[0])
+        correct = logits.detach().argmax(dim=-1).eq(wanted).sum()
         self.log(f"{stage}_loss", loss, sync_dist=True, batch_size=n, prog_bar=stage == "val")
+        self.log(
+            f"{stage}_loss_seed",
+            seed_scale_loss(per_token, real),
+            sync_dist=True,
+            batch_size=rows,
+            prog_bar=stage == "val",
+        )
         self.log(f"{stage}_acc", correct.float() / n, sync_dist=True, batch_size=n)
+        mode = "forced" if forced else "sampled"
+        self.log(f"{stage}_loss_{mode}", loss, sync_dist=True, batch_size=n)
         return loss
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        """Log ``val_loss`` and ``val_acc``: teacher-forced, over non-pad tokens."""
-        return self._eval_step(batch, "val")
+        """Log ``val_loss``, ``val_loss_seed``, ``val_acc``; decoding by ``eval_decoding``."""
+        return self._eval_step(batch, batch_idx, "val")
 
     def test_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        """Log ``test_loss`` and ``test_acc``: teacher-forced, over non-pad tokens."""
-        return self._eval_step(batch, "test")
+        """Log ``test_loss``, ``test_loss_seed``, ``test_acc``; decoding by ``eval_decoding``."""
+        return self._eval_step(batch, batch_idx, "test")
 
     def predict_step(
         self, batch: tuple[Any, Tensor], batch_idx: int = 0, dataloader_idx: int = 0
@@ -323,6 +375,24 @@ class QuackAutoEncoder(pl.LightningModule):
         trainer = self._trainer
         epochs = getattr(trainer, "max_epochs", None) if trainer is not None else None
         return epochs if isinstance(epochs, int) and epochs > 0 else 1
+
+
+def seed_scale_loss(per_token: Tensor, real: Tensor) -> Tensor:
+    """The seed's loss of one batch: per decode step, the mean cross-entropy over the rows with
+    a real target there, summed over the steps.
+
+    ``per_token`` holds the cross-entropy of each real position (N,), in the row-major order of
+    ``real`` (B, S). This is the original ``loss_over_time``: ``CrossEntropyLoss(ignore_index=
+    pad)`` per step, added up; its scale grows with the batch's length, which is why its early
+    stopping threshold (200) has no counterpart on the token mean. A step with no real target
+    (the seed's would be NaN; a batch padded to its longest row has none) adds nothing.
+    """
+    step = real.nonzero()[:, 1]
+    steps = real.shape[1]
+    total = torch.zeros(steps, dtype=per_token.dtype, device=per_token.device)
+    total.index_add_(0, step, per_token)
+    count = real.sum(dim=0).to(per_token.dtype)
+    return (total[count > 0] / count[count > 0]).sum()
 
 
 def check_finite(loss: Tensor, name: str, step: int) -> None:

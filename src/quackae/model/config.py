@@ -2,9 +2,11 @@
 
 The command line fills it (``build_parser`` then ``from_namespace``); Python callers (the demo,
 the evaluation, tests) build it directly; Ray workers receive it whole. The seed's 15 flags keep
-their names and defaults. Lightning's own Trainer arguments are flags too, read from the
-signature of ``lightning.pytorch.Trainer.__init__`` in Lightning's source with ``ast`` (as the
-removed ``Trainer.add_argparse_args`` did from the signature), so ``--help`` needs no torch.
+their names and defaults (``--l_rate_max_epoch -1`` keeps its value, not its effect: see
+docs/departures.md). Every argument of ``lightning.pytorch.Trainer.__init__`` is a flag too,
+read from its signature in Lightning's source with ``ast`` (as the removed
+``Trainer.add_argparse_args`` read the signature), typed from its annotation, so ``--help``
+needs no torch; the ones the controller sets itself refuse a value in one line.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from typing import Any
 #: Trainer arguments the controller sets itself, and what to pass instead of each.
 CONTROLLER_OWNED = {
     "logger": "the controller's logger (--logger comet|csv, --comet_offline DIR)",
-    "callbacks": "the controller's callbacks (checkpoints, early stopping, LR monitor, device "
-    "stats)",
+    "callbacks": "the controller's callbacks (--checkpoint_every_n_steps, --patience, "
+    "--stopping_threshold; LR monitor and device stats are always on)",
     "plugins": "the controller's Ray environment plugin (--ray_nodes N)",
     "strategy": "Ray Train's strategy (--ray_nodes N workers, or 0 to train in this process)",
     "use_distributed_sampler": "the data module's own rank sharding (always off here)",
-    "enable_checkpointing": "the controller's ModelCheckpoint (--checkpoint_every_n_steps)",
+    "enable_checkpointing": "the controller's ModelCheckpoint (--checkpoint_every_n_steps N, 0 = "
+    "after every validation)",
 }
 
 
@@ -68,7 +71,12 @@ class ControllerConfig:
     )
     l_rate: float = _field(1e-1, "AdamW learning rate")
     l_rate_min: float = _field(1e-3, "cosine schedule's final learning rate")
-    l_rate_max_epoch: int = _field(-1, "cosine schedule length in epochs; -1 = --max_epochs")
+    l_rate_max_epoch: int = _field(
+        -1,
+        "cosine schedule length in epochs; -1 = the Trainer's --max_epochs (the seed passed -1 to "
+        "CosineAnnealingLR, which then swings between --l_rate and --l_rate_min every epoch; "
+        "--l_rate_max_epoch 1 gives that swing)",
+    )
     exp_label: str = _field("autoencoder-train", "experiment label passed to the logger")
     ray_nodes: int = _field(
         4, "Ray Train workers of one CPU each; 0 runs in this process without Ray"
@@ -104,7 +112,10 @@ class ControllerConfig:
     )
     layers: int = _field(1, "decoder GRU layers", "quackae")
     teacher_forcing: float = _field(
-        0.5, "probability a training batch is teacher-forced rather than sampled", "quackae"
+        0.5,
+        "probability a batch is teacher-forced rather than sampled (the seed's coin is 0.5); "
+        "training, and validation and test with --eval_decoding coin",
+        "quackae",
     )
     bucketing: bool = _field(
         False, "batch sequences of similar length together to cut padding", "quackae"
@@ -112,11 +123,37 @@ class ControllerConfig:
     seed: int = _field(
         1234, "seeds the 70/10/20 split, shuffling, --filtered sampling and weights", "quackae"
     )
-    patience: int = _field(10, "early-stopping patience in validation checks", "quackae")
-    checkpoint_every_n_steps: int | None = _field(
-        None,
-        "also checkpoint every N training steps (ModelCheckpoint every_n_train_steps)",
+    patience: int = _field(
+        10,
+        "early stopping: validation checks without a better val_loss_seed (the seed's 10)",
         "quackae",
+    )
+    stopping_threshold: float | None = _field(
+        200.0,
+        "early stopping: stop at once when val_loss_seed (the seed's loss scale: per-step mean "
+        "cross-entropy summed over decode steps) reaches this; the seed's 200; none disables",
+        "quackae",
+    )
+    checkpoint_every_n_steps: int | None = _field(
+        2000,
+        "checkpoint every N training steps, top 3 by val_loss_seed and last (the seed's 2000); 0 = "
+        "after every validation instead; the end of training always writes one",
+        "quackae",
+    )
+    test_weights: str = _field(
+        "final",
+        "weights of the post-fit test: final (the seed's trainer.test(model)) or best (the best "
+        "checkpoint by val_loss_seed)",
+        "quackae",
+        choices=("final", "best"),
+    )
+    eval_decoding: str = _field(
+        "coin",
+        "how validation and test decode: coin (the seed's: per batch, teacher-forced with "
+        "probability --teacher_forcing, else sampled; the coin is seeded per batch index) or "
+        "forced (always teacher-forced)",
+        "quackae",
+        choices=("coin", "forced"),
     )
     logger: str = _field(
         "auto",
@@ -200,24 +237,85 @@ def trainer_parameters() -> dict[str, TrainerParameter]:
     return out
 
 
-def parse_trainer_value(text: str) -> Any:
-    """A Trainer flag's value: None, a bool, an int, a float, ``{"hours": 1}`` or the string."""
+#: What each name in a Trainer annotation accepts on the command line. Lightning's aliases are
+#: spelled out (``_PATH`` is ``str | Path``, ``_PRECISION_INPUT`` is ``16 | "bf16-mixed" | ...``);
+#: any other class (``Accelerator``, ``Strategy``, ``Profiler``) is given by its registry name.
+ANNOTATION_KINDS = {
+    "None": {"none"},
+    "Optional": {"none"},
+    "bool": {"bool"},
+    "int": {"int"},
+    "float": {"float"},
+    "str": {"str"},
+    "Path": {"str"},
+    "_PATH": {"str"},
+    "_LITERAL_WARN": {"str"},
+    "_PRECISION_INPUT": {"int", "str"},
+    "timedelta": {"dict"},
+    "dict": {"dict"},
+    "list": {"list"},
+}
+_CONTAINERS = {"Union", "Optional", "Literal", "Iterable", "typing", "collections", "abc"}
+
+
+def annotation_kinds(annotation: str) -> frozenset[str]:
+    """The value kinds (none, bool, int, float, str, dict, list) an annotation's text accepts."""
+    if not annotation:
+        return frozenset({"none", "bool", "int", "float", "str", "dict", "list"})
+    kinds: set[str] = set()
+    for node in ast.walk(ast.parse(annotation, mode="eval")):
+        name = node.id if isinstance(node, ast.Name) else None
+        if isinstance(node, ast.Attribute):
+            name = node.attr
+        if isinstance(node, ast.Constant) and node.value is None:
+            name = "None"
+        if name is None or (name in _CONTAINERS and name != "Optional"):
+            continue
+        kinds |= ANNOTATION_KINDS.get(name, {"str"})  # a class: given by name
+    return frozenset(kinds)
+
+
+def parse_trainer_value(text: str, kinds: frozenset[str] | None = None) -> Any:
+    """A Trainer flag's value as the first kind of ``kinds`` that reads it.
+
+    Tried in order: None, a bool (true/false), an int, a float, a dict or list literal
+    (``{"hours": 1}``), the string itself. Raises ``argparse.ArgumentTypeError`` when no kind
+    the annotation allows reads the text.
+    """
+    kinds = annotation_kinds("") if kinds is None else kinds
     low = text.strip().lower()
-    if low == "none":
+    if "none" in kinds and low == "none":
         return None
-    if low in ("true", "false"):
+    if "bool" in kinds and low in ("true", "false"):
         return low == "true"
-    for kind in (int, float):
+    for kind, cast in (("int", int), ("float", float)):
+        if kind in kinds:
+            try:
+                return cast(text)
+            except ValueError:
+                pass
+    if kinds & {"dict", "list"} and text.strip().startswith(("{", "[")):
         try:
-            return kind(text)
-        except ValueError:
-            pass
-    if text.strip().startswith(("{", "[")):
-        try:
-            return ast.literal_eval(text)
+            value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
-            pass
-    return text
+            value = None
+        wanted = {dict: "dict", list: "list"}.get(type(value))
+        if wanted in kinds:
+            return value
+    if "str" in kinds:
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not one of: {', '.join(sorted(kinds))}")
+
+
+def _typed(p: TrainerParameter) -> Any:
+    """The argparse ``type`` of one Trainer argument: its annotation's kinds, named for errors."""
+    kinds = annotation_kinds(p.annotation)
+
+    def parse(text: str) -> Any:
+        return parse_trainer_value(text, kinds)
+
+    parse.__name__ = p.annotation or "value"  # argparse names the type in "invalid <type> value"
+    return parse
 
 
 def _owned(name: str) -> type[argparse.Action]:
@@ -234,7 +332,7 @@ def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
     """Every ``Trainer.__init__`` keyword as a flag; unset ones keep the Trainer's defaults."""
     group = parser.add_argument_group(
         "Lightning Trainer",
-        "Trainer(...) arguments, typed as Lightning annotates them; a flag "
+        "every Trainer(...) argument, typed as Lightning annotates it; a flag "
         "left out keeps the Trainer's default",
     )
     taken = {opt for action in parser._actions for opt in action.option_strings}
@@ -243,12 +341,16 @@ def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         if p.name in CONTROLLER_OWNED:
             group.add_argument(
-                f"--{p.name}", action=_owned(p.name), nargs="?", help=argparse.SUPPRESS
+                f"--{p.name}",
+                action=_owned(p.name),
+                nargs="?",
+                metavar="VALUE",
+                help=f"set by the controller: use {CONTROLLER_OWNED[p.name]}".replace("%", "%%"),
             )
             continue
         group.add_argument(
             f"--{p.name}",
-            type=parse_trainer_value,
+            type=_typed(p),
             default=p.default if p.literal_default else argparse.SUPPRESS,
             metavar=_metavar(p.annotation),
             help=f"{p.annotation or 'any'} (default: "
@@ -295,13 +397,20 @@ def build_parser(prog: str = "python -m quackae.ae_processor") -> argparse.Argum
         if f.type in ("bool", bool):
             group.add_argument(f"--{f.name}", action="store_true", help=help_text)
             continue
-        kind = {"int": int, "float": float, "int | None": int}.get(str(f.type), str)
+        kind = {"int": int, "float": float, "int | None": int, "float | None": optional_float}.get(
+            str(f.type), str
+        )
         shown = " (default: %(default)s)"
         group.add_argument(
             f"--{f.name}", type=kind, default=default, help=help_text + shown, **meta
         )
     add_trainer_arguments(p)
     return p
+
+
+def optional_float(text: str) -> float | None:
+    """A float flag that also takes ``none`` (off)."""
+    return None if text.strip().lower() == "none" else float(text)
 
 
 def from_namespace(args: argparse.Namespace) -> ControllerConfig:
@@ -330,8 +439,10 @@ def parse(argv: list[str] | None = None) -> ControllerConfig:
 __all__ = [
     "CONTROLLER_OWNED",
     "ControllerConfig",
+    "ANNOTATION_KINDS",
     "TrainerParameter",
     "add_trainer_arguments",
+    "annotation_kinds",
     "build_parser",
     "from_namespace",
     "parse",

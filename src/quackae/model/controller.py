@@ -279,6 +279,7 @@ def build_model(args: ControllerConfig, dm):
         tokenizer_sha256=dm.tokenizer_sha256,
         layout=dm.layout,
     )
+    model.eval_decoding, model.eval_seed = args.eval_decoding, args.seed
     if args.checkpoint_path:
         ckpt = _load_weights(args.checkpoint_path)
         check_fits(ckpt, dm, args.checkpoint_path)
@@ -328,22 +329,39 @@ def _clear_staging(staging: Path) -> None:
 # --------------------------------------------------------------------------- training
 
 
-def _mirrored_checkpoint(remote: str | None, **kwargs):
-    """``ModelCheckpoint`` that, with ``remote`` a URI, copies each saved checkpoint there.
+def _checkpoint_callback(remote: str | None, **kwargs):
+    """``ModelCheckpoint`` that also saves when training ends, and mirrors to ``remote``.
 
-    Rank 0 saves, so rank 0 uploads; a checkpoint top-k drops is deleted there too, so the
-    store holds what the staging directory holds (``last.ckpt`` included, for ``--resume``).
+    The end of training saves top-k (when validation ran) and ``last.ckpt`` unless the last
+    save was at the final step: with the seed's 2000-step interval a shorter run would
+    otherwise end without a checkpoint to encode with, and a longer one would lose its last
+    steps. With ``remote`` a URI, each saved checkpoint is copied there (rank 0 saves, so rank 0
+    uploads) and one that top-k drops is deleted there too, so the store holds what the staging
+    directory holds (``last.ckpt`` included, for ``--resume``).
     """
+    import torch
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    class MirroredCheckpoint(ModelCheckpoint):
+    class QuackCheckpoint(ModelCheckpoint):
         @property
-        def state_key(
-            self,
-        ) -> str:  # the same key as ModelCheckpoint's: checkpoints stay interchangeable
+        def state_key(self) -> str:  # ModelCheckpoint's key: checkpoints stay interchangeable
             return super().state_key.replace(
                 type(self).__qualname__, ModelCheckpoint.__qualname__, 1
             )
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            self._step_epoch = trainer.current_epoch  # the epoch the final step belongs to
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+        def on_train_end(self, trainer, pl_module) -> None:
+            if trainer.fast_dev_run or self._last_global_step_saved == trainer.global_step:
+                return super().on_train_end(trainer, pl_module)
+            candidates = self._monitor_candidates(trainer)
+            # named by the epoch its last step trained in, as a save at that validation would be
+            candidates["epoch"] = torch.tensor(getattr(self, "_step_epoch", trainer.current_epoch))
+            if self.monitor is None or self.monitor in candidates:
+                self._save_topk_checkpoint(trainer, candidates)
+            self._save_last_checkpoint(trainer, candidates)
 
         def _save_checkpoint(self, trainer, filepath: str) -> None:
             super()._save_checkpoint(trainer, filepath)
@@ -357,34 +375,52 @@ def _mirrored_checkpoint(remote: str | None, **kwargs):
             if remote and trainer.is_global_zero:
                 objstore.resolve(remote).child(Path(filepath).name).delete()
 
-    return MirroredCheckpoint(**kwargs) if remote else ModelCheckpoint(**kwargs)
+    return QuackCheckpoint(**kwargs)
+
+
+#: What the controller's checkpoints and early stopping watch: the loss on the seed's scale,
+#: so the seed's thresholds (200) and rankings mean what they meant there.
+MONITOR = "val_loss_seed"
 
 
 def training_callbacks(args: ControllerConfig, storage: Path, remote: str | None = None) -> list:
-    """LearningRateMonitor, ModelCheckpoint, EarlyStopping, DeviceStatsMonitor (the seed's set).
+    """The seed's set: LearningRateMonitor, ModelCheckpoint, EarlyStopping, DeviceStatsMonitor.
 
-    ``remote``: the object-store URI the checkpoints in ``storage`` (a staging directory) mirror to.
+    As the seed's ``ae_processor``: checkpoints every ``--checkpoint_every_n_steps`` (2000)
+    training steps, top 3 by the monitored loss and ``last.ckpt``; early stopping on the same
+    loss with ``--patience`` (10) and ``--stopping_threshold`` (200), and on a non-finite loss.
+    Added: a checkpoint when training ends (``_checkpoint_callback``). ``remote``: the
+    object-store URI the checkpoints in ``storage`` (a staging directory) mirror to.
     """
     from lightning.pytorch.callbacks import DeviceStatsMonitor, EarlyStopping, LearningRateMonitor
 
     validating = args.trainer_arg("limit_val_batches") not in (0, 0.0)
+    every = args.checkpoint_every_n_steps or None  # 0: after every validation (Lightning's None)
     callbacks = [
         LearningRateMonitor(logging_interval="epoch"),
-        _mirrored_checkpoint(
+        _checkpoint_callback(
             remote,
             dirpath=str(storage),
-            filename="{epoch}-{step}-{val_loss:.4f}" if validating else "{epoch}-{step}",
-            monitor="val_loss" if validating else None,
+            filename="{epoch}-{step}-{val_loss:.4f}-{val_loss_seed:.2f}"
+            if validating
+            else "{epoch}-{step}",
+            monitor=MONITOR if validating else None,
             mode="min",
             save_top_k=3 if validating else 1,
             save_last=True,
-            every_n_train_steps=args.checkpoint_every_n_steps,
+            every_n_train_steps=every,
         ),
         DeviceStatsMonitor(),
     ]
-    if validating:  # with --limit_val_batches 0 there is no val_loss to stop on
+    if validating:  # with --limit_val_batches 0 there is no loss to stop on
         callbacks.append(
-            EarlyStopping(monitor="val_loss", patience=args.patience, mode="min", check_finite=True)
+            EarlyStopping(
+                monitor=MONITOR,
+                patience=args.patience,
+                stopping_threshold=args.stopping_threshold or None,
+                mode="min",
+                check_finite=True,
+            )
         )
     return callbacks
 
@@ -474,16 +510,23 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
             trainer.fit(model, datamodule=dm, ckpt_path=local, weights_only=True)
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint else ""
+    validated = _metrics(trainer, ("val_loss", "val_loss_seed", "val_acc"))
+    # --test_weights final: the weights fit ended with (the seed's trainer.test(model))
+    tested_on = best if args.test_weights == "best" and best else None
     tested = trainer.test(
-        model, datamodule=dm, ckpt_path=best or None, weights_only=True, verbose=False
+        model, datamodule=dm, ckpt_path=tested_on, weights_only=True, verbose=False
     )
     finish_logger(logger)
     summary = {
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
-        "best_val_loss": float(checkpoint.best_model_score)
+        "monitor": MONITOR if checkpoint and checkpoint.monitor else None,
+        "best_score": float(checkpoint.best_model_score)
         if checkpoint and checkpoint.best_model_score is not None
         else None,
+        "last_validation": validated,
+        "stopped": _stopping(trainer),
+        "tested_weights": "best" if tested_on else "final",
         "best_checkpoint": _published(best, remote),
         "last_checkpoint": _published(str(storage / "last.ckpt"), remote),
         "test": {k: float(v) for k, v in (tested[0] if tested else {}).items()},
@@ -503,6 +546,22 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
     if in_ray:
         ray.train.report({k: v for k, v in summary["test"].items()})
     return summary
+
+
+def _metrics(trainer, names: tuple[str, ...]) -> dict[str, float]:
+    """The named metrics of the trainer's last logging (the last validation's, after fit)."""
+    found = trainer.callback_metrics
+    return {n: float(found[n]) for n in names if n in found}
+
+
+def _stopping(trainer) -> dict[str, Any]:
+    """Why fit ended: early stopping's reason (patience, threshold, non-finite) or the limits."""
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    for cb in trainer.callbacks:
+        if isinstance(cb, EarlyStopping) and cb.stopping_reason.name != "NOT_STOPPED":
+            return {"by": cb.stopping_reason.name.lower(), "epoch": int(cb.stopped_epoch)}
+    return {"by": "limits", "epoch": int(trainer.current_epoch)}
 
 
 def _published(path: str, remote: str | None) -> str:
@@ -584,8 +643,28 @@ def _root_cause(exc: BaseException) -> str:
     return type(seen).__name__
 
 
+def check_schedule(args: ControllerConfig) -> None:
+    """Refuse ``--l_rate_max_epoch -1`` when the Trainer's epoch count is unbounded.
+
+    -1 anneals over ``--max_epochs``; with ``--max_steps`` or ``--max_time`` and no
+    ``--max_epochs`` Lightning runs unbounded epochs, and a cosine over an unknown length would
+    fall back to the seed's every-epoch swing, which no one asked for.
+    """
+    if args.l_rate_max_epoch > 0:
+        return
+    epochs = args.trainer_arg("max_epochs")
+    limited = args.trainer_arg("max_steps") != -1 or args.trainer_arg("max_time") is not None
+    if epochs == -1 or (epochs is None and limited):
+        raise ProcessorError(
+            "--l_rate_max_epoch -1 anneals the learning rate over --max_epochs, but the epochs "
+            "are unbounded here (--max_steps or --max_time without --max_epochs): pass "
+            "--l_rate_max_epoch N (or --max_epochs N)"
+        )
+
+
 def train(args: ControllerConfig) -> dict[str, Any]:
     """Fit, test, write and return the run summary."""
+    check_schedule(args)
     build_data(args)  # a missing dataset fails here, before Ray starts
     _check_ray_resources(args)
     target = objstore.resolve(args.storage_path)
@@ -599,13 +678,16 @@ def train(args: ControllerConfig) -> dict[str, Any]:
 
 
 def render_summary(s: dict[str, Any]) -> str:
-    """One line: epochs, best val_loss, test metrics, where the checkpoints are."""
+    """One line: epochs, why fit ended, best monitored loss, test metrics, where checkpoints are."""
     test = ", ".join(f"{k} {v:.4f}" for k, v in sorted(s["test"].items()))
-    best = s["best_val_loss"]
+    best = s["best_score"]
     best_text = f"{best:.4f}" if isinstance(best, float) and math.isfinite(best) else "n/a"
+    last = ", ".join(f"{k} {v:.4f}" for k, v in s.get("last_validation", {}).items())
     return (
-        f"trained {s['epochs']} epoch(s), {s['steps']} step(s) on {s['workers']} worker(s); "
-        f"best val_loss {best_text}; test: {test or 'n/a'}; checkpoints in {s['storage_path']}"
+        f"trained {s['epochs']} epoch(s), {s['steps']} step(s) on {s['workers']} worker(s), "
+        f"stopped by {s['stopped']['by']}; best {s['monitor'] or 'checkpoint'} {best_text}; "
+        f"last validation: {last or 'n/a'}; test ({s['tested_weights']} weights): "
+        f"{test or 'n/a'}; checkpoints in {s['storage_path']}"
     )
 
 
@@ -615,6 +697,29 @@ def render_summary(s: dict[str, Any]) -> str:
 def encode_mode(args: ControllerConfig) -> str:
     """Which rows --encode writes: --evaluate wins over --filtered (the original's semantics)."""
     return "evaluate" if args.evaluate else "filtered" if args.filtered else "all"
+
+
+def predict_device_stats():
+    """``DeviceStatsMonitor`` beside the writer, as the seed's ``--encode``, logging in predict.
+
+    The seed attached it to its predict Trainer, where it logged nothing: Lightning 1.5's has
+    training hooks only, and 2.x's training, validation and test hooks. This one also logs
+    each predict batch's device stats (CPU utilisation and memory via psutil on a CPU run,
+    the accelerator's on a GPU), keyed by batch index.
+    """
+    from lightning.pytorch.callbacks import DeviceStatsMonitor
+
+    class PredictDeviceStats(DeviceStatsMonitor):
+        def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, *_) -> None:
+            if self._cpu_stats is False and trainer.strategy.root_device.type == "cpu":
+                return
+            stats = trainer.accelerator.get_device_stats(trainer.strategy.root_device)
+            key = f"{DeviceStatsMonitor.__qualname__}.on_predict_batch_end"
+            for logger in trainer.loggers:
+                sep = logger.group_separator
+                logger.log_metrics({f"{key}{sep}{k}": v for k, v in stats.items()}, step=batch_idx)
+
+    return PredictDeviceStats()
 
 
 def encode_worker(config: dict[str, Any]) -> None:
@@ -651,7 +756,7 @@ def encode_worker(config: dict[str, Any]) -> None:
     )  # predict logs stay on this node
     trainer = pl.Trainer(
         logger=logger,
-        callbacks=[writer],
+        callbacks=[writer, predict_device_stats()],
         use_distributed_sampler=False,
         **kwargs,
     )

@@ -139,6 +139,10 @@ def train_and_encode(
             l_rate_min=3e-4,
             exp_label="evaluate",
             num_sanity_val_steps=0,
+            # a fixed number of epochs, checked after each, teacher-forced: not the seed's loop
+            stopping_threshold=None,
+            checkpoint_every_n_steps=0,
+            eval_decoding="forced",
         )
     )
     ckpt = summary["best_checkpoint"] or summary["last_checkpoint"]
@@ -362,19 +366,30 @@ def run_evaluation(
     measurements: int = 3000,
     autoencoder: dict[str, Any] | None = None,
     lexical: bool = True,
+    seed_rows: tuple[str, ...] = (),
+    seed_scale: Any = None,
 ) -> dict[str, Any]:
-    """Evaluate every seed into ``out/seed<N>/`` and write ``out/evaluation.json``."""
+    """Evaluate every seed into ``out/seed<N>/`` and write ``out/evaluation.json``.
+
+    ``seed_rows``: settings of ``synth.seed_row.SETTINGS`` whose row (the seed's latent
+    classifier on the same folds) is added, scaled by ``seed_scale`` (a ``seed_row.Scale``).
+    """
     import shutil
+
+    from quackae.synth import seed_row
 
     out = Path(out)
     started = time.perf_counter()
-    per_seed = []
+    per_seed, seed_results = [], []
     for seed in seeds:
         d = out / f"seed{seed}"
         if d.exists():
             shutil.rmtree(d)
         world = make_world(d, seed, measurements, autoencoder)
         per_seed.append(evaluate_world(world, folds, lexical))
+        if seed_rows:
+            seed_results.append(seed_row.run_seed_rows(world, d, folds, seed_rows, seed_scale))
+            per_seed[-1]["seed_classifier"] = seed_results[-1]
     result = {
         "kind": "leave_family_out",
         "folds": folds,
@@ -384,6 +399,7 @@ def run_evaluation(
         + (" + latent" if autoencoder else ""),
         "autoencoder": autoencoder,
         "summary": summarise(per_seed),
+        "seed_classifier": seed_row.summarise(seed_results) if seed_rows else None,
         "per_seed": per_seed,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -425,4 +441,8 @@ def render(result: dict[str, Any]) -> str:
     lines.append(
         "  benign kinds flagged: " + (", ".join(f"{k} {v:.3f}" for k, v in fps.items()) or "none")
     )
+    if result.get("seed_classifier"):
+        from quackae.synth import seed_row
+
+        lines += seed_row.render(result["seed_classifier"], seed_row.Scale().target_fpr)
     return "\n".join(lines)
