@@ -106,6 +106,13 @@ class ControllerConfig:
     teacher_forcing: float = _field(
         0.5, "probability a training batch is teacher-forced rather than sampled", "quackae"
     )
+    sampling: str = _field(
+        "multinomial",
+        "how a sampled training batch picks each next decoder input: a draw from the softmax "
+        "of the prediction (the seed's torch.multinomial) or its argmax",
+        "quackae",
+        choices=("multinomial", "greedy"),
+    )
     bucketing: bool = _field(
         False, "batch sequences of similar length together to cut padding", "quackae"
     )
