@@ -1,11 +1,12 @@
 """Encoding speed: quackae vs the seed's model in the same run, and ``ae_processor --encode``.
 
-Part 1, same-run peers: the seed's encoder (``nn.GRU`` over a packed sequence,
-``benchmarks/original.py``) and quackae's encode path (``QuackAutoEncoder.embed_rows`` without grad:
-the length-sorted kernel), with the same weights, on the same random B=64 batches (row lengths
-uniform in [T/2, T]), one warm-up each, then alternating A B A B; fp32, and bf16 where the CPU has
-native bf16 (or ``--bf16 on``). MFU is against a matmul peak measured in the same run; the "FLOP
-limit" is that peak over the encoder's FLOPs per token.
+Part 1, same-run peers: the seed's encoder (its own ``autoencoder.py``'s ``forward``: ``nn.GRU``
+over a packed sequence, imported by ``benchmarks/seed_original.py``) and quackae's encode path
+(``QuackAutoEncoder.embed_rows`` without grad: the length-sorted kernel), with the same weights,
+on the same random B=64 batches (row lengths uniform in [T/2, T]), one warm-up each, then
+alternating A B A B; fp32, and bf16 where the CPU has native bf16 (or ``--bf16 on``). MFU is
+against a matmul peak measured in the same run; the "FLOP limit" is that peak over the encoder's
+FLOPs per token. Without ``../shared/reference`` the original is skipped with one line.
 
 Part 2, end to end: builds a dataset from generated archives and a checkpoint sized for it, then
 times the encoder alone on the predict loader's batches and the controller's whole in-process encode
@@ -29,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import seed_original
 from original import (
-    OriginalAutoEncoder,
     alternate,
     encoder_flops_per_token,
     machine_line,
@@ -45,6 +46,8 @@ from quackae.model.autoencoder import QuackAutoEncoder
 from quackae.model.datamodule import BatchSampler, QuackTokenizedDataModule
 from quackae.synth import generator as synth
 
+ORIGINAL = "original (nn.GRU, packed)"
+
 
 def cpu_has_bf16() -> bool:
     """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX); else bf16 is emulated."""
@@ -58,10 +61,15 @@ def cpu_has_bf16() -> bool:
 def peers_same_run(args: argparse.Namespace, peak: float) -> None:
     """Part 1: the seed's encoder vs quackae's encode path, same weights and batches, in turn."""
     torch.manual_seed(0)
-    original = OriginalAutoEncoder(args.vocab, args.embed_size, args.hidden_size).eval()
     model = QuackAutoEncoder(args.vocab, args.embed_size, args.hidden_size).eval()
-    model.embed.load_state_dict(original.embed.state_dict())
-    model.encoder.load_state_dict(original.encoder.state_dict())
+    original = None
+    if seed_original.reference_dir() is None:
+        print(seed_original.missing_reason())
+    else:
+        original = seed_original.build(
+            args.vocab, args.embed_size, args.hidden_size, pad_id=0
+        ).eval()
+        model.load_state_dict(seed_original.quackae_state(original))
     per_token = encoder_flops_per_token(args.embed_size, args.hidden_size)
     print(
         f"Part 1: encoder forward, no grad; E={args.embed_size} H={args.hidden_size} "
@@ -84,7 +92,7 @@ def peers_same_run(args: argparse.Namespace, peak: float) -> None:
 def compare_at(
     length: int,
     args: argparse.Namespace,
-    original: OriginalAutoEncoder,
+    original: torch.nn.Module | None,
     model: QuackAutoEncoder,
     use_bf16: bool,
     peak: float,
@@ -99,36 +107,37 @@ def compare_at(
     model_bf16 = copy.deepcopy(model).to(torch.bfloat16)
 
     def run_original() -> list[torch.Tensor]:
-        return [original.encode(x)[0] for x in batches]
+        assert original is not None
+        return [original(x)[0] for x in batches]
 
     def run_quackae(latent: str, m: QuackAutoEncoder = model) -> list[torch.Tensor]:
         return [m.embed_rows(x, latent) for x in batches]
 
-    peers = {
-        "original (nn.GRU, packed)": run_original,
+    peers = {} if original is None else {ORIGINAL: run_original}
+    peers |= {
         "quackae --latent final": lambda: run_quackae("final"),
         "quackae --latent mean": lambda: run_quackae("mean"),
     }
     if use_bf16:
         peers["quackae final, bf16"] = lambda: run_quackae("final", model_bf16)
     with torch.inference_mode():
-        want = torch.cat(run_original())
         got = torch.cat(run_quackae("final"))
         assert model.encoder.last_kernel == "sorted", model.encoder.last_kernel
-        agree = f"latents vs original: max abs diff {(got - want).abs().max():.1e}"
+        agree = "no original to compare latents with"
+        if original is not None:
+            want = torch.cat(run_original())
+            agree = f"latents vs original: max abs diff {(got - want).abs().max():.1e}"
         if use_bf16:
             low = torch.cat(run_quackae("final", model_bf16)).float()
             cos = torch.nn.functional.cosine_similarity(low, got, dim=1).min()
             agree += f"; bf16 vs fp32 cosine min {cos:.6f}"
         seconds = alternate(peers, args.rounds)
-    base = seconds["original (nn.GRU, packed)"]
+    base = seconds.get(ORIGINAL)
     print(f"T={length}: {n:,} tokens per call; {agree}")
     for name, sec in seconds.items():
         rate = n / sec
-        print(
-            f"  {name:<28}{rate:>10,.0f} tokens/s  MFU {rate * per_token / peak:6.1%}  "
-            f"{base / sec:5.2f}x original"
-        )
+        ratio = f"{base / sec:5.2f}x original" if base else ""
+        print(f"  {name:<28}{rate:>10,.0f} tokens/s  MFU {rate * per_token / peak:6.1%}  {ratio}")
 
 
 def make_checkpoint(
@@ -267,7 +276,10 @@ def pipeline(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--lengths", type=int, nargs="+", default=[64, 256])
     parser.add_argument(
         "--batches", type=int, default=4, help="random batches per timed call (part 1)"

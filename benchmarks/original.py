@@ -1,13 +1,16 @@
-"""The seed project's model and store, plus the timing helpers every peer benchmark shares.
+"""What the seed's original code cannot provide on today's libraries, and shared timing helpers.
 
-``OriginalAutoEncoder`` is the seed's ``QuackAutoEncoder`` maths at the same sizes: ``nn.GRU`` over
-a packed sequence as encoder, ``nn.GRUCell`` decoder stepped in Python with per-step attention and a
-per-step loss. ``write_pickle_store`` / ``read_pickle_store`` are the seed's one-pickle-file-per-
-record dataset layout: benchmarks only, in a temporary directory (nothing in ``src/`` pickles).
+The seed's model itself is not here: benchmarks time the original ``autoencoder.py``, imported by
+path through ``benchmarks/seed_original.py``. What stays is what that file does not contain:
 
-The peers run in the same process on the same inputs with the same warm-up, alternating A B A B
-(:func:`alternate`), and every MFU is against a matmul peak measured in the same run
-(:func:`matmul_peak`).
+* the writer of the seed's dataset layout, one pickle file per record (``write_seed_store``:
+  the seed's flattener that wrote it needs fairseq 0.10): benchmarks only, in a temporary
+  directory (nothing in ``src/`` pickles); the seed's own reader and collate read it back
+  (``seed_original.load_data``);
+* random padded batches, FLOP counts, and the timing helpers: peers run in the same process on the
+  same inputs with the same warm-up, alternating A B A B (:func:`alternate`), and every MFU is
+  against a matmul peak measured in the same run (:func:`matmul_peak`), on the same clock
+  (:func:`clock`: wall time, or this process's CPU time, which a loaded machine disturbs less).
 """
 
 from __future__ import annotations
@@ -22,108 +25,59 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch import Tensor
 
 PAD = 0
-
-
-class OriginalAutoEncoder(nn.Module):
-    """The seed project's model as it was, for reference timings (same sizes and maths)."""
-
-    def __init__(self, vocab: int, embed: int, hidden: int, layers: int = 1) -> None:
-        super().__init__()
-        self.hidden = hidden
-        self.embed = nn.Embedding(vocab, embed, padding_idx=PAD)
-        self.encoder = nn.GRU(
-            embed, hidden // 2, num_layers=layers, batch_first=True, bidirectional=True
-        )
-        self.decoder = nn.ModuleList(
-            [nn.GRUCell(embed, hidden)] + [nn.GRUCell(hidden, hidden) for _ in range(layers - 1)]
-        )
-        self.predict_word = nn.Sequential(
-            nn.Linear(2 * hidden, hidden),
-            nn.LeakyReLU(),
-            nn.LayerNorm(hidden),
-            nn.Linear(hidden, hidden),
-            nn.LeakyReLU(),
-            nn.LayerNorm(hidden),
-            nn.Linear(hidden, vocab),
-        )
-
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Packed bidirectional encoder: latent (B, H), states (B, T, H), mask (B, T)."""
-        b, t = x.shape
-        mask = x.ne(PAD)
-        lengths = mask.sum(dim=1)
-        packed = pack_padded_sequence(
-            self.embed(x), lengths.cpu(), batch_first=True, enforce_sorted=False
-        )
-        states, last = self.encoder(packed)
-        states, _ = pad_packed_sequence(states, batch_first=True, total_length=t)
-        last = last.view(-1, 2, b, self.hidden // 2)[-1].permute(1, 0, 2).reshape(b, -1)
-        return last, states, mask
-
-    def loss(self, x: Tensor, teacher_forcing: bool) -> Tensor:
-        """Decode one token per Python step; sum of the per-step cross-entropies."""
-        latent, states, mask = self.encode(x)
-        hidden = [latent for _ in self.decoder]
-        lengths = mask.sum(dim=1, keepdim=True)
-        inp = self.embed(x.gather(1, lengths - 1).flatten())
-        predictions = []
-        for t in range(x.shape[1]):
-            h = inp
-            for i, cell in enumerate(self.decoder):
-                h = hidden[i] = cell(h, hidden[i])
-            scores = torch.bmm(states, h.unsqueeze(2)) / math.sqrt(self.hidden)
-            scores[~mask] = -1000.0
-            weights = F.softmax(scores, dim=1)
-            context = (states * weights).sum(dim=1)
-            logits = self.predict_word(torch.cat([context, h], dim=1))
-            predictions.append(logits)
-            with torch.no_grad():
-                if teacher_forcing:
-                    nxt = x[:, t]
-                else:
-                    nxt = torch.multinomial(F.softmax(logits, dim=1), 1)[:, -1]
-            inp = self.embed(nxt)
-        stacked = torch.stack(predictions, dim=1)
-        loss = x.new_zeros((), dtype=stacked.dtype)
-        for t in range(x.shape[1]):
-            loss = loss + F.cross_entropy(stacked[:, t], x[:, t], ignore_index=PAD)
-        return loss
 
 
 # --------------------------------------------------------------------------- the seed's store
 
 
-def write_pickle_store(root: Path, rows: Iterable[dict]) -> int:
-    """The seed's dataset layout: one pickle file per record, named by its index; the count."""
+#: Tokens the seed's collate (``cp_tokenized_data.concatenate_data``) adds around a record's text:
+#: a start marker, nine static values and the time difference, an end marker.
+SEED_FRAME = 11
+#: Added to every text id written to the seed's store, so none equals a marker of the seed's
+#: collate (XLM-R's ``<s>`` 0 is its start marker, ``<pad>`` 1 its padding, ``</s>`` 2 its end
+#: marker): the seed's model masks every id equal to its pad, and quackae's ids include 0-2.
+SEED_TEXT_SHIFT = 3
+
+
+def seed_item_path(root: Path, index: int) -> Path:
+    """Where the seed's ``QuackIterableDataset`` looks for record ``index``."""
+    return root / str(index // 100000) / str(index % 100000 // 1000) / f"{index}.pyc"
+
+
+def write_seed_store(root: Path, records: Iterable[tuple[dict, np.ndarray]]) -> int:
+    """Write ``(metadata, tokens)`` records in the seed's pickle store layout; the count.
+
+    The layout ``cp_dataset.QuackIterableDataset`` reads: ``metadata.pyc`` (length, label counts,
+    max width) and one pickled ``TokenizedQuackData`` per record under ``/{i // 1e5}/{i % 1e5 //
+    1e3}/{i}.pyc`` (the seed's flattener, which wrote it, needs fairseq and cannot run here).
+    Each record's ``variable_text`` is its tokens but the last ``SEED_FRAME`` and its
+    ``static_size`` ten zeros, so the seed's collate rebuilds a sequence of the record's own
+    length (the ids differ: text ids are shifted by ``SEED_TEXT_SHIFT``, and the seed's collate
+    shifts static values by its vocabulary size).
+    """
     root.mkdir(parents=True, exist_ok=True)
-    n = 0
-    for n, row in enumerate(rows, start=1):
-        with open(root / f"{n - 1}.pkl", "wb") as f:
-            pickle.dump(row, f)
+    counts = {"censored": 0, "undetermined": 0, "uncensored": 0}
+    label = {1: "censored", 0: "undetermined", -1: "uncensored"}
+    n, width = 0, 0
+    for n, (meta, tokens) in enumerate(records, start=1):
+        path = seed_item_path(root, n - 1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        item = {
+            "metadata": meta,
+            "static_size": np.zeros(10, dtype=np.int64),
+            "variable_text": np.asarray(tokens[: max(len(tokens) - SEED_FRAME, 0)], np.int64)
+            + SEED_TEXT_SHIFT,
+        }
+        with open(path, "wb") as f:
+            pickle.dump(item, f)
+        counts[label.get(int(meta.get("censored", 0)), "undetermined")] += 1
+        width = max(width, len(tokens))
+    with open(root / "metadata.pyc", "wb") as f:
+        pickle.dump({"length": n, "max_width": width, **counts}, f)
     return n
-
-
-def read_pickle_store(root: Path, index: Iterable[int]) -> list[dict]:
-    """Read records back as the seed's ``Dataset.__getitem__`` did: one open + unpickle each."""
-    out = []
-    for i in index:
-        with open(root / f"{i}.pkl", "rb") as f:
-            out.append(pickle.load(f))  # noqa: S301 - the seed's own format, written by this benchmark
-    return out
-
-
-def pad_batch(rows: list[np.ndarray], pad: int = PAD) -> Tensor:
-    """The seed's collate: right-pad a list of token arrays into a (B, T) int64 tensor."""
-    width = max(len(r) for r in rows)
-    out = np.full((len(rows), width), pad, dtype=np.int64)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = r
-    return torch.from_numpy(out)
 
 
 # --------------------------------------------------------------------------- inputs and FLOPs
@@ -165,20 +119,39 @@ def train_flops(x: Tensor, embed: int, hidden: int, vocab: int, layers: int = 1)
 # --------------------------------------------------------------------------- timing
 
 
-def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+CLOCKS = ("wall", "cpu")
+
+
+def clock(name: str = "wall") -> Callable[[], float]:
+    """``"wall"``: ``time.perf_counter``; ``"cpu"``: this process's CPU time (all its threads).
+
+    On a machine shared with other jobs the CPU clock counts only the cycles this process got;
+    with one thread (``torch.set_num_threads(1)``) it is the work done, whatever the load.
+    """
+    if name not in CLOCKS:
+        raise ValueError(f"unknown clock {name!r}; expected one of {CLOCKS}")
+    return time.perf_counter if name == "wall" else time.process_time
+
+
+def matmul_peak(
+    n: int = 2048, repeats: int = 5, timer: Callable[[], float] = time.perf_counter
+) -> float:
     """Best fp32 matmul rate in FLOP/s on an n x n by n x n product, measured now."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
     best = math.inf
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = timer()
         a @ b
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, timer() - t0)
     return 2 * n**3 / best
 
 
 def alternate(
-    peers: dict[str, Callable[[], object]], rounds: int, warmup: int = 1
+    peers: dict[str, Callable[[], object]],
+    rounds: int,
+    warmup: int = 1,
+    timer: Callable[[], float] = time.perf_counter,
 ) -> dict[str, float]:
     """Median seconds per call of each peer: ``warmup`` untimed calls each, then A B A B rounds."""
     for _ in range(warmup):
@@ -187,9 +160,9 @@ def alternate(
     seconds: dict[str, list[float]] = {name: [] for name in peers}
     for _ in range(rounds):
         for name, fn in peers.items():
-            t0 = time.perf_counter()
+            t0 = timer()
             fn()
-            seconds[name].append(time.perf_counter() - t0)
+            seconds[name].append(timer() - t0)
     return {name: statistics.median(v) for name, v in seconds.items()}
 
 

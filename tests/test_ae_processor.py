@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -148,6 +149,12 @@ def test_training_lowers_val_loss_and_reconstructs(
     manifest = json.loads((small_dataset / "manifest.json").read_text())
     assert hp["tokenizer_sha256"] == manifest["tokenizer_sha256"] and hp["num_embeddings"] == vocab
     assert hp["layout"] == manifest["layout"]
+    assert hp["sampling"] == "multinomial"  # the seed's feedback is the default
+    # every epoch's training loss, overall and per kind of batch, beside val_loss in metrics.csv
+    rows = list(csv.DictReader(next(storage.glob("logs/*/metrics.csv")).open()))
+    for key in ("train_loss", "train_loss_forced", "train_loss_sampled"):
+        values = [float(r[key]) for r in rows if r.get(key)]
+        assert len(values) == 4 and all(math.isfinite(v) for v in values), key
 
 
 def test_checkpoint_path_starts_from_the_weights(

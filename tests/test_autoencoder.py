@@ -54,20 +54,67 @@ def test_forward_shapes_and_latent_matches_packed_nn_gru() -> None:
     torch.testing.assert_close(latent, want)
 
 
+def seeded_loss_and_grads(
+    m: QuackAutoEncoder, x: Tensor, mode: str, reduction: str = "token"
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """:func:`loss_and_grads` with torch's generator seeded first (the same draws each call)."""
+    m.zero_grad(set_to_none=True)
+    torch.manual_seed(7)
+    loss, _, _ = m.decode_loss(x, mode, reduction)
+    loss.backward()
+    return loss.detach(), {k: p.grad.clone() for k, p in m.named_parameters() if p.grad is not None}
+
+
 @pytest.mark.parametrize(("layers", "max_len"), [(1, None), (2, None), (2, 5)])
-@pytest.mark.parametrize(("fast", "loop"), [("fast", "loop"), ("sample", "sample-loop")])
+@pytest.mark.parametrize(
+    ("fast", "loop", "sampling"),
+    [("fast", "loop", "multinomial"), ("sample", "sample-loop", "multinomial")]
+    + [("sample", "sample-loop", "greedy")],
+)
+@pytest.mark.parametrize("reduction", ["token", "seed"])
 def test_fast_paths_match_step_loops(
-    layers: int, max_len: int | None, fast: str, loop: str
+    layers: int, max_len: int | None, fast: str, loop: str, sampling: str, reduction: str
 ) -> None:
-    m = model(layers=layers, max_decode_length=max_len).double()
+    m = model(layers=layers, max_decode_length=max_len, sampling=sampling).double()
     x = padded_batch([9, 4, 1, 6, 9], 9, seed=layers)
-    loss_fast, grads_fast = loss_and_grads(m, x, fast)
-    loss_loop, grads_loop = loss_and_grads(m, x, loop)
+    loss_fast, grads_fast = seeded_loss_and_grads(m, x, fast, reduction)
+    loss_loop, grads_loop = seeded_loss_and_grads(m, x, loop, reduction)
     torch.testing.assert_close(loss_fast, loss_loop)
     assert grads_fast.keys() == grads_loop.keys()
     assert len(grads_fast) == len(list(m.parameters()))
     for name, grad in grads_loop.items():
         torch.testing.assert_close(grads_fast[name], grad, msg=name)
+
+
+@pytest.mark.parametrize("mode", ["fast", "sample"])
+def test_packed_cpu_path_matches_the_padded_replay_path(mode: str) -> None:
+    """What CPU runs (packed, fused) equals the padded path CUDA and autocast take, same draws."""
+    m = model(layers=2).double()
+    x = padded_batch([9, 4, 1, 6, 9, 2], 9, seed=4)
+    loss_packed, grads_packed = seeded_loss_and_grads(m, x, mode)
+    m._fused_ok = lambda x: False  # type: ignore[method-assign]
+    loss_padded, grads_padded = seeded_loss_and_grads(m, x, mode)
+    torch.testing.assert_close(loss_packed, loss_padded)
+    for name, grad in grads_padded.items():
+        torch.testing.assert_close(grads_packed[name], grad, msg=name)
+
+
+def test_sampled_step_draws_repeat_under_a_seed_and_vary_without() -> None:
+    m = model()
+    x = padded_batch([8, 8, 5, 3], 8)
+    latent, states = m(x)
+    runs = []
+    for seed in (1, 1, 2):
+        torch.manual_seed(seed)
+        runs.append(m.packed_decode(x, states, latent, 8, sample=True).inputs)
+    assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
+    greedy = model(sampling="greedy")
+    first = greedy.packed_decode(x, states, latent, 8, sample=True).inputs
+    assert torch.equal(first, greedy.packed_decode(x, states, latent, 8, sample=True).inputs)
+    with pytest.raises(ValueError, match="unknown sampling"):
+        model(sampling="beam")
+    with pytest.raises(ValueError, match="unknown reduction"):
+        m.decode_loss(x, "fast", "sum")  # type: ignore[arg-type]
 
 
 def test_sampling_differs_from_teacher_forcing_in_float32() -> None:

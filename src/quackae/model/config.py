@@ -117,6 +117,13 @@ class ControllerConfig:
         "training, and validation and test with --eval_decoding coin",
         "quackae",
     )
+    sampling: str = _field(
+        "multinomial",
+        "how a sampled training batch picks each next decoder input: a draw from the softmax "
+        "of the prediction (the seed's torch.multinomial) or its argmax",
+        "quackae",
+        choices=("multinomial", "greedy"),
+    )
     bucketing: bool = _field(
         False, "batch sequences of similar length together to cut padding", "quackae"
     )

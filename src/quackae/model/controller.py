@@ -275,6 +275,7 @@ def build_model(args: ControllerConfig, dm):
         learning_rate_min=args.l_rate_min,
         lr_max_epochs=args.l_rate_max_epoch,
         teacher_forcing=args.teacher_forcing,
+        sampling=args.sampling,
         pad_id=dm.pad_id,
         tokenizer_sha256=dm.tokenizer_sha256,
         layout=dm.layout,

@@ -31,15 +31,25 @@ from __future__ import annotations
 
 import ctypes
 import math
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+if TYPE_CHECKING:
+    from quackae.model.fused import Packed
+
 __all__ = [
     "FastGRU",
     "GRUCellStack",
+    "PackedGRU",
+    "PackedGRUState",
+    "empty_state",
+    "flatten_for_cudnn",
+    "is_flat",
+    "packed_cell_",
     "gru_cell",
     "gru_infer",
     "gru_scan",
@@ -113,6 +123,115 @@ class _GRUScan(torch.autograd.Function):
         dw = torch.cat([_outer_sum(dgi[..., : 2 * hid], out, h0), _outer_sum(dghn, out, h0)], dim=1)
         db = torch.cat([dgi[..., : 2 * hid].sum(dim=(1, 2)), dghn.sum(dim=(1, 2))], dim=1)
         return dgi, dw, db, dh
+
+
+class PackedGRUState(NamedTuple):
+    """What one GRU layer's forward over a packed sequence keeps for its backward, (N, ...) each.
+
+    ``gates`` holds ``[r ; z ; W_hn h + b_hn]`` (N, 3H), ``cand`` the candidate ``n``, ``out`` the
+    new states.
+    """
+
+    out: Tensor
+    gates: Tensor
+    cand: Tensor
+
+
+def packed_cell_(
+    gi: Tensor, h: Tensor, w_hh_t: Tensor, b_hh: Tensor, state: PackedGRUState, span: slice
+) -> Tensor:
+    """One GRU step of ``n`` rows, written into ``state[span]``; returns the new states (n, H).
+
+    ``gi`` (n, 3H) are the input gates with ``b_ih`` added, ``h`` (n, H) the previous states,
+    ``w_hh_t`` the transposed (H, 3H) recurrent weight. Fused: one ``addmm`` for all three hidden
+    gates, then four in-place elementwise calls (add + sigmoid on r and z, addcmul + tanh, lerp).
+    """
+    hid = h.shape[1]
+    gates, cand, out = state.gates[span], state.cand[span], state.out[span]
+    torch.addmm(b_hh, h, w_hh_t, out=gates)
+    gates[:, : 2 * hid].add_(gi[:, : 2 * hid]).sigmoid_()
+    torch.addcmul(gi[:, 2 * hid :], gates[:, :hid], gates[:, 2 * hid :], out=cand).tanh_()
+    return torch.lerp(cand, h, gates[:, hid : 2 * hid], out=out)  # n + z (h - n)
+
+
+def empty_state(like: Tensor, total: int, hid: int) -> PackedGRUState:
+    """Uninitialised buffers for a layer's packed forward of ``total`` positions."""
+    return PackedGRUState(
+        like.new_empty(total, hid), like.new_empty(total, 3 * hid), like.new_empty(total, hid)
+    )
+
+
+class PackedGRU(torch.autograd.Function):
+    """One GRU layer over a packed sequence (rows sorted longest first; finished rows drop out).
+
+    Inputs: ``x`` (N, F) the layer's inputs at every packed position, the layer's four weights,
+    ``h0`` (B, H) initial states of the sorted rows, the :class:`~quackae.model.fused.Packed`
+    layout, and optionally the ``given`` :class:`PackedGRUState` a no-grad pass (the sampled
+    decoder's rollout) already computed with the same inputs; then the forward only returns
+    ``given.out``. Output: the states (N, H). The backward runs the recurrence backwards over the
+    running rows only and then forms every weight gradient as one matmul over all N positions.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx,
+        x: Tensor,
+        w_ih: Tensor,
+        b_ih: Tensor,
+        w_hh: Tensor,
+        b_hh: Tensor,
+        h0: Tensor,
+        layout: Packed,
+        given: PackedGRUState | None = None,
+    ) -> Tensor:
+        hid = h0.shape[1]
+        state = given
+        if state is None:
+            gi = torch.addmm(b_ih, x, w_ih.t())
+            state = empty_state(h0, layout.total, hid)
+            h, w_t = h0, w_hh.t()
+            for t in range(len(layout.sizes)):
+                span = layout.span(t)
+                h = packed_cell_(gi[span], h[: layout.sizes[t]], w_t, b_hh, state, span)
+        ctx.layout = layout
+        ctx.save_for_backward(x, w_ih, w_hh, h0, *state)
+        return state.out
+
+    @staticmethod
+    def backward(ctx, dout: Tensor):  # type: ignore[override]
+        x, w_ih, w_hh, h0, out, gates, cand = ctx.saved_tensors
+        layout: Packed = ctx.layout
+        hid = h0.shape[1]
+        dgh = out.new_empty(layout.total, 3 * hid)  # [dr ; dz ; d(W_hn h + b_hn)]
+        dgi_n = out.new_empty(layout.total, hid)  # d(W_in x + b_in)
+        dh = torch.zeros_like(h0)
+        for t in range(len(layout.sizes) - 1, -1, -1):
+            n, span = layout.sizes[t], layout.span(t)
+            if t:
+                start = layout.offsets[t - 1]
+                h_prev = out[start : start + n]
+            else:
+                h_prev = h0[:n]
+            r, z = gates[span, :hid], gates[span, hid : 2 * hid]
+            ghn, c = gates[span, 2 * hid :], cand[span]
+            d = dh[:n].add_(dout[span])
+            dn_pre = torch.mul(d - d * z, 1 - c * c, out=dgi_n[span])
+            torch.mul(dn_pre * ghn, r - r * r, out=dgh[span, :hid])
+            torch.mul(d * (h_prev - c), z - z * z, out=dgh[span, hid : 2 * hid])
+            torch.mul(dn_pre, r, out=dgh[span, 2 * hid :])
+            dh[:n] = torch.addmm(d * z, dgh[span], w_hh)
+        h_prev_all = torch.cat([out, h0]).index_select(0, layout.prev)
+        dgi = torch.cat([dgh[:, : 2 * hid], dgi_n], dim=1)
+        return (
+            dgi @ w_ih,
+            dgi.t() @ x,
+            dgi.sum(0),
+            dgh.t() @ h_prev_all,
+            dgh.sum(0),
+            dh,
+            None,
+            None,
+        )
 
 
 def _outer_sum(grad: Tensor, out: Tensor, h0: Tensor) -> Tensor:
@@ -196,6 +315,47 @@ def use_native(x: Tensor) -> bool:
     return x.is_cuda
 
 
+def flatten_for_cudnn(
+    weights: list[Tensor], input_size: int, hidden_size: int, num_layers: int, bidirectional: bool
+) -> bool:
+    """Make ``weights`` views of one buffer in cuDNN's layout, as ``nn.GRU.flatten_parameters``.
+
+    ``weights`` are per layer and direction ``[w_ih, w_hh, b_ih, b_hh]`` (``nn.GRU``'s order).
+    Without it cuDNN copies separate weight tensors into one chunk on every call (and warns
+    "RNN module weights are not part of single contiguous chunk of memory"). The parameters stay
+    the same objects (an optimizer holding them is unaffected). Returns whether it flattened: only
+    CUDA tensors of one dtype that cuDNN accepts, none aliasing another.
+    """
+    first = weights[0]
+    for w in weights:
+        if w.dtype != first.dtype or not w.is_cuda or not torch.backends.cudnn.is_acceptable(w):
+            return False
+    if len({w.data_ptr() for w in weights}) != len(weights):
+        return False
+    import torch.backends.cudnn.rnn as cudnn_rnn
+
+    with torch.cuda.device_of(first), torch.no_grad():
+        if not torch._use_cudnn_rnn_flatten_weight():
+            return False
+        torch._cudnn_rnn_flatten_weight(
+            weights,
+            4,
+            input_size,
+            cudnn_rnn.get_cudnn_mode("GRU"),
+            hidden_size,
+            0,
+            num_layers,
+            True,
+            bidirectional,
+        )
+    return True
+
+
+def is_flat(weights: list[Tensor]) -> bool:
+    """Whether ``weights`` all live in one storage (what :func:`flatten_for_cudnn` makes)."""
+    return len({w.untyped_storage().data_ptr() for w in weights}) == 1
+
+
 def native_gru(
     x: Tensor,
     lengths: Tensor | None,
@@ -203,12 +363,14 @@ def native_gru(
     hx: Tensor,
     num_layers: int,
     bidirectional: bool,
-) -> tuple[Tensor, Tensor]:
+    keep_states: bool = True,
+) -> tuple[Tensor | None, Tensor]:
     """Torch's GRU kernel (cuDNN on CUDA) over ``x`` (B, T, F), packed by ``lengths`` if given.
 
     ``weights`` are per layer and direction ``[w_ih, w_hh, b_ih, b_hh]``, ``hx`` the initial
-    states (layers*D, B, H). Returns outputs (B, T, D*H), zero at padding, and the final states
-    (layers*D, B, H) at each row's real end: what ``nn.GRU`` gives for the same weights.
+    states (layers*D, B, H). Returns outputs (B, T, D*H), zero at padding (None when a packed call
+    need not ``keep_states``: no unpacking kernels), and the final states (layers*D, B, H) at each
+    row's real end: what ``nn.GRU`` gives for the same weights.
     """
     train = torch.is_grad_enabled()  # cuDNN's backward needs its training-mode workspace
     if lengths is None:
@@ -219,6 +381,8 @@ def native_gru(
     data, h_n = torch._VF.gru(
         packed.data, packed.batch_sizes, hx, weights, True, num_layers, 0.0, train, bidirectional
     )
+    if not keep_states:
+        return None, h_n.index_select(1, packed.unsorted_indices)
     out, _ = pad_packed_sequence(
         packed._replace(data=data), batch_first=True, total_length=x.shape[1]
     )
@@ -302,6 +466,22 @@ class FastGRU(nn.Module):
                 )
         self.reset_parameters()
 
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
+        """Move or cast as ``nn.Module`` does, then :meth:`flatten_parameters` (as ``nn.GRU``)."""
+        out = super()._apply(fn, recurse)
+        self.flatten_parameters()
+        return out
+
+    def flatten_parameters(self) -> bool:
+        """One cuDNN weight buffer for all parameters on CUDA (:func:`flatten_for_cudnn`)."""
+        return flatten_for_cudnn(
+            self.flat_weights(),
+            self.input_size,
+            self.hidden_size,
+            self.num_layers,
+            self.num_directions == 2,
+        )
+
     def _suffixes(self) -> list[str]:
         """Parameter-name suffix per direction, as in ``nn.GRU``."""
         return ["", "_reverse"][: self.num_directions]
@@ -348,7 +528,13 @@ class FastGRU(nn.Module):
             self.last_kernel = "native"
             hx = x.new_zeros(self.num_layers * self.num_directions, b, self.hidden_size)
             return native_gru(
-                x, lengths, self.flat_weights(), hx, self.num_layers, self.num_directions == 2
+                x,
+                lengths,
+                self.flat_weights(),
+                hx,
+                self.num_layers,
+                self.num_directions == 2,
+                keep_states,
             )
         if not self._needs_grad(x):
             self.last_kernel = "sorted"
@@ -551,14 +737,30 @@ class GRUCellStack(nn.Module):
         )
         self.last_kernel = ""
 
+    def flat_weights(self) -> list[Tensor]:
+        """The cells' parameters in ``nn.GRU``'s order: per layer w_ih, w_hh, b_ih, b_hh."""
+        return [w for c in self.cells for w in (c.weight_ih, c.weight_hh, c.bias_ih, c.bias_hh)]
+
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
+        """Move or cast as ``nn.Module`` does, then :meth:`flatten_parameters` (as ``nn.GRU``)."""
+        out = super()._apply(fn, recurse)
+        self.flatten_parameters()
+        return out
+
+    def flatten_parameters(self) -> bool:
+        """One cuDNN weight buffer for the stack on CUDA: it runs as one multi-layer GRU."""
+        cell = self.cells[0]
+        return flatten_for_cudnn(
+            self.flat_weights(), cell.input_size, self.hidden_size, len(self.cells), False
+        )
+
     def forward(self, x: Tensor, h0: list[Tensor]) -> Tensor:
         """Run the stack over ``x`` (B, S, F) from per-layer states ``h0``; top states (B, S, H)."""
         if use_native(x):  # the stack is a multi-layer GRU with per-layer h0: cuDNN runs it whole
             self.last_kernel = "native"
-            weights = [
-                w for c in self.cells for w in (c.weight_ih, c.weight_hh, c.bias_ih, c.bias_hh)
-            ]
-            return native_gru(x, None, weights, torch.stack(h0), len(self.cells), False)[0]
+            out = native_gru(x, None, self.flat_weights(), torch.stack(h0), len(self.cells), False)
+            assert out[0] is not None
+            return out[0]
         self.last_kernel = "scan"
         inp = x.transpose(0, 1)  # (S, B, F)
         for cell, h in zip(self.cells, h0, strict=True):
