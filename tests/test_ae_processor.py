@@ -132,6 +132,8 @@ def test_training_lowers_val_loss_and_reconstructs(
         "4",
         "--limit_train_batches",
         "25",
+        "--eval_decoding",
+        "forced",  # validation teacher-forced: the learning curve without the coin's noise
         *SMALL,
     )
     assert result.returncode == 0, result.stderr[-3000:]

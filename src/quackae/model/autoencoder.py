@@ -561,7 +561,7 @@ class QuackAutoEncoder(pl.LightningModule):
             logits = self.predict_word(self.decode_fast(x, states, latent, inputs)[real])
         else:
             logits = self.decode_loop(x, states, latent, sample=mode == "sample-loop")[real]
-        losses = F.cross_entropy(logits.float(), wanted, reduction="none")
+        losses = F.cross_entropy(logits, wanted, reduction="none")
         hits = logits.detach().argmax(dim=-1).eq(wanted)
         sizes = real.sum(dim=0, keepdim=True).expand_as(real)[real]
         return PositionLosses(losses, hits, sizes)
