@@ -73,13 +73,13 @@ def run_demo(
     latent: str = "mean",
 ) -> dict[str, Any]:
     """Run every stage into ``out``; return the summary (also written to ``out/summary.json``)."""
+    from quackae import synth
     from quackae.classify.classifier import predict, train_classifier
     from quackae.ingest.flatten import Options, flatten
     from quackae.model import controller
     from quackae.model.config import ControllerConfig
     from quackae.report.markdown import write_report
     from quackae.report.plots import plot_all
-    from quackae.synth import generator as synth
     from quackae.synth.evaluate import render as render_evaluation
     from quackae.synth.evaluate import run_evaluation
     from quackae.synth.truth import labeller, score_against_truth

@@ -1,6 +1,6 @@
 """Leave-family-out evaluation on generated data: can the detector find pages nobody has seen?
 
-Per seed: one synthetic world (``quackae.synth.generator``), flattened once with signatures for
+Per seed: one synthetic world (``quackae.synth``), flattened once with signatures for
 *every* blockpage family and benign kind, and (optionally) one autoencoder trained on all of its
 rows (unsupervised: it may see every row, as it would in practice). Families and benign kinds are
 then split into ``folds + 1`` groups by a seeded shuffle. Group 0 is the *development* fold:
@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from quackae import synth
 from quackae.detect.detector import Detector, load_latents, top_lexical_weights
 from quackae.detect.features import RowFeatures, row_features
 from quackae.detect.proposals import propose
 from quackae.io.atomic import atomic_write
-from quackae.synth import generator as synth
 from quackae.synth import truth
 
 log = logging.getLogger(__name__)
