@@ -3,8 +3,9 @@
 The pipeline never imports this package; the CLI, the demo, tests and benchmarks do. The
 generator is split by concern: ``categories`` (test-domain categories), ``responses`` (HTTP
 responses and the generic parts every page shares), ``families`` (blockpage families),
-``benign`` (benign kinds), ``world`` (countries, vantage points, domains), ``archive``
-(measurements and archive writing) and ``signatures`` (the world's signature files and the
+``benign`` (benign kinds), ``variants`` (families and benign habits templates cannot group),
+``world`` (countries, vantage points, domains), ``archive`` (measurements and archive
+writing) and ``signatures`` (the world's signature files and the
 artefact check). ``from quackae import synth; synth.write_archive(...)`` reaches the public API.
 """
 
@@ -44,6 +45,14 @@ from quackae.synth.signatures import (
     sample_pages,
     write_signatures,
 )
+from quackae.synth.variants import (
+    HABITS,
+    VARIANT_BENIGN_PATTERNS,
+    VARIANT_FAMILIES,
+    VARIANT_KINDS,
+    variant_benign,
+    variant_page,
+)
 from quackae.synth.world import COUNTRIES, build_world
 
 __all__ = [
@@ -59,11 +68,15 @@ __all__ = [
     "FAMILY_MECHANISMS",
     "FORMATS",
     "GENERIC_FEATURES",
+    "HABITS",
     "HOST_KINDS",
     "MECHANISMS",
     "SCANS",
     "SKELETON_TOKENS",
     "V1_CONTROL",
+    "VARIANT_BENIGN_PATTERNS",
+    "VARIANT_FAMILIES",
+    "VARIANT_KINDS",
     "VENDORS",
     "Family",
     "SynthResult",
@@ -75,6 +88,8 @@ __all__ = [
     "parse_fingerprinted",
     "raw_http",
     "sample_pages",
+    "variant_benign",
+    "variant_page",
     "write_archive",
     "write_signatures",
 ]

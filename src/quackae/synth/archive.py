@@ -28,6 +28,7 @@ from quackae.io.atomic import atomic_path
 from quackae.synth.benign import BANNER_KINDS, banner_text, benign_http
 from quackae.synth.families import family_page, fingerprinted_set
 from quackae.synth.responses import LOCAL_IPS, Resp, generic_headers, hex_id, html_headers, raw_http
+from quackae.synth.variants import VARIANT_FAMILIES, VARIANT_KINDS, variant_benign, variant_page
 from quackae.synth.world import Domain, Vantage, World, build_world
 
 Format = Literal["v1", "v2"]
@@ -154,7 +155,9 @@ def _benign_outcome(kind: str, rng: random.Random, domain: str, scan: str) -> _O
         False,
         family=kind,
         detail=kind,
-        resp=benign_http(kind, rng, domain),
+        resp=variant_benign(rng, kind, domain)
+        if kind in VARIANT_KINDS
+        else benign_http(kind, rng, domain),
         duration_ms=duration,
     )
 
@@ -165,7 +168,11 @@ def _censored_outcome(
     """One censored try on this path with the given mechanism."""
     if mech == "blockpage":
         assert vp.vendor is not None
-        resp = family_page(rng, vp.vendor, domain.name, domain.category)
+        resp = (
+            variant_page(rng, vp.vendor, domain.name, domain.category, vp.ip)
+            if vp.vendor in VARIANT_FAMILIES
+            else family_page(rng, vp.vendor, domain.name, domain.category)
+        )
         return _Outcome(
             "blockpage",
             True,
@@ -442,6 +449,8 @@ def _plan(
         return _plan_down(rng, fmt, max_tries)
     if vp.host_kind is not None:
         return _plan_host(rng, vp.host_kind, domain, fmt, scan, max_tries)
+    if vp.notice and scan == "http" and rng.random() < vp.notice:
+        return _plan_host(rng, "isp_notice", domain, fmt, scan, max_tries)
     mech = _effective_mechanism(vp, scan) if blocked else None
     stateful_mode = vp.country.stateful if mech in ("reset", "blockpage") else None
     tests: list[_Outcome] = []
@@ -688,9 +697,10 @@ def _generate(
     scan: str,
     start: datetime,
     fingerprinted: frozenset[str],
+    variants: bool = False,
 ) -> tuple[int, list[str]]:
     """Write results lines to path and the truth sidecar; return (tries, vantage IPs used)."""
-    world = build_world()
+    world = build_world(variants)
     rng = random.Random(f"quackae-synth/{seed}/{fmt}/{scan}")
     ctx = _Context(
         scan=scan,
@@ -737,6 +747,7 @@ def write_archive(
     scan: Scan = "http",
     start: datetime | None = None,
     fingerprinted: Collection[str] | None = None,
+    variants: bool = False,
 ) -> SynthResult:
     """Write a synthetic Hyperquack scan archive and its ground-truth sidecar into ``out``.
 
@@ -762,6 +773,9 @@ def write_archive(
         UTC offset. Default: 2021-03-07 (v1) or 2021-10-11 (v2), 01:01:01.
     fingerprinted : collection of str, optional
         Families the truth's ``fingerprinted`` field refers to (default ``DEFAULT_FINGERPRINTED``).
+    variants : bool
+        Sample the world with the variant families and benign habits of ``synth.variants``
+        (default False: the default world, byte for byte as before).
 
     Returns
     -------
@@ -794,7 +808,8 @@ def write_archive(
                 fmt,
                 scan,
                 start,
-                fingerprinted_set(fingerprinted),
+                fingerprinted_set(fingerprinted, VARIANT_FAMILIES.keys()),
+                variants,
             )
         ips_bytes = ("\n".join(ips) + "\n").encode()
         partial = archive.with_name(archive.name + ".part")

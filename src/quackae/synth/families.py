@@ -975,12 +975,20 @@ def family_page(rng: random.Random, family_name: str, domain: str, category: str
     return Resp(_STATUS[family.mechanism], _headers(rng, family, body), body, cert)
 
 
-def fingerprinted_set(fingerprinted: Collection[str] | None) -> frozenset[str]:
-    """The chosen fingerprinted families (None: the default), checked against ``FAMILIES``."""
+def fingerprinted_set(
+    fingerprinted: Collection[str] | None, extra: Collection[str] = ()
+) -> frozenset[str]:
+    """The chosen fingerprinted families (None: the default), checked against ``FAMILIES``.
+
+    ``extra`` names more families that may be chosen (the variant families).
+    """
     if fingerprinted is None:
         return DEFAULT_FINGERPRINTED
     chosen = frozenset(fingerprinted)
-    unknown = sorted(chosen - FAMILIES.keys())
+    known = set(FAMILIES) | set(extra)
+    unknown = sorted(chosen - known)
     if unknown:
-        raise ValueError(f"unknown blockpage families {unknown}; known: {', '.join(FAMILIES)}")
+        raise ValueError(
+            f"unknown blockpage families {unknown}; known: {', '.join([*FAMILIES, *extra])}"
+        )
     return chosen

@@ -23,6 +23,7 @@ from quackae.synth.benign import (
 )
 from quackae.synth.families import DEFAULT_FINGERPRINTED, FAMILIES, family_page, fingerprinted_set
 from quackae.synth.responses import raw_http
+from quackae.synth.variants import VARIANT_BENIGN_PATTERNS, VARIANT_FAMILIES
 
 # --------------------------------------------------------------------------------------------
 # Artefact check: generic parts must not tell blockpages from benign pages
@@ -131,19 +132,21 @@ def write_signatures(
     ``blockpage_signatures.json`` gets one ``a_synth_<family>`` line per fingerprinted family
     (default ``DEFAULT_FINGERPRINTED``) and ``false_positive_signatures.json`` one
     ``x_fp_synth_<kind>`` line per benign kind (default ``DEFAULT_FALSE_POSITIVE_KINDS``).
+    Variant families and kinds (``synth.variants``) may be named too; their lines follow.
     Each pattern matches every page of its family or kind and nothing else of this world.
     Returns ``out_dir``, ready for ``quackae flatten --signatures``.
     """
-    families = fingerprinted_set(fingerprinted)
+    families = fingerprinted_set(fingerprinted, VARIANT_FAMILIES.keys())
+    patterns = {**BENIGN_PATTERNS, **VARIANT_BENIGN_PATTERNS}
     kinds = (
         DEFAULT_FALSE_POSITIVE_KINDS
         if false_positive_kinds is None
         else frozenset(false_positive_kinds)
     )
-    unknown = sorted(kinds - BENIGN_PATTERNS.keys())
+    unknown = sorted(kinds - patterns.keys())
     if unknown:
         raise ValueError(
-            f"benign kinds without a signature: {unknown}; known: {', '.join(BENIGN_PATTERNS)}"
+            f"benign kinds without a signature: {unknown}; known: {', '.join(patterns)}"
         )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -151,11 +154,15 @@ def write_signatures(
         _signature_line(f"a_synth_{name}", FAMILIES[name].pattern)
         for name in FAMILIES
         if name in families
+    ] + [
+        _signature_line(f"a_synth_{name}", VARIANT_FAMILIES[name].pattern)
+        for name in VARIANT_FAMILIES
+        if name in families
     ]
+    # the variant kinds first: a base pattern (``Location: https://``) also matches some of them
+    order = [*VARIANT_BENIGN_PATTERNS, *BENIGN_PATTERNS]
     false_positives = [
-        _signature_line(f"x_fp_synth_{kind}", BENIGN_PATTERNS[kind])
-        for kind in BENIGN_PATTERNS
-        if kind in kinds
+        _signature_line(f"x_fp_synth_{kind}", patterns[kind]) for kind in order if kind in kinds
     ]
     for name, lines in (
         ("blockpage_signatures.json", blockpages),

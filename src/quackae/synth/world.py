@@ -12,6 +12,7 @@ from functools import lru_cache
 from quackae.synth.benign import HOST_KINDS
 from quackae.synth.categories import CATEGORY_WORDS
 from quackae.synth.families import FAMILY_LIST
+from quackae.synth.variants import VARIANT_LIST
 
 _WORLD_SEED = 20211011
 
@@ -257,6 +258,7 @@ class Vantage:
     down: float
     benign: dict[int, str] = field(default_factory=dict)  # domain index -> benign domain kind
     host_kind: str | None = None  # the host is not a proper server: a benign host kind
+    notice: float = 0.0  # share of HTTP measurements its ISP's notice answers (controls too)
 
 
 @dataclass(frozen=True)
@@ -346,9 +348,13 @@ def _vantage_plan() -> list[tuple[Country, int, tuple[str | None, str | None], s
     return plan
 
 
-@lru_cache(maxsize=1)
-def build_world() -> World:
-    """Build the fixed simulated world (domains, vantage points, blocklists)."""
+@lru_cache(maxsize=2)
+def build_world(variants: bool = False) -> World:
+    """Build the fixed simulated world (domains, vantage points, blocklists).
+
+    ``variants`` adds the families and benign habits of ``synth.variants`` (their own vantage
+    points and habits, drawn from a second seed after the default world, which stays as it is).
+    """
     rng = random.Random(_WORLD_SEED)
     domains = _make_domains(rng)
     vantages: list[Vantage] = []
@@ -365,4 +371,48 @@ def build_world() -> World:
         for c in COUNTRIES
         for i, d in enumerate(domains)
     }
-    return World(domains, vantages, blocked)
+    world = World(domains, vantages, blocked)
+    if variants:
+        add_variants(world)
+    return world
+
+
+#: Countries whose ISPs inject a notice page (data allowance, billing) at one clean vantage point.
+NOTICE_COUNTRIES = ("US", "MX", "DE", "ES", "IN", "TH")
+
+
+def add_variants(world: World) -> None:
+    """Deploy the variant families (two vantage points per country each) and benign habits.
+
+    A hosting network (VeloxEdge) serves its bot check for its customers' domains (15% of the
+    domains) at 40% of the proper vantage points of every country; 3% of the domains at each
+    vantage point answer with a same-site redirect in one of many spellings; one clean vantage
+    point in each of ``NOTICE_COUNTRIES`` gets its ISP's notice for 20% of HTTP measurements.
+    """
+    rng = random.Random(_WORLD_SEED + 23)
+    seen = {vp.ip for vp in world.vantages}
+    by_code = {c.code: c for c in COUNTRIES}
+    n = len(world.domains)
+    for k, fam in enumerate(VARIANT_LIST):
+        for code in fam.countries:
+            for _ in range(2):
+                while True:
+                    vp = _make_vantage(rng, by_code[code], n, 60 + k, ("blockpage", fam.name), None)
+                    if vp.ip not in seen:
+                        break
+                seen.add(vp.ip)
+                world.vantages.append(vp)
+    hosted = [d for d in range(n) if rng.random() < 0.15]
+    for vp in world.vantages:
+        if vp.host_kind is not None:
+            continue
+        for d in hosted:
+            if rng.random() < 0.4:
+                vp.benign[d] = "cdn_bot_check"
+        for d in range(n):
+            if d not in vp.benign and rng.random() < 0.03:
+                vp.benign[d] = "site_redirect_variants"
+    for code in NOTICE_COUNTRIES:
+        clean = [vp for vp in world.vantages if vp.country.code == code and vp.mechanism is None]
+        clean = [vp for vp in clean if vp.host_kind is None]
+        rng.choice(clean).notice = 0.2
