@@ -81,7 +81,7 @@ def run_demo(
     from quackae.report.markdown import write_report
     from quackae.report.plots import plot_all
     from quackae.synth.evaluate import render as render_evaluation
-    from quackae.synth.evaluate import run_evaluation
+    from quackae.synth.evaluate import run_evaluation, table_cells
     from quackae.synth.truth import labeller, score_against_truth
 
     out = Path(out)
@@ -223,6 +223,7 @@ def run_demo(
             [seed],
             folds=EVAL_FOLDS,
             measurements=max(int(EVAL_MEASUREMENTS * scale), 400),
+            variants=True,
         ),
         lambda r: f"-> {out / 'evaluation' / 'evaluation.json'}",
     )
@@ -236,6 +237,7 @@ def run_demo(
         "truth": truth,
         "evaluation": {k: evaluation[k] for k in ("folds", "measurements", "features", "summary")},
         "evaluation_text": render_evaluation(evaluation),
+        "table_row": table_cells(evaluation["per_seed"]),
         "plots": [str(p) for p in plots],
     }
     atomic_write(out / "summary.json", json.dumps(summary, indent=1, default=str))
@@ -278,4 +280,12 @@ def render_summary(s: dict[str, Any]) -> str:
         "against the truth)   "
         f"evaluation: {s['out']}/evaluation/evaluation.json   plots: {s['out']}/plots/",
     ]
+    if s.get("table_row"):
+        from quackae.synth.evaluate import render_row
+
+        lines.append(
+            "  this seed's row of the evaluation table (cell: recall / worst fold / FPR (worst "
+            "fold) / proposal coverage; all rows: python benchmarks/evaluate.py):"
+        )
+        lines.append("    " + render_row("+ lexical (the default detector)", s["table_row"]))
     return "\n".join(lines)
