@@ -151,3 +151,49 @@ def test_protocol_on_a_small_world_is_deterministic(world: evaluate.World) -> No
     assert set(cells) == set(evaluate.COLUMNS)
     for c in cells.values():
         assert c["folds"] >= 1 and 0 <= c["recall"] <= 1 and 0 <= (c["fpr"] or 0) <= 1
+
+
+def oracle_vectors(world: evaluate.World, noise: float, seed: int = 0) -> np.ndarray:
+    """One random direction per true family or kind, plus per-row Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    names = sorted(set(world.family.tolist()))
+    dirs = dict(zip(names, rng.normal(size=(len(names), 32)), strict=True))
+    x = np.stack([dirs[f] for f in world.family.tolist()])
+    return (x + noise * rng.normal(size=x.shape)).astype(np.float32)
+
+
+def test_latent_site_principle_clears_a_hosting_networks_varying_page(
+    world: evaluate.World,
+) -> None:
+    """A bot check whose title varies per response follows its site in latent space, not templates.
+
+    The ceiling is the share of bot-check rows whose domain got the page in 3+ countries.
+    """
+    rf = world.rf
+    pages = rf.scored & rf.evidence_allowed & rf.has_page
+    bot = pages & (world.family == "cdn_bot_check")
+    domain, country = rf.column("domain").astype(str), rf.column("country_code").astype(str)
+    ceiling = np.mean(
+        [len(set(country[bot & (domain == domain[i])])) >= 3 for i in np.flatnonzero(bot)]
+    )
+    assert bot.sum() >= 50 and ceiling >= 0.5
+    latents = oracle_vectors(world, 0.3)
+    fp = np.where(world.labels == 1, rf.column("fingerprint"), "").astype(object)
+    space = fit_space(latents, pages, fp)
+    assert space.site_radius >= space.radius > 0
+    _, site = latent_evidence(space, latents, rf, rf.scored & rf.evidence_allowed)
+    assert site[bot].mean() >= 0.6 * ceiling, (site[bot].mean(), ceiling)
+    assert rf.site_bound is not None and not rf.site_bound[bot].any()  # templates cannot
+    assert not site[pages & (world.mechanism == "blockpage")].any()  # no censor's page cleared
+
+
+def test_latent_detector_round_trips_its_space(world: evaluate.World, tmp_path: Path) -> None:
+    """A saved detector with latent evidence predicts the same after loading (radii kept)."""
+    latents = oracle_vectors(world, 0.3)
+    det = Detector(seed=0).fit(world.rf, world.labels, latents)
+    assert det.space is not None and det.space.site_radius >= det.space.radius
+    back = Detector.load(Path(det.save(tmp_path)).parent)
+    assert back.space is not None and back.space.site_radius == det.space.site_radius
+    a, b = det.predict(world.rf, latents), back.predict(world.rf, latents)
+    np.testing.assert_allclose(a[0], b[0])
+    assert a[2] == b[2]

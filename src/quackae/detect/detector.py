@@ -331,6 +331,7 @@ class Detector:
             "numeric": list(NUMERIC),
             "neighbours": self.neighbours,
             "radius": None if self.space is None else self.space.radius,
+            "site_radius": None if self.space is None else self.space.site_radius,
         }
         atomic_write(directory / MODEL_FILE, json.dumps(meta, indent=1))
         return directory / MODEL_FILE
@@ -368,7 +369,10 @@ class Detector:
                 neighbours=meta.get("neighbours", True),
             )
             if meta.get("radius") is not None:
-                d.space = LatentSpace(z["space.mean"], z["space.scale"], float(meta["radius"]))
+                site = float(meta.get("site_radius") or meta["radius"])
+                d.space = LatentSpace(
+                    z["space.mean"], z["space.scale"], float(meta["radius"]), site
+                )
         return d
 
 

@@ -8,9 +8,10 @@ points in the row's country, and the countries, among the pages within ``radius`
 The same neighbours give the site principle: a page its domain also got, within the radius, in
 ``SITE_COUNTRIES`` or more countries follows the site (a hosting network's page), not the path.
 
-``radius`` is set from labelled blockpages: the median over fingerprints of the median
-distance between two pages of one fingerprint (how far apart two pages of one known censor
-lie; at most 200 pages per fingerprint, seeded). The search is scikit-learn's
+``radius`` is set from labelled blockpages: the median over fingerprints of the 0.9 quantile
+(``RADIUS_QUANTILE``) of the distance between two pages of one fingerprint (how far apart two
+pages of one known censor lie; at most 200 pages per fingerprint, seeded); the site principle
+uses the widest fingerprint's spread (``site_radius``). The search is scikit-learn's
 ``NearestNeighbors`` (exact; tree or brute force as it chooses), over standardised, unit-length
 latents.
 """
@@ -29,15 +30,22 @@ LATENT_NUMERIC = (
     "log_latent_countries",
 )
 NEIGHBOURS = 30  # neighbours searched per page
+RADIUS_QUANTILE = 0.9  # which quantile of one fingerprint's pair distances is "the same page"
 
 
 @dataclass
 class LatentSpace:
-    """How latents are scaled before the search, and the radius of "the same page"."""
+    """How latents are scaled before the search, and the radii of "the same page".
+
+    ``radius`` (a typical known family's spread) counts neighbourhood evidence; ``site_radius``
+    (the widest known family's spread) decides the site principle, whose pages (a hosting
+    network's multilingual, nonce-carrying check) vary more than one censor's template.
+    """
 
     mean: np.ndarray
     scale: np.ndarray
     radius: float
+    site_radius: float = 0.0
 
     def embed(self, x: np.ndarray) -> np.ndarray:
         """Standardised latents scaled to unit length (Euclidean distance ~ cosine)."""
@@ -65,12 +73,12 @@ def fit_space(latents: np.ndarray, pages: np.ndarray, fingerprint: np.ndarray) -
             rows = rows if len(rows) <= 200 else np.sort(rng.choice(rows, 200, replace=False))
             z = space.embed(latents[rows])
             d = np.sqrt(np.maximum(2 - 2 * z @ z.T, 0))[np.triu_indices(len(rows), 1)]
-            spreads.append(float(np.median(d)))
+            spreads.append(float(np.quantile(d, RADIUS_QUANTILE)))
     if spreads:
-        space.radius = float(np.median(spreads))
+        space.radius, space.site_radius = float(np.median(spreads)), float(np.max(spreads))
     else:  # no labelled family: the median distance to a page's nearest neighbour
         dist, _ = _knn(space.embed(x), 2)
-        space.radius = float(np.median(dist[:, -1]))
+        space.radius = space.site_radius = float(np.median(dist[:, -1]))
     return space
 
 
@@ -104,7 +112,8 @@ def latent_evidence(
     out[use, 0] = np.log1p(_distinct(np.where(same_cc, codes["domain"][idx], -1)))
     out[use, 1] = np.log1p(_distinct(np.where(same_cc, codes["ip"][idx], -1)))
     out[use, 2] = np.log1p(_distinct(np.where(near, country[idx], -1)))
-    site[use] = _site_countries(z, codes["domain"], country, space.radius) >= SITE_COUNTRIES
+    radius = max(space.site_radius, space.radius)
+    site[use] = _site_countries(z, codes["domain"], country, radius) >= SITE_COUNTRIES
     return out, site & has_content(rf.template)
 
 
