@@ -38,10 +38,10 @@ from original import (
     train_flops,
     write_seed_store,
 )
+from quackae import synth
 from quackae.dataset import store
 from quackae.ingest.flatten import Options, flatten
 from quackae.model.datamodule import QuackTokenizedDataModule
-from quackae.synth import generator as synth
 
 SEED = "seed: pickle per record"
 META = [

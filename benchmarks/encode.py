@@ -39,12 +39,12 @@ from original import (
     matmul_peak,
     tokens,
 )
+from quackae import synth
 from quackae.dataset import store
 from quackae.ingest.flatten import Options, flatten
 from quackae.model import controller as ae_processor
 from quackae.model.autoencoder import QuackAutoEncoder
 from quackae.model.datamodule import BatchSampler, QuackTokenizedDataModule
-from quackae.synth import generator as synth
 
 ORIGINAL = "original (nn.GRU, packed)"
 

@@ -1,108 +1,149 @@
-"""Leave-family-out evaluation over seeds: the detector against the issue's targets and anchors.
+"""The evaluation table: detector variants x sets of held-out families, leave-family-out, seeded.
 
-    python benchmarks/evaluate.py [--seeds 0 1 2] [--measurements 6000] [--folds 5] \
-        [--autoencoder_epochs 0]
+    python benchmarks/evaluate.py [--seeds 0 1 2] [--measurements 3000] [--folds 3] \
+        [--autoencoder_epochs 12] [--patience 2] [--no_variants]
 
-For each configuration (the full detector, and the ablation without the lexical score) it runs
-``quackae evaluate`` in-process (same code path, same numbers as the CLI) and prints the table:
-mean and worst-fold recall on held-out blockpage families, FPR on held-out benign kinds, and the
-proposed signatures' coverage of held-out pages and matches on benign pages. Targets (issue 9):
-mean recall >= 0.9, worst fold >= 0.75, FPR <= 0.02, proposals cover >= 0.9 with 0 benign matches.
-Anchors: Jones et al. (IMC 2014) page-length detection 95% TP at 1.4% FP; ICLab (S&P 2020) 48 new
-signatures by clustering.
+Per seed, one world with the default families and the variant families of ``synth.variants``
+(``make_world(..., variants=True)``) is generated and flattened once, and one autoencoder is
+trained on every row until validation loss stops improving (early stopping on ``val_loss``,
+``--patience`` epochs, at most ``--autoencoder_epochs``); its best validation loss is printed.
+The same folds then score each detector row; settings are chosen on each seed's development fold
+and never reported. Rows: template + cluster evidence only; + lexical (the default detector);
++ latents (the latent score and latent-neighbourhood evidence); the seed's latent classifier
+alone (``quackae.synth.seed_row`` when it exists, else pending). Columns: today's families, the
+variant families, real pages (pending until a corpus exists). A cell is mean recall / worst fold
+recall / mean FPR (worst fold) / proposal coverage; targets: recall >= 0.9, worst >= 0.75,
+FPR <= 0.02 in every fold, coverage >= 0.9 with 0 benign matches.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from quackae.synth import evaluate
 
+ROWS = (
+    ("template + cluster only", False, False),
+    ("+ lexical (default)", True, False),
+    ("+ latents", True, True),
+)
+SEED_ROW = "the seed's latent classifier alone"
 
-def lexical_summary(result: dict, k: int = 8) -> str:
-    """The tokens most often among the lexical model's top weights over every reported fold."""
-    lines = [
-        "lexical model's top tokens over all reported folds (folds in whose top 8 it is, mean "
-        "weight):"
-    ]
-    for side in ("censored", "benign"):
-        seen: dict[str, list[float]] = {}
-        for seed in result["per_seed"]:
-            for fold in seed["folds"]:
-                for token, weight in (fold.get("lexical_weights") or {}).get(side, []):
-                    seen.setdefault(token, []).append(weight)
-        top = sorted(seen.items(), key=lambda kv: (-len(kv[1]), -abs(sum(kv[1]) / len(kv[1]))))[:k]
-        lines.append(
-            f"  {side:>8}: " + ", ".join(f"{t} ({len(w)}, {sum(w) / len(w):+.2f})" for t, w in top)
-        )
-    return "\n".join(lines)
+
+def seed_row(worlds: list[evaluate.World], folds: int) -> dict[str, Any] | None:
+    """The seed classifier's cells from ``quackae.synth.seed_row`` (None while it is missing)."""
+    try:
+        module = importlib.import_module("quackae.synth.seed_row")
+    except ImportError:
+        return None
+    return module.table_cells(worlds, folds)  # the seed engineer's contract
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--measurements", type=int, default=6000)
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--autoencoder_epochs", type=int, default=0)
-    p.add_argument(
-        "--out", type=Path, default=None, help="keep the outputs here (default: a temporary folder)"
-    )
+    p.add_argument("--measurements", type=int, default=3000)
+    p.add_argument("--folds", type=int, default=3)
+    p.add_argument("--autoencoder_epochs", type=int, default=12, help="0: no latent row")
+    p.add_argument("--patience", type=int, default=2)
+    p.add_argument("--no_variants", action="store_true", help="the default world only")
+    p.add_argument("--out", type=Path, default=None, help="keep the outputs (default: temporary)")
     args = p.parse_args()
-    print("command: python " + " ".join(sys.argv))
-    rows = []
+    print("command: python " + " ".join(sys.argv), flush=True)
+    rows = [r for r in ROWS if args.autoencoder_epochs or not r[2]]
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in rows}
+    worlds = []
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         base = args.out or Path(tmp)
-        configs = [("cluster + contrast + lexical", True)]
-        configs.append(("cluster + contrast only (ablation)", False))
-        for name, lexical in configs:
-            started = time.perf_counter()
-            ae = {"epochs": args.autoencoder_epochs} if args.autoencoder_epochs else None
-            r = evaluate.run_evaluation(
-                base / name.split()[-1].strip("()"),
-                args.seeds,
-                args.folds,
-                args.measurements,
-                ae,
-                lexical,
+        for seed in args.seeds:
+            t0 = time.perf_counter()
+            ae = (
+                {"epochs": args.autoencoder_epochs, "patience": args.patience}
+                if args.autoencoder_epochs
+                else None
             )
-            print(evaluate.render(r), flush=True)
-            if lexical:
-                print(lexical_summary(r), flush=True)
-            rows.append(
-                (name + (" + latent" if ae else ""), r["summary"], time.perf_counter() - started)
+            world = evaluate.make_world(
+                base / f"seed{seed}", seed, args.measurements, ae, not args.no_variants
             )
+            worlds.append(world)
+            info = world.autoencoder or {}
+            print(
+                f"seed {seed}: {world.rf.table.num_rows} rows, world + autoencoder "
+                f"{time.perf_counter() - t0:.0f}s; autoencoder: best val_loss "
+                f"{info.get('best_val_loss')}, epochs {info.get('epochs_run')} of "
+                f"{info.get('max_epochs')}, stopped early {info.get('stopped_early')}",
+                flush=True,
+            )
+            for name, lexical, latents in rows:
+                t1 = time.perf_counter()
+                r = evaluate.evaluate_world(world, args.folds, lexical, latents)
+                results[name].append(r)
+                cells = evaluate.table_cells([r])
+                print(
+                    f"  {name}: {time.perf_counter() - t1:.0f}s; "
+                    + "; ".join(f"{k}: {evaluate.render_cell(v)}" for k, v in cells.items()),
+                    flush=True,
+                )
+        seed_cells = seed_row(worlds, args.folds)
+    columns = [*evaluate.COLUMNS, "real pages"]
     print()
     print(
-        "| detector | mean recall (held-out families) | worst fold | FPR (held-out benign kinds) "
-        "| worst fold FPR "
-        "| proposed signatures | their coverage of held-out pages | their benign matches | "
-        "seconds |"
-    )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for name, s, secs in rows:
-        print(
-            f"| {name} | {s['mean_recall']:.3f} | {s['worst_fold_recall']:.3f} | "
-            f"{s['mean_fpr']:.4f} | "
-            f"{s['worst_fold_fpr']:.4f} | {s['proposed_signatures']} | "
-            f"{s['proposal_coverage']:.3f} | "
-            f"{s['proposal_benign_hits']} | {secs:.0f} |"
-        )
-    print(
         f"seeds {args.seeds}, {args.folds} reported folds each (+1 development fold), "
-        f"{args.measurements} "
-        "measurements per seed; targets: recall >= 0.9, worst fold >= 0.75, FPR <= 0.02, "
-        "coverage >= 0.9, 0 benign"
+        f"{args.measurements} measurements per seed; cell = mean recall / worst fold recall / "
+        "mean FPR (worst fold) / proposal coverage"
     )
-    print(
-        "every number above is on the reported folds; each seed's development fold (group 0) "
-        "chose the detector's "
-        "settings and, with benchmarks/coverage_diagnosis.py, the proposal algorithm, and is "
-        "never reported"
-    )
+    print("| detector | " + " | ".join(columns) + " |")
+    print("| --- |" + " --- |" * len(columns))
+    for name, _, _ in rows:
+        cells = evaluate.table_cells(results[name])
+        line = [evaluate.render_cell(cells[c]) for c in evaluate.COLUMNS] + [
+            "pending (no corpus yet)"
+        ]
+        print(f"| {name} | " + " | ".join(line) + " |")
+    if seed_cells is None:
+        print(
+            f"| {SEED_ROW} | " + " | ".join(["pending (synth/seed_row.py)"] * len(columns)) + " |"
+        )
+    else:
+        print(
+            f"| {SEED_ROW} | "
+            + " | ".join(evaluate.render_cell(seed_cells.get(c)) for c in columns)
+            + " |"
+        )
+    hits = {
+        name: sum((f.get("proposals") or {}).get("benign_hits", 0) for s in rs for f in s["folds"])
+        for name, rs in results.items()
+    }
+    print("proposals' matches on benign or expected pages: " + str(hits))
+    if "+ latents" in results:
+        for column in evaluate.COLUMNS:
+            deltas = [
+                (
+                    evaluate.column_summary([a], *evaluate.COLUMNS[column])["recall"] or 0,
+                    evaluate.column_summary([b], *evaluate.COLUMNS[column])["recall"] or 0,
+                    evaluate.column_summary([a], *evaluate.COLUMNS[column])["fpr"] or 0,
+                    evaluate.column_summary([b], *evaluate.COLUMNS[column])["fpr"] or 0,
+                )
+                for a, b in zip(results["+ lexical (default)"], results["+ latents"], strict=True)
+            ]
+            dr = [b - a for a, b, _, _ in deltas]
+            df = [d - c for _, _, c, d in deltas]
+            print(
+                f"{column}: + latents minus default, recall per seed "
+                + ", ".join(f"{d:+.3f}" for d in dr)
+                + f" (mean {np.mean(dr):+.3f}); FPR per seed "
+                + ", ".join(f"{d:+.4f}" for d in df)
+            )
+    print(f"total {time.perf_counter() - started:.0f}s")
 
 
 if __name__ == "__main__":

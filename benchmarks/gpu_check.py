@@ -362,10 +362,10 @@ def prepare(folder: Path, measurements: int) -> None:
 
     import numpy as np
 
+    from quackae import synth
     from quackae.dataset import store
     from quackae.ingest.flatten import Options, flatten
     from quackae.model.datamodule import QuackTokenizedDataModule
-    from quackae.synth import generator as synth
 
     if folder.exists():
         shutil.rmtree(folder)

@@ -48,13 +48,13 @@ from pathlib import Path
 
 import psutil
 
+from quackae import synth
 from quackae.dataset import store
 from quackae.ingest import fanout
 from quackae.ingest import flatten as flatten_module
 from quackae.ingest.flatten import Options, flatten
 from quackae.ingest.sources import iter_lines
 from quackae.io import cluster
-from quackae.synth import generator as synth
 
 REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
 REFERENCE_SIGS = REFERENCE / "signatures"

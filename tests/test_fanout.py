@@ -17,11 +17,11 @@ import psutil
 import pytest
 
 from conftest import run_cli
+from quackae import synth
 from quackae.dataset import store
 from quackae.ingest import fanout
 from quackae.ingest.flatten import Options, _make_processor, flatten
 from quackae.ingest.sources import iter_lines
-from quackae.synth import generator as synth
 
 ARGS = ["--max_tokens", "64", "--vocab_size", "600", "--quiet"]
 

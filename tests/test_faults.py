@@ -21,12 +21,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import run_cli
+from quackae import synth
 from quackae.dataset import store
 from quackae.demo import MARKER, _check_demo_out
 from quackae.ingest.flatten import Options, flatten
 from quackae.io import atomic
 from quackae.model import controller as ae_processor
-from quackae.synth import generator as synth
 
 TINY = [
     "--embed_size",

@@ -19,10 +19,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import REFERENCE, run_cli
+from quackae import synth
 from quackae.dataset import store
 from quackae.ingest import tokens
 from quackae.ingest.flatten import FlattenError, Options, flatten
-from quackae.synth import generator as synth
 
 
 def read_rows(root: Path, columns: list[str] | None = None):
@@ -104,7 +104,7 @@ def test_labels_follow_ground_truth_for_fingerprinted_vendors(
         if t["mechanism"] == "blockpage" and not t["fingerprinted"]:
             assert censored == 0 and fp == ""
             seen.add("unfingerprinted")
-        page = t["family"] not in synth._BANNER_KINDS  # banners on a web scan: an error, no page
+        page = t["family"] not in synth.BANNER_KINDS  # banners on a web scan: an error, no page
         if (
             t["mechanism"] == "benign"
             and t["family"] in synth.DEFAULT_FALSE_POSITIVE_KINDS

@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import run_cli
+from quackae import synth
 from quackae.dataset import store
 from quackae.io import storage
 from quackae.model.datamodule import QuackTokenizedDataModule
-from quackae.synth import generator as synth
 
 FLAGS = ["--max_tokens", "64", "--vocab_size", "600", "--chunk_lines", "60", "--quiet"]
 

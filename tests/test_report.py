@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from quackae import synth
 from quackae.classify import calibration
 from quackae.dataset.pages import page_signature
 from quackae.report import markdown as report
-from quackae.synth import generator as synth
 from quackae.synth import truth
 from test_classifier import demo_run
 

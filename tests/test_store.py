@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from quackae import synth
 from quackae.dataset import store
 from quackae.ingest.flatten import Options, flatten
 from quackae.ingest.sources import source_key
-from quackae.synth import generator as synth
 
 
 def test_token_cache_matches_parquet(small_dataset: Path) -> None:

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from quackae import synth
 from quackae.cli import build_parser
 from quackae.cli.synth import run_synth
-from quackae.synth import generator as synth
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?([+-]\d\d:\d\d|Z)$")
 V1_KEYS = ["Server", "Keyword", "Retries", "Results", "Blocked", "FailSanity", "StatefulBlock"]
@@ -116,7 +116,7 @@ def check_v1(obj: dict[str, Any], scan: str) -> None:
     results = obj["Results"]
     tests, controls = results[: obj["Retries"] + 1], results[obj["Retries"] + 1 :]
     assert len(controls) <= 1
-    control_domain = synth._V1_CONTROL[scan]
+    control_domain = synth.V1_CONTROL[scan]
     for entry in results:
         assert isinstance(entry["Sent"], str) and isinstance(entry["Success"], bool)
         assert TS.match(entry["StartTime"]) and TS.match(entry["EndTime"])
@@ -295,11 +295,11 @@ def test_families_do_not_share_a_vocabulary() -> None:
 @pytest.mark.parametrize(("fmt", "scan"), [("v2", "http"), ("v1", "echo")])
 def test_signatures_match_own_family_only(tmp_path: Path, fmt: str, scan: str) -> None:
     """Each family's and benign kind's pattern matches all its pages and nothing else."""
-    sigs = synth.write_signatures(tmp_path / "sigs", synth.FAMILIES, synth._BENIGN_PATTERNS)
+    sigs = synth.write_signatures(tmp_path / "sigs", synth.FAMILIES, synth.BENIGN_PATTERNS)
     blockpages = load_signatures(sigs / "blockpage_signatures.json")
     false_positives = load_signatures(sigs / "false_positive_signatures.json")
     assert len(blockpages) == len(synth.FAMILIES) and len(false_positives) == len(
-        synth._BENIGN_PATTERNS
+        synth.BENIGN_PATTERNS
     )
     pages = pages_by_kind(synth.write_archive(tmp_path, 4000, seed=5, fmt=fmt, scan=scan))
     assert len([f for f in synth.FAMILIES if pages[f]]) >= 35
@@ -311,7 +311,7 @@ def test_signatures_match_own_family_only(tmp_path: Path, fmt: str, scan: str) -
             if key in synth.FAMILIES:
                 assert hits == [f"a_synth_{key}"], (key, hits, text[:200])
             else:
-                assert hits == ([f"x_fp_synth_{key}"] if key in synth._BENIGN_PATTERNS else []), (
+                assert hits == ([f"x_fp_synth_{key}"] if key in synth.BENIGN_PATTERNS else []), (
                     key,
                     hits,
                 )
@@ -354,8 +354,8 @@ def test_control_behaviour(http_v2: synth.SynthResult, tmp_path: Path) -> None:
                     e
                     for e in entries_of(obj)
                     if "control_url" in e
-                    or e.get("Sent", "x") in ("", synth._V1_CONTROL["echo"])
-                    or synth._V1_CONTROL["echo"] in e.get("Sent", "")
+                    or e.get("Sent", "x") in ("", synth.V1_CONTROL["echo"])
+                    or synth.V1_CONTROL["echo"] in e.get("Sent", "")
                 ]
                 assert controls and not any(
                     e.get("Success", e.get("matches_template")) for e in controls

@@ -75,15 +75,15 @@ def run_demo(
     latent: str = "mean",
 ) -> dict[str, Any]:
     """Run every stage into ``out``; return the summary (also written to ``out/summary.json``)."""
+    from quackae import synth
     from quackae.classify.classifier import predict, train_classifier
     from quackae.ingest.flatten import Options, flatten
     from quackae.model import controller
     from quackae.model.config import ControllerConfig
     from quackae.report.markdown import write_report
     from quackae.report.plots import plot_all
-    from quackae.synth import generator as synth
     from quackae.synth.evaluate import render as render_evaluation
-    from quackae.synth.evaluate import run_evaluation
+    from quackae.synth.evaluate import run_evaluation, table_cells
     from quackae.synth.truth import labeller, score_against_truth
 
     out = Path(out)
@@ -229,6 +229,7 @@ def run_demo(
             [seed],
             folds=EVAL_FOLDS,
             measurements=max(int(EVAL_MEASUREMENTS * scale), 400),
+            variants=True,
         ),
         lambda r: f"-> {out / 'evaluation' / 'evaluation.json'}",
     )
@@ -248,6 +249,7 @@ def run_demo(
         "truth": truth,
         "evaluation": {k: evaluation[k] for k in ("folds", "measurements", "features", "summary")},
         "evaluation_text": render_evaluation(evaluation),
+        "table_row": table_cells(evaluation["per_seed"]),
         "plots": [str(p) for p in plots],
     }
     atomic_write(out / "summary.json", json.dumps(summary, indent=1, default=str))
@@ -302,4 +304,12 @@ def render_summary(s: dict[str, Any]) -> str:
         f"evaluation: {s['out']}/evaluation/evaluation.json   plots: {s['out']}/plots/",
         f"  HTML report (open in a browser): {s['report']}",
     ]
+    if s.get("table_row"):
+        from quackae.synth.evaluate import render_row
+
+        lines.append(
+            "  this seed's row of the evaluation table (cell: recall / worst fold / FPR (worst "
+            "fold) / proposal coverage; all rows: python benchmarks/evaluate.py):"
+        )
+        lines.append("    " + render_row("+ lexical (the default detector)", s["table_row"]))
     return "\n".join(lines)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 def add_synth_arguments(sub: argparse._SubParsersAction) -> None:
     """``quackae synth``."""
-    from quackae.synth.generator import FORMATS, SCANS
+    from quackae.synth import FORMATS, SCANS
 
     parser = sub.add_parser(
         "synth",
@@ -36,7 +36,7 @@ def add_synth_arguments(sub: argparse._SubParsersAction) -> None:
 
 def run_synth(args: argparse.Namespace) -> int:
     """Run ``quackae synth``: write the archive and print one summary line."""
-    from quackae.synth.generator import parse_fingerprinted, write_archive, write_signatures
+    from quackae.synth import parse_fingerprinted, write_archive, write_signatures
 
     try:
         fingerprinted = parse_fingerprinted(getattr(args, "fingerprinted", "default"))

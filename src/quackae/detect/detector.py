@@ -33,6 +33,7 @@ from quackae.classify.calibration import PlattScaler, threshold_for_fpr
 from quackae.classify.latents import split_of
 from quackae.dataset.embeddings import embedding_matrix, read_meta, shard_paths
 from quackae.detect.features import NUMERIC, RowFeatures
+from quackae.detect.neighbours import LATENT_NUMERIC, LatentSpace, fit_space, latent_evidence
 from quackae.io.atomic import atomic_write
 
 LEARNED = ("lexical", "latent")
@@ -141,6 +142,8 @@ class Detector:
     threshold: float = 0.5
     inputs: tuple[str, ...] = ()
     info: dict[str, Any] = field(default_factory=dict)
+    neighbours: bool = True  # latent-neighbourhood evidence when latents are given
+    space: LatentSpace | None = None
 
     # ------------------------------------------------------------------ inputs
 
@@ -150,11 +153,27 @@ class Detector:
             out["latent"] = latents
         return out
 
-    def _design(self, rf: RowFeatures, learned: dict[str, np.ndarray]) -> np.ndarray:
+    def _design(
+        self, rf: RowFeatures, learned: dict[str, np.ndarray], near: np.ndarray | None = None
+    ) -> np.ndarray:
         cols = [learned[name] for name in LEARNED if name in learned]
         cols += [rf.numeric[:, i] for i in range(len(NUMERIC))]
         cols.append(rf.flags["stateful_block"].astype(np.float64))
+        if near is not None:
+            cols += [near[:, i] for i in range(near.shape[1])]
         return np.stack(cols, axis=1)
+
+    def _near(
+        self, rf: RowFeatures, latents: np.ndarray | None
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        """Latent-neighbourhood evidence and the rows whose page follows their site (if any)."""
+        if self.space is None or latents is None:
+            return None, np.zeros(len(rf.template), bool)
+        return latent_evidence(self.space, latents, rf, rf.scored & rf.evidence_allowed)
+
+    def allowed(self, rf: RowFeatures, site_bound: np.ndarray) -> np.ndarray:
+        """Rows the detector scores: evidence by every principle, and a page received."""
+        return rf.scored & rf.evidence_allowed & rf.has_page & ~site_bound
 
     # ------------------------------------------------------------------ fitting
 
@@ -162,7 +181,13 @@ class Detector:
         self, rf: RowFeatures, labels: np.ndarray, latents: np.ndarray | None = None
     ) -> Detector:
         """Fit on rows labelled 1 / -1 in ``labels`` that are evidence (scored, controls fine)."""
-        train_rows = (labels != 0) & rf.scored & rf.evidence_allowed & rf.has_page
+        self.space = None
+        if latents is not None and self.neighbours:
+            pages = rf.scored & rf.evidence_allowed & rf.has_page
+            fp = np.where(labels == 1, rf.column("fingerprint"), "").astype(object)
+            self.space = fit_space(latents, pages, fp)
+        near, site_bound = self._near(rf, latents)
+        train_rows = (labels != 0) & self.allowed(rf, site_bound)
         if train_rows.sum() < 10 or len(np.unique(labels[train_rows])) < 2:
             raise ValueError(
                 "the detector needs labelled censored and uncensored rows (flatten with signatures)"
@@ -186,7 +211,9 @@ class Detector:
                 oof[groups == g] = m.logit(x[groups == g])
             learned_train[name] = np.clip(oof, -10, 10)
             self.scorers[name] = fit_linear(x, y, self.seed, 1.0, standardise=name == "latent")
-        design = self._design(_subset(rf, train_rows), learned_train)
+        design = self._design(
+            _subset(rf, train_rows), learned_train, None if near is None else near[train_rows]
+        )
         split = split_of(rf.row_ids[train_rows], self.seed)
         fit_on, val = split != 1, split == 1
         if len(np.unique(y[val])) < 2:
@@ -210,36 +237,61 @@ class Detector:
 
     def features_of(self, rf: RowFeatures, latents: np.ndarray | None = None) -> np.ndarray:
         """The combiner's design matrix for every row of ``rf``."""
+        return self._features(rf, latents)[0]
+
+    def _features(
+        self, rf: RowFeatures, latents: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         mats = self._matrices(rf, latents if "latent" in self.inputs else None)
         learned = {
             name: np.clip(self.scorers[name].logit(mats[name]), -10, 10) for name in self.inputs
         }
-        return self._design(rf, learned)
+        near, site_bound = self._near(rf, latents)
+        return self._design(rf, learned, near), site_bound
 
     def predict(
         self, rf: RowFeatures, latents: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Probability, candidate (probability >= threshold, evidence allowed), reason per row."""
         assert self.combiner is not None, "fit the detector first"
-        design = self.features_of(rf, latents)
+        design, site_bound = self._features(rf, latents)
         prob = self.platt(self.combiner.logit(design))
-        allowed = rf.scored & rf.evidence_allowed & rf.has_page
+        allowed = self.allowed(rf, site_bound)
         prob = np.where(allowed, prob, 0.0)
         candidate = prob >= self.threshold
-        return prob, candidate, self.reasons(rf, design, allowed)
+        return prob, candidate, self.reasons(rf, design, allowed, site_bound)
 
-    def reasons(self, rf: RowFeatures, design: np.ndarray, allowed: np.ndarray) -> list[str]:
+    def reasons(
+        self,
+        rf: RowFeatures,
+        design: np.ndarray,
+        allowed: np.ndarray,
+        site_bound: np.ndarray | None = None,
+    ) -> list[str]:
         """Which evidence fired for each row, in words."""
         assert self.combiner is not None and self.combiner.mean is not None
         names = [*self.inputs, *NUMERIC, "stateful_block"]
+        if self.space is not None:
+            names += list(LATENT_NUMERIC)
+        controls_ok = rf.controls_ok
+        same = rf.same_site if rf.same_site is not None else np.zeros(len(design), bool)
+        site = rf.site_bound if rf.site_bound is not None else np.zeros(len(design), bool)
+        if site_bound is not None:
+            site = site | site_bound
         contrib = (design - self.combiner.mean) / self.combiner.scale * self.combiner.coef
         out = []
         for i in range(len(design)):
             if not rf.scored[i]:
                 out.append("expected response (template match)")
                 continue
-            if not rf.evidence_allowed[i]:
+            if not controls_ok[i]:
                 out.append("controls failed: not evidence")
+                continue
+            if same[i]:
+                out.append("redirect to the tested site itself: not evidence")
+                continue
+            if site[i]:
+                out.append("the site got this page in several countries: a hosting network's page")
                 continue
             if not allowed[i]:
                 out.append("no page received: not scored by this detector")
@@ -262,6 +314,8 @@ class Detector:
             if lin.mean is not None:
                 vectors[f"{name}.mean"], vectors[f"{name}.scale"] = lin.mean, lin.scale
             scalars[name] = lin.intercept
+        if self.space is not None:
+            vectors["space.mean"], vectors["space.scale"] = self.space.mean, self.space.scale
         np.savez(directory / VECTORS_FILE, **vectors)
         meta = {
             "kind": "quackae_detector",
@@ -275,6 +329,9 @@ class Detector:
             "threshold": self.threshold,
             "info": self.info,
             "numeric": list(NUMERIC),
+            "neighbours": self.neighbours,
+            "radius": None if self.space is None else self.space.radius,
+            "site_radius": None if self.space is None else self.space.site_radius,
         }
         atomic_write(directory / MODEL_FILE, json.dumps(meta, indent=1))
         return directory / MODEL_FILE
@@ -309,7 +366,13 @@ class Detector:
                 threshold=meta["threshold"],
                 inputs=tuple(meta["inputs"]),
                 info=meta["info"],
+                neighbours=meta.get("neighbours", True),
             )
+            if meta.get("radius") is not None:
+                site = float(meta.get("site_radius") or meta["radius"])
+                d.space = LatentSpace(
+                    z["space.mean"], z["space.scale"], float(meta["radius"]), site
+                )
         return d
 
 
@@ -353,6 +416,8 @@ def _describe(name: str, rf: RowFeatures, i: int) -> str:
         return "a page where the expected response differs"
     if name == "stateful_block":
         return "stateful block"
+    if name.startswith("log_latent_"):
+        return "latent neighbours: " + name.removeprefix("log_latent_").replace("_", " ")
     return f"{name} model"
 
 
@@ -363,4 +428,6 @@ def _subset(rf: RowFeatures, mask: np.ndarray) -> RowFeatures:
         rf.template[mask],
         rf.numeric[mask],
         rf.tokens,
+        None if rf.same_site is None else rf.same_site[mask],
+        None if rf.site_bound is None else rf.site_bound[mask],
     )

@@ -61,6 +61,8 @@ class RowFeatures:
     template: np.ndarray  # str per row
     numeric: np.ndarray  # (rows, len(NUMERIC)) float64
     tokens: store.DatasetTokens
+    same_site: np.ndarray | None = None  # bool per row: a redirect to the tested site itself
+    site_bound: np.ndarray | None = None  # bool per row: its site got this page in many countries
 
     @property
     def row_ids(self) -> np.ndarray:
@@ -85,9 +87,21 @@ class RowFeatures:
         return self.numeric[:, NUMERIC.index("has_page")] > 0
 
     @property
-    def evidence_allowed(self) -> np.ndarray:
+    def controls_ok(self) -> np.ndarray:
         """Censored Planet's rule: a try whose controls failed is no evidence, unless stateful."""
         return ~self.flags["controls_failed"] | self.flags["stateful_block"]
+
+    def _mask(self, values: np.ndarray | None) -> np.ndarray:
+        return values if values is not None else np.zeros(len(self.template), bool)
+
+    @property
+    def evidence_allowed(self) -> np.ndarray:
+        """Controls fine; not a redirect to the tested site; not a page that follows the site.
+
+        ``same_site``: ``same_site_redirect``; ``site_bound``: the row's domain got the same
+        page (template) in at least ``SITE_COUNTRIES`` countries (a hosting network's page).
+        """
+        return self.controls_ok & ~self._mask(self.same_site) & ~self._mask(self.site_bound)
 
 
 def static_flags(tokens: store.DatasetTokens, row_ids: np.ndarray) -> dict[str, np.ndarray]:
@@ -141,6 +155,43 @@ def _first_body_line(text: str) -> str:
     return next((ln for ln in lines[status + 1 :] if not _HEADER.match(ln)), "")
 
 
+_LOCATION_TARGET = re.compile(r"^Location:\s*(\S*)", re.IGNORECASE | re.MULTILINE)
+
+
+def same_site_redirect(text: str, domain: str) -> bool:
+    """Whether a redirect points at the tested site itself: a principle, not a learned page.
+
+    A censor sends the browser elsewhere (a notice host, a portal); a site sends it to itself: a
+    path on the same host (a relative ``Location``), the ``https://`` twin, or the ``www.`` twin.
+    The text is normalised, so the tested domain reads ``[DOMAIN]``.
+    """
+    if not _REDIRECT.match(page_signature(text)):
+        return False
+    found = _LOCATION_TARGET.search(text)
+    if not found:
+        return False
+    target = found.group(1)
+    if target.startswith("/") and not target.startswith("//"):
+        return True
+    host = re.sub(r"^(?:[a-z]+:)?//", "", target, flags=re.IGNORECASE).split("/")[0]
+    host = host.split("?")[0].split("#")[0].split(":")[0].lower()
+    bare = domain.lower().removeprefix("www.")
+    return host in ("[domain]", "www.[domain]") or host in (bare, "www." + bare)
+
+
+def same_site_rows(
+    tokens: store.DatasetTokens, row_ids: np.ndarray, template: np.ndarray, domain: np.ndarray
+) -> np.ndarray:
+    """``same_site_redirect`` of every row (only redirects' texts are read)."""
+    out = np.zeros(len(row_ids), bool)
+    rows = np.flatnonzero(np.char.startswith(template.astype(str), "redirect to "))
+    for lo in range(0, len(rows), 4096):
+        part = rows[lo : lo + 4096]
+        texts = tokens.texts(row_ids[part])
+        out[part] = [same_site_redirect(x, d) for x, d in zip(texts, domain[part], strict=True)]
+    return out
+
+
 def templates(tokens: store.DatasetTokens, row_ids: np.ndarray, chunk: int = 4096) -> np.ndarray:
     """The page template each row received (``template_of`` its normalised text)."""
     out: list[str] = []
@@ -189,6 +240,31 @@ def cluster_evidence(
     return out
 
 
+def site_countries(
+    template: np.ndarray, domain: np.ndarray, country: np.ndarray, consider: np.ndarray
+) -> np.ndarray:
+    """Per row: in how many countries the row's domain got the row's template (rows considered).
+
+    A censor's page follows the network path (one country); a hosting network's page (a CDN bot
+    check, a WAF block) follows the site, whichever country asks.
+    """
+    out = np.zeros(len(template))
+    if consider.any():
+        key = np.char.add(
+            np.char.add(template[consider].astype(str), "\x00"), domain[consider].astype(str)
+        )
+        out[consider] = _distinct_counts(key, country[consider])
+    return out
+
+
+SITE_COUNTRIES = 3  # a page a site gets in this many countries follows the site, not the path
+
+
+def has_content(template: np.ndarray) -> np.ndarray:
+    """Templates with a title or body line: a page that says something, not a bare status."""
+    return np.array(["| title:" in s or "| body:" in s for s in template.tolist()])
+
+
 def received_page(template: np.ndarray) -> np.ndarray:
     """Whether a row's template is an HTTP page (a status line), not an error or a bare banner."""
     return np.array(
@@ -204,6 +280,11 @@ def row_features(dataset: Path | str) -> RowFeatures:
     flags = static_flags(tokens, ids)
     template = templates(tokens, ids)
     rf = RowFeatures(table, flags, template, np.zeros((len(ids), len(NUMERIC))), tokens)
+    domains = rf.column("domain")
+    rf.same_site = same_site_rows(tokens, ids, template, domains)
+    consider = rf.scored & rf.evidence_allowed
+    counts = site_countries(template, domains, rf.column("country_code"), consider)
+    rf.site_bound = (counts >= SITE_COUNTRIES) & has_content(template)
     consider = rf.scored & rf.evidence_allowed
     rf.numeric = cluster_evidence(
         template,

@@ -1,6 +1,6 @@
 """Leave-family-out evaluation on generated data: can the detector find pages nobody has seen?
 
-Per seed: one synthetic world (``quackae.synth.generator``), flattened once with signatures for
+Per seed: one synthetic world (``quackae.synth``), flattened once with signatures for
 *every* blockpage family and benign kind, and (optionally) one autoencoder trained on all of its
 rows (unsupervised: it may see every row, as it would in practice). Families and benign kinds are
 then split into ``folds + 1`` groups by a seeded shuffle. Group 0 is the *development* fold:
@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from quackae import synth
 from quackae.detect.detector import Detector, load_latents, top_lexical_weights
 from quackae.detect.features import RowFeatures, row_features
 from quackae.detect.proposals import propose
 from quackae.io.atomic import atomic_write
-from quackae.synth import generator as synth
 from quackae.synth import truth
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,8 @@ class World:
     censored_truth: np.ndarray
     labels: np.ndarray  # the full-knowledge labels (every signature known)
     latents: np.ndarray | None = None
+    variants: bool = False  # the world has the variant families and kinds (``synth.variants``)
+    autoencoder: dict[str, Any] | None = None  # how its latents were trained (val_loss, epochs)
 
 
 def blockpage_signature(family: str) -> str:
@@ -64,8 +66,23 @@ def benign_signature(kind: str) -> str:
     return f"x_fp_synth_{kind}"
 
 
+def world_families(variants: bool) -> list[str]:
+    """The blockpage families of a world (the variant families after the default ones)."""
+    return sorted(synth.FAMILIES) + (sorted(synth.VARIANT_FAMILIES) if variants else [])
+
+
+def world_kinds(variants: bool) -> list[str]:
+    """The benign kinds of a world that folds hold out (network noise never is)."""
+    base = sorted(k for k in synth.BENIGN_KINDS if k != "noise")
+    return base + (sorted(synth.VARIANT_KINDS) if variants else [])
+
+
 def make_world(
-    out: Path, seed: int, measurements: int, autoencoder: dict[str, Any] | None = None
+    out: Path,
+    seed: int,
+    measurements: int,
+    autoencoder: dict[str, Any] | None = None,
+    variants: bool = False,
 ) -> World:
     """Generate, flatten (every try, every signature) and optionally encode one seed's world."""
     from quackae.ingest.flatten import Options, flatten
@@ -73,14 +90,19 @@ def make_world(
     out = Path(out)
     archives = [
         synth.write_archive(
-            out / "raw", max(int(measurements * share), 20), seed=seed * 10 + i, fmt=fmt, scan=scan
+            out / "raw",
+            max(int(measurements * share), 20),
+            seed=seed * 10 + i,
+            fmt=fmt,
+            scan=scan,
+            variants=variants,
         )
         for i, (fmt, scan, share) in enumerate(WORLD_MIX)
     ]
     sigs = synth.write_signatures(
         out / "signatures",
-        fingerprinted=set(synth.FAMILIES),
-        false_positive_kinds=set(synth.BENIGN_KINDS) - {"noise", "binary_garbage"},
+        fingerprinted=set(world_families(variants)),
+        false_positive_kinds=set(world_kinds(variants)) - {"binary_garbage"},
     )
     dataset = out / "dataset"
     flatten(
@@ -108,22 +130,34 @@ def make_world(
         cols["censored"],
     )
     world = World(seed, rf, family, mechanism, censored, rf.column("censored").astype(np.int64))
+    world.variants = variants
     if autoencoder is not None:
-        world.latents = train_and_encode(out, dataset, seed, **autoencoder)
+        world.latents, world.autoencoder = train_and_encode(out, dataset, seed, **autoencoder)
     return world
 
 
 def train_and_encode(
-    out: Path, dataset: Path, seed: int, epochs: int = 3, batch_size: int = 32
-) -> np.ndarray:
-    """Train one autoencoder on every row of ``dataset`` and return every row's latent (mean)."""
+    out: Path,
+    dataset: Path,
+    seed: int,
+    epochs: int = 3,
+    batch_size: int = 32,
+    patience: int = 2,
+    embed_size: int = 64,
+    hidden_size: int = 128,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Train one autoencoder on every row until validation loss stops improving; every latent.
+
+    At most ``epochs`` epochs; early stopping on ``val_loss`` with ``patience`` checks (one per
+    epoch). Returns the latents (mean over text tokens) and what training reached.
+    """
     from quackae.model import controller
     from quackae.model.config import ControllerConfig
 
     common = ControllerConfig(
         data_dir=str(dataset),
-        embed_size=64,
-        hidden_size=128,
+        embed_size=embed_size,
+        hidden_size=hidden_size,
         batch_size=batch_size,
         ray_nodes=0,
         seed=seed,
@@ -143,6 +177,7 @@ def train_and_encode(
             stopping_threshold=None,
             checkpoint_every_n_steps=0,
             eval_decoding="forced",
+            patience=patience,
         )
     )
     ckpt = summary["best_checkpoint"] or summary["last_checkpoint"]
@@ -155,17 +190,42 @@ def train_and_encode(
     x, have = load_latents(out / "encoded", rf_ids)
     if not have.all():
         raise ValueError(f"{int((~have).sum())} rows were not encoded")
-    return x
+    info = {
+        "best_val_loss": summary.get("best_val_loss"),
+        "epochs_run": summary.get("epochs"),
+        "stopped_early": (summary.get("epochs") or 0) < epochs,
+        "test": summary.get("test"),
+        "max_epochs": epochs,
+        "patience": patience,
+        "embed_size": embed_size,
+        "hidden_size": hidden_size,
+    }
+    return x, info
 
 
-def fold_plan(folds: int, seed: int) -> list[tuple[frozenset[str], frozenset[str]]]:
-    """``folds + 1`` (families, benign kinds) groups; group 0 is the development fold."""
+def fold_plan(
+    folds: int, seed: int, variants: bool = False
+) -> list[tuple[frozenset[str], frozenset[str]]]:
+    """``folds + 1`` (families, benign kinds) groups; group 0 is the development fold.
+
+    The variant families and kinds, if any, are shuffled on their own and dealt after the
+    default ones, so every fold holds some of each; the default deal is as without them.
+    """
     rng = np.random.default_rng(seed)
     fams = np.array(sorted(synth.FAMILIES), dtype=object)[rng.permutation(len(synth.FAMILIES))]
     kinds_all = sorted(k for k in synth.BENIGN_KINDS if k != "noise")
     kinds = np.array(kinds_all, dtype=object)[rng.permutation(len(kinds_all))]
     n = folds + 1
-    return [(frozenset(fams[i::n].tolist()), frozenset(kinds[i::n].tolist())) for i in range(n)]
+    plan = [[set(fams[i::n].tolist()), set(kinds[i::n].tolist())] for i in range(n)]
+    if variants:
+        vf = sorted(synth.VARIANT_FAMILIES)
+        vk = sorted(synth.VARIANT_KINDS)
+        vf = [vf[j] for j in rng.permutation(len(vf))]
+        vk = [vk[j] for j in rng.permutation(len(vk))]
+        for i in range(n):
+            plan[i][0].update(vf[i::n])
+            plan[i][1].update(vk[i - 1 :: n - 1] if i else [])  # kinds to the reported folds
+    return [(frozenset(f), frozenset(k)) for f, k in plan]
 
 
 def fold_labels(world: World, families: frozenset[str], kinds: frozenset[str]) -> np.ndarray:
@@ -195,21 +255,24 @@ def score_fold(
     target_fprs: tuple[float, ...],
     lexical: bool = True,
     propose_signatures: bool = False,
+    latents: bool = True,
 ) -> dict[float, dict[str, Any]]:
-    """Fit without the fold's families and kinds; rates on them at each target FPR's threshold."""
+    """Fit without the fold's families and kinds; rates on them at each target FPR's threshold.
+
+    ``latents`` False leaves the world's latents out (the same detector without them).
+    """
+    lat = world.latents if latents else None
     labels = fold_labels(world, families, kinds)
     page, benign = held_out_masks(world, families, kinds)
     leak = int((labels[page | benign] != 0).sum())
     if leak:
         raise AssertionError(f"{leak} held-out rows kept a label")
-    det = Detector(seed=world.seed, c_combiner=c, lexical=lexical).fit(
-        world.rf, labels, world.latents
-    )
-    prob, candidate, _ = det.predict(world.rf, world.latents)
+    det = Detector(seed=world.seed, c_combiner=c, lexical=lexical).fit(world.rf, labels, lat)
+    prob, candidate, _ = det.predict(world.rf, lat)
     from quackae.classify.calibration import threshold_for_fpr
 
     train_neg = (labels == -1) & world.rf.scored & world.rf.evidence_allowed
-    base = det.platt(det.combiner.logit(det.features_of(world.rf, world.latents)[train_neg]))  # type: ignore[union-attr]
+    base = det.platt(det.combiner.logit(det.features_of(world.rf, lat)[train_neg]))  # type: ignore[union-attr]
     proposal_scores = (
         score_proposals(world, labels, candidate, page) if propose_signatures else None
     )
@@ -236,6 +299,7 @@ def score_fold(
             "pages": int(page.sum()),
             "benign_rows": int(benign.sum()),
             "family_rows": {f: int((page & (world.family == f)).sum()) for f in sorted(families)},
+            "kind_rows": {k: int((benign & (world.family == k)).sum()) for k in sorted(kinds)},
             "proposals": proposal_scores,
             "lexical_weights": weights,
         }
@@ -281,11 +345,16 @@ def _rate(hit: np.ndarray, mask: np.ndarray) -> float | None:
     return round(float(hit[mask].mean()), 4) if mask.any() else None
 
 
-def evaluate_world(world: World, folds: int, lexical: bool = True) -> dict[str, Any]:
+def evaluate_world(
+    world: World, folds: int, lexical: bool = True, latents: bool = True
+) -> dict[str, Any]:
     """Choose settings on the development fold, then score every reported fold with them."""
-    plan = fold_plan(folds, world.seed)
+    plan = fold_plan(folds, world.seed, world.variants)
     dev_fams, dev_kinds = plan[0]
-    dev = {c: score_fold(world, dev_fams, dev_kinds, c, TARGET_FPRS, lexical) for c in COMBINER_CS}
+    dev = {
+        c: score_fold(world, dev_fams, dev_kinds, c, TARGET_FPRS, lexical, latents=latents)
+        for c in COMBINER_CS
+    }
     options = [(c, t, r) for c, by_t in dev.items() for t, r in by_t.items()]
     ok = [o for o in options if (o[2]["fpr"] or 0) <= DEV_MAX_FPR] or options
     c, target, dev_result = max(
@@ -293,7 +362,7 @@ def evaluate_world(world: World, folds: int, lexical: bool = True) -> dict[str, 
     )
     reported = []
     for i, (fams, kinds) in enumerate(plan[1:], start=1):
-        r = score_fold(world, fams, kinds, c, (target,), lexical, True)[target]
+        r = score_fold(world, fams, kinds, c, (target,), lexical, True, latents)[target]
         reported.append({"fold": i, "families": sorted(fams), "kinds": sorted(kinds), **r})
     return {
         "seed": world.seed,
@@ -368,6 +437,7 @@ def run_evaluation(
     lexical: bool = True,
     seed_rows: tuple[str, ...] = (),
     seed_scale: Any = None,
+    variants: bool = False,
 ) -> dict[str, Any]:
     """Evaluate every seed into ``out/seed<N>/`` and write ``out/evaluation.json``.
 
@@ -385,7 +455,7 @@ def run_evaluation(
         d = out / f"seed{seed}"
         if d.exists():
             shutil.rmtree(d)
-        world = make_world(d, seed, measurements, autoencoder)
+        world = make_world(d, seed, measurements, autoencoder, variants)
         per_seed.append(evaluate_world(world, folds, lexical))
         if seed_rows:
             seed_results.append(seed_row.run_seed_rows(world, d, folds, seed_rows, seed_scale))
@@ -400,6 +470,7 @@ def run_evaluation(
         "autoencoder": autoencoder,
         "summary": summarise(per_seed),
         "seed_classifier": seed_row.summarise(seed_results) if seed_rows else None,
+        "variants": variants,
         "per_seed": per_seed,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -446,3 +517,68 @@ def render(result: dict[str, Any]) -> str:
 
         lines += seed_row.render(result["seed_classifier"], seed_row.Scale().target_fpr)
     return "\n".join(lines)
+
+
+#: The table's columns: which held-out families and benign kinds each one scores.
+COLUMNS = {
+    "today's families": (tuple(sorted(synth.FAMILIES)), tuple(world_kinds(False))),
+    "variant families": (tuple(sorted(synth.VARIANT_FAMILIES)), tuple(sorted(synth.VARIANT_KINDS))),
+}
+
+
+def column_summary(
+    per_seed: list[dict[str, Any]], families: tuple[str, ...], kinds: tuple[str, ...]
+) -> dict[str, Any]:
+    """One cell: recall (pooled per fold over ``families``), worst fold, FPR, proposal coverage.
+
+    Per reported fold, the recall over the column's held-out pages and the FPR over its held-out
+    benign pages (folds holding none of them are skipped); mean and worst over folds and seeds.
+    Coverage is the share of the column's held-out pages a fold's proposals match, pooled.
+    """
+    recalls, fprs = [], []
+    pages = covered = 0
+    for seed in per_seed:
+        for f in seed["folds"]:
+            n = {k: v for k, v in f["family_rows"].items() if k in families and v}
+            if n:
+                hit = sum(f["family_recall"].get(k, 0.0) * v for k, v in n.items())
+                recalls.append(hit / sum(n.values()))
+                pages += sum(n.values())
+                got = (f.get("proposals") or {}).get("family_covered") or {}
+                covered += sum(got.get(k, 0) for k in n)
+            b = {k: v for k, v in f.get("kind_rows", {}).items() if k in kinds and v}
+            if b:
+                fprs.append(
+                    sum(f["kind_fpr"].get(k, 0.0) * v for k, v in b.items()) / sum(b.values())
+                )
+    r4 = lambda v: round(float(v), 4) if v is not None else None  # noqa: E731
+    return {
+        "recall": r4(np.mean(recalls)) if recalls else None,
+        "worst_fold_recall": r4(np.min(recalls)) if recalls else None,
+        "fpr": r4(np.mean(fprs)) if fprs else None,
+        "worst_fold_fpr": r4(np.max(fprs)) if fprs else None,
+        "coverage": r4(covered / pages) if pages else None,
+        "folds": len(recalls),
+    }
+
+
+def table_cells(per_seed: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every column's cell for one detector's per-seed results."""
+    return {name: column_summary(per_seed, f, k) for name, (f, k) in COLUMNS.items()}
+
+
+def render_cell(c: dict[str, Any] | None) -> str:
+    """``recall / worst fold recall / FPR (worst fold) / coverage`` of one cell."""
+    if not c or c.get("recall") is None:
+        return "n/a"
+    cov = "n/a" if c["coverage"] is None else f"{c['coverage']:.3f}"
+    return (
+        f"{c['recall']:.3f} / {c['worst_fold_recall']:.3f} / {c['fpr'] or 0:.4f} "
+        f"({c['worst_fold_fpr'] or 0:.4f}) / {cov}"
+    )
+
+
+def render_row(name: str, cells: dict[str, dict[str, Any]]) -> str:
+    """One table row in words (real pages pending until a corpus exists)."""
+    parts = [f"{column}: {render_cell(c)}" for column, c in cells.items()]
+    return f"{name}: " + "; ".join([*parts, "real pages: pending"])
