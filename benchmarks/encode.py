@@ -38,6 +38,7 @@ from original import (
     matmul_peak,
     tokens,
 )
+from quackae import ae_processor as seed_cli  # the command line: parser and cli()
 from quackae.dataset import store
 from quackae.ingest.flatten import Options, flatten
 from quackae.model import controller as ae_processor
@@ -168,7 +169,7 @@ def encoder_alone(
 
 def end_to_end(data: Path, ckpt: Path, out: Path, batch: int, latent: str) -> float:
     """Seconds of the controller's whole in-process encode (read + encode + write shards)."""
-    args = ae_processor.build_parser().parse_args(
+    args = seed_cli.build_parser().parse_args(
         [
             "--data_dir",
             str(data),

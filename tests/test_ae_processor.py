@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from conftest import run_cli
+from quackae import ae_processor as seed_cli  # the command line: parser and cli()
 from quackae.model import controller as ae_processor
 
 SMALL = [
@@ -61,7 +62,7 @@ def controller(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 def in_process(capsys, *args) -> subprocess.CompletedProcess:
     """The controller's command-line entry point called in this process (no import cost)."""
     argv = [str(a) for a in args]
-    code = ae_processor.cli(argv)
+    code = seed_cli.cli(argv)
     out, err = capsys.readouterr()
     return subprocess.CompletedProcess(argv, code, out, err)
 
@@ -76,11 +77,11 @@ def epoch_val_losses(storage: Path) -> list[float]:
 
 
 def test_every_seed_flag_parses_with_its_default() -> None:
-    args = ae_processor.build_parser().parse_args([])
+    args = seed_cli.build_parser().parse_args([])
     for name, default in SEED_DEFAULTS.items():
         assert getattr(args, name) == default, name
     # the Trainer's own flags, as Trainer.add_argparse_args used to add them
-    args = ae_processor.build_parser().parse_args(
+    args = seed_cli.build_parser().parse_args(
         [
             "--max_epochs",
             "3",
@@ -110,7 +111,7 @@ def test_every_seed_flag_parses_with_its_default() -> None:
         True,
         True,
     )
-    assert "--ray_nodes" in ae_processor.build_parser().format_help()
+    assert "--ray_nodes" in seed_cli.build_parser().format_help()
 
 
 def test_training_lowers_val_loss_and_reconstructs(
@@ -169,7 +170,7 @@ def test_checkpoint_path_starts_from_the_weights(
         ).returncode
         == 0
     )
-    args = ae_processor.build_parser().parse_args(
+    args = seed_cli.build_parser().parse_args(
         ["--data_dir", str(small_dataset), "--checkpoint_path", str(first / "last.ckpt"), *SMALL]
     )
     model = ae_processor.build_model(args, ae_processor.build_data(args))

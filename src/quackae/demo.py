@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from quackae.dataset.store import StoreError
 from quackae.io.atomic import atomic_write
+from quackae.io.folders import check_output, claim_output
 
 MARKER = ".quackae-demo"  # marks a folder as a demo's output, which the next demo may replace
 
@@ -88,7 +88,7 @@ def run_demo(
     _check_demo_out(out)
     if out.exists():
         shutil.rmtree(out)
-    out.mkdir(parents=True)
+    claim_output(out, "--storage_path", "quackae demo")
     atomic_write(
         out / MARKER, "written by `quackae demo`: this folder is replaced by the next demo run\n"
     )
@@ -245,15 +245,7 @@ def run_demo(
 
 def _check_demo_out(out: Path) -> None:
     """Refuse to replace a folder that is not empty and not a previous demo's output."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise StoreError(f"--out {out} is a file; pass a new folder")
-    if any(out.iterdir()) and not (out / MARKER).is_file():
-        raise StoreError(
-            f"--out {out} is not empty and is not a previous demo's output (no {MARKER}); the "
-            "demo replaces its folder, so pass a new or empty --out"
-        )
+    check_output(out, "--storage_path", "quackae demo", proof=(MARKER,))
 
 
 def _fmt(x: Any) -> str:

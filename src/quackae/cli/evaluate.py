@@ -16,11 +16,14 @@ def add_evaluate_arguments(sub: argparse._SubParsersAction) -> None:
         "detector on them, on generated worlds",
     )
     p.add_argument(
-        "--out",
+        "--storage_path",
         type=Path,
         required=True,
-        help="output folder (one sub-folder per seed, evaluation.json)",
+        metavar="DIR",
+        help="output folder (one sub-folder per seed, evaluation.json); new, empty or an earlier "
+        "evaluate's, whose seed folders are replaced",
     )
+    p.deprecate("--out", "--storage_path")
     p.add_argument(
         "--seeds",
         type=int,
@@ -54,17 +57,21 @@ def add_evaluate_arguments(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.folds < 2 or args.measurements < 200:
+    if args.folds < 2 or args.measurements < 200 or args.autoencoder_epochs < 0:
         print(
-            "quackae evaluate: error: use --folds >= 2 and --measurements >= 200", file=sys.stderr
+            "quackae evaluate: error: use --folds >= 2, --measurements >= 200 and "
+            "--autoencoder_epochs >= 0",
+            file=sys.stderr,
         )
         return 2
+    from quackae.io.folders import claim_output
     from quackae.synth.evaluate import RESULT_FILE, render, run_evaluation
 
+    claim_output(args.storage_path, "--storage_path", "quackae evaluate", proof=(RESULT_FILE,))
     ae = {"epochs": args.autoencoder_epochs} if args.autoencoder_epochs > 0 else None
     result = run_evaluation(
-        args.out, args.seeds, args.folds, args.measurements, ae, not args.no_lexical
+        args.storage_path, args.seeds, args.folds, args.measurements, ae, not args.no_lexical
     )
     print(render(result))
-    print(f"evaluate: {result['seconds']:.0f}s; details in {Path(args.out) / RESULT_FILE}")
+    print(f"evaluate: {result['seconds']:.0f}s; details in {Path(args.storage_path) / RESULT_FILE}")
     return 0

@@ -19,9 +19,11 @@ def add_plot_arguments(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_plot(args: argparse.Namespace) -> int:
+    from quackae.io.folders import input_folder
     from quackae.report.plots import plot_all
     from quackae.synth.truth import labeller
 
+    input_folder(args.path, "", "a run folder (e.g. the demo's --storage_path)")
     written = plot_all(args.path, labeller(sorted((Path(args.path) / "raw").glob("*.truth.jsonl"))))
     for path in written:
         print(f"plot: {path}")
