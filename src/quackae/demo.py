@@ -73,6 +73,8 @@ def run_demo(
     latent: str = "mean",
 ) -> dict[str, Any]:
     """Run every stage into ``out``; return the summary (also written to ``out/summary.json``)."""
+    out = Path(out)
+    _check_demo_out(out)  # a wrong folder: one line, before the stages' imports (torch)
     from quackae.classify.classifier import predict, train_classifier
     from quackae.ingest.flatten import Options, flatten
     from quackae.model import controller
@@ -84,8 +86,6 @@ def run_demo(
     from quackae.synth.evaluate import run_evaluation
     from quackae.synth.truth import labeller, score_against_truth
 
-    out = Path(out)
-    _check_demo_out(out)
     if out.exists():
         shutil.rmtree(out)
     claim_output(out, "--storage_path", "quackae demo")

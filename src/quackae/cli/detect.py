@@ -11,6 +11,10 @@ from quackae.cli.args import subparsers
 
 DATASET = "a dataset folder written by `quackae flatten`"
 EMBEDDINGS = "the embeddings folder of `quackae encode` (every row: no --filtered/--evaluate)"
+# the file names of detect.detector and detect.pipeline, spelled here so that a mistake is
+# refused before those modules (and, through the latent score, torch) are imported
+MODEL_FILE = "detector.json"
+SUMMARY_FILE = "detect.json"
 
 
 def add_detect_arguments(sub: argparse._SubParsersAction) -> None:
@@ -104,12 +108,12 @@ def _check_inputs(args: argparse.Namespace) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from quackae.detect import pipeline
-    from quackae.detect.detector import MODEL_FILE
     from quackae.io.folders import claim_output
 
     _check_inputs(args)
     claim_output(args.storage_path, "--storage_path", "quackae detect train", proof=(MODEL_FILE,))
+    from quackae.detect import pipeline  # after the checks: it imports torch
+
     try:
         det = pipeline.train(
             args.data_dir,
@@ -132,12 +136,12 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from quackae.detect import pipeline
-    from quackae.detect.detector import MODEL_FILE
     from quackae.detect.proposals import PROPOSALS_MD
-    from quackae.io.folders import claim_output, input_folder
+    from quackae.io.folders import check_output, claim_output, input_folder
 
+    owned = {"command": "quackae detect predict", "proof": (SUMMARY_FILE,)}
     _check_inputs(args)
+    check_output(args.storage_path, "--storage_path", **owned)  # before the detector is read
     input_folder(
         args.checkpoint_path, "--checkpoint_path", "the folder `quackae detect train` wrote"
     )
@@ -148,7 +152,15 @@ def _run_predict(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    trained_with = json.loads((args.checkpoint_path / MODEL_FILE).read_text()).get("inputs", [])
+    try:
+        trained_with = json.loads((args.checkpoint_path / MODEL_FILE).read_text())["inputs"]
+    except (ValueError, KeyError, TypeError):
+        print(
+            f"quackae detect predict: error: {args.checkpoint_path / MODEL_FILE} is not a "
+            "detector's file (unreadable JSON); run `quackae detect train` again",
+            file=sys.stderr,
+        )
+        return 2
     if "latent" in trained_with and args.embeddings is None:
         print(
             f"quackae detect predict: error: the detector in {args.checkpoint_path} was trained "
@@ -158,7 +170,9 @@ def _run_predict(args: argparse.Namespace) -> int:
         )
         return 2
     out = args.storage_path
-    claim_output(out, "--storage_path", "quackae detect predict", proof=(pipeline.SUMMARY_FILE,))
+    claim_output(out, "--storage_path", **owned)
+    from quackae.detect import pipeline  # after the checks: it imports torch
+
     try:
         s = pipeline.predict(
             args.data_dir,

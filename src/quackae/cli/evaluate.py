@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+RESULT_FILE = "evaluation.json"  # synth.evaluate's, spelled here to keep the checks light
+
 
 def add_evaluate_arguments(sub: argparse._SubParsersAction) -> None:
     """``quackae evaluate``: leave-family-out evaluation on generated worlds."""
@@ -65,9 +67,11 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 2
     from quackae.io.folders import claim_output
-    from quackae.synth.evaluate import RESULT_FILE, render, run_evaluation
 
+    # evaluation.json marks an older evaluate's folder; checked before synth.evaluate's imports
     claim_output(args.storage_path, "--storage_path", "quackae evaluate", proof=(RESULT_FILE,))
+    from quackae.synth.evaluate import render, run_evaluation
+
     ae = {"epochs": args.autoencoder_epochs} if args.autoencoder_epochs > 0 else None
     result = run_evaluation(
         args.storage_path, args.seeds, args.folds, args.measurements, ae, not args.no_lexical
