@@ -423,3 +423,33 @@ def test_reduced_precision_trains(
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert summary(tmp_path / precision)["steps"] == 3
+
+
+def test_console_is_quiet_and_counts_epochs_truthfully(small_dataset: Path, tmp_path: Path) -> None:
+    """`quackae train` as a user sees it: the bar says "Epoch 2/2", no tips, FLOPs or v_num."""
+    shown = [a for a in SMALL if a not in ("--enable_progress_bar", "false")]
+    result = run_cli(
+        "train",
+        "--data_dir",
+        small_dataset,
+        "--storage_path",
+        tmp_path / "run",
+        "--ray_nodes",
+        "0",
+        "--max_epochs",
+        "2",
+        "--limit_train_batches",
+        "2",
+        "--limit_val_batches",
+        "1",
+        "--limit_test_batches",
+        "1",
+        *shown,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    console = result.stdout + result.stderr
+    assert "Epoch 2/2" in console and "Epoch 1/2" in console, console[-3000:]
+    assert "Trainable params" in console  # the model summary is still shown
+    for noise in ("FLOPs", "v_num", "Tip:", "litlogger", "litmodels", "GPU available"):
+        assert noise not in console, (noise, console[-3000:])
