@@ -39,6 +39,7 @@ from original import (
     matmul_peak,
     tokens,
 )
+from quackae import ae_processor as seed_cli  # the command line: parser and cli()
 from quackae import synth
 from quackae.dataset import store
 from quackae.ingest.flatten import Options, flatten
@@ -177,7 +178,7 @@ def encoder_alone(
 
 def end_to_end(data: Path, ckpt: Path, out: Path, batch: int, latent: str) -> float:
     """Seconds of the controller's whole in-process encode (read + encode + write shards)."""
-    args = ae_processor.build_parser().parse_args(
+    args = seed_cli.build_parser().parse_args(
         [
             "--data_dir",
             str(data),

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from conftest import run_cli
+from quackae import ae_processor as seed_cli  # the command line: parser and cli()
 from quackae.model import controller as ae_processor
 
 SMALL = [
@@ -64,7 +65,7 @@ def controller(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 def in_process(capsys, *args) -> subprocess.CompletedProcess:
     """The controller's command-line entry point called in this process (no import cost)."""
     argv = [str(a) for a in args]
-    code = ae_processor.cli(argv)
+    code = seed_cli.cli(argv)
     out, err = capsys.readouterr()
     return subprocess.CompletedProcess(argv, code, out, err)
 
@@ -79,11 +80,11 @@ def epoch_val_losses(storage: Path) -> list[float]:
 
 
 def test_every_seed_flag_parses_with_its_default() -> None:
-    args = ae_processor.build_parser().parse_args([])
+    args = seed_cli.build_parser().parse_args([])
     for name, default in SEED_DEFAULTS.items():
         assert getattr(args, name) == default, name
     # the Trainer's own flags, as Trainer.add_argparse_args used to add them
-    args = ae_processor.build_parser().parse_args(
+    args = seed_cli.build_parser().parse_args(
         [
             "--max_epochs",
             "3",
@@ -113,7 +114,7 @@ def test_every_seed_flag_parses_with_its_default() -> None:
         True,
         True,
     )
-    assert "--ray_nodes" in ae_processor.build_parser().format_help()
+    assert "--ray_nodes" in seed_cli.build_parser().format_help()
 
 
 def test_training_lowers_val_loss_and_reconstructs(
@@ -180,7 +181,7 @@ def test_checkpoint_path_starts_from_the_weights(
         ).returncode
         == 0
     )
-    args = ae_processor.build_parser().parse_args(
+    args = seed_cli.build_parser().parse_args(
         ["--data_dir", str(small_dataset), "--checkpoint_path", str(first / "last.ckpt"), *SMALL]
     )
     model = ae_processor.build_model(args, ae_processor.build_data(args))
@@ -404,7 +405,8 @@ def test_quackae_train_and_encode_reach_the_controller() -> None:
         and "--max_epochs" in result.stdout
     )
     result = run_cli("encode", "--data_dir", "/nonexistent/quackae", "--checkpoint_path", "x.ckpt")
-    assert result.returncode == 2 and "no dataset at /nonexistent/quackae" in result.stderr
+    # the controller's checks: the checkpoint file first (before the dataset is read)
+    assert result.returncode == 2 and "--checkpoint_path x.ckpt: no such file" in result.stderr
 
 
 @pytest.mark.parametrize("precision", ["bf16-mixed", "bf16-true"])
@@ -433,3 +435,33 @@ def test_reduced_precision_trains(
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert summary(tmp_path / precision)["steps"] == 3
+
+
+def test_console_is_quiet_and_counts_epochs_truthfully(small_dataset: Path, tmp_path: Path) -> None:
+    """`quackae train` as a user sees it: the bar says "Epoch 2/2", no tips, FLOPs or v_num."""
+    shown = [a for a in SMALL if a not in ("--enable_progress_bar", "false")]
+    result = run_cli(
+        "train",
+        "--data_dir",
+        small_dataset,
+        "--storage_path",
+        tmp_path / "run",
+        "--ray_nodes",
+        "0",
+        "--max_epochs",
+        "2",
+        "--limit_train_batches",
+        "2",
+        "--limit_val_batches",
+        "1",
+        "--limit_test_batches",
+        "1",
+        *shown,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    console = result.stdout + result.stderr
+    assert "Epoch 2/2" in console and "Epoch 1/2" in console, console[-3000:]
+    assert "Trainable params" in console  # the model summary is still shown
+    for noise in ("FLOPs", "v_num", "Tip:", "litlogger", "litmodels", "GPU available"):
+        assert noise not in console, (noise, console[-3000:])

@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from quackae import ae_processor as seed_cli  # the command line: parser and cli()
 from quackae.dataset import store
 from quackae.ingest.flatten import Options
 from quackae.ingest.flatten import flatten as flatten_local
@@ -52,7 +53,7 @@ def controller(
 
 def in_process(capsys, *args) -> tuple[int, str, str]:
     """The controller's entry point in this process: exit code, stdout, stderr."""
-    code = ae_processor.cli([str(a) for a in args])
+    code = seed_cli.cli([str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err
 

@@ -229,7 +229,7 @@ def test_predict_cli_uses_the_trained_threshold(run, tmp_path, capsys):
             str(run / "encoded_evaluate"),
             "--checkpoint_path",
             metrics["checkpoint"],
-            "--out",
+            "--storage_path",
             str(tmp_path / "pred"),
         ]
     )
@@ -279,7 +279,16 @@ def test_cli_glue_parses():
     )
     assert args.max_epochs == 3 and callable(args.func)
     args = parser.parse_args(
-        ["classify", "predict", "--embeddings", "e", "--checkpoint_path", "c", "--out", "o"]
+        [
+            "classify",
+            "predict",
+            "--embeddings",
+            "e",
+            "--checkpoint_path",
+            "c",
+            "--storage_path",
+            "o",
+        ]
     )
     assert args.threshold is None and callable(args.func)
     assert callable(parser.parse_args(["plot", "d"]).func)

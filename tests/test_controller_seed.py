@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from quackae import ae_processor as seed_cli  # the command line: parser and cli()
 from quackae.model import controller
 from quackae.model.autoencoder import QuackAutoEncoder, seed_scale_loss
 from quackae.model.config import CONTROLLER_OWNED, build_parser, parse
@@ -50,7 +51,7 @@ TINY = [
 
 def run(capsys, data: Path, storage: Path, *args: str) -> dict:
     """The controller's command line in this process; its run summary."""
-    code = controller.cli(["--data_dir", str(data), "--storage_path", str(storage), *TINY, *args])
+    code = seed_cli.cli(["--data_dir", str(data), "--storage_path", str(storage), *TINY, *args])
     out, err = capsys.readouterr()
     assert code == 0, err[-3000:]
     return json.loads((storage / controller.SUMMARY).read_text())
@@ -210,7 +211,7 @@ def test_seed_threshold_stops_and_a_short_run_still_leaves_checkpoints(
 def test_unbounded_epochs_with_schedule_minus_one_fails_in_one_line(
     small_dataset: Path, tmp_path: Path, capsys
 ) -> None:
-    code = controller.cli(
+    code = seed_cli.cli(
         ["--data_dir", str(small_dataset), "--storage_path", str(tmp_path), "--max_steps", "3"]
     )
     err = capsys.readouterr().err.strip().splitlines()

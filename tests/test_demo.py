@@ -15,7 +15,7 @@ from quackae.dataset import store
 @pytest.mark.slow
 def test_small_demo_runs_every_stage(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    result = run_cli("demo", "--out", out, "--scale", "0.12", "--epochs", "1")
+    result = run_cli("demo", "--storage_path", out, "--scale", "0.12", "--autoencoder_epochs", "1")
     assert result.returncode == 0, result.stderr[-3000:]
     for stage in (
         "synth",

@@ -84,9 +84,9 @@ def test_predict_writes_probability_candidate_reason(world, tmp_path):
         "predict",
         "--data_dir",
         dataset,
-        "--model",
+        "--checkpoint_path",
         tmp_path / "det",
-        "--out",
+        "--storage_path",
         tmp_path / "pred",
     )
     assert r.returncode == 0, r.stderr
@@ -168,8 +168,8 @@ def test_proposed_signatures_round_trip(tmp_path):
 
 def test_evaluation_is_deterministic(tmp_path):
     args = ["evaluate", "--seeds", "0", "--folds", "2", "--measurements", "500"]
-    a = run_cli(*args, "--out", tmp_path / "a")
-    b = run_cli(*args, "--out", tmp_path / "b")
+    a = run_cli(*args, "--storage_path", tmp_path / "a")
+    b = run_cli(*args, "--storage_path", tmp_path / "b")
     assert a.returncode == 0, a.stderr
     ra = json.loads((tmp_path / "a" / evaluate.RESULT_FILE).read_text())
     rb = json.loads((tmp_path / "b" / evaluate.RESULT_FILE).read_text())

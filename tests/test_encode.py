@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import run_cli
+from quackae import ae_processor as seed_cli  # the command line: parser and cli()
 from quackae import synth
 from quackae.dataset import store
 from quackae.ingest.flatten import Options, flatten
@@ -28,7 +29,7 @@ TINY = ["--embed_size", "16", "--hidden_size", "32", "--enable_progress_bar", "f
 def checkpoint(small_dataset: Path, tmp_path_factory) -> Path:
     """A briefly trained tiny autoencoder of the small dataset."""
     storage = tmp_path_factory.mktemp("ae")
-    args = ae_processor.build_parser().parse_args(
+    args = seed_cli.build_parser().parse_args(
         [
             "--data_dir",
             str(small_dataset),
@@ -71,7 +72,7 @@ def encode(capsys, data: Path, ckpt: Path, out: Path, *extra: str) -> tuple[int,
         *TINY,
         *extra,
     ]
-    code = ae_processor.cli(argv)
+    code = seed_cli.cli(argv)
     out_text, err = capsys.readouterr()
     return code, out_text + err
 

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import run_cli
+from quackae import ae_processor as seed_cli  # the command line: parser and cli()
 from quackae import synth
 from quackae.dataset import store
 from quackae.demo import MARKER, _check_demo_out
@@ -216,7 +217,7 @@ def test_3_a_folder_of_other_files_is_refused_and_orphan_cleanup_spares_them(
 
 
 def _train(data: Path, storage: Path) -> Path:
-    args = ae_processor.build_parser().parse_args(
+    args = seed_cli.build_parser().parse_args(
         [
             "--data_dir",
             str(data),
@@ -240,7 +241,7 @@ def _train(data: Path, storage: Path) -> Path:
 
 
 def _encode(capsys, data: Path, ckpt: Path, out: Path, *extra: str) -> tuple[int, str]:
-    code = ae_processor.cli(
+    code = seed_cli.cli(
         [
             "--data_dir",
             str(data),
@@ -339,7 +340,7 @@ def test_5_damaged_shard_is_one_line_everywhere(
         "problems": [],
     }
     # training builds the token cache: one line naming the shard, no temporary file left
-    code = ae_processor.cli(
+    code = seed_cli.cli(
         [
             "--data_dir",
             str(ds),
@@ -440,8 +441,10 @@ def test_8_demo_refuses_a_folder_that_is_not_a_demo_output(tmp_path: Path) -> No
     out = tmp_path / "x"
     out.mkdir()
     (out / "thesis.tex").write_text("the user's")
-    line = one_line_error(run_cli("demo", "--out", out, "--scale", "0.01", "--epochs", "1"))
-    assert str(out) in line and "--out" in line
+    line = one_line_error(
+        run_cli("demo", "--storage_path", out, "--scale", "0.01", "--autoencoder_epochs", "1")
+    )
+    assert str(out) in line and "--storage_path" in line
     assert (out / "thesis.tex").read_text() == "the user's" and len(list(out.iterdir())) == 1
     (out / "thesis.tex").unlink()
     _check_demo_out(out)  # empty: fine
@@ -540,7 +543,7 @@ def test_10_bad_checkpoint_gives_no_pytorch_advice(dataset: Path, tmp_path: Path
             )  # needs pickle to load: refused
         else:
             path.write_bytes(content)
-        code = ae_processor.cli(
+        code = seed_cli.cli(
             [
                 "--data_dir",
                 str(dataset),

@@ -255,7 +255,7 @@ def _good_line(domain: str) -> bytes:
     return json.dumps(obj).encode()
 
 
-def test_bad_input_is_counted_logged_and_good_lines_kept(tmp_path: Path) -> None:
+def test_bad_input_is_counted_logged_and_good_lines_kept(tmp_path: Path, small_dataset) -> None:
     src = tmp_path / "src"
     src.mkdir()
     good = [_good_line(f"good{i}.example") for i in range(6)]
@@ -299,6 +299,9 @@ def test_bad_input_is_counted_logged_and_good_lines_kept(tmp_path: Path) -> None
         "--quiet",
         "--max_tokens",
         "64",
+        # six good lines are too few to train a tokenizer on (MIN_TOKENIZER_TEXTS): reuse one
+        "--tokenizer",
+        small_dataset / "tokenizer.json",
     )
     # the two truncated archives are reported (exit 1) and stay incomplete; their good lines are
     # kept

@@ -31,7 +31,8 @@ def test_token_cache_matches_parquet(small_dataset: Path) -> None:
 
 
 def test_cache_rebuilt_after_append(tmp_path: Path) -> None:
-    a = synth.write_archive(tmp_path / "raw", 40, seed=1, fmt="v2", scan="echo")
+    # 100 measurements: enough tries to train a tokenizer on (MIN_TOKENIZER_TEXTS)
+    a = synth.write_archive(tmp_path / "raw", 100, seed=1, fmt="v2", scan="echo")
     b = synth.write_archive(tmp_path / "raw", 40, seed=2, fmt="v2", scan="discard")
     root = tmp_path / "ds"
     flatten([a.archive], root, Options(max_tokens=64), progress=False, vocab_size=600)

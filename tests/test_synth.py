@@ -411,7 +411,7 @@ def test_every_line_parses(tmp_path: Path) -> None:
 def test_cli_helpers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The CLI helpers have the documented defaults, write signatures and print one summary line."""
     parser = build_parser("synth")
-    args = parser.parse_args(["synth", "--out", str(tmp_path), "--measurements", "50"])
+    args = parser.parse_args(["synth", "--storage_path", str(tmp_path), "--measurements", "50"])
     assert (args.measurements, args.seed, args.format, args.scan) == (50, 0, "v2", "http")
     assert run_synth(args) == 0
     line = capsys.readouterr().out.strip()
@@ -422,7 +422,7 @@ def test_cli_helpers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     args = parser.parse_args(
         [
             "synth",
-            "--out",
+            "--storage_path",
             str(tmp_path / "none"),
             "--measurements",
             "30",
@@ -435,7 +435,7 @@ def test_cli_helpers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     truth = read_truth(next((tmp_path / "none").glob("*.truth.jsonl")))
     assert not any(row["fingerprinted"] for row in truth)
     args = parser.parse_args(
-        ["synth", "--out", str(tmp_path / "bad"), "--fingerprinted", "kr_card,nosuch"]
+        ["synth", "--storage_path", str(tmp_path / "bad"), "--fingerprinted", "kr_card,nosuch"]
     )
     capsys.readouterr()
     assert run_synth(args) == 2
@@ -462,7 +462,15 @@ def test_synth_directory_is_a_flatten_source(tmp_path: Path) -> None:
         assert (
             run_synth(
                 parser.parse_args(
-                    ["synth", "--out", str(tmp_path), "--measurements", "20", "--scan", scan]
+                    [
+                        "synth",
+                        "--storage_path",
+                        str(tmp_path),
+                        "--measurements",
+                        "20",
+                        "--scan",
+                        scan,
+                    ]
                 )
             )
             == 0

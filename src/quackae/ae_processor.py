@@ -1,11 +1,13 @@
 """The seed's controller under its own name: ``python -m quackae.ae_processor`` and ``main(args)``.
 
-The code lives in ``quackae.model.controller``; this module re-exports what its users call.
+The code lives in ``quackae.model.controller`` (``main``) and ``quackae.cli.controller`` (the
+parser and the command line); this module re-exports what its users call.
 """
 
 import sys
 
-from quackae.model.controller import build_parser, cli, main
+from quackae.cli.controller import build_parser, cli
+from quackae.model.controller import main
 
 __all__ = ["build_parser", "cli", "main"]
 

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from quackae.dataset.store import StoreError
 from quackae.io.atomic import atomic_write
+from quackae.io.folders import check_output, claim_output
 
 MARKER = ".quackae-demo"  # marks a folder as a demo's output, which the next demo may replace
 
@@ -76,6 +76,9 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run every stage into ``out``; return the summary (also written to ``out/summary.json``)."""
     from quackae import synth
+
+    out = Path(out)
+    _check_demo_out(out)  # a wrong folder: one line, before the stages' imports (torch)
     from quackae.classify.classifier import predict, train_classifier
     from quackae.ingest.flatten import Options, flatten
     from quackae.model import controller
@@ -86,11 +89,9 @@ def run_demo(
     from quackae.synth.evaluate import run_evaluation, table_cells
     from quackae.synth.truth import labeller, score_against_truth
 
-    out = Path(out)
-    _check_demo_out(out)
     if out.exists():
         shutil.rmtree(out)
-    out.mkdir(parents=True)
+    claim_output(out, "--storage_path", "quackae demo")
     atomic_write(
         out / MARKER, "written by `quackae demo`: this folder is replaced by the next demo run\n"
     )
@@ -269,15 +270,7 @@ def detect_and_report(dataset: Path, out: Path, seed: int) -> Path:
 
 def _check_demo_out(out: Path) -> None:
     """Refuse to replace a folder that is not empty and not a previous demo's output."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise StoreError(f"--out {out} is a file; pass a new folder")
-    if any(out.iterdir()) and not (out / MARKER).is_file():
-        raise StoreError(
-            f"--out {out} is not empty and is not a previous demo's output (no {MARKER}); the "
-            "demo replaces its folder, so pass a new or empty --out"
-        )
+    check_output(out, "--storage_path", "quackae demo", proof=(MARKER,))
 
 
 def _fmt(x: Any) -> str:

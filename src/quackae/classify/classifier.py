@@ -213,12 +213,23 @@ class QuackLatentClassifier(pl.LightningModule):
 
 def load_classifier(checkpoint: Path) -> QuackLatentClassifier:
     """A trained classifier from a checkpoint, loaded with ``weights_only=True``."""
+    remedy = "pass a classifier-*.ckpt written by `quackae classify train`"
+    if Path(checkpoint).is_dir():
+        raise ValueError(f"--checkpoint_path {checkpoint} is a folder, not a file; {remedy}")
     if not Path(checkpoint).is_file():
-        raise ValueError(f"--checkpoint_path {checkpoint}: no such file")
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    hp = ckpt.get("hyper_parameters") or {}
+        raise ValueError(f"--checkpoint_path {checkpoint}: no such file; {remedy}")
+    try:
+        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - not a checkpoint (or one holding code): a user error
+        raise ValueError(
+            f"--checkpoint_path {checkpoint} is not a PyTorch checkpoint quackae can read; {remedy}"
+        ) from None
+    hp = (ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None) or {}
     if "input_dim" not in hp:
-        raise ValueError(f"{checkpoint} is not a QuackLatentClassifier checkpoint (no input_dim)")
+        raise ValueError(
+            f"--checkpoint_path {checkpoint} is not a latent classifier's checkpoint (no "
+            f"input_dim; an autoencoder's is used by `quackae encode`); {remedy}"
+        )
     model = QuackLatentClassifier(
         **{
             k: hp[k]
@@ -275,6 +286,8 @@ def verdict(classifier: dict[str, Any], baseline: dict[str, Any]) -> tuple[str, 
 
 
 def _quiet_lightning() -> None:
+    from quackae.model.console import quiet_lightning
+
     for pattern in (
         ".*does not have many workers.*",
         ".*LeafSpec.*",
@@ -285,6 +298,7 @@ def _quiet_lightning() -> None:
         warnings.filterwarnings("ignore", message=pattern)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     logging.getLogger("lightning.pytorch.accelerators.cuda").setLevel(logging.WARNING)
+    quiet_lightning()
 
 
 def _head(dim: int, settings: Recipe) -> QuackLatentClassifier:
@@ -310,6 +324,8 @@ def _fit_head(
     """Train one head on ``dm``'s train split: the best epoch by val loss, its file, the trainer,
     and the head as fit ended (the final weights)."""
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    from quackae.model.console import console_callbacks
 
     model = _head(dm.dim, settings)
     model.set_standardisation(dm.part("train")[0])
@@ -337,7 +353,7 @@ def _fit_head(
         accelerator="cpu",
         devices=1,
         logger=logger,
-        callbacks=callbacks,
+        callbacks=[*callbacks, *console_callbacks(progress, False)],  # "Epoch 2/20", no v_num
         enable_progress_bar=progress,
         enable_model_summary=False,
         log_every_n_steps=1,

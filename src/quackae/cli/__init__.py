@@ -9,7 +9,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from quackae.ingest import tokens
+from quackae.cli.args import Parser, subparsers
+from quackae.ingest import limits
 
 
 def _add_flatten(sub: argparse._SubParsersAction) -> None:
@@ -68,12 +69,13 @@ def _add_flatten(sub: argparse._SubParsersAction) -> None:
         "--ray_address",
         metavar="ADDR",
         help="run the chunks as Ray tasks (1 CPU each) on the cluster at ADDR (HOST:PORT, or "
-        "auto: the one running here); --storage_path must be reachable from every node",
+        "auto: the one running here); --storage_path must be reachable from every node "
+        "(default: none, --workers processes on this machine)",
     )
     p.add_argument(
         "--max_tokens",
         type=int,
-        default=tokens.DEFAULT_MAX_TOKENS,
+        default=limits.DEFAULT_MAX_TOKENS,
         metavar="N",
         help="truncate each sequence to N tokens, keeping the head (default %(default)s)",
     )
@@ -81,12 +83,14 @@ def _add_flatten(sub: argparse._SubParsersAction) -> None:
         "--tokenizer",
         type=Path,
         metavar="PATH",
-        help="use this tokenizer.json (e.g. another dataset's) instead of training one",
+        help="use this tokenizer.json (e.g. another dataset's) instead of training one "
+        f"(default: train one on the sources' first {limits.TOKENIZER_SAMPLE:,} tries; at least "
+        f"{limits.MIN_TOKENIZER_TEXTS} are needed)",
     )
     p.add_argument(
         "--vocab_size",
         type=int,
-        default=tokens.DEFAULT_VOCAB,
+        default=limits.DEFAULT_VOCAB,
         metavar="N",
         help="BPE vocabulary size when training a tokenizer (default %(default)s)",
     )
@@ -94,8 +98,8 @@ def _add_flatten(sub: argparse._SubParsersAction) -> None:
         "--mmdb",
         type=Path,
         metavar="PATH",
-        help="MaxMind country database for v1 vantage points (default: the offline table shipped "
-        "with iptocc)",
+        help="MaxMind country database file for v1 vantage points (default: the offline table "
+        "shipped with iptocc)",
     )
     p.add_argument(
         "--chunk_lines",
@@ -111,14 +115,16 @@ def _add_flatten(sub: argparse._SubParsersAction) -> None:
 def _run_flatten(args: argparse.Namespace) -> int:
     from quackae.ingest.fanout import skip_pandas_probe
     from quackae.ingest.flatten import FlattenError, Options, flatten
+    from quackae.io.folders import input_file, input_folder
 
     skip_pandas_probe()
 
     if args.workers < 1:
         raise FlattenError("--workers must be at least 1")
-    for flag, path in (("--signatures", args.signatures), ("--mmdb", args.mmdb)):
-        if path is not None and not path.exists():
-            raise FlattenError(f"{flag} {path}: no such file or directory")
+    if args.signatures is not None:
+        input_folder(args.signatures, "--signatures", "the folder holding the signature files")
+    if args.mmdb is not None:
+        input_file(args.mmdb, "--mmdb", "a MaxMind .mmdb country database file")
     options = Options(
         labeled=args.labeled,
         anomalies=args.anomalies,
@@ -164,6 +170,11 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
 
 def _run_inspect(args: argparse.Namespace) -> int:
     from quackae.dataset.inspection import inspect, render, verify
+    from quackae.io import storage
+    from quackae.io.folders import input_folder
+
+    if not storage.is_uri(args.path):
+        input_folder(args.path, "", "a dataset or embeddings folder")
 
     problems = verify(args.path) if args.verify else None
     info = inspect(args.path, skip_damaged=bool(problems))
@@ -173,24 +184,29 @@ def _run_inspect(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+CONTROLLER_COMMANDS = {
+    "train": ([], "train QuackAutoEncoder (the seed's ae_processor; --help lists its flags)"),
+    "encode": (
+        ["--encode"],
+        "write latent features with a trained checkpoint (ae_processor --encode)",
+    ),
+}
+
+
 def _add_controller(sub: argparse._SubParsersAction) -> None:
-    for name, extra, text in (
-        ("train", [], "train QuackAutoEncoder (the seed's ae_processor; --help lists its flags)"),
-        (
-            "encode",
-            ["--encode"],
-            "write latent features with a trained checkpoint (ae_processor --encode)",
-        ),
-    ):
+    for name, (extra, text) in CONTROLLER_COMMANDS.items():
         p = sub.add_parser(name, help=text, add_help=False, description=text)
         p.add_argument("controller_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-        p.set_defaults(func=lambda a, extra=extra: _run_controller(extra + a.controller_args))
+        p.set_defaults(
+            func=lambda a, name=name, extra=extra: _run_controller(name, extra + a.controller_args)
+        )
 
 
-def _run_controller(argv: list[str]) -> int:
-    from quackae.model import controller as ae_processor
+def _run_controller(name: str, argv: list[str]) -> int:
+    """``quackae train|encode ARGS``: the seed's controller, its help naming this command."""
+    from quackae.cli.controller import cli
 
-    return ae_processor.cli(argv)
+    return cli(argv, prog=f"quackae {name}")
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
@@ -261,13 +277,13 @@ ADDERS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``quackae`` parser: every subcommand, or only ``command``'s when it is known."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="quackae",
         description="Learn latent features of Censored Planet Hyperquack measurements and find "
         "censorship the blockpage fingerprints miss.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = subparsers(parser, "command", "COMMAND")
     adders = [ADDERS[command]] if command in ADDERS else list(dict.fromkeys(ADDERS.values()))
     for add in adders:
         add(sub)
@@ -284,27 +300,31 @@ def user_errors() -> tuple[type[Exception], ...]:
     return (FlattenError, SourceError, StorageError, StoreError)
 
 
+def command_name(args: argparse.Namespace) -> str:
+    """``quackae detect predict``: the command and action a message speaks for."""
+    action = getattr(args, f"{args.command}_command", None)
+    return " ".join(["quackae", args.command, *([action] if action else [])])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script and of ``python -m quackae``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
-    if command in ("train", "encode") and argv[0] == command:  # the controller parses its own flags
-        return _run_controller((["--encode"] if command == "encode" else []) + argv[1:])
+    if command in CONTROLLER_COMMANDS and argv[0] == command:  # the controller parses its flags
+        return _run_controller(command, CONTROLLER_COMMANDS[command][0] + argv[1:])
     args = build_parser(command).parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:  # libraries' INFO records stop at our handler
         handler.setLevel(level)
+    name = command_name(args)
     try:
         return int(args.func(args) or 0)
     except user_errors() as e:
-        print(f"quackae {args.command}: error: {e}", file=sys.stderr)
+        print(f"{name}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(
-            f"quackae {args.command}: interrupted; rerun the same command to resume",
-            file=sys.stderr,
-        )
+        print(f"{name}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `quackae inspect DIR | head`: the reader left, which is fine
         _silence_stdout()

@@ -6,10 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from quackae.cli.args import subparsers as add_actions
+
+#: ``quackae.classify.calibration.CALIBRATIONS``, spelled here so ``--help`` imports no numpy
+#: (tests/test_cli_help.py checks that the two agree).
+CALIBRATIONS = ("novel-kind", "validation", "none")
+
 
 def add_classify_arguments(subparsers: argparse._SubParsersAction) -> None:
     """``quackae classify train|predict``."""
-    from quackae.classify.calibration import CALIBRATIONS
     from quackae.classify.recipes import RECIPES
 
     p = subparsers.add_parser(
@@ -17,17 +22,22 @@ def add_classify_arguments(subparsers: argparse._SubParsersAction) -> None:
         help="train the latent classifier or score embeddings with it",
         description="Classify autoencoder latents: censored or not.",
     )
-    sub = p.add_subparsers(dest="classify_command", required=True, metavar="ACTION")
+    sub = add_actions(p, "classify_command", "ACTION")
     t = sub.add_parser("train", help="fit on labelled (--filtered) embeddings; writes metrics.json")
     t.add_argument(
-        "--embeddings", type=Path, required=True, metavar="DIR", help="embeddings dir (--filtered)"
+        "--embeddings",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="embeddings folder of labelled rows (`quackae encode --filtered`)",
     )
     t.add_argument(
         "--storage_path",
         type=Path,
         required=True,
         metavar="DIR",
-        help="checkpoints, logs, metrics.json",
+        help="folder for checkpoints, logs, metrics.json (new, empty or an earlier classify "
+        "train's)",
     )
     t.add_argument(
         "--recipe",
@@ -48,7 +58,7 @@ def add_classify_arguments(subparsers: argparse._SubParsersAction) -> None:
 
     t.add_argument("--max_epochs", type=int, default=None, help=f"epochs ({shown('max_epochs')})")
     t.add_argument(
-        "--learning_rate",
+        "--l_rate",
         type=float,
         default=None,
         help=f"AdamW learning rate ({shown('learning_rate')})",
@@ -69,8 +79,14 @@ def add_classify_arguments(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--batch_size", type=int, default=None, help=f"batch size ({shown('batch_size')})"
     )
+    t.deprecate("--learning_rate", "--l_rate")
     t.add_argument(
-        "--seed", type=int, default=0, help="split and initialisation seed (default %(default)s)"
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the 70/15/15 train/validation/test split of the labelled latents and of "
+        "the weights (default %(default)s); the autoencoder splits 70/10/20 as the seed did, the "
+        "classifier keeps a larger validation split because it also calibrates the threshold",
     )
     t.add_argument(
         "--threshold",
@@ -125,12 +141,27 @@ def add_classify_arguments(subparsers: argparse._SubParsersAction) -> None:
     t.set_defaults(func=_run_train)
     r = sub.add_parser("predict", help="score every embedding; writes shards and report.md/json")
     r.add_argument(
-        "--embeddings", type=Path, required=True, metavar="DIR", help="embeddings dir (--evaluate)"
+        "--embeddings",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="embeddings folder to score (`quackae encode --evaluate`)",
     )
     r.add_argument(
-        "--checkpoint_path", type=Path, required=True, metavar="CKPT", help="classifier checkpoint"
+        "--checkpoint_path",
+        type=Path,
+        required=True,
+        metavar="CKPT",
+        help="classifier checkpoint (classifier-*.ckpt of `quackae classify train`)",
     )
-    r.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
+    r.add_argument(
+        "--storage_path",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="folder for the scored shards and report.md (new, empty or an earlier predict's)",
+    )
+    r.deprecate("--out", "--storage_path")
     r.add_argument(
         "--threshold",
         type=float,
@@ -142,14 +173,20 @@ def add_classify_arguments(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from quackae.classify.classifier import METRICS_FILE, train_classifier
+    from quackae.io.folders import claim_output, input_folder
 
+    input_folder(args.embeddings, "--embeddings", "an embeddings folder of `quackae encode`")
+    from quackae.classify.classifier import METRICS_FILE, train_classifier  # torch, Lightning
+
+    claim_output(
+        args.storage_path, "--storage_path", "quackae classify train", proof=(METRICS_FILE,)
+    )
     try:
         m = train_classifier(
             args.embeddings,
             args.storage_path,
             max_epochs=args.max_epochs,
-            lr=args.learning_rate,
+            lr=args.l_rate,
             batch_size=args.batch_size,
             seed=args.seed,
             threshold=args.threshold,
@@ -194,23 +231,36 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
+    from quackae.io.folders import claim_output, input_file, input_folder
+
+    input_folder(args.embeddings, "--embeddings", "an embeddings folder of `quackae encode`")
+    input_file(
+        args.checkpoint_path,
+        "--checkpoint_path",
+        "a classifier-*.ckpt written by `quackae classify train`",
+    )
     from quackae.classify.classifier import predict, trained_metrics, trained_threshold
     from quackae.report.markdown import REPORT_MD, write_report
 
+    claim_output(
+        args.storage_path, "--storage_path", "quackae classify predict", proof=(REPORT_MD,)
+    )
     try:
         threshold = (
             args.threshold
             if args.threshold is not None
             else trained_threshold(args.checkpoint_path)
         )
-        s = predict(args.embeddings, args.checkpoint_path, args.out, threshold=threshold)
-        write_report(args.out, threshold=threshold, metrics=trained_metrics(args.checkpoint_path))
+        s = predict(args.embeddings, args.checkpoint_path, args.storage_path, threshold=threshold)
+        write_report(
+            args.storage_path, threshold=threshold, metrics=trained_metrics(args.checkpoint_path)
+        )
     except ValueError as e:
         print(f"quackae classify predict: error: {e}", file=sys.stderr)
         return 2
     print(
         f"predict: {s['candidates']} of {s['rows']} rows score >= {s['threshold']}; "
-        f"report {Path(args.out) / REPORT_MD}"
+        f"report {Path(args.storage_path) / REPORT_MD}"
     )
     if not s["complete"]:
         print(

@@ -12,16 +12,18 @@ def add_demo_arguments(sub: argparse._SubParsersAction) -> None:
         "demo",
         help="run the whole pipeline on generated data and score it against ground truth",
         description="synth -> flatten -> train -> encode --filtered/--evaluate -> classify -> "
-        "report -> plots, all under --out, then a summary scored against the synthetic ground "
-        "truth.",
+        "report -> plots, all under --storage_path, then a summary scored against the "
+        "synthetic ground truth.",
     )
     p.add_argument(
-        "--out",
+        "--storage_path",
         type=Path,
         default=Path("demo_out"),
+        metavar="DIR",
         help="output folder; a previous demo's output there is replaced, any other non-empty "
         "folder refused (default %(default)s)",
     )
+    p.deprecate("--out", "--storage_path")
     p.add_argument(
         "--scale",
         type=float,
@@ -31,7 +33,14 @@ def add_demo_arguments(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--seed", type=int, default=0, help="seed of the data and the models (default %(default)s)"
     )
-    p.add_argument("--epochs", type=int, default=8, help="autoencoder epochs (default %(default)s)")
+    p.add_argument(
+        "--autoencoder_epochs",
+        type=int,
+        default=8,
+        help="autoencoder epochs (default %(default)s; `quackae train` defaults to 20: the demo's "
+        "small generated dataset needs fewer)",
+    )
+    p.deprecate("--epochs", "--autoencoder_epochs")
     p.add_argument(
         "--ray_nodes",
         type=int,
@@ -48,9 +57,9 @@ def add_demo_arguments(sub: argparse._SubParsersAction) -> None:
         choices=("final", "mean"),
         default="mean",
         help="the feature encoded per record (ae_processor --latent): the encoder's final "
-        "states, as the seed, "
-        "or its states averaged over the text tokens, which carries a page's wording (default "
-        "%(default)s)",
+        "states, as the seed, or its states averaged over the text tokens, which carries a page's "
+        "wording (default %(default)s; `quackae encode` keeps the seed's final, the demo "
+        "classifies what pages say)",
     )
     p.set_defaults(func=_run)
 
@@ -58,5 +67,13 @@ def add_demo_arguments(sub: argparse._SubParsersAction) -> None:
 def _run(a: argparse.Namespace) -> int:
     from quackae.demo import run_demo
 
-    run_demo(a.out, a.scale, a.seed, a.epochs, a.ray_nodes, not a.all_tries, a.latent)
+    run_demo(
+        a.storage_path,
+        a.scale,
+        a.seed,
+        a.autoencoder_epochs,
+        a.ray_nodes,
+        not a.all_tries,
+        a.latent,
+    )
     return 0

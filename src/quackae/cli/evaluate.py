@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+RESULT_FILE = "evaluation.json"  # synth.evaluate's, spelled here to keep the checks light
+
 
 def add_evaluate_arguments(sub: argparse._SubParsersAction) -> None:
     """``quackae evaluate``: leave-family-out evaluation on generated worlds."""
@@ -16,11 +18,14 @@ def add_evaluate_arguments(sub: argparse._SubParsersAction) -> None:
         "detector on them, on generated worlds",
     )
     p.add_argument(
-        "--out",
+        "--storage_path",
         type=Path,
         required=True,
-        help="output folder (one sub-folder per seed, evaluation.json)",
+        metavar="DIR",
+        help="output folder (one sub-folder per seed, evaluation.json); new, empty or an earlier "
+        "evaluate's, whose seed folders are replaced",
     )
+    p.deprecate("--out", "--storage_path")
     p.add_argument(
         "--seeds",
         type=int,
@@ -63,18 +68,30 @@ def add_evaluate_arguments(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.folds < 2 or args.measurements < 200:
+    if args.folds < 2 or args.measurements < 200 or args.autoencoder_epochs < 0:
         print(
-            "quackae evaluate: error: use --folds >= 2 and --measurements >= 200", file=sys.stderr
+            "quackae evaluate: error: use --folds >= 2, --measurements >= 200 and "
+            "--autoencoder_epochs >= 0",
+            file=sys.stderr,
         )
         return 2
-    from quackae.synth.evaluate import RESULT_FILE, render, run_evaluation
+    from quackae.io.folders import claim_output
+
+    # evaluation.json marks an older evaluate's folder; checked before synth.evaluate's imports
+    claim_output(args.storage_path, "--storage_path", "quackae evaluate", proof=(RESULT_FILE,))
+    from quackae.synth.evaluate import render, run_evaluation
 
     ae = {"epochs": args.autoencoder_epochs} if args.autoencoder_epochs > 0 else None
     rows = {"none": (), "both": ("defaults", "job_scripts")}.get(args.seed_row, (args.seed_row,))
     result = run_evaluation(
-        args.out, args.seeds, args.folds, args.measurements, ae, not args.no_lexical, rows
+        args.storage_path,
+        args.seeds,
+        args.folds,
+        args.measurements,
+        ae,
+        not args.no_lexical,
+        rows,
     )
     print(render(result))
-    print(f"evaluate: {result['seconds']:.0f}s; details in {Path(args.out) / RESULT_FILE}")
+    print(f"evaluate: {result['seconds']:.0f}s; details in {Path(args.storage_path) / RESULT_FILE}")
     return 0

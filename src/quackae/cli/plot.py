@@ -32,9 +32,11 @@ def add_plot_arguments(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_plot(args: argparse.Namespace) -> int:
+    from quackae.io.folders import input_folder
     from quackae.report.plots import plot_all, recognised
     from quackae.synth.truth import labeller
 
+    input_folder(args.path, "", "a run folder (e.g. the demo's --storage_path)")
     truth = labeller(sorted((Path(args.path) / "raw").glob("*.truth.jsonl")))
     written = plot_all(args.path, truth, args.storage_path)
     for path in written:

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from quackae.dataset import store
-from quackae.io import atomic, storage
+from quackae.io import atomic, folders, storage
 
 META = "embeddings.json"
 SHARDS = "shards"
@@ -107,11 +107,10 @@ class EmbeddingStore:
                 return
             names = {p.name for p in Path(self.storage).iterdir()}
         foreign = sorted(n for n in names - {atomic.LOCK_FILE, SHARDS} if not atomic.is_temp(n))
-        if foreign:
-            raise store.StoreError(
-                f"{self.storage} is not empty (e.g. {foreign[0]}) and holds no embeddings "
-                f"({META}); pass a new or empty --storage_path"
-            )
+        # the one refusal every command gives (quackae.io.folders)
+        folders.refuse_foreign(
+            self.storage, foreign, "--storage_path", f"`quackae encode` (no {META})"
+        )
 
     def begin(self, meta: dict[str, Any]) -> set[int]:
         """Start or resume a run with ``meta``; return the row ids already written.

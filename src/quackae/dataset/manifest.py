@@ -35,7 +35,7 @@ from quackae.dataset.files import (
     write_file,
 )
 from quackae.dataset.schema import SCHEMA
-from quackae.io import atomic
+from quackae.io import atomic, folders
 from quackae.io.storage import Location, store_call
 
 FORMAT_VERSION = 2  # 2: sources keyed by file name (a truncated copy and the full one share a key)
@@ -233,12 +233,8 @@ def check_owned(root: Root) -> None:
     # a creation killed before its first manifest leaves only the lock, the tokenizer and temps
     ours = {atomic.LOCK_FILE, TOKENIZER} if atomic.LOCK_FILE in names else set()
     foreign = sorted(n for n in names if n not in ours and not atomic.is_temp(n))
-    if foreign:
-        raise StoreError(
-            f"{root} is not empty ({len(foreign)} entries, e.g. {foreign[0]}) and holds no quackae "
-            f"dataset ({MANIFEST}); pass a new or empty --storage_path: quackae never writes "
-            "into a folder of other files"
-        )
+    # the one refusal every command gives (quackae.io.folders), a dataset's proof its manifest
+    folders.refuse_foreign(root, foreign, "--storage_path", f"`quackae flatten` (no {MANIFEST})")
 
 
 def check_shards(root: Root, manifest: dict[str, Any]) -> None:

@@ -398,16 +398,22 @@ def top_lexical_weights(det: Detector, rf: RowFeatures, k: int = 8) -> dict[str,
     return {"censored": pick(order[::-1][:k]), "benign": pick(order[:k])}
 
 
+def counted(n: float, noun: str, plural: str | None = None) -> str:
+    """``1 country``, ``2 countries``: a rounded count with its noun in the right number."""
+    k = int(round(float(n)))
+    return f"{k} {noun if k == 1 else plural or noun + 's'}"
+
+
 def _describe(name: str, rf: RowFeatures, i: int) -> str:
+    """One reason in plain English ("same page for 12 domains in TR", "seen in 1 country")."""
     n = rf.numeric[i]
     if name == "log_domains_in_country":
-        return (
-            f"same page for {np.expm1(n[0]):.0f} domains in {rf.column('country_code')[i] or '?'}"
-        )
+        where = rf.column("country_code")[i] or "an unknown country"
+        return f"same page for {counted(np.expm1(n[0]), 'domain')} in {where}"
     if name == "log_vps_in_country":
-        return f"on {np.expm1(n[1]):.0f} vantage points"
+        return f"on {counted(np.expm1(n[1]), 'vantage point')}"
     if name == "log_countries":
-        return f"page seen in {np.expm1(n[2]):.0f} countries"
+        return f"page seen in {counted(np.expm1(n[2]), 'country', 'countries')}"
     if name == "log_url_country_ratio":
         return f"URL-to-country ratio {np.expm1(n[3]):.1f}"
     if name == "share_at_vp":

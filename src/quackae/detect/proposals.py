@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -87,8 +89,67 @@ def line_pattern(line: str) -> str:
     return GAP.join(pieces).removeprefix(GAP).removesuffix(GAP) if len(pieces) > 1 else pieces[0]
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:40] or "page"
+_TAG = re.compile(r"<[^>]*>|&[a-zA-Z]+;|&#\d+;")
+# letters NFKD leaves whole (no combining mark to drop): their usual Latin spelling
+_LATIN = str.maketrans({"ı": "i", "ø": "o", "ß": "ss", "æ": "ae", "œ": "oe", "đ": "d", "ł": "l"})
+# words of page markup and protocol that name no page
+_MARKUP = frozenset(
+    [
+        "http",
+        "https",
+        "www",
+        "com",
+        "html",
+        "head",
+        "body",
+        "title",
+        "meta",
+        "div",
+        "span",
+        "class",
+        "id",
+        "content",
+        "type",
+        "text",
+        "charset",
+        "utf",
+        "script",
+        "style",
+        "href",
+        "src",
+        "link",
+        "rel",
+        "lang",
+        "name",
+        "the",
+        "a",
+        "of",
+        "to",
+        "and",
+    ]
+)
+NAME_WORDS = 4
+
+
+def name_words(text: str) -> list[str]:
+    """The words that name a page: markup, entities and placeholders dropped, ASCII spelling.
+
+    ``<title>Erişim Engellendi</title>`` gives ``["erisim", "engellendi"]``; a line in a script
+    without a Latin spelling gives none.
+    """
+    plain = _PLACEHOLDER_RX.sub(" ", _TAG.sub(" ", text)).lower().translate(_LATIN)
+    ascii_text = unicodedata.normalize("NFKD", plain).encode("ascii", "ignore").decode()
+    words = re.findall(r"[a-z][a-z0-9]*|[0-9]+", ascii_text)
+    return [w for w in words if w not in _MARKUP and not w.isdigit()][:NAME_WORDS]
+
+
+def proposal_name(line: str, country: str, template: str) -> str:
+    """``proposed_<country>_<words>``: the distinctive line's words, else the template's.
+
+    E.g. ``proposed_tr_erisim_engellendi`` for a Turkish page whose line is its title.
+    """
+    words = name_words(line) or name_words(template) or ["page"]
+    return "_".join(["proposed", (country or "xx").lower(), *words])
 
 
 def _matches(matcher: Matcher, texts: list[str]) -> np.ndarray:
@@ -187,6 +248,7 @@ def propose(
         proposal, number = found
         owner[np.isin(cand, proposal.rows)] = number
         out[number : number + 1] = [proposal]
+    _unique_names(out)
     if rejected is not None:
         for i, c in enumerate(clusters):
             left = c.members[owner[c.members] < 0]
@@ -195,6 +257,15 @@ def propose(
                     (c.key, cand[left], reasons.get(i, "left over after a partial merge"))
                 )
     return out
+
+
+def _unique_names(proposals: list[Proposal]) -> None:
+    """Number the second and later proposals of one name (``..._2``): fingerprints are keys."""
+    seen: Counter[str] = Counter()
+    for p in proposals:
+        seen[p.fingerprint] += 1
+        if seen[p.fingerprint] > 1:
+            p.fingerprint = f"{p.fingerprint}_{seen[p.fingerprint]}"
 
 
 def _propose_one(
@@ -241,13 +312,13 @@ def _propose_one(
         if len(whole) < len(groups):
             reserve.append((len(groups) - len(whole), rank, line, members, groups, at))
             continue
-        found = _accept(rf, clusters, groups, members, line, texts, cand, neg_joined, at, seed)
+        found = _accept(rf, clusters, groups, members, line, texts, cand, neg_joined, seed)
         if isinstance(found, str):
             reason = found
             continue
         return found, at
     for _, _, line, members, groups, at in sorted(reserve, key=lambda r: r[:2]):
-        found = _accept(rf, clusters, groups, members, line, texts, cand, neg_joined, at, seed)
+        found = _accept(rf, clusters, groups, members, line, texts, cand, neg_joined, seed)
         if not isinstance(found, str):
             return found, at
         reason = found
@@ -263,7 +334,6 @@ def _accept(
     texts: list[str],
     cand: np.ndarray,
     neg_joined: str,
-    number: int,
     seed: int,
 ) -> Proposal | str:
     """The proposal for ``members``, the project's own matcher checked on every page, or why not."""
@@ -271,7 +341,9 @@ def _accept(
         return f"cluster under {MIN_PAGES} pages"
     first = clusters[groups[0]]  # the largest of the merged groups names the proposal
     template = first.key.rsplit(" @ ", 1)[0]
-    sig = Signature(f"proposed_{number:03d}_{_slug(template)}", line_pattern(line))
+    countries = Counter(rf.column("country_code")[cand[members]].tolist())
+    country = min(countries, key=lambda c: (-countries[c], c)) if countries else ""
+    sig = Signature(proposal_name(line, country, template), line_pattern(line))
     matcher = Matcher([], [sig])
     coverage = float(
         _matches(
@@ -286,7 +358,7 @@ def _accept(
             f"{VERIFY_FAILED} (coverage {coverage:.2f}, negatives {neg_hits}, "
             f"other clusters {cross})"
         )
-    summary = cluster_summary(rf, cand[members], texts[int(members[0])])
+    summary = cluster_summary(rf, cand[members], texts[int(members[0])], line)
     summary["templates"] = len({clusters[g].key.rsplit(" @ ", 1)[0] for g in groups})
     return Proposal(
         sig.fingerprint,
@@ -308,19 +380,83 @@ def _when(ts: int) -> str:
     )
 
 
-def cluster_summary(rf: RowFeatures, rows: np.ndarray, example: str) -> dict[str, Any]:
-    """Pages, domains, vantage points, countries and first/last seen of one cluster."""
+EXAMPLES = 3  # example domains and vantage points listed per proposal
+
+
+def _most_common(values: list[str], k: int = EXAMPLES) -> list[str]:
+    """The ``k`` most frequent values, ties by value (deterministic)."""
+    counts = Counter(v for v in values if v)
+    return [v for v, _ in sorted(counts.items(), key=lambda vc: (-vc[1], vc[0]))[:k]]
+
+
+def excerpt(page: str, line: str, limit: int = 200) -> str:
+    """The page's line that holds ``line`` (the body's distinctive text), else its head; escaped.
+
+    Non-ASCII text stays as it is, so a Turkish or Persian page reads as the page does.
+    """
+    longest = max(_PLACEHOLDER_RX.split(line), key=len) if line else ""
+    shown = next(
+        (
+            full.strip()
+            for full in page.replace("\r", "").split("\n")
+            if longest and longest in full
+        ),
+        page[:limit],
+    )
+    return shown[:limit].replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
+
+
+def cluster_summary(
+    rf: RowFeatures, rows: np.ndarray, example: str, line: str = ""
+) -> dict[str, Any]:
+    """Pages, domains, vantage points, countries, first/last seen and examples of one cluster."""
     ts = rf.column("timestamp")[rows]
     ts = ts[ts > 0]
+    ips = rf.column("ip")[rows].tolist()
+    codes = rf.column("country_code")[rows].tolist()
+    where = dict(zip(ips, codes, strict=True))
     return {
         "pages": int(len(rows)),
         "domains": int(len(set(rf.column("domain")[rows].tolist()))),
-        "vantage_points": int(len(set(rf.column("ip")[rows].tolist()))),
-        "countries": sorted(set(rf.column("country_code")[rows].tolist()) - {""}),
+        "vantage_points": int(len(set(ips))),
+        "countries": sorted(set(codes) - {""}),
         "first_seen": _when(int(ts.min())) if len(ts) else "?",
         "last_seen": _when(int(ts.max())) if len(ts) else "?",
-        "excerpt": example[:240].encode("unicode_escape").decode("ascii"),
+        "distinctive_line": line,
+        "excerpt": excerpt(example, line),
+        "example_domains": _most_common(rf.column("domain")[rows].tolist()),
+        "example_vantage_points": [f"{ip} ({where[ip] or '?'})" for ip in _most_common(ips)],
     }
+
+
+def _code(text: str) -> str:
+    """Inline Markdown code that survives backticks in the text."""
+    fence = "``" if "`" in text else "`"
+    return f"{fence}{text}{fence}" if fence == "`" else f"{fence} {text} {fence}"
+
+
+def _proposal_section(p: Proposal) -> list[str]:
+    """One proposal for a reader: where it was seen, its distinctive line, pattern and examples."""
+    s = p.summary
+    countries = ", ".join(s["countries"]) or "unknown countries"
+    return [
+        f"## {p.fingerprint}",
+        "",
+        f"- {counted_pages(s)} in {countries}, {s['first_seen']} to {s['last_seen']} (UTC)",
+        f"- distinctive line: {_code(s['excerpt'])}",
+        f"- pattern: {_code(p.pattern)} (matches {p.coverage:.0%} of its pages and, as "
+        "verified, no labelled-negative page and no page of another cluster)",
+        f"- example domains: {', '.join(s['example_domains']) or 'none'}",
+        f"- example vantage points: {', '.join(s['example_vantage_points']) or 'none'}",
+        "",
+    ]
+
+
+def counted_pages(s: dict[str, Any]) -> str:
+    """``12 pages for 5 domains on 2 vantage points``, singulars where a count is 1."""
+    words = [("page", s["pages"]), ("domain", s["domains"]), ("vantage point", s["vantage_points"])]
+    (a, na), (b, nb), (c, nc) = [(w if n == 1 else w + "s", n) for w, n in words]
+    return f"{na} {a} for {nb} {b} on {nc} {c}"
 
 
 def write_proposals(out: Path, proposals: list[Proposal]) -> Path:
@@ -344,25 +480,9 @@ def write_proposals(out: Path, proposals: list[Proposal]) -> Path:
         f"Merge `{PROPOSALS_FILE}` into `blockpage_signatures.json` and flatten again with "
         "`--signatures`.",
         "",
-        "| fingerprint | pages | domains | vantage points | countries | first seen | last seen | "
-        "coverage | pattern | excerpt |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for p in proposals:
-        s = p.summary
-        cells = [
-            p.fingerprint,
-            s["pages"],
-            s["domains"],
-            s["vantage_points"],
-            ", ".join(s["countries"]),
-            s["first_seen"],
-            s["last_seen"],
-            f"{p.coverage:.2f}",
-            f"`{p.pattern}`",
-            f"`{s['excerpt'][:120]}`",
-        ]
-        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+        lines += _proposal_section(p)
     atomic_write(out / PROPOSALS_MD, "\n".join(lines) + "\n")
     return path
 

@@ -34,9 +34,17 @@ from quackae.dataset import store
 from quackae.ingest import fanout, tokens
 from quackae.ingest.geo import CountryLookup
 from quackae.ingest.hyperquack import ParseError, Try, loads_line, parse_measurement
+from quackae.ingest.limits import GOOD_TOKENIZER_TEXTS, MIN_TOKENIZER_TEXTS, TOKENIZER_SAMPLE
 from quackae.ingest.outcome import outcome_of
-from quackae.ingest.signatures import DEFAULT_SET_HINT, Matcher, label, load_signatures
+from quackae.ingest.signatures import (
+    DEFAULT_SET_HINT,
+    Matcher,
+    SignatureError,
+    label,
+    load_signatures,
+)
 from quackae.ingest.sources import (
+    SOURCE_SUFFIXES,
     SourceError,
     expand_sources,
     iter_lines,
@@ -53,7 +61,6 @@ CHUNK_LINES = 5_000
 CHUNK_BYTES = (
     64 * 2**20
 )  # also commit after this much input, so memory stays bounded with big pages
-TOKENIZER_SAMPLE = 20_000  # tries of text the BPE model is trained on at a dataset's creation
 LABEL_MEMO = 50_000  # distinct (received, error, flags) label results remembered per worker
 
 # Seconds per ingest stage spent in this process (read, parse, label, normalise, tokenize,
@@ -346,8 +353,12 @@ def _open_or_create(
     options: Options,
     tokenizer: Path | None,
     vocab_size: int,
+    sample: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The dataset's manifest, creating the directory and its tokenizer on first use."""
+    """The dataset's manifest, creating the directory and its tokenizer on first use.
+
+    ``sample``: the texts to train the tokenizer on, when the caller took them already.
+    """
     signatures_id = _signatures_id(options.signatures)
     if store.exists(root, store.MANIFEST):
         manifest = store.read_manifest(root)
@@ -365,19 +376,18 @@ def _open_or_create(
                 "--storage_path"
             )
         _check_compatible(root, manifest, options, tokenizer, signatures_id)
+        _check_tokenizer_trained(root, manifest)
         store.check_shards(root, manifest)
         return manifest
     if isinstance(root, Path):
         root.mkdir(parents=True, exist_ok=True)
-    if options.max_tokens < 32:
-        raise FlattenError(f"--max_tokens {options.max_tokens} is too small; use 32 or more")
     if tokenizer is not None:
-        if not tokenizer.is_file():
-            raise FlattenError(f"--tokenizer {tokenizer}: no such file")
         _copy_tokenizer(tokenizer, root)
     else:
-        log.info("training a %d-token BPE tokenizer on the sources", vocab_size)
-        tok = tokens.train_tokenizer(_sample_texts(paths, TOKENIZER_SAMPLE), vocab_size)
+        if sample is None:
+            sample = tokenizer_sample(paths)
+        log.info("training a %d-token BPE tokenizer on %d tries", vocab_size, len(sample))
+        tok = tokens.train_tokenizer(sample, vocab_size)
         if isinstance(root, Path):
             tokens.save_tokenizer(tok, root / store.TOKENIZER)
         else:  # the same bytes as a local save, uploaded whole
@@ -390,8 +400,100 @@ def _open_or_create(
     manifest = store.new_manifest(layout.to_dict(), sha, options.max_tokens)
     manifest["filters"] = options.filters()
     manifest["signatures"] = signatures_id
+    # how many tries the tokenizer learnt from (None: given with --tokenizer), checked on append
+    manifest["tokenizer_texts"] = None if tokenizer is not None else len(sample or ())
     store.write_manifest(root, manifest)
     return manifest
+
+
+def tokenizer_sample(paths: list, sources: list | None = None) -> list[str]:
+    """The texts a new dataset's tokenizer learns from; refused when fewer than the minimum.
+
+    ``MIN_TOKENIZER_TEXTS`` (see ``ingest.limits`` for the measurement behind it): a tokenizer
+    trained on fewer tries cuts pages into so many tokens that their endings are lost, and
+    every later append to the dataset reuses it. Below ``GOOD_TOKENIZER_TEXTS`` `-v` says so.
+    """
+    sample = _sample_texts(paths, TOKENIZER_SAMPLE)
+    if len(sample) < MIN_TOKENIZER_TEXTS:
+        named = " ".join(map(str, sources or paths))
+        raise FlattenError(
+            f"--source {named} holds {len(sample)} readable tries; a new dataset's tokenizer "
+            f"needs at least {MIN_TOKENIZER_TEXTS} (docs/safety.md): pass more or larger "
+            "archives, or "
+            "--tokenizer DIR/tokenizer.json of an existing dataset"
+        )
+    if len(sample) < GOOD_TOKENIZER_TEXTS:  # shown with -v: small test datasets are fine
+        log.info(
+            "the tokenizer learns from only %d tries (from %d on, token lengths come within a "
+            "few percent of a full sample's); flatten more sources at creation for a better one",
+            len(sample),
+            GOOD_TOKENIZER_TEXTS,
+        )
+    return sample
+
+
+def _tokenizer_merges(root: Path | storage.Location) -> int:
+    """The number of BPE merges the dataset's tokenizer learnt (0: trained on no text)."""
+    try:
+        model = json.loads(store.read_file(root, store.TOKENIZER) or b"{}").get("model", {})
+    except ValueError:
+        return 0
+    return len(model.get("merges", ()))
+
+
+def _check_tokenizer_trained(root: Path | storage.Location, manifest: dict) -> None:
+    """Refuse to append to a dataset whose tokenizer learnt from too few tries.
+
+    Datasets written before the count was recorded are judged by their tokenizer: fewer than
+    ``MIN_TOKENIZER_TEXTS`` merges means it saw (almost) no text, as after an empty first run.
+    """
+    texts = manifest.get("tokenizer_texts")
+    if texts is not None and texts >= MIN_TOKENIZER_TEXTS:
+        return
+    if texts is None:
+        merges = _tokenizer_merges(root)
+        if merges >= MIN_TOKENIZER_TEXTS:
+            return
+        why = f"learnt only {merges} merges: it saw (almost) no text"
+    else:
+        why = f"was trained on only {texts} tries (the minimum is {MIN_TOKENIZER_TEXTS})"
+    raise FlattenError(
+        f"{root}/{store.TOKENIZER} {why}, so appended rows would be cut into far too many "
+        "tokens; flatten every source into a new --storage_path instead"
+    )
+
+
+def _check_inputs(paths: list, sources: list, options: Options, tokenizer: Path | None) -> None:
+    """One-line refusals of a run that cannot produce a usable dataset; nothing is written yet.
+
+    No sources at all (``flatten([], ...)`` with a tokenizer: an empty dataset) is allowed; sources
+    named that hold no Hyperquack file are not.
+    """
+    if sources and not paths:
+        raise FlattenError(
+            f"--source {' '.join(map(str, sources))}: no Hyperquack files there (looked for "
+            f"{', '.join(SOURCE_SUFFIXES)}); pass archive files or folders holding them"
+        )
+    if options.max_tokens < 32:
+        raise FlattenError(f"--max_tokens {options.max_tokens} is too small; use 32 or more")
+    if tokenizer is not None and not Path(tokenizer).is_file():
+        what = "a folder" if Path(tokenizer).is_dir() else "no such file"
+        raise FlattenError(
+            f"--tokenizer {tokenizer}: {what}; pass a tokenizer.json file (e.g. DATASET/"
+            "tokenizer.json of another dataset)"
+        )
+    try:
+        load_signatures(options.signatures)
+    except SignatureError as e:
+        inner = Path(options.signatures or ".") / "signatures"
+        hint = (
+            f"pass --signatures {inner} (the folder holding them)"
+            if (inner / "blockpage_signatures.json").is_file()
+            else "pass the folder holding Censored Planet's blockpage_signatures.json and "
+            "false_positive_signatures.json (e.g. DIR/signatures of `quackae synth`), or leave "
+            "--signatures out for the default set"
+        )
+        raise FlattenError(f"--signatures {options.signatures}: {e}; {hint}") from None
 
 
 def _copy_tokenizer(tokenizer: Path, root: Path | storage.Location) -> None:
@@ -502,12 +604,16 @@ def flatten(
         paths = expand_sources(sources)
     except SourceError as e:
         raise FlattenError(str(e)) from None
+    _check_inputs(paths, list(sources), options, tokenizer)
     store.check_owned(root)
+    # a new dataset's tokenizer sample is read first: too few tries refuse before anything exists
+    creating = tokenizer is None and not store.exists(root, store.MANIFEST)
+    sample = tokenizer_sample(paths, list(sources)) if creating else None
     try:
         with store.dataset_lock(root):
             store.check_owned(root)  # another writer may have changed it while we waited
             summary = _flatten_locked(
-                root, paths, options, workers, tokenizer, vocab_size, progress, ray_address
+                root, paths, options, workers, tokenizer, vocab_size, progress, ray_address, sample
             )
     except OSError as e:
         if atomic.is_disk_full(e):
@@ -540,9 +646,10 @@ def _flatten_locked(
     vocab_size: int,
     progress: bool,
     ray_address: str | None = None,
+    sample: list[str] | None = None,
 ) -> Summary:
     """The run itself, with the writer lock held."""
-    manifest = _open_or_create(root, paths, options, tokenizer, vocab_size)
+    manifest = _open_or_create(root, paths, options, tokenizer, vocab_size, sample)
     store.remove_orphans(root, manifest)
     plan = _plan(paths, manifest)
     if plan.replace:

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from quackae.ingest.hyperquack import Try
+from quackae.ingest.limits import DEFAULT_MAX_TOKENS, DEFAULT_VOCAB
 from quackae.ingest.outcome import OUTCOME_INDEX
 from quackae.io.atomic import atomic_path
 
@@ -61,8 +62,6 @@ _SCAN_INDEX = {name: i for i, name in enumerate(SCANS)}
 
 PLACEHOLDERS = ("[DOMAIN]", "[ADDR]", "[IP]", "[DATE]", "[TIME]", "[HEX]", "[NUM]", "[B64]")
 
-DEFAULT_VOCAB = 8192
-DEFAULT_MAX_TOKENS = 512
 MAX_TEXT_CHARS = 16384  # cap on the text kept for tokenizer training
 CHARS_PER_TOKEN = 8  # generous bound on characters per BPE token, for cutting text early
 

@@ -21,6 +21,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+#: Epochs a training run stops after when no --max_epochs, --max_steps or --max_time is given
+#: (Lightning's own default is 1000 epochs, which reads as a hang to a new user).
+DEFAULT_MAX_EPOCHS = 20
+STOP_ARGUMENTS = ("max_epochs", "max_steps", "max_time")
+
 #: Trainer arguments the controller sets itself, and what to pass instead of each.
 CONTROLLER_OWNED = {
     "logger": "the controller's logger (--logger comet|csv, --comet_offline DIR)",
@@ -48,7 +53,7 @@ class ControllerConfig:
 
     # the seed's flags: names and defaults as ae_processor.md gives them
     data_dir: str = _field("./data", "dataset directory written by `quackae flatten`, or its URI")
-    batch_size: int = _field(4, "sequences per batch")
+    batch_size: int = _field(4, "sequences per training batch (--encode: --encode_batch_size)")
     num_workers: int = _field(0, "DataLoader worker processes")
     embed_size: int = _field(128, "token embedding size of QuackAutoEncoder")
     hidden_size: int = _field(512, "hidden (latent) size of QuackAutoEncoder")
@@ -101,6 +106,13 @@ class ControllerConfig:
     max_failures: int = _field(
         2,
         "Ray Train restarts from the last checkpoint after a worker dies, this many times",
+        "quackae",
+    )
+    encode_batch_size: int = _field(
+        64,
+        "with --encode: sequences per batch (inference keeps no gradients, so batches can be "
+        "larger than the seed's training --batch_size: 64 encoded 4.1x faster than 4, latents "
+        "equal to 1e-5; benchmarks/encode_batch.py)",
         "quackae",
     )
     latent: str = _field(
@@ -178,10 +190,19 @@ class ControllerConfig:
     # Lightning Trainer arguments the user set (the rest keep the Trainer's defaults)
     trainer: dict[str, Any] = field(default_factory=dict)
 
+    def trainer_settings(self) -> dict[str, Any]:
+        """The Trainer arguments of this run: the user's, and ``DEFAULT_MAX_EPOCHS`` unless the
+        user set when to stop (``--max_epochs``, ``--max_steps`` or ``--max_time``)."""
+        settings = dict(self.trainer)
+        if not any(name in settings for name in STOP_ARGUMENTS):
+            settings["max_epochs"] = DEFAULT_MAX_EPOCHS
+        return settings
+
     def trainer_arg(self, name: str) -> Any:
-        """A Trainer argument as the Trainer will see it: the user's value, else its default."""
-        if name in self.trainer:
-            return self.trainer[name]
+        """A Trainer argument as the Trainer will see it: this run's value, else its default."""
+        settings = self.trainer_settings()
+        if name in settings:
+            return settings[name]
         return trainer_parameters()[name].default
 
     def replace(self, **changes: Any) -> ControllerConfig:
@@ -347,23 +368,24 @@ def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
         if f"--{p.name}" in taken:  # quackae's own flag of that name (--logger) comes first
             continue
         if p.name in CONTROLLER_OWNED:
+            use = CONTROLLER_OWNED[p.name].replace("%", "%%")
             group.add_argument(
                 f"--{p.name}",
                 action=_owned(p.name),
                 nargs="?",
                 metavar="VALUE",
-                help=f"set by the controller: use {CONTROLLER_OWNED[p.name]}".replace("%", "%%"),
+                help=f"set by the controller (no default to change): use {use}",
             )
             continue
+        shown = p.default if p.literal_default else "Lightning's"
+        if p.name == "max_epochs":
+            shown = f"{DEFAULT_MAX_EPOCHS} unless --max_steps or --max_time is given"
         group.add_argument(
             f"--{p.name}",
             type=_typed(p),
             default=p.default if p.literal_default else argparse.SUPPRESS,
             metavar=_metavar(p.annotation),
-            help=f"{p.annotation or 'any'} (default: "
-            f"{p.default if p.literal_default else 'Lightning' + chr(39) + 's'})".replace(
-                "%", "%%"
-            ),
+            help=f"{p.annotation or 'any'} (default: {shown})".replace("%", "%%"),
         )
 
 
@@ -382,9 +404,15 @@ def _metavar(annotation: str) -> str:
 # --------------------------------------------------------------------------- the parser
 
 
-def build_parser(prog: str = "python -m quackae.ae_processor") -> argparse.ArgumentParser:
-    """The controller's parser: the seed's flags, quackae's additions, every Trainer argument."""
-    p = argparse.ArgumentParser(
+def build_parser(
+    prog: str = "python -m quackae.ae_processor",
+    parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser,
+) -> argparse.ArgumentParser:
+    """The controller's parser: the seed's flags, quackae's additions, every Trainer argument.
+
+    ``parser_class``: the command line's ``quackae.cli.args.Parser`` (dashed aliases).
+    """
+    p = parser_class(
         prog=prog,
         description="Train QuackAutoEncoder on a quackae dataset, or with --encode write the "
         "latent feature of every (or every selected) record.",
@@ -445,6 +473,8 @@ def parse(argv: list[str] | None = None) -> ControllerConfig:
 
 __all__ = [
     "CONTROLLER_OWNED",
+    "DEFAULT_MAX_EPOCHS",
+    "STOP_ARGUMENTS",
     "ControllerConfig",
     "ANNOTATION_KINDS",
     "TrainerParameter",

@@ -23,24 +23,22 @@ import json
 import math
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from quackae.io import folders
 from quackae.io import storage as objstore
 from quackae.io.atomic import atomic_write
-from quackae.model.config import ControllerConfig, build_parser, from_namespace, parse
+from quackae.model.config import ControllerConfig, from_namespace
 
 __all__ = [
     "ControllerConfig",
     "ProcessorError",
     "build_data",
     "build_model",
-    "build_parser",
-    "cli",
     "encode",
     "main",
     "train",
@@ -144,8 +142,8 @@ def finish_logger(logger) -> None:
 
 
 def trainer_kwargs(args: ControllerConfig) -> dict[str, Any]:
-    """The Trainer arguments the user passed (the others keep the Trainer's defaults)."""
-    return dict(args.trainer)
+    """The Trainer arguments of the run: the user's, and a finite default number of epochs."""
+    return args.trainer_settings()
 
 
 @contextlib.contextmanager
@@ -183,11 +181,27 @@ def _load_weights(path: str) -> dict[str, Any]:
         return _load_local_weights(local, path)
 
 
+def _check_checkpoint_file(local: str, path: str) -> None:
+    """One line for a checkpoint path that is a folder, missing, or no ``torch.save`` file."""
+    import zipfile
+
+    remedy = (
+        "pass a .ckpt written by `quackae train` (last.ckpt or a best one in its --storage_path)"
+    )
+    if Path(local).is_dir():
+        raise ProcessorError(f"--checkpoint_path {path} is a folder, not a file; {remedy}")
+    if not Path(local).is_file():
+        raise ProcessorError(f"--checkpoint_path {path}: no such file; {remedy}")
+    if not zipfile.is_zipfile(local):  # torch.save (and so Lightning) writes a zip archive
+        raise ProcessorError(
+            f"--checkpoint_path {path} is not a PyTorch checkpoint (no torch.save file); {remedy}"
+        )
+
+
 def _load_local_weights(local: str, path: str) -> dict[str, Any]:
     import torch
 
-    if not Path(local).is_file():
-        raise ProcessorError(f"--checkpoint_path {path}: no such file")
+    _check_checkpoint_file(local, path)
     try:
         ckpt = torch.load(local, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is a user error here
@@ -212,6 +226,11 @@ def _load_local_weights(local: str, path: str) -> dict[str, Any]:
 def check_fits(ckpt: dict[str, Any], dm, path: str) -> dict[str, Any]:
     """The checkpoint's hyperparameters, after refusing a dataset it was not trained for."""
     hp = dict(ckpt.get("hyper_parameters", {}))
+    if "num_embeddings" not in hp and "input_dim" in hp:
+        raise ProcessorError(
+            f"--checkpoint_path {path} is a latent classifier's checkpoint (`quackae classify "
+            "train`), not an autoencoder's; pass a .ckpt written by `quackae train`"
+        )
     sha = hp.get("tokenizer_sha256", "")
     if sha and sha != dm.tokenizer_sha256:
         raise ProcessorError(
@@ -236,6 +255,11 @@ def _dataset_dir(args: ControllerConfig) -> str:
     """The local directory the dataset is read from (``--data_dir``; URI datasets: its mirror)."""
     from quackae.dataset import store
 
+    if not objstore.is_uri(args.data_dir) and Path(args.data_dir).is_file():
+        raise ProcessorError(
+            f"--data_dir {args.data_dir} is a file, not a folder; pass a dataset folder written "
+            "by `quackae flatten`"
+        )
     return str(store.local_dataset(args.data_dir))
 
 
@@ -289,9 +313,16 @@ def build_model(args: ControllerConfig, dm):
         except (KeyError, RuntimeError) as e:
             raise ProcessorError(
                 f"checkpoint {args.checkpoint_path} does not fit this model (--embed_size, "
-                f"--hidden_size, --layers must match the checkpoint's): {str(e).splitlines()[0]}"
+                f"--hidden_size, --layers must match the checkpoint's): {_load_problem(e)}"
             ) from None
     return model
+
+
+def _load_problem(exc: BaseException) -> str:
+    """The first specific line of a ``load_state_dict`` error (its first line is only a title)."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    specific = [ln for ln in lines if not ln.lower().startswith("error(s) in loading")]
+    return (specific or lines or [type(exc).__name__])[0][:200]
 
 
 def _resume_path(args: ControllerConfig) -> str | None:
@@ -454,9 +485,11 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
     import lightning.pytorch as pl
     import torch
 
+    from quackae.model.console import console_callbacks, quiet_lightning
     from quackae.model.gru import tune_cpu_allocator
 
     quiet_warnings()
+    quiet_lightning()  # no tips or device notices; warnings still show
     tune_cpu_allocator()  # steady-state steps reuse touched pages instead of faulting fresh ones
     args = ControllerConfig.from_dict(config["args"])
     remote = args.storage_path if objstore.is_uri(args.storage_path) else None
@@ -468,6 +501,9 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
     callbacks = training_callbacks(args, storage, remote)
     probe = _progress_probe()
     callbacks.append(probe)
+    callbacks += console_callbacks(
+        args.trainer_arg("enable_progress_bar"), args.trainer_arg("enable_model_summary")
+    )
     kwargs = trainer_kwargs(args)
     rank = 0
     restored = None  # Ray Train's checkpoint after a worker restart
@@ -666,10 +702,13 @@ def check_schedule(args: ControllerConfig) -> None:
 def train(args: ControllerConfig) -> dict[str, Any]:
     """Fit, test, write and return the run summary."""
     check_schedule(args)
+    target = objstore.resolve(args.storage_path)
+    # a new, empty or earlier training folder only: checkpoints never land among the user's files
+    owned = {"flag": "--storage_path", "command": "quackae train", "proof": (SUMMARY, "last.ckpt")}
+    folders.check_output(target, **owned)  # refused before the dataset is even read
     build_data(args)  # a missing dataset fails here, before Ray starts
     _check_ray_resources(args)
-    target = objstore.resolve(args.storage_path)
-    target.makedirs()
+    folders.claim_output(target, **owned)
     target.info()  # an unreachable store: one line now, not a traceback at the first checkpoint
     config = {"resume": _resume_path(args)}
     if args.ray_nodes == 0:
@@ -730,8 +769,10 @@ def encode_worker(config: dict[str, Any]) -> None:
 
     from quackae.dataset.embeddings import read_array
     from quackae.model.autoencoder import AutoencoderWriter
+    from quackae.model.console import console_callbacks, quiet_lightning
 
     quiet_warnings()
+    quiet_lightning()
     args = ControllerConfig.from_dict(config["args"])
     in_ray = config.get("ray", False)
     dm = build_data(args, mode=encode_mode(args))
@@ -757,7 +798,11 @@ def encode_worker(config: dict[str, Any]) -> None:
     )  # predict logs stay on this node
     trainer = pl.Trainer(
         logger=logger,
-        callbacks=[writer, predict_device_stats()],
+        callbacks=[
+            writer,
+            predict_device_stats(),
+            *console_callbacks(args.trainer_arg("enable_progress_bar"), False),
+        ],
         use_distributed_sampler=False,
         **kwargs,
     )
@@ -772,7 +817,8 @@ def encode(args: ControllerConfig) -> dict[str, Any]:
     import numpy as np
 
     from quackae.dataset import store
-    from quackae.dataset.embeddings import EmbeddingStore, check_version
+    from quackae.dataset.embeddings import META as EMBEDDINGS_META
+    from quackae.dataset.embeddings import SHARDS, EmbeddingStore, check_version
     from quackae.dataset.inspection import inspect_embeddings
 
     if not args.checkpoint_path:
@@ -780,6 +826,12 @@ def encode(args: ControllerConfig) -> dict[str, Any]:
             "--encode needs --checkpoint_path: an untrained model's features are noise; train "
             "first (without --encode) and pass one of its checkpoints"
         )
+    args = args.replace(batch_size=args.encode_batch_size)  # inference: the seed's 4 is training's
+    if not objstore.is_uri(args.checkpoint_path):  # a wrong file: one line, before any import
+        _check_checkpoint_file(args.checkpoint_path, args.checkpoint_path)
+    folders.check_output(
+        args.storage_path, "--storage_path", "quackae encode", proof=(EMBEDDINGS_META, SHARDS)
+    )
     dm = build_data(args, mode=encode_mode(args))
     _check_ray_resources(args)
     ckpt = _load_weights(args.checkpoint_path)
@@ -866,25 +918,3 @@ def user_errors() -> tuple[type[Exception], ...]:
 
     # FloatingPointError: the model's NaN/inf loss check ("train_loss is nan at step N ...")
     return (ProcessorError, StoreError, FloatingPointError, ClusterError, objstore.StorageError)
-
-
-def cli(argv: list[str] | None = None) -> int:
-    """``python -m quackae.ae_processor`` / ``quackae train``: parse, run, one-line errors."""
-    args = parse(argv)
-    try:
-        main(args)
-    except user_errors() as e:
-        print(f"ae_processor: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(
-            "ae_processor: interrupted; rerun with --resume (training) or the same command "
-            "(--encode)",
-            file=sys.stderr,
-        )
-        return 130
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli())
