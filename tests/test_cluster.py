@@ -277,6 +277,22 @@ class TestOpenCluster:
         assert _open_lines(done.stderr) == [cluster.open_cluster_line(f"{ELSEWHERE}:6379")]
         assert store.read_manifest(open_site.temp / "allowed")["length"] > 0
 
+    def test_auto_is_asked_after_joining(self, open_site: Site) -> None:
+        join = (
+            "from quackae.io import cluster\n"
+            "try:\n"
+            "    cluster.connect('auto')\n"
+            "    print('joined')\n"
+            "except cluster.ClusterError as e:\n"
+            "    print('refused:', e)\n"
+        )
+        here = open_site.ns.run(f"python -c {shlex.quote(join)}", open_site.ns.env(open_site.temp))
+        assert here.stdout.strip() == "joined", here.stderr[-3000:]
+        assert _open_lines(here.stderr) == [cluster.open_cluster_line("auto")]
+        env = open_site.ns.env(open_site.temp, RAY_ADDRESS=f"{ELSEWHERE}:6379")
+        away = open_site.ns.run(f"python -c {shlex.quote(join)}", env)
+        assert away.stdout.startswith("refused: --ray_address auto: this Ray cluster is open")
+
     def test_training_elsewhere_is_refused_too(self, open_site: Site, small_dataset: Path) -> None:
         cmd = [
             "python",
