@@ -316,6 +316,31 @@ class TestOpenCluster:
         assert not (open_site.temp / "run" / "last.ckpt").exists()
 
 
+# --------------------------------------------------------------------------- a local cluster
+
+LOCAL = (
+    "import ray\n"
+    "from quackae.io import cluster\n"
+    "cluster.connect(None, 1)\n"
+    "gcs = ray.get_runtime_context().gcs_address\n"
+    "print(cluster.probe(gcs), ray.get(ray.remote(lambda: 'ran').remote()))\n"
+)
+
+
+def test_a_local_cluster_needs_a_token_and_keeps_it_private(tmp_path: Path) -> None:
+    """quackae's own local cluster, RAY_AUTH_MODE unset: token mode, first without a token
+    file (Ray makes one), then with it (on Ray 2.52 the mode set after `import ray` once broke
+    this run: the driver sent no token to its own GCS)."""
+    with _site(tmp_path) as site:
+        home = site.temp / "home"
+        for run in ("no token yet", "token from the first run"):
+            done = site.ns.run(f"python -c {shlex.quote(LOCAL)}", site.ns.env(home), timeout=180)
+            assert done.returncode == 0, (run, done.stderr[-3000:])
+            assert done.stdout.split() == ["refused", "ran"], (run, done.stdout)
+            assert "is open" not in done.stderr, run
+            assert (home / ".ray" / "auth_token").stat().st_mode & 0o777 == 0o600, run
+
+
 # --------------------------------------------------------------------------- no cluster needed
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "probe",
     "stop_local",
     "token_available",
+    "use_token_mode",
 ]
 
 RECIPE = "docs/cluster.md, 'Start or join a cluster'"
@@ -169,13 +170,30 @@ def _check_token(address: str, answer: str) -> None:
         )
 
 
+def use_token_mode() -> None:
+    """Set ``RAY_AUTH_MODE=token`` for this process, and make an imported Ray read it again.
+
+    Ray 2.52 reads the mode (and caches the token) when ``ray`` is imported, so a mode set
+    afterwards reached the processes ``ray.init`` started but not the driver, whose GCS client
+    then sent no token and ``ray.init`` failed with "Failed to start GCS". The reset is the one
+    Ray's own tests use (``ray._private.authentication_test_utils.reset_auth_token_state``).
+    """
+    os.environ["RAY_AUTH_MODE"] = "token"
+    with contextlib.suppress(ImportError, AttributeError):
+        from ray._raylet import AuthenticationTokenLoader, Config
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+
+
 def _start_local(num_cpus: int | None) -> None:
     """A local cluster for this run, with token authentication unless a mode is set."""
     import ray
 
     default = Path.home() / ".ray" / "auth_token"
     made_token = "RAY_AUTH_MODE" not in os.environ and not token_available()
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    if "RAY_AUTH_MODE" not in os.environ:
+        use_token_mode()
     ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=True)
     if made_token and default.is_file():  # Ray wrote it readable by all (umask)
         with contextlib.suppress(OSError):
@@ -207,7 +225,7 @@ def connect(address: str | None, num_cpus: int | None = None, allow_open: bool =
     if answer == "answered":
         _admit_open(address, allow_open)
     if "RAY_AUTH_MODE" not in os.environ and token_available():
-        os.environ["RAY_AUTH_MODE"] = "token"  # what Ray itself does for address=None
+        use_token_mode()  # what Ray 2.60 itself does for address=None
     try:
         ray.init(address=address, log_to_driver=True)
     except (ConnectionError, RuntimeError, ray.exceptions.RayError) as e:
