@@ -15,7 +15,8 @@ PIP_TOOLS := pip-tools==7.7.0
 COMPILE = $(LOCK_VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
 	--extra dev --extra comet --no-emit-index-url --no-emit-find-links \
 	pyproject.toml requirements/tools.in
-RAY_TESTS := tests/test_cluster.py tests/test_fanout.py tests/test_ae_storage.py tests/test_lock.py
+RAY_TESTS := tests/test_cluster.py tests/test_fanout.py tests/test_ae_storage.py tests/test_encode.py \
+	tests/test_lock.py
 
 .PHONY: demo test lint install clean lock check-lowest-ray
 
