@@ -173,9 +173,19 @@ class RayCluster:
         self.address = address
 
     @property
+    def token_path(self) -> Path:
+        """The cluster's token, generated into a home folder of its own before the head started."""
+        return self.temp_dir / "home" / ".ray" / "auth_token"
+
+    @property
     def env(self) -> dict[str, str]:
-        """The environment a client needs: token mode on (the token is read from ~/.ray)."""
-        return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_ADDRESS": self.address}
+        """The environment a client needs: token mode on and the cluster's token."""
+        return {
+            **os.environ,
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": str(self.token_path),
+            "RAY_ADDRESS": self.address,
+        }
 
     def stop(self) -> None:
         """Kill this cluster's processes only (``ray stop`` would kill every cluster here)."""
@@ -184,17 +194,17 @@ class RayCluster:
         stop_local(self.temp_dir)
 
 
-def _ray_start(*args: str, env: dict[str, str]) -> str:
-    """Run ``ray start ARGS``; its output (raises with the output if it failed)."""
+def _ray(*args: str, env: dict[str, str]) -> str:
+    """Run ``ray ARGS``; its output (raises with the output if it failed)."""
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "ray"), "start", *args],
+        [str(Path(sys.executable).parent / "ray"), *args],
         env=env,
         capture_output=True,
         text=True,
         timeout=180,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"ray start {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+        raise RuntimeError(f"ray {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
     return done.stdout + done.stderr
 
 
@@ -202,14 +212,21 @@ def _ray_start(*args: str, env: dict[str, str]) -> str:
 def ray_cluster() -> Iterator[RayCluster]:
     """Two Ray nodes of one CPU each on this machine (head + one joined worker), stopped after.
 
-    Token authentication stays on, as on a real cluster: clients set ``RAY_AUTH_MODE=token``.
+    Token authentication stays on, as on a real cluster: the token is generated first (in a home
+    folder of the cluster's own, so nothing depends on what ~/.ray holds), and head, node and
+    clients set ``RAY_AUTH_MODE=token`` (``RayCluster.env``).
     """
     import re
     import tempfile
 
     temp_dir = Path(tempfile.mkdtemp(prefix="qray-", dir="/tmp"))  # socket paths must stay short
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
-    out = _ray_start(
+    cluster = RayCluster(temp_dir, "")
+    home = {"HOME": str(temp_dir / "home"), "RAY_AUTH_MODE": "token"}
+    _ray("get-auth-token", "--generate", env={**os.environ, **home})
+    env = {**cluster.env, "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS")
+    out = _ray(
+        "start",
         "--head",
         "--num-cpus",
         "1",
@@ -223,12 +240,19 @@ def ray_cluster() -> Iterator[RayCluster]:
         env=env,
     )
     found = re.search(r"ray start --address='([^']+)'", out)
-    cluster = RayCluster(temp_dir, found.group(1) if found else "")
+    cluster.address = found.group(1) if found else ""
     try:
         if not found:
             raise RuntimeError(f"no address in the output of ray start --head:\n{out}")
-        _ray_start(
-            "--address", cluster.address, "--num-cpus", "1", "--temp-dir", str(temp_dir), env=env
+        _ray(
+            "start",
+            "--address",
+            cluster.address,
+            "--num-cpus",
+            "1",
+            "--temp-dir",
+            str(temp_dir),
+            env=env,
         )
         yield cluster
     finally:

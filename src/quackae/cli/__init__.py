@@ -73,6 +73,12 @@ def _add_flatten(sub: argparse._SubParsersAction) -> None:
         "(default: none, --workers processes on this machine)",
     )
     p.add_argument(
+        "--allow_open_cluster",
+        action="store_true",
+        help="with --ray_address: join a cluster that is not on this machine even if it needs "
+        "no token (anyone who reaches it can run code there); an open cluster is always reported",
+    )
+    p.add_argument(
         "--max_tokens",
         type=int,
         default=limits.DEFAULT_MAX_TOKENS,
@@ -139,6 +145,7 @@ def _run_flatten(args: argparse.Namespace) -> int:
         options,
         workers=args.workers,
         ray_address=args.ray_address,
+        allow_open_cluster=args.allow_open_cluster,
         tokenizer=args.tokenizer,
         vocab_size=args.vocab_size,
         progress=not args.quiet,

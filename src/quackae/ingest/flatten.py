@@ -587,11 +587,14 @@ def flatten(
     vocab_size: int = tokens.DEFAULT_VOCAB,
     progress: bool = True,
     ray_address: str | None = None,
+    allow_open_cluster: bool = False,
 ) -> Summary:
     """Ingest ``sources`` into the dataset at ``storage_path``; see the module docstring.
 
     ``workers`` processes here, or with ``ray_address`` (``auto`` or ``HOST:PORT``) Ray tasks
-    on that cluster, parse the chunks the reader cuts; this process alone commits.
+    on that cluster, parse the chunks the reader cuts; this process alone commits. The cluster
+    is joined before anything is written (``cluster.connect``: an open one off this machine only
+    with ``allow_open_cluster``).
 
     Sources and ``storage_path`` may be local paths or object-store URIs (``gs://``, ``s3://``,
     any form ``pyarrow.fs`` takes; source URIs may hold globs): archives are streamed from the
@@ -604,7 +607,9 @@ def flatten(
         paths = expand_sources(sources)
     except SourceError as e:
         raise FlattenError(str(e)) from None
-    _check_inputs(paths, list(sources), options, tokenizer)
+    _check_inputs(paths, list(sources), options, tokenizer)  # a mistake: one line, no cluster
+    if ray_address:
+        _join(ray_address, allow_open_cluster)
     store.check_owned(root)
     # a new dataset's tokenizer sample is read first: too few tries refuse before anything exists
     creating = tokenizer is None and not store.exists(root, store.MANIFEST)
@@ -724,12 +729,7 @@ def _run_chunks(
     args = (_make_processor, str(root), options)
     executor: fanout.Executor
     if ray_address:
-        from quackae.io import cluster
-
-        try:
-            cluster.connect(ray_address)
-        except cluster.ClusterError as e:
-            raise FlattenError(str(e)) from None
+        _join(ray_address)  # joined already by flatten(); a caller of this alone joins here
         executor = fanout.RayExecutor(*args)
     elif workers > 1:
         executor = fanout.PoolExecutor(*args, workers)
@@ -740,6 +740,16 @@ def _run_chunks(
         fanout.drive(chunks, executor, handle, lambda entry: _discard(root, entry))
     finally:
         executor.close()
+
+
+def _join(ray_address: str, allow_open_cluster: bool = False) -> None:
+    """Join the Ray cluster at ``ray_address`` (once); a refusal is a one-line FlattenError."""
+    from quackae.io import cluster
+
+    try:
+        cluster.connect(ray_address, allow_open=allow_open_cluster)
+    except cluster.ClusterError as e:
+        raise FlattenError(str(e)) from None
 
 
 def _discard(root: Path | storage.Location, entry: dict[str, Any]) -> None:

@@ -103,6 +103,12 @@ class ControllerConfig:
         "quackae",
         env="RAY_ADDRESS",
     )
+    allow_open_cluster: bool = _field(
+        False,
+        "join a --ray_address cluster that is not on this machine even if it needs no token "
+        "(anyone who reaches it can run code there); an open cluster is always reported",
+        "quackae",
+    )
     max_failures: int = _field(
         2,
         "Ray Train restarts from the last checkpoint after a worker dies, this many times",

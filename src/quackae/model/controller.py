@@ -626,7 +626,8 @@ def _ray_init(args: ControllerConfig) -> None:
 
     if ray.is_initialized():
         return
-    connect(args.ray_address, os.cpu_count())  # a refused connection: ClusterError, one line
+    # a refused connection or an open cluster refused: ClusterError, one line
+    connect(args.ray_address, os.cpu_count(), allow_open=args.allow_open_cluster)
     if args.ray_address:
         cpus = int(ray.cluster_resources().get("CPU", 0))
         if args.ray_nodes > cpus:
