@@ -40,7 +40,13 @@ from quackae.ingest.hyperquack import (
     parse_measurement,
 )
 from quackae.ingest.outcome import outcome_of
-from quackae.ingest.signatures import DEFAULT_SET_HINT, Matcher, label, load_signatures
+from quackae.ingest.signatures import (
+    DEFAULT_SET_HINT,
+    LABEL_RULES,
+    Matcher,
+    label,
+    load_signatures,
+)
 from quackae.ingest.sources import (
     SourceError,
     expand_sources,
@@ -80,6 +86,7 @@ class Options:
     max_tokens: int = tokens.DEFAULT_MAX_TOKENS
     mmdb: Path | None = None
     chunk_lines: int = CHUNK_LINES
+    label_rule: str = "full"  # signatures.LABEL_RULES: the whole response, or the body only
 
     def filters(self) -> dict[str, bool]:
         """The row filters, recorded in the manifest so appends stay consistent."""
@@ -224,12 +231,12 @@ class _SourceWorker:
 
         They depend on nothing but the key's fields (see ``label`` and ``outcome_of``).
         """
-        memo_key = (t.success, t.anomaly, t.scan, t.received, t.error)
+        memo_key = (t.success, t.anomaly, t.scan, t.received, t.error, t.body)
         hit = self.labels.get(memo_key)
         if hit is None:
             if len(self.labels) >= LABEL_MEMO:
                 self.labels.clear()
-            censored, fingerprint = label(t, self.matcher)
+            censored, fingerprint = label(t, self.matcher, self.options.label_rule)
             outcome = outcome_of(t, censored, fingerprint)
             blind = outcome if not fingerprint else outcome_of(t, 0, "")
             hit = self.labels[memo_key] = (censored, fingerprint, outcome, blind)
@@ -399,6 +406,7 @@ def _open_or_create(
     manifest = store.new_manifest(layout.to_dict(), sha, options.max_tokens)
     manifest["filters"] = options.filters()
     manifest["signatures"] = signatures_id
+    manifest["label_rule"] = options.label_rule
     store.write_manifest(root, manifest)
     return manifest
 
@@ -421,6 +429,12 @@ def _check_compatible(
         raise FlattenError(
             f"{root} was made with {manifest.get('filters')}; append with the same "
             "--labeled/--anomalies flags or use a new --storage_path"
+        )
+    made_with = manifest.get("label_rule", "full")  # datasets from before the option: full
+    if made_with != options.label_rule:
+        raise FlattenError(
+            f"{root} was labelled with --label_rule {made_with}; append with the same rule or "
+            "use a new --storage_path"
         )
     if manifest.get("signatures") != signatures_id:
         raise FlattenError(
@@ -505,6 +519,10 @@ def flatten(
     store, and shards are written to it directly.
     """
     options = options or Options()
+    if options.label_rule not in LABEL_RULES:
+        raise FlattenError(
+            f"label rule {options.label_rule!r} is unknown; use one of {', '.join(LABEL_RULES)}"
+        )
     started = time.perf_counter()
     root = _root_of(storage_path)
     try:

@@ -70,6 +70,10 @@ class Try:
     tls_version: int | None
     cipher_suite: int | None
     has_cert: bool
+    # The received body as the seed project matched signatures against it (``--label_rule
+    # seed_body``): the whole text of the string form, the ``body`` field of the object form
+    # ("" when it has none); None when nothing was received (or not given).
+    body: str | None = None
 
 
 # --------------------------------------------------------------------------- timestamps
@@ -347,6 +351,15 @@ def flatten_received(received: object) -> tuple[str | None, str]:
     return "\n".join(parts), status
 
 
+def _body_of(received: object) -> str | None:
+    """``Try.body`` of a ``Received``/``response`` value that ``flatten_received`` accepted."""
+    if received is None or received == "":
+        return None
+    if isinstance(received, str):
+        return received
+    return _opt_str(received, "body")  # type: ignore[arg-type]
+
+
 def _tls_v1(received: object) -> tuple[int | None, int | None, bool]:
     """TLS version, cipher suite and certificate presence of v1 ``Received.tls``."""
     if not isinstance(received, dict):
@@ -451,6 +464,7 @@ def _parse_v1(obj: dict[str, Any], scan: str | None) -> list[Try]:
                 tls_version,
                 cipher,
                 has_cert,
+                _body_of(raw),
             )
         )
     return tries
@@ -508,6 +522,7 @@ def _parse_v2(obj: dict[str, Any], scan: str | None) -> list[Try]:
                 tls_version,
                 cipher,
                 has_cert,
+                _body_of(raw),
             )
         )
     return tries
@@ -611,13 +626,16 @@ def _raw_flag(raw: msgspec.Raw) -> bool:
     raise _Unusual
 
 
-def _typed_received(value: str | _ReceivedV1 | _ReceivedV2 | None) -> tuple[str | None, str]:
-    """``flatten_received`` of a typed ``Received``/``response`` value."""
+def _typed_received(
+    value: str | _ReceivedV1 | _ReceivedV2 | None,
+) -> tuple[str | None, str, str | None]:
+    """``flatten_received`` and ``_body_of`` of a typed ``Received``/``response`` value."""
     if value is None or value == "":
-        return None, ""
+        return None, "", None
     if isinstance(value, str):
-        return value, ""
+        return value, "", value
     status = value.status_line or ""
+    body = value.body or ""
     parts = [status]
     if value.headers:
         for name, values in value.headers.items():
@@ -625,12 +643,13 @@ def _typed_received(value: str | _ReceivedV1 | _ReceivedV2 | None) -> tuple[str 
                 parts.append(f"{name}: {values}")
             else:
                 parts.extend([f"{name}: {v}" for v in values])
-    parts.append(value.body or "")
-    return "\n".join(parts), status
+    parts.append(body)
+    return "\n".join(parts), status, body
 
 
-_Received = tuple[str | None, str, int | None, int | None, bool]
-_NOTHING: _Received = (None, "", None, None, False)
+# received text, status line, TLS version, cipher suite, has a certificate, body
+_Received = tuple[str | None, str, int | None, int | None, bool, str | None]
+_NOTHING: _Received = (None, "", None, None, False, None)
 RECEIVED_MEMO = 4096  # distinct raw responses remembered (retries and vantage points repeat them)
 _received_memo: dict[bytes, _Received] = {}
 
@@ -654,13 +673,12 @@ def _received_v1(raw: msgspec.Raw) -> _Received:
     if hit is not None:
         return hit
     value = _DECODE_RECEIVED_V1(raw)
-    received, status = _typed_received(value)
+    received, status, body = _typed_received(value)
     tls = value.tls if isinstance(value, _ReceivedV1) else None
     if tls is None:
-        return _memo_received(key, (received, status, None, None, False))
-    return _memo_received(
-        key, (received, status, tls.version, tls.cipher_suite, _raw_flag(tls.cert))
-    )
+        return _memo_received(key, (received, status, None, None, False, body))
+    has_cert = _raw_flag(tls.cert)
+    return _memo_received(key, (received, status, tls.version, tls.cipher_suite, has_cert, body))
 
 
 def _received_v2(raw: msgspec.Raw) -> _Received:
@@ -670,11 +688,12 @@ def _received_v2(raw: msgspec.Raw) -> _Received:
     if hit is not None:
         return hit
     value = _DECODE_RECEIVED_V2(raw)
-    received, status = _typed_received(value)
+    received, status, body = _typed_received(value)
     if not isinstance(value, _ReceivedV2):
-        return _memo_received(key, (received, status, None, None, False))
+        return _memo_received(key, (received, status, None, None, False, body))
     has_cert = _raw_flag(value.Certificate)
-    return _memo_received(key, (received, status, value.TlsVersion, value.CipherSuite, has_cert))
+    fields = (received, status, value.TlsVersion, value.CipherSuite, has_cert, body)
+    return _memo_received(key, fields)
 
 
 def _typed_v1(m: _Measurement, scan: str | None, times: list[str | None]) -> list[Try]:
@@ -702,9 +721,9 @@ def _typed_v1(m: _Measurement, scan: str | None, times: list[str | None]) -> lis
             continue
         raw = entry.Received
         if raw is _NULL:
-            received, status, tls_version, cipher, has_cert = _NOTHING
+            received, status, tls_version, cipher, has_cert, body = _NOTHING
         else:
-            received, status, tls_version, cipher, has_cert = _received_v1(raw)
+            received, status, tls_version, cipher, has_cert, body = _received_v1(raw)
         times.append(entry.StartTime)
         times.append(entry.EndTime)
         tries.append(
@@ -729,6 +748,7 @@ def _typed_v1(m: _Measurement, scan: str | None, times: list[str | None]) -> lis
                 tls_version,
                 cipher,
                 has_cert,
+                body,
             )
         )
     return tries
@@ -765,9 +785,9 @@ def _typed_v2(m: _Measurement, scan: str | None, times: list[str | None]) -> lis
             continue
         raw = entry.response
         if raw is _NULL:
-            received, status, tls_version, cipher, has_cert = _NOTHING
+            received, status, tls_version, cipher, has_cert, body = _NOTHING
         else:
-            received, status, tls_version, cipher, has_cert = _received_v2(raw)
+            received, status, tls_version, cipher, has_cert, body = _received_v2(raw)
         times.append(entry.start_time)
         times.append(entry.end_time)
         tries.append(
@@ -792,6 +812,7 @@ def _typed_v2(m: _Measurement, scan: str | None, times: list[str | None]) -> lis
                 tls_version,
                 cipher,
                 has_cert,
+                body,
             )
         )
     return tries

@@ -31,6 +31,7 @@ __all__ = [
     "BLOCKPAGE_FILE",
     "DEFAULT_SET_HINT",
     "FALSE_POSITIVE_FILE",
+    "LABEL_RULES",
     "Matcher",
     "Signature",
     "SignatureError",
@@ -268,14 +269,24 @@ class Matcher:
         return 0, ""
 
 
-def label(try_: Try, matcher: Matcher) -> tuple[int, str]:
+#: How ``label`` matches signatures (``flatten --label_rule``): ``full`` matches the whole
+#: received text (status line, headers, body), Censored Planet analysis's rule; ``seed_body``
+#: matches the received body only, and only when it is not empty, as the seed project's
+#: ``cp_flatten.py`` did (the labels of its published latents).
+LABEL_RULES: tuple[str, ...] = ("full", "seed_body")
+
+
+def label(try_: Try, matcher: Matcher, rule: str = "full") -> tuple[int, str]:
     """The label of one try: ``(censored, fingerprint)`` by the rule of hyperquack.md.
 
     -1 when the try matched the template and the measurement is no anomaly; otherwise the
     received text decides (false positive -1, blockpage 1); nothing received or no hit: 0.
+    ``rule`` says which text (``LABEL_RULES``): the whole response, or its body only.
     """
     if try_.success is True and not try_.anomaly:
         return -1, ""
+    if rule == "seed_body":
+        return matcher.match(try_.body) if try_.body else (0, "")
     if try_.received is None:
         return 0, ""
     return matcher.match(try_.received)
