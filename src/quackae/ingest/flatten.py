@@ -66,6 +66,7 @@ CHUNK_BYTES = (
 )  # also commit after this much input, so memory stays bounded with big pages
 TOKENIZER_SAMPLE = 20_000  # tries of text the BPE model is trained on at a dataset's creation
 LABEL_MEMO = 50_000  # distinct (received, error, flags) label results remembered per worker
+LABEL_MEMO_CHARS = 16 * 2**20  # ... holding at most this many characters of text (memory bound)
 
 # Seconds per ingest stage spent in this process (read, parse, label, normalise, tokenize,
 # write): the split the ingest benchmark prints. Worker processes keep their own.
@@ -158,6 +159,7 @@ class _SourceWorker:
         self.encoder.seconds = STAGE_SECONDS
         # Pages and errors repeat across vantage points: label and classify each kind once.
         self.labels: dict[tuple, tuple[int, str, str, str]] = {}
+        self.label_chars = 0  # characters of text the keys of ``labels`` hold
 
     def process(self, job: fanout.ChunkJob) -> tuple:
         """Parse, label, tokenize and write one chunk; the commit message for the driver.
@@ -229,13 +231,18 @@ class _SourceWorker:
     def _label(self, t: Try) -> tuple[int, str, str, str]:
         """Label, fingerprint, outcome and signature-blind outcome of a try, memoised.
 
-        They depend on nothing but the key's fields (see ``label`` and ``outcome_of``).
+        They depend on nothing but the key's fields (see ``label`` and ``outcome_of``). The memo
+        starts over when full, by entries or by characters of text, so a worker's memory does
+        not grow with the size of a file of big, distinct pages.
         """
         memo_key = (t.success, t.anomaly, t.scan, t.received, t.error, t.body)
         hit = self.labels.get(memo_key)
         if hit is None:
-            if len(self.labels) >= LABEL_MEMO:
+            chars = len(t.received or "") + len(t.error) + len(t.body or "")
+            if len(self.labels) >= LABEL_MEMO or self.label_chars + chars > LABEL_MEMO_CHARS:
                 self.labels.clear()
+                self.label_chars = 0
+            self.label_chars += chars
             censored, fingerprint = label(t, self.matcher, self.options.label_rule)
             outcome = outcome_of(t, censored, fingerprint)
             blind = outcome if not fingerprint else outcome_of(t, 0, "")

@@ -651,13 +651,20 @@ def _typed_received(
 _Received = tuple[str | None, str, int | None, int | None, bool, str | None]
 _NOTHING: _Received = (None, "", None, None, False, None)
 RECEIVED_MEMO = 4096  # distinct raw responses remembered (retries and vantage points repeat them)
+RECEIVED_MEMO_BYTES = 16 * 2**20  # ... of at most this many raw bytes (so memory stays bounded)
 _received_memo: dict[bytes, _Received] = {}
+_received_memo_bytes = [0]  # raw bytes of the memo's keys
 
 
 def _memo_received(key: bytes, value: _Received) -> _Received:
     """Remember one decoded response (bounded: the memo starts over when full)."""
-    if len(_received_memo) >= RECEIVED_MEMO:
+    if (
+        len(_received_memo) >= RECEIVED_MEMO
+        or _received_memo_bytes[0] + len(key) > RECEIVED_MEMO_BYTES
+    ):
         _received_memo.clear()
+        _received_memo_bytes[0] = 0
+    _received_memo_bytes[0] += len(key)
     _received_memo[key] = value
     return value
 
