@@ -1,18 +1,27 @@
-"""Ingest speed and memory: ``quackae flatten`` vs a reference-style flattener, same inputs.
+"""Ingest speed and memory: ``quackae flatten`` vs Censored Planet's own flattener, same run.
 
-Prints rows/s and MB/s (compressed input) per worker and the peak RSS of the whole process tree
-for ``--workers 1`` and ``--workers 2``, and, in the same run, the rows/s of a flattener written
-the way Censored Planet's own one works (json.loads, one dict per try, every signature tried with
-``re.search`` in a Python loop, timestamps through ``datetime``), without tokenizing or writing.
-Then an in-process pass prints where one worker's time goes (read, parse, label, normalise,
-tokenize, write).
+The peer is Censored Planet's real Hyperquack flattener (censoredplanet-analysis,
+``pipeline/metadata/flatten_hyperquack.py`` with its blockpage matcher), run by the
+``run.py`` kept beside it in ``../shared/reference/censoredplanet-flattener/`` in a subprocess
+between quackae's runs, on the same measurements: quackae reads the ``CP_Quack-<scan>-….tar.gz``
+archives, the peer the same results lines uncompressed (its loop reads JSON lines; it does not
+gunzip, tokenize or write anything, and its timer starts after its imports and signature
+loading). The peer keeps control tries as rows, quackae drops them, so the two rows/s are not
+comparable: the ratio is of seconds on the same measurements.
 
-Inputs: generated archives (default), or with ``--real`` a mix built from Censored Planet's real
-files in ``../shared/reference/hyperquack/`` (echo v1/v2, HTTP v2, HTTPS v1): every measurement
-copied with a fresh vantage point address and a rotated test domain per copy, written as
-``CP_Quack-<scan>-….tar.gz`` archives with a ``results.json`` member like the real ones.
-With ``--real``, both flatteners label with Censored Planet's signatures when present; on
-generated archives quackae uses its default set and the peer Censored Planet's (as before).
+Per repeat (alternating): ``quackae flatten --workers 1`` (whole command: process start,
+imports, signatures, tokenizer, read, parse, label, tokenize, write), the peer, ``--workers 2``,
+and the same quackae command on a three-line archive (its start-up). Printed: rows, seconds,
+rows/s, measurements/s, CPU seconds and peak RSS of each; the ratio for the whole command and
+for the steady state (quackae's seconds less its start-up, against the peer's own timer, which
+leaves its start-up out too); then where one in-process worker's time goes.
+
+Inputs: with ``--real`` a mix built from Censored Planet's real files in
+``../shared/reference/hyperquack/`` (echo v1/v2, HTTP v2, HTTPS v1): every measurement copied
+with a fresh vantage point address and a rotated test domain per copy, one archive per file with
+a ``results.json`` member like the real ones, labelled with Censored Planet's signatures (the
+peer loads the same files from its own package). Without ``--real``: generated archives
+labelled with the synth world's signatures by quackae (the peer keeps its own).
 
 With ``--real`` it first times ONE big archive (a real scan file is one results member): the HTTP v2
 reference measurements varied the same way, ``--workers 1`` vs ``--workers 2`` alternating (one
@@ -20,8 +29,8 @@ reader cuts chunks, workers parse and write them; see ``quackae.ingest.fanout``)
 rate (how many workers it can feed), and with ``--ray`` the same archive as Ray tasks on a local
 cluster of 1, then 2 one-CPU nodes started for the purpose (token auth on).
 
+    .venv/bin/python benchmarks/ingest.py --real [--measurements 48000] [--repeats 1]
     .venv/bin/python benchmarks/ingest.py [--measurements 20000] [--repeats 1]
-    .venv/bin/python benchmarks/ingest.py --real [--measurements 40000] [--repeats 1]
     .venv/bin/python benchmarks/ingest.py --real --one_archive_only --ray [--repeats 3]
 """
 
@@ -43,7 +52,6 @@ import tarfile
 import tempfile
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 
 import psutil
@@ -53,7 +61,6 @@ from quackae.dataset import store
 from quackae.ingest import fanout
 from quackae.ingest import flatten as flatten_module
 from quackae.ingest.flatten import Options, flatten
-from quackae.ingest.sources import iter_lines
 from quackae.io import cluster
 
 REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
@@ -67,14 +74,14 @@ REAL_FILES = {
 }
 
 
-def peak_rss_of(cmd: list[str]) -> tuple[float, float, float]:
-    """Run ``cmd``; wall seconds, peak summed RSS in MB and CPU seconds of it and its children.
+def peak_rss_of(cmd: list[str]) -> tuple[float, float, float, str]:
+    """Run ``cmd``; wall seconds, peak summed RSS in MB, CPU seconds (it and its children), stdout.
 
-    CPU seconds (user + system, children included) hardly change when other jobs share the
-    cores, unlike wall seconds: rows per CPU second is the figure to compare across runs.
+    CPU seconds (user + system, children included) change less than wall seconds when other
+    jobs share the cores: rows per CPU second is the figure to compare across runs.
     """
     cpu0 = _children_cpu()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     peak = 0.0
     root = psutil.Process(proc.pid)
     stop = threading.Event()
@@ -92,68 +99,18 @@ def peak_rss_of(cmd: list[str]) -> tuple[float, float, float]:
     thread = threading.Thread(target=poll, daemon=True)
     start = time.perf_counter()
     thread.start()
-    _, err = proc.communicate()
+    out, err = proc.communicate()
     wall = time.perf_counter() - start
     stop.set()
     thread.join()
     if proc.returncode != 0:
-        raise SystemExit(f"flatten failed: {err.decode()[-2000:]}")
-    return wall, peak, _children_cpu() - cpu0
+        raise SystemExit(f"{Path(cmd[1]).name} failed: {err.decode()[-2000:]}")
+    return wall, peak, _children_cpu() - cpu0, out.decode()
 
 
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def _load_patterns(directory: Path | None) -> list[re.Pattern[str]]:
-    base = directory if directory is not None else Path(synth.__file__).parent / "data"
-    patterns = []
-    for name in ("false_positive_signatures.json", "blockpage_signatures.json"):
-        for line in (base / name).read_text().splitlines():
-            if line.strip():
-                patterns.append(re.compile(json.loads(line)["pattern"], re.DOTALL))
-    return patterns
-
-
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(_FRACTION.sub("", text))
-
-
-_FRACTION = re.compile(r"\.\d+")
-
-
-def reference_flattener(archive: Path, patterns: list[re.Pattern[str]]) -> tuple[int, float]:
-    """Rows and seconds of a per-try dict flattener with a naive signature loop (no tokenizing)."""
-    rows = 0
-    start = time.perf_counter()
-    for item in iter_lines(archive):
-        m = json.loads(item.data)
-        for r in m.get("response", m.get("Results", [])):
-            if r.get("control_url"):
-                continue
-            received = r.get("response", r.get("Received"))
-            if isinstance(received, dict):
-                head = [received.get("status_line", "")]
-                for k, vs in (received.get("headers") or {}).items():
-                    head.extend(f"{k}: {v}" for v in vs)
-                text = "\n".join([*head, received.get("body", "")])
-            else:
-                text = received or ""
-            row = {
-                "ip": m.get("vp", m.get("Server")),
-                "domain": m.get("test_url", m.get("Keyword")),
-                "start": _time(r.get("start_time", r.get("StartTime", ""))),
-                "end": _time(r.get("end_time", r.get("EndTime", ""))),
-                "received": text,
-                "blockpage": None,
-            }
-            for p in patterns:
-                if text and p.search(text):
-                    row["blockpage"] = p.pattern
-                    break
-            rows += 1
-    return rows, time.perf_counter() - start
 
 
 def _vary(line: str, copy: int, rng: random.Random) -> str:
@@ -247,101 +204,179 @@ def _set_name(directory: Path | None) -> str:
     )
 
 
-def compare(
-    archives: list[Path],
-    rows_hint: int,
-    work: Path,
-    repeats: int,
-    signatures: Path | None,
-    peer_signatures: Path | None,
-) -> None:
-    """Time ``quackae flatten`` (1 and 2 workers) and the reference-style flattener, alternating.
+PEER = REFERENCE / "censoredplanet-flattener" / "run.py"
+_PEER_LINE = re.compile(r"(\d+) lines, (\d+) rows in ([\d.]+) s")
 
-    ``signatures`` label quackae's rows (None: the project's default set); the peer loops over
-    ``peer_signatures`` (None: the project's default set).
-    """
+
+def peer_inputs(archives: list[Path], out: Path) -> list[Path]:
+    """The results lines of each archive as ``<scan>_<archive>.jsonl`` (how run.py takes them)."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for archive in archives:
+        with tarfile.open(archive) as tar:
+            member = next(m for m in tar.getmembers() if m.name.endswith("results.json"))
+            data = tar.extractfile(member).read()
+        scan = archive.name.split("-")[1]
+        path = out / f"{scan}_{archive.name.removesuffix('.tar.gz')}.jsonl"
+        path.write_bytes(data)
+        files.append(path)
+    return files
+
+
+def run_peer(files: list[Path]) -> dict[str, float]:
+    """Censored Planet's flattener on ``files``: its own lines, rows and loop seconds, and the
+    process's wall, CPU seconds and peak RSS."""
+    cmd = [sys.executable, "-W", "ignore", str(PEER), *map(str, files)]
+    wall, peak, cpu, out = peak_rss_of(cmd)
+    found = _PEER_LINE.search(out)
+    if found is None:
+        raise SystemExit(f"no timing in the peer's output: {out[-500:]}")
+    lines, rows, seconds = int(found[1]), int(found[2]), float(found[3])
+    return {
+        "lines": lines,
+        "rows": rows,
+        "seconds": seconds,
+        "wall": wall,
+        "cpu": cpu,
+        "peak": peak,
+    }
+
+
+def _tiny_archive(archives: list[Path], out: Path) -> Path:
+    """Three lines of the first archive in an archive of their own: the start-up run's input."""
+    with tarfile.open(archives[0]) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith("results.json"))
+        data = b"".join(tar.extractfile(member).readlines()[:3])
+    stem = archives[0].name.removesuffix(".tar.gz").replace("01-01-01", "09-09-09")
+    path = out / f"{stem}.tar.gz"
+    out.mkdir(parents=True, exist_ok=True)
+    with (
+        path.open("wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
+    ):
+        info = tarfile.TarInfo(f"{stem}/results.json")
+        info.size, info.mtime = len(data), 0
+        tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _quackae(
+    archives: list[Path], out: Path, tokenizer: Path, signatures: Path | None, workers: int
+) -> dict[str, float]:
+    """One whole ``quackae flatten`` command: rows, wall, CPU seconds, peak RSS."""
+    sig_args = ["--signatures", str(signatures)] if signatures else []
+    cmd = [
+        sys.executable,
+        "-m",
+        "quackae",
+        "flatten",
+        "--quiet",
+        "--workers",
+        str(workers),
+        "--tokenizer",
+        str(tokenizer),
+        "--storage_path",
+        str(out),
+        *sig_args,
+        "--source",
+        *map(str, archives),
+    ]
+    wall, peak, cpu, _ = peak_rss_of(cmd)
+    rows = store.read_manifest(out)["length"]
+    shutil.rmtree(out)
+    return {"rows": rows, "wall": wall, "cpu": cpu, "peak": peak}
+
+
+def compare(archives: list[Path], work: Path, repeats: int, signatures: Path | None) -> None:
+    """Time ``quackae flatten`` (1 and 2 workers, and its start-up) and Censored Planet's
+    flattener on the same measurements, alternating; print both and the ratios."""
+    if not PEER.is_file():
+        raise SystemExit(f"the peer is missing: {PEER} (Censored Planet's flattener)")
     mb = sum(a.stat().st_size for a in archives) / 2**20
     t0 = time.perf_counter()
     first = flatten(archives, work / "tok", Options(signatures=signatures), progress=False)
     tok_seconds = time.perf_counter() - t0
     tokenizer = work / "tok" / store.TOKENIZER
+    peer_files = peer_inputs(archives, work / "peer")
+    tiny = _tiny_archive(archives, work / "tiny")
     print(
-        f"input: {len(archives)} archives, {rows_hint} measurements, {first.rows} rows, {mb:.1f} "
-        "MB compressed"
+        f"input: {len(archives)} archives, {first.lines} measurements, {first.rows} quackae rows, "
+        f"{mb:.1f} MB compressed, {sum(f.stat().st_size for f in peer_files) / 2**20:.0f} MB "
+        "of JSON lines"
     )
     print(
         f"first flatten, in-process, incl. training the BPE tokenizer: {tok_seconds:.1f}s "
-        f"({first.rows / tok_seconds:,.0f} rows/s; not counted below)"
+        "(not counted below)"
     )
-    sig_args = ["--signatures", str(signatures)] if signatures else []
-    patterns = _load_patterns(peer_signatures)
-    rates: dict[str, list[float]] = {"w1": [], "w2": [], "ref": [], "w1cpu": [], "refcpu": []}
+    peer_tiny = peer_inputs([tiny], work / "peer-tiny")
+    runs: dict[str, list[dict[str, float]]] = {
+        "w1": [],
+        "w2": [],
+        "peer": [],
+        "start": [],
+        "peer_start": [],
+    }
     print(
-        f"{'run':<26}{'rows':>9}{'seconds':>9}{'rows/s':>10}{'rows/s/worker':>15}{'MB/s/worker':>13}"
-        f"{'peak RSS MB':>13}{'CPU s':>8}{'rows/CPU-s':>12}"
+        f"{'run':<36}{'lines':>7}{'rows':>8}{'seconds':>9}{'rows/s':>9}{'lines/s':>9}"
+        f"{'CPU s':>8}{'peak RSS MB':>13}"
     )
+
+    def show(name: str, lines: int, rows: int, seconds: float, cpu: float, peak: float) -> None:
+        print(
+            f"{name:<36}{lines:>7}{rows:>8}{seconds:>9.2f}{rows / seconds:>9,.0f}"
+            f"{lines / seconds:>9,.0f}{cpu:>8.2f}{peak:>13.0f}"
+        )
+
     for rep in range(repeats):
-        for workers in (1, 2):
-            out = work / f"ds{workers}-{rep}"
-            cmd = [
-                sys.executable,
-                "-m",
-                "quackae",
-                "flatten",
-                "--quiet",
-                "--workers",
-                str(workers),
-                "--tokenizer",
-                str(tokenizer),
-                "--storage_path",
-                str(out),
-                *sig_args,
-                "--source",
-                *map(str, archives),
-            ]
-            wall, peak, cpu = peak_rss_of(cmd)
-            rows = store.read_manifest(out)["length"]
-            shutil.rmtree(out)
-            rates[f"w{workers}"].append(rows / wall)
-            if workers == 1:
-                rates["w1cpu"].append(rows / cpu)
-            print(
-                f"{'quackae flatten -w ' + str(workers):<26}{rows:>9}{wall:>9.2f}"
-                f"{rows / wall:>10,.0f}"
-                f"{rows / wall / workers:>15,.0f}{mb / wall / workers:>13.2f}{peak:>13.0f}"
-                f"{cpu:>8.2f}{rows / cpu:>12,.0f}"
-            )
-            if workers == 1:  # the peer runs between our two runs of each repeat
-                ref_rows, ref_s, cpu0 = 0, 0.0, time.process_time()
-                for archive in archives:
-                    n, s = reference_flattener(archive, patterns)
-                    ref_rows, ref_s = ref_rows + n, ref_s + s
-                ref_cpu = time.process_time() - cpu0
-                rates["ref"].append(ref_rows / ref_s)
-                rates["refcpu"].append(ref_rows / ref_cpu)
-                print(
-                    f"{'reference-style, 1 core':<26}{ref_rows:>9}{ref_s:>9.2f}"
-                    f"{ref_rows / ref_s:>10,.0f}{ref_rows / ref_s:>15,.0f}{'':>13}{'':>13}"
-                    f"{ref_cpu:>8.2f}{ref_rows / ref_cpu:>12,.0f}"
+        for what in ("w1", "peer", "w2", "start", "peer_start"):
+            if what in ("peer", "peer_start"):
+                r = run_peer(peer_files if what == "peer" else peer_tiny)
+                runs[what].append(r)
+                name = "Censored Planet flattener (own timer)"
+                show(
+                    name if what == "peer" else "Censored Planet start-up (3 lines)",
+                    r["lines"],
+                    r["rows"],
+                    r["seconds"] if what == "peer" else r["wall"],
+                    r["cpu"],
+                    r["peak"],
                 )
-    med = {k: statistics.median(v) for k, v in rates.items()}
+                continue
+            source = [tiny] if what == "start" else archives
+            workers = 2 if what == "w2" else 1
+            r = _quackae(source, work / f"ds-{what}-{rep}", tokenizer, signatures, workers)
+            runs[what].append(r)
+            lines = 3 if what == "start" else first.lines
+            name = (
+                "quackae start-up (3 lines)" if what == "start" else f"quackae flatten -w {workers}"
+            )
+            show(name, lines, r["rows"], r["wall"], r["cpu"], r["peak"])
+    med = {k: {f: statistics.median(r[f] for r in v) for f in v[0]} for k, v in runs.items()}
+    peer, w1, w2, start = med["peer"], med["w1"], med["w2"], med["start"]
+    steady = w1["wall"] - start["wall"]
+    steady_cpu = (peer["cpu"] - med["peer_start"]["cpu"]) / (w1["cpu"] - start["cpu"])
     print(
-        f"signatures: quackae {_set_name(signatures)}, reference-style "
-        f"{_set_name(peer_signatures)} "
-        f"({len(patterns)} patterns)"
+        f"signatures: quackae {_set_name(signatures)}; the peer its own package's "
+        "(Censored Planet's published files)"
     )
     print(
-        f"median of {repeats}: {med['w1']:,.0f} rows/s (1 worker), {med['w2']:,.0f} rows/s (2 "
-        "workers), "
-        f"reference-style {med['ref']:,.0f} rows/s"
+        f"median of {repeats}: quackae {w1['rows'] / w1['wall']:,.0f} rows/s (1 worker, whole "
+        f"command), {w2['rows'] / w2['wall']:,.0f} (2 workers); Censored Planet's flattener "
+        f"{peer['rows'] / peer['seconds']:,.0f} rows/s (its rows include control tries)"
     )
     print(
-        f"speed-up vs reference-style flattener: {med['w1'] / med['ref']:.1f}x (1 worker), "
-        f"{med['w2'] / med['ref']:.1f}x (2 workers); target >= 3x"
+        f"speed-up on the same {first.lines} measurements, peer seconds / quackae seconds: "
+        f"{peer['seconds'] / w1['wall']:.2f}x whole command, 1 worker (target >= 3x); "
+        f"{peer['seconds'] / steady:.2f}x steady state, 1 worker, less its "
+        f"{start['wall']:.2f} s start-up (target >= 5x); {peer['seconds'] / w2['wall']:.2f}x "
+        "whole command, 2 workers"
     )
     print(
-        f"per CPU second (robust to other load): {med['w1cpu']:,.0f} rows/CPU-s (1 worker, whole "
-        f"command) vs {med['refcpu']:,.0f} reference-style: {med['w1cpu'] / med['refcpu']:.1f}x"
+        f"in CPU seconds (less sensitive to other load): quackae {w1['cpu']:.2f} whole command, "
+        f"the peer's process {peer['cpu']:.2f}: {peer['cpu'] / w1['cpu']:.2f}x; steady state "
+        f"(each less its own 3-line run: {start['cpu']:.2f} and {med['peer_start']['cpu']:.2f}): "
+        f"{steady_cpu:.2f}x"
     )
     stage_split(archives, work, tokenizer, signatures)
 
@@ -414,7 +449,7 @@ def one_archive(archive: Path, work: Path, repeats: int, signatures: Path | None
         for workers in (1, 2):
             out = work / f"one{workers}-{rep}"
             cmd = _flatten_cmd(archive, out, tokenizer, signatures, ["--workers", str(workers)])
-            wall, peak, cpu = peak_rss_of(cmd)
+            wall, peak, cpu, _ = peak_rss_of(cmd)
             rows = store.read_manifest(out)["length"]
             shutil.rmtree(out)
             rates[workers].append(rows / wall)
@@ -503,7 +538,7 @@ def main() -> None:
         "--measurements",
         type=int,
         default=None,
-        help="measurements per generated archive (default 20000), or in the whole real mix (40000)",
+        help="measurements per generated archive (default 20000), or in the whole real mix (48000)",
     )
     parser.add_argument(
         "--repeats", type=int, default=1, help="alternating repeats; medians are reported"
@@ -512,6 +547,11 @@ def main() -> None:
         "--one_archive_only",
         action="store_true",
         help="with --real: only the single-archive figures (1 vs 2 workers, --ray)",
+    )
+    parser.add_argument(
+        "--mix_only",
+        action="store_true",
+        help="with --real: only the mix against Censored Planet's flattener (no single archive)",
     )
     parser.add_argument(
         "--ray",
@@ -526,19 +566,20 @@ def main() -> None:
         if args.real:
             if not (REFERENCE / "hyperquack").is_dir():
                 raise SystemExit(f"--real needs the reference files in {REFERENCE / 'hyperquack'}")
-            measurements = args.measurements or 40000
+            measurements = args.measurements or 48000
             archives = write_real_mix(work / "raw", measurements)
-            sigs = peer_sigs = REFERENCE_SIGS if REFERENCE_SIGS.is_dir() else None
-            single = write_one_archive(work / "one", measurements)
-            print(
-                f"one real HTTP archive: {measurements} varied copies of the HTTP v2 reference "
-                "measurements"
-            )
-            one_archive(single, work, args.repeats, sigs)
-            if args.ray:
-                ray_nodes(single, work, sigs)
-            if args.one_archive_only:
-                return
+            sigs = REFERENCE_SIGS if REFERENCE_SIGS.is_dir() else None
+            if not args.mix_only:
+                single = write_one_archive(work / "one", measurements)
+                print(
+                    f"one real HTTP archive: {measurements} varied copies of the HTTP v2 "
+                    "reference measurements"
+                )
+                one_archive(single, work, args.repeats, sigs)
+                if args.ray:
+                    ray_nodes(single, work, sigs)
+                if args.one_archive_only:
+                    return
             print(
                 f"real mix: {measurements} varied copies of the {len(REAL_FILES)} reference files"
             )
@@ -549,9 +590,8 @@ def main() -> None:
                 synth.write_archive(work / "raw", measurements, seed=2, fmt="v1", scan="https"),
             ]
             sigs = synth.write_signatures(work / "raw" / "signatures")
-            archives, measurements = [r.archive for r in raw], 2 * measurements
-            peer_sigs = REFERENCE_SIGS if REFERENCE_SIGS.is_dir() else sigs  # as in earlier runs
-        compare(archives, measurements, work, args.repeats, sigs, peer_sigs)
+            archives = [r.archive for r in raw]
+        compare(archives, work, args.repeats, sigs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import random
@@ -18,9 +19,12 @@ from quackae.ingest.hyperquack import (
     Try,
     flatten_received,
     loads_line,
+    parse_bytes,
     parse_line,
+    parse_lines,
     parse_measurement,
     parse_timestamp,
+    parse_timestamps,
 )
 from quackae.ingest.sources import scan_from_name
 
@@ -505,3 +509,108 @@ def test_loads_line_on_real_lines() -> None:
     for path in sorted((REFERENCE / "hyperquack").glob("*.json")):
         for line in path.read_bytes().splitlines():
             assert json.dumps(loads_line(line)) == json.dumps(json.loads(line.decode("utf-8")))
+
+
+# --------------------------------------------------------------------------- typed path
+
+
+def _dict_path(data: bytes, scan: str | None) -> list[Try] | str:
+    """What flatten's dict path gives for a line: its tries, or "rejected"."""
+    try:
+        obj = loads_line(data)
+        if not isinstance(obj, dict):
+            return "rejected"
+        return parse_measurement(obj, scan)
+    except (ParseError, ValueError, RecursionError):
+        return "rejected"
+
+
+def _same_tries(a: list[Try], b: list[Try]) -> bool:
+    """Equal field by field (nan equal to nan)."""
+    return len(a) == len(b) and all(
+        json.dumps(dataclasses.astuple(x)) == json.dumps(dataclasses.astuple(y))
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+def test_typed_path_equals_dict_path_on_mutated_lines() -> None:
+    """``parse_lines`` gives the dict path's tries for every line it takes, on fuzzed lines."""
+    rng = random.Random(99)
+    bases = [(v1_echo(), "echo"), (v1_https(), "https"), (v2_https(), None), (v2_https(), "http")]
+    bases += _reference_objects()
+    lines: list[tuple[bytes, str | None]] = []
+    for base, scan in bases:
+        for obj in [base, *_mutations(base, rng, 120)]:
+            lines.append((json.dumps(obj).encode(), scan))
+            raw = json.dumps(obj, ensure_ascii=False).encode("utf-8", "surrogatepass")
+            lines.append((raw, scan))  # raw UTF-8 (and invalid UTF-8 from lone surrogates)
+    taken = 0
+    for scan in {s for _, s in lines}:
+        datas = [d for d, s in lines if s == scan]
+        for data, tries in zip(datas, parse_lines(datas, scan), strict=True):
+            expected = _dict_path(data, scan)
+            if tries is None:  # left to the dict path
+                continue
+            taken += 1
+            assert expected != "rejected" and _same_tries(tries, expected), data[:200]
+    assert taken > len(lines) / 4  # the typed path takes the usual lines
+    assert parse_bytes(json.dumps(v2_https()).encode(), None) is not None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"Server": "1.2.3.4", "Keyword": "a.com", "Retries": 0, "Blocked": false, '
+        b'"Results": [{"Sent": "a.com", "Error": "x", "StartTime": "\xff"}]}',  # invalid UTF-8
+        b'{"vp": "1.2.3.4", "test_url": "a.com", "anomaly": false, "response": [], "x": '
+        + b"[" * 5000
+        + b"]" * 5000
+        + b"}",  # nesting the dict path refuses
+        b'{"Server": null, "vp": "1.2.3.4", "test_url": "a.com", "anomaly": false, '
+        b'"response": []}',  # a v1 key decides the format even when null
+        b'{"vp": "1.2.3.4", "test_url": "a.com", "anomaly": false, "response": [{"response": '
+        b'{"body": "x", "Certificate": 5}}]}',  # a certificate that is no string
+        b'{"vp": "1.2.3.4", "test_url": "a.com", "anomaly": false, "response": [{"start_time":'
+        b' "2021-13-01T00:00:00.5+00:00"}]}',  # a bad timestamp
+    ],
+)
+def test_typed_path_leaves_unusual_lines_to_the_dict_path(data: bytes) -> None:
+    assert parse_bytes(data, "http") is None
+    assert _dict_path(data, "http") == "rejected"
+
+
+def test_parse_timestamps_equals_parse_timestamp() -> None:
+    """The column-wise parse gives ``parse_timestamp``'s value or refusal for every string."""
+    rng = random.Random(7)
+    bases = [T0, T1, "0000-01-01T00:00:00.1+00:00", "2021-02-28T23:59:60.999999999+14:00"]
+    texts: list[str | None] = [
+        None,
+        "",
+        "x",
+        "2021-05-30T01:01:25Z",
+        "2021-05-30T01:01:25.1²+01:00",
+    ]
+    for _ in range(3000):
+        chars = list(rng.choice(bases))
+        for _ in range(rng.randint(0, 2)):
+            at = rng.randrange(len(chars))
+            pick = rng.choice("0123456789-:T.+Z a")
+            if rng.random() < 0.5:
+                chars[at] = pick
+            else:
+                chars.insert(at, pick)
+        texts.append("".join(chars))
+    values, bad = parse_timestamps(texts)
+    refused = 0
+    for text, value, failed in zip(texts, values.tolist(), bad.tolist(), strict=True):
+        if not text:
+            assert math.isnan(value) and not failed
+            continue
+        try:
+            expected = parse_timestamp(text)
+        except ParseError:
+            assert failed, text
+            refused += 1
+            continue
+        assert not failed and value == expected, text
+    assert 0 < refused < len(texts)

@@ -58,6 +58,16 @@ def _add_flatten(sub: argparse._SubParsersAction) -> None:
         "default: a small set of well-known real blockpages (docs/signatures.md)",
     )
     p.add_argument(
+        "--label_rule",
+        choices=("full", "seed_body"),
+        default="full",
+        help="text the signatures are matched against: full = status line, headers and body "
+        "(Censored Planet analysis's rule: some blockpages are known only by a header or status "
+        "line); seed_body = the received body only, and only when not empty, as the seed "
+        "project's cp_flatten.py, to rebuild its labels (default %(default)s; recorded in the "
+        "dataset, appends must use the same)",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -138,6 +148,7 @@ def _run_flatten(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
         mmdb=args.mmdb,
         chunk_lines=max(args.chunk_lines, 1),
+        label_rule=args.label_rule,
     )
     summary = flatten(
         args.source,

@@ -3,6 +3,13 @@
 The manifest is replaced last in every change, so a run killed at any moment leaves the previous
 committed state. Writers hold ``dataset_lock(root)``; ``commit`` is the one way to change the
 manifest from a process that did not write the shards itself.
+
+On ``gs://`` and ``s3://`` the manifest is also a compare-and-swap object: this process
+remembers the version (GCS generation, S3 ETag) it last read or wrote, and replaces the
+manifest only if it is still that version (``objects.replace``; a new dataset's first manifest
+with ``objects.create``). A writer whose lock was broken is then refused in one line instead
+of overwriting another's commits, and ``commit`` re-reads and re-applies its change until it
+lands, so committers need not even share the lock to land every shard once.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -35,10 +43,18 @@ from quackae.dataset.files import (
     write_file,
 )
 from quackae.dataset.schema import SCHEMA
-from quackae.io import atomic, folders
+from quackae.io import atomic, folders, objects
 from quackae.io.storage import Location, store_call
 
 FORMAT_VERSION = 2  # 2: sources keyed by file name (a truncated copy and the full one share a key)
+COMMIT_TRIES = 20  # compare-and-swap attempts of one commit before it gives up
+
+_versions: dict[str, str] = {}  # manifest URI -> the version this process last read or wrote
+_versions_guard = threading.Lock()
+
+
+class ManifestChanged(StoreError):
+    """The manifest on the store is no longer the version this process read or wrote."""
 
 
 def new_manifest(layout: dict, tokenizer_sha256: str, max_tokens: int) -> dict[str, Any]:
@@ -74,11 +90,7 @@ def read_manifest(root: Root) -> dict[str, Any]:
             f"--storage_path {root}` (or `quackae synth` for sample data)"
         )
     try:
-        if remote:
-            with store_call(remote, "read the manifest"):
-                text = path.read_bytes().decode("utf-8")
-        else:
-            text = path.read_text()
+        text = _read_remote(path) if remote else path.read_text()  # type: ignore[arg-type]
         manifest = json.loads(text)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise StoreError(f"{path} is unreadable ({e}); re-create the dataset") from None
@@ -90,9 +102,47 @@ def read_manifest(root: Root) -> dict[str, Any]:
     return manifest
 
 
+def _read_remote(path: Location) -> str:
+    """The text of a remote manifest, remembering its version where the store has them."""
+    with store_call(path, "read the manifest"):
+        if not objects.supports(path):
+            return path.read_bytes().decode("utf-8")
+        got = objects.read(path)
+    if got is None:
+        raise StoreError(f"{path}: the manifest vanished while being read; rerun")
+    with _versions_guard:
+        _versions[path.uri] = got[1]
+    return got[0].decode("utf-8")
+
+
 def write_manifest(root: Root, manifest: dict[str, Any]) -> None:
-    """Replace the manifest atomically: the commit point of every change to the dataset."""
-    write_file(root, MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    """Replace the manifest atomically: the commit point of every change to the dataset.
+
+    On ``gs://``/``s3://`` only if it is still the version this process last read or wrote (a
+    new one only if there is none): else ``ManifestChanged``, and nothing is written.
+    """
+    data = json.dumps(manifest, indent=1, sort_keys=True).encode()
+    remote = remote_root(root)
+    if remote is None or not objects.supports(remote):
+        write_file(root, MANIFEST, data)
+        return
+    path = remote.child(MANIFEST)
+    with _versions_guard:
+        expected = _versions.get(path.uri)
+    with store_call(path, "write the manifest"):
+        try:
+            if expected is None:
+                version = objects.create(path, data)
+            else:
+                version = objects.replace(path, data, expected)
+        except objects.PreconditionFailed:
+            raise ManifestChanged(
+                f"{path}: another writer changed the manifest since this process read it (a "
+                "second writer without the lock, or this run's lock was taken over); this "
+                "change was not committed: rerun the same command to resume"
+            ) from None
+    with _versions_guard:
+        _versions[path.uri] = version
 
 
 def load_tokenizer(root: Root):
@@ -155,18 +205,29 @@ def commit(
 
     Call it inside ``with dataset_lock(root):``. ``replace`` names source keys whose earlier
     shards are dropped first (a complete copy replacing a truncated one); ``sources`` updates
-    the per-source bookkeeping. Returns the new manifest. ``root`` may be a URI.
+    the per-source bookkeeping. Returns the new manifest. ``root`` may be a URI; on ``gs://``
+    and ``s3://`` a commit that meets another one re-reads the manifest and applies itself
+    again, so every shard lands once even without the lock.
     """
-    manifest = read_manifest(root)
-    dropped: list[str] = []
-    for key in replace:
-        dropped += drop_source(manifest, key)
-    for shard in shards:
-        add_shard(manifest, shard)
-    manifest["sources"].update(sources or {})
-    write_manifest(root, manifest)
-    delete_files(root, dropped)
-    return manifest
+    replace = list(replace)
+    for attempt in range(COMMIT_TRIES):
+        manifest = read_manifest(root)
+        dropped: list[str] = []
+        for key in replace:
+            dropped += drop_source(manifest, key)
+        for shard in shards:
+            add_shard(manifest, shard)
+        manifest["sources"].update(sources or {})
+        try:
+            write_manifest(root, manifest)
+        except ManifestChanged:
+            if attempt == COMMIT_TRIES - 1:
+                raise
+            time.sleep(min(0.05 * 2**attempt, 2.0))  # another commit landed first: redo on it
+            continue
+        delete_files(root, dropped)
+        return manifest
+    raise AssertionError("unreachable")
 
 
 def remove_orphans(root: Root, manifest: dict[str, Any]) -> int:

@@ -30,6 +30,7 @@ from quackae.dataset.files import (
 )
 from quackae.dataset.manifest import (
     FORMAT_VERSION,
+    ManifestChanged,
     add_shard,
     check_owned,
     check_shards,
@@ -69,6 +70,7 @@ __all__ = [
     "TOKENIZER",
     "Dataset",
     "DatasetTokens",
+    "ManifestChanged",
     "Root",
     "StoreError",
     "TokenCache",

@@ -28,16 +28,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from quackae.dataset import store
 from quackae.ingest import fanout, tokens
 from quackae.ingest.geo import CountryLookup
-from quackae.ingest.hyperquack import ParseError, Try, loads_line, parse_measurement
+from quackae.ingest.hyperquack import (
+    ParseError,
+    Try,
+    loads_line,
+    parse_lines,
+    parse_measurement,
+)
 from quackae.ingest.limits import GOOD_TOKENIZER_TEXTS, MIN_TOKENIZER_TEXTS, TOKENIZER_SAMPLE
 from quackae.ingest.outcome import outcome_of
 from quackae.ingest.signatures import (
     DEFAULT_SET_HINT,
+    LABEL_RULES,
     Matcher,
     SignatureError,
     label,
@@ -62,6 +68,7 @@ CHUNK_BYTES = (
     64 * 2**20
 )  # also commit after this much input, so memory stays bounded with big pages
 LABEL_MEMO = 50_000  # distinct (received, error, flags) label results remembered per worker
+LABEL_MEMO_CHARS = 16 * 2**20  # ... holding at most this many characters of text (memory bound)
 
 # Seconds per ingest stage spent in this process (read, parse, label, normalise, tokenize,
 # write): the split the ingest benchmark prints. Worker processes keep their own.
@@ -82,6 +89,7 @@ class Options:
     max_tokens: int = tokens.DEFAULT_MAX_TOKENS
     mmdb: Path | None = None
     chunk_lines: int = CHUNK_LINES
+    label_rule: str = "full"  # signatures.LABEL_RULES: the whole response, or the body only
 
     def filters(self) -> dict[str, bool]:
         """The row filters, recorded in the manifest so appends stay consistent."""
@@ -153,6 +161,7 @@ class _SourceWorker:
         self.encoder.seconds = STAGE_SECONDS
         # Pages and errors repeat across vantage points: label and classify each kind once.
         self.labels: dict[tuple, tuple[int, str, str, str]] = {}
+        self.label_chars = 0  # characters of text the keys of ``labels`` hold
 
     def process(self, job: fanout.ChunkJob) -> tuple:
         """Parse, label, tokenize and write one chunk; the commit message for the driver.
@@ -174,36 +183,40 @@ class _SourceWorker:
     def _run_job(self, job: fanout.ChunkJob) -> tuple:
         chunk = _Chunk(job.name)
         started = time.perf_counter()
-        for line_no, data in job.lines():
+        typed = parse_lines(job.datas, job.scan)  # None for a line the dict path must decide
+        STAGE_SECONDS["parse"] += time.perf_counter() - started
+        for (line_no, data), tries in zip(job.lines(), typed, strict=True):
             chunk.lines += 1
-            self._add_line(chunk, job.key, job.name, line_no, data, job.scan)
-        STAGE_SECONDS["parse+label"] += time.perf_counter() - started  # parse: timed in _add_line
+            if tries is None:
+                tries = self._parse_dict(chunk, job.name, line_no, data, job.scan)
+            for t in tries:
+                self._add_try(chunk, job.key, job.name, line_no, t)
+        STAGE_SECONDS["parse+label"] += time.perf_counter() - started
         # the reader's rejects (line too long, damage) in line order, a line's own first
         chunk.rejects = sorted(chunk.rejects + job.rejects, key=lambda r: r["line"])
         return self._commit(chunk, job.key, job.chunk_no, job.last_line, job.done, job.early)
 
-    def _add_line(
-        self, chunk: _Chunk, key: str, name: str, line_no: int, data: bytes, scan: str | None
-    ) -> None:
+    def _parse_dict(
+        self, chunk: _Chunk, name: str, line_no: int, data: bytes, scan: str | None
+    ) -> list[Try]:
+        """The tries of a line the typed path left alone, or none and a counted reject."""
         reason = None
         started = time.perf_counter()
         try:
             obj = loads_line(data)
             if not isinstance(obj, dict):
                 raise ParseError(f"not a JSON object ({type(obj).__name__})")
-            tries = parse_measurement(obj, scan)
+            return parse_measurement(obj, scan)
         except UnicodeDecodeError as e:
             reason = f"not UTF-8: {e.reason} at byte {e.start}"
         except json.JSONDecodeError as e:
             reason = "blank line" if not data.strip() else f"invalid JSON: {e.msg}"
         except (ParseError, RecursionError) as e:
             reason = f"unknown shape: {e}"
-        STAGE_SECONDS["parse"] += time.perf_counter() - started
-        if reason is not None:
-            chunk.rejects.append({"file": name, "line": line_no, "reason": reason})
-            return
-        for t in tries:
-            self._add_try(chunk, key, name, line_no, t)
+        finally:
+            STAGE_SECONDS["parse"] += time.perf_counter() - started
+        chunk.rejects.append({"file": name, "line": line_no, "reason": reason})
+        return []
 
     def _add_try(self, chunk: _Chunk, key: str, name: str, line_no: int, t: Try) -> None:
         if self.options.anomalies and not (t.anomaly and not t.success):
@@ -220,14 +233,19 @@ class _SourceWorker:
     def _label(self, t: Try) -> tuple[int, str, str, str]:
         """Label, fingerprint, outcome and signature-blind outcome of a try, memoised.
 
-        They depend on nothing but the key's fields (see ``label`` and ``outcome_of``).
+        They depend on nothing but the key's fields (see ``label`` and ``outcome_of``). The memo
+        starts over when full, by entries or by characters of text, so a worker's memory does
+        not grow with the size of a file of big, distinct pages.
         """
-        memo_key = (t.success, t.anomaly, t.scan, t.received, t.error)
+        memo_key = (t.success, t.anomaly, t.scan, t.received, t.error, t.body)
         hit = self.labels.get(memo_key)
         if hit is None:
-            if len(self.labels) >= LABEL_MEMO:
+            chars = len(t.received or "") + len(t.error) + len(t.body or "")
+            if len(self.labels) >= LABEL_MEMO or self.label_chars + chars > LABEL_MEMO_CHARS:
                 self.labels.clear()
-            censored, fingerprint = label(t, self.matcher)
+                self.label_chars = 0
+            self.label_chars += chars
+            censored, fingerprint = label(t, self.matcher, self.options.label_rule)
             outcome = outcome_of(t, censored, fingerprint)
             blind = outcome if not fingerprint else outcome_of(t, 0, "")
             hit = self.labels[memo_key] = (censored, fingerprint, outcome, blind)
@@ -402,6 +420,7 @@ def _open_or_create(
     manifest["signatures"] = signatures_id
     # how many tries the tokenizer learnt from (None: given with --tokenizer), checked on append
     manifest["tokenizer_texts"] = None if tokenizer is not None else len(sample or ())
+    manifest["label_rule"] = options.label_rule
     store.write_manifest(root, manifest)
     return manifest
 
@@ -515,6 +534,12 @@ def _check_compatible(
             f"{root} was made with {manifest.get('filters')}; append with the same "
             "--labeled/--anomalies flags or use a new --storage_path"
         )
+    made_with = manifest.get("label_rule", "full")  # datasets from before the option: full
+    if made_with != options.label_rule:
+        raise FlattenError(
+            f"{root} was labelled with --label_rule {made_with}; append with the same rule or "
+            "use a new --storage_path"
+        )
     if manifest.get("signatures") != signatures_id:
         raise FlattenError(
             f"{root} was labelled with other signatures; use the same --signatures or a new "
@@ -601,6 +626,10 @@ def flatten(
     store, and shards are written to it directly.
     """
     options = options or Options()
+    if options.label_rule not in LABEL_RULES:
+        raise FlattenError(
+            f"label rule {options.label_rule!r} is unknown; use one of {', '.join(LABEL_RULES)}"
+        )
     started = time.perf_counter()
     root = _root_of(storage_path)
     try:
@@ -642,6 +671,25 @@ def _root_of(storage_path: str | Path) -> Path | storage.Location:
         raise FlattenError(f"--storage_path {e}") from None
 
 
+class _NoBar:
+    """The progress bar of a quiet run: nothing drawn, and no tqdm import or monitor thread."""
+
+    def update(self, n: int) -> None:
+        """Nothing to draw."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def _progress_bar(progress: bool) -> Any:
+    """A tqdm bar of lines read on stderr, or ``_NoBar`` (importing tqdm costs 0.05-0.1 s)."""
+    if not progress:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(desc="flatten", unit=" lines", unit_scale=True, file=sys.stderr)
+
+
 def _flatten_locked(
     root: Path | storage.Location,
     paths: list,
@@ -665,9 +713,7 @@ def _flatten_locked(
         log.warning(DEFAULT_SET_HINT)
     summary = Summary(skipped_sources=plan.done, failed_sources=list(plan.refused))
     names = {key: source_name(path) for path, key, _, _ in plan.tasks}
-    bar = tqdm(
-        desc="flatten", unit=" lines", unit_scale=True, disable=not progress, file=sys.stderr
-    )
+    bar = _progress_bar(progress)
 
     def handle(msg: tuple) -> None:
         kind = msg[0]

@@ -31,6 +31,7 @@ __all__ = [
     "BLOCKPAGE_FILE",
     "DEFAULT_SET_HINT",
     "FALSE_POSITIVE_FILE",
+    "LABEL_RULES",
     "Matcher",
     "Signature",
     "SignatureError",
@@ -163,30 +164,36 @@ def _re2_options() -> re2.Options:
     return options
 
 
-def _re2_compatible(pattern: str, options: re2.Options) -> bool:
-    """Whether RE2 accepts ``pattern`` with the same meaning as Python ``re``."""
-    if _RE2_UNSAFE.search(pattern):
-        return False
-    try:
-        re2.compile(pattern, options)
-    except re2.error:
-        return False
-    return True
+def _re2_safe(pattern: str) -> bool:
+    """Whether ``pattern`` uses no construct whose RE2 meaning could differ from Python's."""
+    return _RE2_UNSAFE.search(pattern) is None
 
 
 def _build_sets(
     patterns: Sequence[tuple[int, str]], options: re2.Options
-) -> list[tuple[re2.Set, list[int]]]:
-    """RE2 search sets over ``(global index, pattern)``; each with its index map."""
+) -> tuple[list[tuple[re2.Set, list[int]]], list[int]]:
+    """RE2 search sets over ``(global index, pattern)``, each with its index map, and the
+    indices RE2 refused (to be run with Python ``re``).
+
+    A pattern is tried by adding it to its set: RE2 parses it there once, instead of once more
+    in a separate ``re2.compile`` (which took a quarter of loading Censored Planet's files).
+    """
     sets: list[tuple[re2.Set, list[int]]] = []
+    refused: list[int] = []
     for start in range(0, len(patterns), _SET_CHUNK):
-        chunk = patterns[start : start + _SET_CHUNK]
         rset = re2.Set.SearchSet(options)
-        for _, pattern in chunk:
-            rset.Add(pattern)
-        rset.Compile()
-        sets.append((rset, [index for index, _ in chunk]))
-    return sets
+        index_map: list[int] = []
+        for index, pattern in patterns[start : start + _SET_CHUNK]:
+            try:
+                rset.Add(pattern)
+            except re2.error:
+                refused.append(index)
+                continue
+            index_map.append(index)
+        if index_map:
+            rset.Compile()
+            sets.append((rset, index_map))
+    return sets, refused
 
 
 class Matcher:
@@ -209,12 +216,12 @@ class Matcher:
         prefiltered: list[tuple[int, str]] = []
         always: list[int] = []
         for index, sig in enumerate(signatures):
-            if _re2_compatible(sig.pattern, options):
+            if _re2_safe(sig.pattern):
                 prefiltered.append((index, sig.pattern))
             else:
                 always.append(index)
-        self._sets = _build_sets(prefiltered, options)
-        self._always = always
+        self._sets, refused = _build_sets(prefiltered, options)
+        self._always = sorted(always + refused)
 
     def __len__(self) -> int:
         return len(self._compiled)
@@ -262,14 +269,24 @@ class Matcher:
         return 0, ""
 
 
-def label(try_: Try, matcher: Matcher) -> tuple[int, str]:
+#: How ``label`` matches signatures (``flatten --label_rule``): ``full`` matches the whole
+#: received text (status line, headers, body), Censored Planet analysis's rule; ``seed_body``
+#: matches the received body only, and only when it is not empty, as the seed project's
+#: ``cp_flatten.py`` did (the labels of its published latents).
+LABEL_RULES: tuple[str, ...] = ("full", "seed_body")
+
+
+def label(try_: Try, matcher: Matcher, rule: str = "full") -> tuple[int, str]:
     """The label of one try: ``(censored, fingerprint)`` by the rule of hyperquack.md.
 
     -1 when the try matched the template and the measurement is no anomaly; otherwise the
     received text decides (false positive -1, blockpage 1); nothing received or no hit: 0.
+    ``rule`` says which text (``LABEL_RULES``): the whole response, or its body only.
     """
     if try_.success is True and not try_.anomaly:
         return -1, ""
+    if rule == "seed_body":
+        return matcher.match(try_.body) if try_.body else (0, "")
     if try_.received is None:
         return 0, ""
     return matcher.match(try_.received)

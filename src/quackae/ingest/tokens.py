@@ -134,8 +134,12 @@ def try_text(t: Try, max_chars: int = MAX_TEXT_CHARS) -> str:
     Cut at ``max_chars``: a BPE token covers at least one character, so text beyond
     ``CHARS_PER_TOKEN * max_tokens`` never survives truncation to ``max_tokens`` in practice.
     """
-    parts = [t.sent, t.received or "", t.error]
-    return "\n".join(p for p in parts if p)[:max_chars]
+    return _joined_text(t.sent, t.received, t.error, max_chars)
+
+
+def _joined_text(sent: str, received: str | None, error: str, max_chars: int) -> str:
+    """``try_text`` of a try's three text fields."""
+    return "\n".join(p for p in (sent, received, error) if p)[:max_chars]
 
 
 def normalise(text: str, domain: str) -> str:
@@ -346,11 +350,21 @@ class Encoder:
         """``encode`` as an Arrow ``list<int32>`` array plus the lengths, without per-id Python."""
         started = time.perf_counter()
         limit = self.max_tokens * CHARS_PER_TOKEN
-        texts = normalise_many([try_text(t, limit) for t in tries], [t.domain for t in tries])
+        # A try's text depends on these fields only: build and normalise each distinct one once
+        # (retries and vantage points repeat responses, and equal responses often share one
+        # string object, whose hash is computed once).
+        kinds: dict[tuple[str, str | None, str, str], int] = {}
+        kind = [
+            kinds.setdefault((t.sent, t.received, t.error, t.domain), len(kinds)) for t in tries
+        ]
+        texts = normalise_many(
+            [_joined_text(s, r, e, limit) for s, r, e, _ in kinds], [k[3] for k in kinds]
+        )
         normalised = time.perf_counter()
         # Normalised texts repeat a lot (error strings, echoes, blockpages): BPE each once.
         slot: dict[str, int] = {}
-        which = np.fromiter((slot.setdefault(x, len(slot)) for x in texts), np.int64, len(texts))
+        slots = np.fromiter((slot.setdefault(x, len(slot)) for x in texts), np.int64, len(texts))
+        which = slots[np.asarray(kind, np.int64)] if kind else np.zeros(0, np.int64)
         room = self.max_tokens - len(STATIC_FIELDS) - 3
         ids = [
             enc.ids[:room]
