@@ -39,8 +39,8 @@ from pathlib import Path
 import psutil
 from isal import igzip
 
+from quackae import synth
 from quackae.dataset import store
-from quackae.synth import generator as synth
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 REAL_HTTP = REFERENCE / "hyperquack" / "http_results_v2.json"

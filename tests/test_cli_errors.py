@@ -224,6 +224,17 @@ def cases(w: dict) -> dict[str, Case]:
             ("--storage_path", "not empty"),
             untouched=mine,
         ),
+        "report into the user's folder": Case(
+            ["report", "--data_dir", ds, "--detections", d / "empty", "--storage_path", d / "mine"],
+            ("--storage_path", "not empty"),
+            untouched=mine,
+        ),
+        "export into the user's folder": Case(
+            ["export", "--data_dir", ds, "--detections", d / "empty", "--format", "csv"]
+            + ["--storage_path", d / "mine"],
+            ("--storage_path", "not empty"),
+            untouched=mine,
+        ),
         "demo --storage_path a file": Case(
             ["demo", "--storage_path", d / "afile"],
             ("--storage_path", "is a file"),

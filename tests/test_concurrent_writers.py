@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
+from quackae import synth
 from quackae.dataset import store
 from quackae.io import locks, storage
-from quackae.synth import generator as synth
 
 FLAGS = ["--max_tokens", "64", "--chunk_lines", "50", "--quiet"]
 
@@ -155,7 +155,8 @@ def test_a_lock_whose_heartbeat_stopped_is_refused_in_one_line(base, tmp_path: P
     lock = storage.resolve(remote).child(".quackae.lock")
     held = {"host": "other-host", "pid": 7, "since": "2026-01-01T00:00:00Z", "lease_s": 0.5}
     lock.write_bytes(json.dumps(held).encode())
-    archive = synth.write_archive(tmp_path / "raw", 20, seed=3, fmt="v2", scan="http").archive
+    # 60 measurements: enough tries (>= 100) to train a new dataset's tokenizer on
+    archive = synth.write_archive(tmp_path / "raw", 60, seed=3, fmt="v2", scan="http").archive
     done = run_cli("flatten", "--source", archive, "--storage_path", remote, *FLAGS, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     last = done.stderr.strip().splitlines()[-1]

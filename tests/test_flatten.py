@@ -403,7 +403,9 @@ def test_killed_run_resumes_to_identical_rows(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not (REFERENCE / "hyperquack").is_dir(), reason="shared/reference not present")
-def test_reference_files_with_censored_planet_signatures(tmp_path: Path) -> None:
+def test_reference_files_with_censored_planet_signatures(
+    tmp_path: Path, small_dataset: Path
+) -> None:
     src = tmp_path / "src"
     src.mkdir()
     names = {
@@ -415,8 +417,9 @@ def test_reference_files_with_censored_planet_signatures(tmp_path: Path) -> None
     for ref, name in names.items():
         shutil.copy(REFERENCE / "hyperquack" / ref, src / name)
     sigs = REFERENCE / "signatures"
+    tokenizer = small_dataset / store.TOKENIZER  # 42 tries are too few to train one on
     summary = flatten(
-        [src], tmp_path / "ds", Options(signatures=sigs), progress=False, vocab_size=600
+        [src], tmp_path / "ds", Options(signatures=sigs), progress=False, tokenizer=tokenizer
     )
     assert summary.rejected == 0 and summary.rows > 0
     rows = read_rows(tmp_path / "ds", ["censored", "fingerprint", "scan", "country_code"])

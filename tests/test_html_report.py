@@ -204,7 +204,7 @@ def test_bad_inputs_are_one_line(report_world, small_dataset, tmp_path):
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
-    cases.append((["--storage_path", busy], "holds no earlier report"))
+    cases.append((["--storage_path", busy], "was not made by `quackae report`"))
     for override, message in cases:
         args = {
             "--data_dir": report_world.dataset,

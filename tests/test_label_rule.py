@@ -78,10 +78,13 @@ def _labels(root: Path) -> dict[str, int]:
     }
 
 
-def test_header_only_signature_is_censored_under_full_not_under_seed_body(tmp_path: Path) -> None:
+def test_header_only_signature_is_censored_under_full_not_under_seed_body(
+    tmp_path: Path, small_dataset: Path
+) -> None:
     source = _write_source(tmp_path / "raw")
     sigs = _write_signatures(tmp_path / "sigs")
-    common = ["--source", source, "--signatures", sigs, "--quiet", "--vocab_size", "600"]
+    tokenizer = small_dataset / store.TOKENIZER  # three tries are too few to train one on
+    common = ["--source", source, "--signatures", sigs, "--quiet", "--tokenizer", tokenizer]
     full = run_cli("flatten", "--storage_path", tmp_path / "full", *common)
     seed = run_cli(
         "flatten", "--storage_path", tmp_path / "seed", "--label_rule", "seed_body", *common
@@ -102,11 +105,14 @@ def test_header_only_signature_is_censored_under_full_not_under_seed_body(tmp_pa
     assert store.read_manifest(tmp_path / "full")["label_rule"] == "full"
 
 
-def test_append_with_another_rule_is_refused_in_one_line(tmp_path: Path) -> None:
+def test_append_with_another_rule_is_refused_in_one_line(
+    tmp_path: Path, small_dataset: Path
+) -> None:
     source = _write_source(tmp_path / "raw")
     sigs = _write_signatures(tmp_path / "sigs")
     root = tmp_path / "ds"
-    common = ["--storage_path", root, "--signatures", sigs, "--quiet", "--vocab_size", "600"]
+    tokenizer = small_dataset / store.TOKENIZER  # three tries are too few to train one on
+    common = ["--storage_path", root, "--signatures", sigs, "--quiet", "--tokenizer", tokenizer]
     assert run_cli("flatten", "--source", source, *common).returncode == 0
     again = run_cli("flatten", "--source", source, "--label_rule", "seed_body", *common)
     assert again.returncode != 0

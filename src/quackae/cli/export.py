@@ -25,7 +25,7 @@ def add_export_arguments(sub: argparse._SubParsersAction) -> None:
         "--detections",
         type=Path,
         required=True,
-        help="the folder `quackae detect predict --out` wrote",
+        help="the folder `quackae detect predict --storage_path` wrote",
     )
     p.add_argument(
         "--format",

@@ -24,7 +24,7 @@ def add_report_arguments(sub: argparse._SubParsersAction) -> None:
         "--detections",
         type=Path,
         required=True,
-        help="the folder `quackae detect predict --out` wrote (predictions.parquet, ...)",
+        help="the folder `quackae detect predict --storage_path` wrote (predictions.parquet, ...)",
     )
     p.add_argument(
         "--storage_path",
@@ -52,7 +52,8 @@ def add_report_arguments(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from quackae.report.site import ReportError, build_report
+    from quackae.report.queries import ReportError
+    from quackae.report.site import build_report
 
     if args.max_rows < 1 or args.cluster_pages < 0:
         print(

@@ -20,6 +20,7 @@ import duckdb
 from quackae.dataset import store
 from quackae.ingest.tokens import STATIC_FIELDS
 from quackae.io.atomic import atomic_path
+from quackae.io.folders import check_output, claim_output
 from quackae.report.queries import PREDICTIONS_FILE, ReportError, open_inputs, sql_list, sql_string
 
 EXPORT_NAME = "hyperquack_predictions"
@@ -88,6 +89,9 @@ def export(
     """Write ``storage_path/hyperquack_predictions.<fmt>``; its path and number of rows."""
     if fmt not in FORMATS:
         raise ReportError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
+    out = Path(storage_path)
+    proof = tuple(f"{EXPORT_NAME}.{f}" for f in FORMATS)  # what an earlier export left
+    check_output(out, "--storage_path", "quackae export", proof=proof)  # before reading
     inputs = open_inputs(data_dir, detections)
     manifest = store.read_manifest(inputs.dataset)
     own = dict(OWN_COLUMNS)
@@ -101,8 +105,7 @@ def export(
         f"JOIN read_parquet({sql_list(inputs.shards)}) d USING (row_id) "
         "ORDER BY p.file_row_number"
     )
-    out = Path(storage_path)
-    out.mkdir(parents=True, exist_ok=True)
+    claim_output(out, "--storage_path", "quackae export", proof=proof)
     target = out / f"{EXPORT_NAME}.{fmt}"
     con = duckdb.connect(":memory:")
     try:

@@ -27,9 +27,9 @@ import pycountry
 
 from quackae.dataset import store
 from quackae.io.atomic import atomic_write
+from quackae.io.folders import check_output, claim_output
 from quackae.report import html as h
 from quackae.report import queries as q
-from quackae.report.queries import ReportError
 
 MARKER = ".quackae-report"  # marks a folder as a report, which the next report may replace
 SUBDIRS = ("country", "cluster", "proposal")
@@ -742,18 +742,19 @@ def proposal_html(data: Data, proposal: dict[str, str], g: dict[str, Any], links
 # --------------------------------------------------------------------------- the folder
 
 
+#: What marks an earlier report's folder (the folder rule's proof, ``quackae.io.folders``).
+REPORT_PROOF = (MARKER, "index.html")
+
+
 def prepare_folder(out: Path) -> None:
-    """Create ``out`` or empty a previous report there; refuse any other non-empty folder."""
-    if out.exists() and not out.is_dir():
-        raise ReportError(f"--storage_path {out} is a file; pass a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
-        raise ReportError(
-            f"--storage_path {out} is not empty and holds no earlier report ({MARKER}); pass a "
-            "new or empty folder"
-        )
+    """Create ``out`` or empty a previous report there; refuse any other non-empty folder.
+
+    The folder rule every writing command follows (``quackae.io.folders``): new, empty, or made
+    by an earlier ``quackae report`` (its marker or ``index.html``).
+    """
+    claim_output(out, "--storage_path", "quackae report", proof=REPORT_PROOF)
     for sub in SUBDIRS:
         shutil.rmtree(out / sub, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / MARKER, "written by `quackae report`: the next report here replaces it\n")
 
 
@@ -766,8 +767,9 @@ def build_report(
 ) -> Built:
     """Query the dataset and detections, write every page; what was written and how long it took."""
     started = time.perf_counter()
-    inputs = q.open_inputs(data_dir, detections)
     out = Path(storage_path)
+    check_output(out, "--storage_path", "quackae report", proof=REPORT_PROOF)  # before reading
+    inputs = q.open_inputs(data_dir, detections)
     prepare_folder(out)
     data = query(inputs, limits, threads)
     chosen = {g["key"]: g for g in data.templates if g["key"] in data.rows["cluster"]}
