@@ -108,21 +108,27 @@ def write_scan(path: Path, shapes: list[tuple[str, str, int]], tries: int, seed:
 
 
 def sampled(cmd: list[str], interval: float = 0.25) -> dict:
-    """Run ``cmd``; its wall seconds and the summed RSS (MB) of its process tree over time."""
+    """Run ``cmd``; wall seconds, and the summed RSS and anonymous RSS (MB) of its process tree.
+
+    Anonymous RSS is RSS less its file-backed and shared pages (``memory_info().shared`` on
+    Linux): memory-mapped dataset files that were read count in RSS but not in it.
+    """
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     root = psutil.Process(proc.pid)
-    samples: list[tuple[float, float]] = []
+    samples: list[tuple[float, float, float]] = []
     stop = threading.Event()
     start = time.perf_counter()
 
     def poll() -> None:
         while not stop.is_set():
-            rss = 0
+            rss = anon = 0
             with contextlib.suppress(psutil.Error):
                 for p in [root, *root.children(recursive=True)]:
                     with contextlib.suppress(psutil.Error):
-                        rss += p.memory_info().rss
-            samples.append((time.perf_counter() - start, rss / 2**20))
+                        info = p.memory_info()
+                        rss += info.rss
+                        anon += info.rss - getattr(info, "shared", 0)
+            samples.append((time.perf_counter() - start, rss / 2**20, anon / 2**20))
             stop.wait(interval)
 
     thread = threading.Thread(target=poll, daemon=True)
@@ -136,12 +142,14 @@ def sampled(cmd: list[str], interval: float = 0.25) -> dict:
     return {"wall": wall, "samples": samples, "stdout": out.decode()}
 
 
-def timeline(samples: list[tuple[float, float]], wall: float, parts: int = 10) -> list[float]:
-    """The peak RSS (MB) in each of ``parts`` equal slices of the run."""
+def timeline(
+    samples: list[tuple[float, float, float]], wall: float, parts: int = 10, column: int = 1
+) -> list[float]:
+    """The peak of one sampled column (1: RSS, 2: anonymous RSS; MB) in each tenth of the run."""
     peaks = [0.0] * parts
-    for t, rss in samples:
-        i = min(int(parts * t / wall), parts - 1)
-        peaks[i] = max(peaks[i], rss)
+    for sample in samples:
+        i = min(int(parts * sample[0] / wall), parts - 1)
+        peaks[i] = max(peaks[i], sample[column])
     return peaks
 
 
@@ -295,6 +303,8 @@ def encode(args: argparse.Namespace, work: Path, rows: int) -> None:
         f"rows/s (whole command), peak RSS {max(peaks):,.0f} MB"
     )
     print(f"  peak RSS (MB) per tenth of the run: {' '.join(f'{p:,.0f}' for p in peaks)}")
+    anon = timeline(done["samples"], done["wall"], column=2)
+    print(f"  of which anonymous (MB, not file-backed): {' '.join(f'{p:,.0f}' for p in anon)}")
     print(f"  {done['stdout'].strip().splitlines()[-1]}")
 
 
