@@ -114,6 +114,20 @@ def test_real_pages_are_dealt_by_name_and_scored_on_reported_folds_only(world) -
     assert sum(fold["family_rows"][k] for k in held) == int(rows.sum())
 
 
+def test_a_labelled_real_row_is_refused_before_fitting(world) -> None:
+    """No fold is fitted with a label on any real page (one of another fold's included)."""
+    plan = evaluate.fold_plan(2, 0, variants=True, real_pages=True)
+    labels = world.labels
+    try:
+        world.labels = labels.copy()
+        other = real_world.is_real(world.family) & ~np.isin(world.family, list(plan[1][0]))
+        world.labels[np.flatnonzero(other & ~np.isin(world.family, list(plan[1][1])))[0]] = -1
+        with pytest.raises(AssertionError, match="real page"):
+            evaluate.score_fold(world, *plan[1], 1.0, (0.01,))
+    finally:
+        world.labels = labels
+
+
 def test_evaluate_real_pages_cli(tmp_path) -> None:
     """(d) ``quackae evaluate --real_pages``: its help, and a tiny run with a real-pages line."""
     help_text = run_cli("evaluate", "--help", timeout=120)
