@@ -1,7 +1,7 @@
 """The evaluation table: detector variants x sets of held-out families, leave-family-out, seeded.
 
     python benchmarks/evaluate.py [--seeds 0 1 2] [--measurements 3000] [--folds 3] \
-        [--autoencoder_epochs 12] [--patience 2] [--no_variants]
+        [--autoencoder_epochs 12] [--patience 2] [--no_variants] [--real_pages]
 
 Per seed, one world with the default families and the variant families of ``synth.variants``
 (``make_world(..., variants=True)``) is generated and flattened once, and one autoencoder is
@@ -11,7 +11,8 @@ The same folds then score each detector row; settings are chosen on each seed's 
 and never reported. Rows: template + cluster evidence only; + lexical (the default detector);
 + latents (the latent score and latent-neighbourhood evidence); the seed's latent classifier
 alone (``quackae.synth.seed_row`` when it exists, else pending). Columns: today's families, the
-variant families, real pages (pending until a corpus exists). A cell is mean recall / worst fold
+variant families, real pages (``--real_pages``: the corpus of ``synth.real_pages`` served as one
+more archive, leave-page-out; else "not run"). A cell is mean recall / worst fold
 recall / mean FPR (worst fold) / proposal coverage; targets: recall >= 0.9, worst >= 0.75,
 FPR <= 0.02 in every fold, coverage >= 0.9 with 0 benign matches.
 """
@@ -39,12 +40,13 @@ SEED_ROW = "the seed's latent classifier alone"
 
 
 def seed_row(worlds: list[evaluate.World], folds: int) -> dict[str, Any] | None:
-    """The seed classifier's cells from ``quackae.synth.seed_row`` (None while it is missing)."""
+    """The seed classifier's cells from ``quackae.synth.seed_row`` (None while it has none)."""
     try:
         module = importlib.import_module("quackae.synth.seed_row")
     except ImportError:
         return None
-    return module.table_cells(worlds, folds)  # the seed engineer's contract
+    cells = getattr(module, "table_cells", None)  # the seed engineer's contract, once it exists
+    return cells(worlds, folds) if cells else None
 
 
 def main() -> None:
@@ -55,6 +57,11 @@ def main() -> None:
     p.add_argument("--autoencoder_epochs", type=int, default=12, help="0: no latent row")
     p.add_argument("--patience", type=int, default=2)
     p.add_argument("--no_variants", action="store_true", help="the default world only")
+    p.add_argument(
+        "--real_pages",
+        action="store_true",
+        help="add the real-page corpus as one more archive and score it as its own column",
+    )
     p.add_argument("--out", type=Path, default=None, help="keep the outputs (default: temporary)")
     args = p.parse_args()
     print("command: python " + " ".join(sys.argv), flush=True)
@@ -72,7 +79,12 @@ def main() -> None:
                 else None
             )
             world = evaluate.make_world(
-                base / f"seed{seed}", seed, args.measurements, ae, not args.no_variants
+                base / f"seed{seed}",
+                seed,
+                args.measurements,
+                ae,
+                not args.no_variants,
+                args.real_pages,
             )
             worlds.append(world)
             info = world.autoencoder or {}
@@ -94,7 +106,7 @@ def main() -> None:
                     flush=True,
                 )
         seed_cells = seed_row(worlds, args.folds)
-    columns = [*evaluate.COLUMNS, "real pages"]
+    columns = [*evaluate.COLUMNS, evaluate.REAL_COLUMN]
     print()
     print(
         f"seeds {args.seeds}, {args.folds} reported folds each (+1 development fold), "
@@ -106,7 +118,9 @@ def main() -> None:
     for name, _, _ in rows:
         cells = evaluate.table_cells(results[name])
         line = [evaluate.render_cell(cells[c]) for c in evaluate.COLUMNS] + [
-            "pending (no corpus yet)"
+            evaluate.render_cell(cells[evaluate.REAL_COLUMN])
+            if evaluate.REAL_COLUMN in cells
+            else "not run (--real_pages)"
         ]
         print(f"| {name} | " + " | ".join(line) + " |")
     if seed_cells is None:
@@ -124,6 +138,21 @@ def main() -> None:
         for name, rs in results.items()
     }
     print("proposals' matches on benign or expected pages: " + str(hits))
+    if args.real_pages:
+        for name, rs in results.items():
+            fam = evaluate.summarise(rs)["family_recall"]
+            kinds = evaluate.summarise(rs)["kind_fpr"]
+            real = evaluate.REAL_COLUMNS[evaluate.REAL_COLUMN]
+            missed = {k: v for k, v in fam.items() if k in real[0] and v < 0.75}
+            flagged = {k: v for k, v in kinds.items() if k in real[1] and v > 0}
+            print(
+                f"{name}: real censors under 0.75 recall: "
+                + (", ".join(f"{k} {v:.2f}" for k, v in missed.items()) or "none")
+                + "; real benign kinds flagged: "
+                + (", ".join(f"{k} {v:.3f}" for k, v in flagged.items()) or "none")
+            )
+        labelled = [r.get("real_labelled", 0) for r in next(iter(results.values()))]
+        print(f"real rows a world signature had labelled (labels dropped), per seed: {labelled}")
     if "+ latents" in results:
         for column in evaluate.COLUMNS:
             deltas = [

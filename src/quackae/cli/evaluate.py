@@ -64,6 +64,14 @@ def add_evaluate_arguments(sub: argparse._SubParsersAction) -> None:
         "the controller's defaults (E=128, H=512), the job scripts' settings (E=96, H=256), or "
         "both; costly: benchmarks/seed_row.py runs it at a chosen scale (default %(default)s)",
     )
+    p.add_argument(
+        "--real_pages",
+        action="store_true",
+        help="add the corpus of real blockpages and benign pages (synth/data/real_pages.jsonl) "
+        "as one more archive of each world, without signatures: censors from their country's "
+        "vantage points, benign pages as a CDN or ISP serves them; real censors and benign kinds "
+        "are dealt into the same folds (leave-page-out) and scored as their own column",
+    )
     p.set_defaults(func=_run)
 
 
@@ -91,6 +99,7 @@ def _run(args: argparse.Namespace) -> int:
         ae,
         not args.no_lexical,
         rows,
+        real_pages=args.real_pages,
     )
     print(render(result))
     print(f"evaluate: {result['seconds']:.0f}s; details in {Path(args.storage_path) / RESULT_FILE}")

@@ -10,6 +10,10 @@ their signatures: their rows are relabelled undetermined (each synth signature m
 own family or kind, so this equals flattening again without them), the detector is fitted on what is
 left, and the held-out rows are scored: recall per held-out blockpage family and false-positive rate
 per held-out benign kind. The same command twice gives the same numbers.
+
+With ``real_pages`` the corpus of real pages (``synth.real_pages``) is one more archive of the
+world (``synth.real_world``), with no signature: real censors and real benign kinds are dealt into
+the same folds (leave-page-out, by the page's ``name``) and scored as their own column.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from quackae.detect.detector import Detector, load_latents, top_lexical_weights
 from quackae.detect.features import RowFeatures, row_features
 from quackae.detect.proposals import propose
 from quackae.io.atomic import atomic_write
-from quackae.synth import truth
+from quackae.synth import real_world, truth
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,8 @@ class World:
     latents: np.ndarray | None = None
     variants: bool = False  # the world has the variant families and kinds (``synth.variants``)
     autoencoder: dict[str, Any] | None = None  # how its latents were trained (val_loss, epochs)
+    real_pages: bool = False  # the real-page archive is in the world (``synth.real_world``)
+    real_labelled: int = 0  # real rows a world's signature had labelled (labels dropped)
 
 
 def blockpage_signature(family: str) -> str:
@@ -83,8 +89,13 @@ def make_world(
     measurements: int,
     autoencoder: dict[str, Any] | None = None,
     variants: bool = False,
+    real_pages: bool = False,
 ) -> World:
-    """Generate, flatten (every try, every signature) and optionally encode one seed's world."""
+    """Generate, flatten (every try, every signature) and optionally encode one seed's world.
+
+    ``real_pages`` adds the real-page archive (``real_world.write_real_archive``); its rows get no
+    label (no signature of the world is theirs; one that matched by chance is dropped).
+    """
     from quackae.ingest.flatten import Options, flatten
 
     out = Path(out)
@@ -99,6 +110,8 @@ def make_world(
         )
         for i, (fmt, scan, share) in enumerate(WORLD_MIX)
     ]
+    if real_pages:
+        archives.append(real_world.write_real_archive(out / "raw", seed, variants))
     sigs = synth.write_signatures(
         out / "signatures",
         fingerprinted=set(world_families(variants)),
@@ -131,6 +144,11 @@ def make_world(
     )
     world = World(seed, rf, family, mechanism, censored, rf.column("censored").astype(np.int64))
     world.variants = variants
+    world.real_pages = real_pages
+    if real_pages:
+        real = real_world.is_real(family)
+        world.real_labelled = int((world.labels[real] != 0).sum())
+        world.labels[real] = 0  # what the detector must find: never a label, in any fold
     if autoencoder is not None:
         world.latents, world.autoencoder = train_and_encode(out, dataset, seed, **autoencoder)
     return world
@@ -204,12 +222,14 @@ def train_and_encode(
 
 
 def fold_plan(
-    folds: int, seed: int, variants: bool = False
+    folds: int, seed: int, variants: bool = False, real_pages: bool = False
 ) -> list[tuple[frozenset[str], frozenset[str]]]:
     """``folds + 1`` (families, benign kinds) groups; group 0 is the development fold.
 
     The variant families and kinds, if any, are shuffled on their own and dealt after the
-    default ones, so every fold holds some of each; the default deal is as without them.
+    default ones, so every fold holds some of each; the default deal is as without them. Real
+    censors and real benign kinds (``real_pages``) are shuffled last, by the same generator, and
+    dealt over every group, the development fold included (its real pages are never reported).
     """
     rng = np.random.default_rng(seed)
     fams = np.array(sorted(synth.FAMILIES), dtype=object)[rng.permutation(len(synth.FAMILIES))]
@@ -225,6 +245,13 @@ def fold_plan(
         for i in range(n):
             plan[i][0].update(vf[i::n])
             plan[i][1].update(vk[i - 1 :: n - 1] if i else [])  # kinds to the reported folds
+    if real_pages:
+        rf, rk = real_world.real_families(), real_world.real_kinds()
+        rf = [rf[j] for j in rng.permutation(len(rf))]
+        rk = [rk[j] for j in rng.permutation(len(rk))]
+        for i in range(n):
+            plan[i][0].update(rf[i::n])
+            plan[i][1].update(rk[i::n])
     return [(frozenset(f), frozenset(k)) for f, k in plan]
 
 
@@ -267,6 +294,8 @@ def score_fold(
     leak = int((labels[page | benign] != 0).sum())
     if leak:
         raise AssertionError(f"{leak} held-out rows kept a label")
+    if world.real_pages and (labels[real_world.is_real(world.family)] != 0).any():
+        raise AssertionError("a real page's row has a label")
     det = Detector(seed=world.seed, c_combiner=c, lexical=lexical).fit(world.rf, labels, lat)
     prob, candidate, _ = det.predict(world.rf, lat)
     from quackae.classify.calibration import threshold_for_fpr
@@ -349,7 +378,7 @@ def evaluate_world(
     world: World, folds: int, lexical: bool = True, latents: bool = True
 ) -> dict[str, Any]:
     """Choose settings on the development fold, then score every reported fold with them."""
-    plan = fold_plan(folds, world.seed, world.variants)
+    plan = fold_plan(folds, world.seed, world.variants, world.real_pages)
     dev_fams, dev_kinds = plan[0]
     dev = {
         c: score_fold(world, dev_fams, dev_kinds, c, TARGET_FPRS, lexical, latents=latents)
@@ -366,6 +395,8 @@ def evaluate_world(
         reported.append({"fold": i, "families": sorted(fams), "kinds": sorted(kinds), **r})
     return {
         "seed": world.seed,
+        "real_pages": world.real_pages,
+        "real_labelled": world.real_labelled,
         "dev_fold": {
             "families": sorted(dev_fams),
             "kinds": sorted(dev_kinds),
@@ -438,6 +469,7 @@ def run_evaluation(
     seed_rows: tuple[str, ...] = (),
     seed_scale: Any = None,
     variants: bool = False,
+    real_pages: bool = False,
 ) -> dict[str, Any]:
     """Evaluate every seed into ``out/seed<N>/`` and write ``out/evaluation.json``.
 
@@ -455,7 +487,7 @@ def run_evaluation(
         d = out / f"seed{seed}"
         if d.exists():
             shutil.rmtree(d)
-        world = make_world(d, seed, measurements, autoencoder, variants)
+        world = make_world(d, seed, measurements, autoencoder, variants, real_pages)
         per_seed.append(evaluate_world(world, folds, lexical))
         if seed_rows:
             seed_results.append(seed_row.run_seed_rows(world, d, folds, seed_rows, seed_scale))
@@ -471,6 +503,7 @@ def run_evaluation(
         "summary": summarise(per_seed),
         "seed_classifier": seed_row.summarise(seed_results) if seed_rows else None,
         "variants": variants,
+        "real_pages": table_cells(per_seed)[REAL_COLUMN] if real_pages else None,
         "per_seed": per_seed,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -512,6 +545,11 @@ def render(result: dict[str, Any]) -> str:
     lines.append(
         "  benign kinds flagged: " + (", ".join(f"{k} {v:.3f}" for k, v in fps.items()) or "none")
     )
+    if result.get("real_pages"):
+        lines.append(
+            "  real pages (leave-page-out; recall / worst fold / FPR (worst fold) / coverage): "
+            + render_cell(result["real_pages"])
+        )
     if result.get("seed_classifier"):
         from quackae.synth import seed_row
 
@@ -519,11 +557,14 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+REAL_COLUMN = "real pages"
 #: The table's columns: which held-out families and benign kinds each one scores.
 COLUMNS = {
     "today's families": (tuple(sorted(synth.FAMILIES)), tuple(world_kinds(False))),
     "variant families": (tuple(sorted(synth.VARIANT_FAMILIES)), tuple(sorted(synth.VARIANT_KINDS))),
 }
+#: The real-pages column (only for results of a world with real pages).
+REAL_COLUMNS = {REAL_COLUMN: (tuple(real_world.real_families()), tuple(real_world.real_kinds()))}
 
 
 def column_summary(
@@ -563,8 +604,11 @@ def column_summary(
 
 
 def table_cells(per_seed: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Every column's cell for one detector's per-seed results."""
-    return {name: column_summary(per_seed, f, k) for name, (f, k) in COLUMNS.items()}
+    """Every column's cell for one detector's per-seed results (real pages where they were run)."""
+    columns = dict(COLUMNS)
+    if any(s.get("real_pages") for s in per_seed):
+        columns.update(REAL_COLUMNS)
+    return {name: column_summary(per_seed, f, k) for name, (f, k) in columns.items()}
 
 
 def render_cell(c: dict[str, Any] | None) -> str:
@@ -579,6 +623,9 @@ def render_cell(c: dict[str, Any] | None) -> str:
 
 
 def render_row(name: str, cells: dict[str, dict[str, Any]]) -> str:
-    """One table row in words (real pages pending until a corpus exists)."""
-    parts = [f"{column}: {render_cell(c)}" for column, c in cells.items()]
-    return f"{name}: " + "; ".join([*parts, "real pages: pending"])
+    """One table row in words (a column no fold scored: "not run")."""
+    parts = [
+        f"{column}: {render_cell(c) if c and c.get('folds') else 'not run'}"
+        for column, c in cells.items()
+    ]
+    return f"{name}: " + "; ".join(parts)
