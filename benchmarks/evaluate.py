@@ -1,7 +1,8 @@
 """The evaluation table: detector variants x sets of held-out families, leave-family-out, seeded.
 
     python benchmarks/evaluate.py [--seeds 0 1 2] [--measurements 3000] [--folds 3] \
-        [--autoencoder_epochs 12] [--patience 2] [--no_variants] [--real_pages]
+        [--autoencoder_epochs 12] [--patience 2] [--no_variants] [--real_pages] \
+        [--seed_row defaults] [--seed_max_epochs 40] [--seed_train_batches 150] ...
 
 Per seed, one world with the default families and the variant families of ``synth.variants``
 (``make_world(..., variants=True)``) is generated and flattened once, and one autoencoder is
@@ -10,17 +11,17 @@ trained on every row until validation loss stops improving (early stopping on ``
 The same folds then score each detector row; settings are chosen on each seed's development fold
 and never reported. Rows: template + cluster evidence only; + lexical (the default detector);
 + latents (the latent score and latent-neighbourhood evidence); the seed's latent classifier
-alone (``quackae.synth.seed_row`` when it exists, else pending). Columns: today's families, the
-variant families, real pages (``--real_pages``: the corpus of ``synth.real_pages`` served as one
-more archive, leave-page-out; else "not run"). A cell is mean recall / worst fold
-recall / mean FPR (worst fold) / proposal coverage; targets: recall >= 0.9, worst >= 0.75,
-FPR <= 0.02 in every fold, coverage >= 0.9 with 0 benign matches.
+alone (``--seed_row``: ``synth.seed_row`` per setting, its own autoencoder trained until its
+validation loss stops improving, at the scale of the ``--seed_*`` flags, flagging at its 0.5).
+Columns: today's families, the variant families, real pages (``--real_pages``: the corpus of
+``synth.real_pages`` served as one more archive, leave-page-out; else "not run"). A cell is mean
+recall / worst fold recall / mean FPR (worst fold) / proposal coverage; targets: recall >= 0.9,
+worst >= 0.75, FPR <= 0.02 in every fold, coverage >= 0.9 with 0 benign matches.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import tempfile
 import time
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from quackae.synth import evaluate
+from quackae.synth import evaluate, seed_row
 
 ROWS = (
     ("template + cluster only", False, False),
@@ -39,14 +40,14 @@ ROWS = (
 SEED_ROW = "the seed's latent classifier alone"
 
 
-def seed_row(worlds: list[evaluate.World], folds: int) -> dict[str, Any] | None:
-    """The seed classifier's cells from ``quackae.synth.seed_row`` (None while it has none)."""
-    try:
-        module = importlib.import_module("quackae.synth.seed_row")
-    except ImportError:
-        return None
-    cells = getattr(module, "table_cells", None)  # the seed engineer's contract, once it exists
-    return cells(worlds, folds) if cells else None
+def autoencoder_line(ae: dict[str, Any]) -> str:
+    """How the seed row's autoencoder trained, in one line."""
+    last = ae["last_validation"].get("val_loss")
+    return (
+        f"autoencoder E={ae['embed_size']} H={ae['hidden_size']}: {ae['epochs']} epochs, stopped "
+        f"by {ae['stopped']['by']}, last val_loss {last}, best val_loss_seed "
+        f"{ae['best_val_loss_seed']}"
+    )
 
 
 def main() -> None:
@@ -62,12 +63,33 @@ def main() -> None:
         action="store_true",
         help="add the real-page corpus as one more archive and score it as its own column",
     )
+    p.add_argument(
+        "--seed_row",
+        nargs="*",
+        default=[],
+        choices=sorted(seed_row.SETTINGS),
+        help="also score the seed's latent classifier with these settings (synth/seed_row.py)",
+    )
+    scale = seed_row.Scale()
+    for name in ("max_epochs", "patience", "train_batches", "val_batches", "classifier_epochs"):
+        p.add_argument(
+            f"--seed_{name}",
+            type=int,
+            default=getattr(scale, name),
+            help=f"the seed row's Scale.{name} (default %(default)s)",
+        )
     p.add_argument("--out", type=Path, default=None, help="keep the outputs (default: temporary)")
     args = p.parse_args()
     print("command: python " + " ".join(sys.argv), flush=True)
     rows = [r for r in ROWS if args.autoencoder_epochs or not r[2]]
     results: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in rows}
-    worlds = []
+    seed_runs: list[dict[str, Any]] = []
+    seed_scale = seed_row.Scale(
+        **{
+            k: getattr(args, f"seed_{k}")
+            for k in ("max_epochs", "patience", "train_batches", "val_batches", "classifier_epochs")
+        }
+    )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         base = args.out or Path(tmp)
@@ -86,13 +108,13 @@ def main() -> None:
                 not args.no_variants,
                 args.real_pages,
             )
-            worlds.append(world)
             info = world.autoencoder or {}
             print(
                 f"seed {seed}: {world.rf.table.num_rows} rows, world + autoencoder "
-                f"{time.perf_counter() - t0:.0f}s; autoencoder: best val_loss "
-                f"{info.get('best_val_loss')}, epochs {info.get('epochs_run')} of "
-                f"{info.get('max_epochs')}, stopped early {info.get('stopped_early')}",
+                f"{time.perf_counter() - t0:.0f}s; autoencoder: last val_loss "
+                f"{info.get('last_val_loss')}, best {info.get('monitor')} "
+                f"{info.get('best_score')}, epochs {info.get('epochs_run')} of "
+                f"{info.get('max_epochs')}, stopped by {info.get('stopped_by')}",
                 flush=True,
             )
             for name, lexical, latents in rows:
@@ -105,7 +127,19 @@ def main() -> None:
                     + "; ".join(f"{k}: {evaluate.render_cell(v)}" for k, v in cells.items()),
                     flush=True,
                 )
-        seed_cells = seed_row(worlds, args.folds)
+            if args.seed_row:
+                t1 = time.perf_counter()
+                runs = seed_row.run_seed_rows(
+                    world, base / f"seed{seed}", args.folds, tuple(args.seed_row), seed_scale
+                )
+                seed_runs.append(runs)
+                for name, run in runs.items():
+                    print(
+                        f"  {SEED_ROW} ({name}): {time.perf_counter() - t1:.0f}s; "
+                        + autoencoder_line(run["autoencoder"]),
+                        flush=True,
+                    )
+        seed_summary = seed_row.summarise(seed_runs) if seed_runs else {}
     columns = [*evaluate.COLUMNS, evaluate.REAL_COLUMN]
     print()
     print(
@@ -123,16 +157,21 @@ def main() -> None:
             else "not run (--real_pages)"
         ]
         print(f"| {name} | " + " | ".join(line) + " |")
-    if seed_cells is None:
+    if not seed_summary:
+        print(f"| {SEED_ROW} | " + " | ".join(["not run (--seed_row)"] * len(columns)) + " |")
+    for name, summary in seed_summary.items():
+        cells = summary["cells"]
         print(
-            f"| {SEED_ROW} | " + " | ".join(["pending (synth/seed_row.py)"] * len(columns)) + " |"
-        )
-    else:
-        print(
-            f"| {SEED_ROW} | "
-            + " | ".join(evaluate.render_cell(seed_cells.get(c)) for c in columns)
+            f"| {SEED_ROW} ({name}, at its 0.5) | "
+            + " | ".join(
+                evaluate.render_cell(cells[c]) if c in cells else "not run (--real_pages)"
+                for c in columns
+            )
             + " |"
         )
+    if seed_summary:
+        print(f"seed row scale: {seed_scale}")
+        print("\n".join(seed_row.render(seed_summary, seed_scale.target_fpr)))
     hits = {
         name: sum((f.get("proposals") or {}).get("benign_hits", 0) for s in rs for f in s["folds"])
         for name, rs in results.items()

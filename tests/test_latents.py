@@ -197,3 +197,32 @@ def test_latent_detector_round_trips_its_space(world: evaluate.World, tmp_path: 
     a, b = det.predict(world.rf, latents), back.predict(world.rf, latents)
     np.testing.assert_allclose(a[0], b[0])
     assert a[2] == b[2]
+
+
+def test_known_blockpages_are_not_a_sites_page(world: evaluate.World) -> None:
+    """A domain blocked by several countries' censors is not "its site's page" in latent space.
+
+    Every censor's page gets one direction (censors' pages lie near each other, as a trained
+    autoencoder puts them); one family is held out (unlabelled). Counting the labelled censors'
+    pages as the domain's page in other countries clears the held-out censor's page by the site
+    principle; not counting known blockpages keeps it.
+    """
+    rf = world.rf
+    pages = rf.scored & rf.evidence_allowed & rf.has_page
+    rng = np.random.default_rng(0)
+    family = np.where(world.mechanism == "blockpage", "blockpage", world.family)
+    names = sorted(set(family.tolist()))
+    dirs = dict(zip(names, rng.normal(size=(len(names), 32)), strict=True))
+    latents = np.stack([dirs[f] for f in family.tolist()])
+    latents = (latents + 0.2 * rng.normal(size=latents.shape)).astype(np.float32)
+    held = pages & (world.family == "ae_multilingual_gateway")  # held out: no label
+    known = (world.labels == 1) & ~held
+    fp = np.where(known, rf.column("fingerprint"), "").astype(object)
+    space = fit_space(latents, pages, fp)
+    consider = rf.scored & rf.evidence_allowed
+    _, site_all = latent_evidence(space, latents, rf, consider)
+    _, site_known = latent_evidence(space, latents, rf, consider, known)
+    assert site_all[held].sum() >= 5  # the test has teeth: the old count clears censors' pages
+    assert site_known[held].mean() < 0.25 * site_all[held].mean()
+    bot = pages & (world.family == "cdn_bot_check")
+    assert site_known[bot].mean() == site_all[bot].mean()  # a site's own page: unchanged

@@ -164,12 +164,18 @@ class Detector:
         return np.stack(cols, axis=1)
 
     def _near(
-        self, rf: RowFeatures, latents: np.ndarray | None
+        self, rf: RowFeatures, latents: np.ndarray | None, labels: np.ndarray | None = None
     ) -> tuple[np.ndarray | None, np.ndarray]:
-        """Latent-neighbourhood evidence and the rows whose page follows their site (if any)."""
+        """Latent-neighbourhood evidence and the rows whose page follows their site (if any).
+
+        ``labels`` (default: the dataset's ``censored`` column) say which pages are known
+        blockpages, which the site principle does not count as a site's page.
+        """
         if self.space is None or latents is None:
             return None, np.zeros(len(rf.template), bool)
-        return latent_evidence(self.space, latents, rf, rf.scored & rf.evidence_allowed)
+        labels = rf.column("censored") if labels is None else labels
+        consider = rf.scored & rf.evidence_allowed
+        return latent_evidence(self.space, latents, rf, consider, np.asarray(labels) == 1)
 
     def allowed(self, rf: RowFeatures, site_bound: np.ndarray) -> np.ndarray:
         """Rows the detector scores: evidence by every principle, and a page received."""
@@ -186,7 +192,7 @@ class Detector:
             pages = rf.scored & rf.evidence_allowed & rf.has_page
             fp = np.where(labels == 1, rf.column("fingerprint"), "").astype(object)
             self.space = fit_space(latents, pages, fp)
-        near, site_bound = self._near(rf, latents)
+        near, site_bound = self._near(rf, latents, labels)
         train_rows = (labels != 0) & self.allowed(rf, site_bound)
         if train_rows.sum() < 10 or len(np.unique(labels[train_rows])) < 2:
             raise ValueError(
@@ -235,26 +241,31 @@ class Detector:
 
     # ------------------------------------------------------------------ scoring
 
-    def features_of(self, rf: RowFeatures, latents: np.ndarray | None = None) -> np.ndarray:
+    def features_of(
+        self, rf: RowFeatures, latents: np.ndarray | None = None, labels: np.ndarray | None = None
+    ) -> np.ndarray:
         """The combiner's design matrix for every row of ``rf``."""
-        return self._features(rf, latents)[0]
+        return self._features(rf, latents, labels)[0]
 
     def _features(
-        self, rf: RowFeatures, latents: np.ndarray | None
+        self, rf: RowFeatures, latents: np.ndarray | None, labels: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         mats = self._matrices(rf, latents if "latent" in self.inputs else None)
         learned = {
             name: np.clip(self.scorers[name].logit(mats[name]), -10, 10) for name in self.inputs
         }
-        near, site_bound = self._near(rf, latents)
+        near, site_bound = self._near(rf, latents, labels)
         return self._design(rf, learned, near), site_bound
 
     def predict(
-        self, rf: RowFeatures, latents: np.ndarray | None = None
+        self, rf: RowFeatures, latents: np.ndarray | None = None, labels: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Probability, candidate (probability >= threshold, evidence allowed), reason per row."""
+        """Probability, candidate (probability >= threshold, evidence allowed), reason per row.
+
+        ``labels``: which rows are known blockpages (default: the dataset's ``censored``).
+        """
         assert self.combiner is not None, "fit the detector first"
-        design, site_bound = self._features(rf, latents)
+        design, site_bound = self._features(rf, latents, labels)
         prob = self.platt(self.combiner.logit(design))
         allowed = self.allowed(rf, site_bound)
         prob = np.where(allowed, prob, 0.0)

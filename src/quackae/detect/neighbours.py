@@ -7,6 +7,8 @@ cluster evidence is counted over *latent neighbours* instead: the distinct domai
 points in the row's country, and the countries, among the pages within ``radius`` of the row.
 The same neighbours give the site principle: a page its domain also got, within the radius, in
 ``SITE_COUNTRIES`` or more countries follows the site (a hosting network's page), not the path.
+Pages known to be blockpages (labelled censored) are not a site's page and are not counted: a
+domain blocked in several countries gets several censors' pages, which lie near one another.
 
 ``radius`` is set from labelled blockpages: the median over fingerprints of the 0.9 quantile
 (``RADIUS_QUANTILE``) of the distance between two pages of one fingerprint (how far apart two
@@ -91,9 +93,16 @@ def _distinct(codes: np.ndarray) -> np.ndarray:
 
 
 def latent_evidence(
-    space: LatentSpace, latents: np.ndarray, rf: RowFeatures, consider: np.ndarray
+    space: LatentSpace,
+    latents: np.ndarray,
+    rf: RowFeatures,
+    consider: np.ndarray,
+    known: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``LATENT_NUMERIC`` per row, and which rows' pages follow their site (``site_bound``)."""
+    """``LATENT_NUMERIC`` per row, and which rows' pages follow their site (``site_bound``).
+
+    ``known``: rows labelled censored, which the site principle does not count (None: none).
+    """
     n = len(rf.template)
     out = np.zeros((n, len(LATENT_NUMERIC)))
     site = np.zeros(n, bool)
@@ -113,12 +122,17 @@ def latent_evidence(
     out[use, 1] = np.log1p(_distinct(np.where(same_cc, codes["ip"][idx], -1)))
     out[use, 2] = np.log1p(_distinct(np.where(near, country[idx], -1)))
     radius = max(space.site_radius, space.radius)
-    site[use] = _site_countries(z, codes["domain"], country, radius) >= SITE_COUNTRIES
+    blockpage = np.zeros(len(use), bool) if known is None else np.asarray(known, bool)[use]
+    counted = _site_countries(z, codes["domain"], country, radius, blockpage)
+    site[use] = counted >= SITE_COUNTRIES
     return out, site & has_content(rf.template)
 
 
-def _site_countries(z: np.ndarray, domain: np.ndarray, country: np.ndarray, radius: float):
-    """Per row: distinct countries among the pages of its own domain within ``radius``."""
+def _site_countries(
+    z: np.ndarray, domain: np.ndarray, country: np.ndarray, radius: float, blockpage: np.ndarray
+) -> np.ndarray:
+    """Per row: distinct countries among its own domain's pages within ``radius`` (the row's
+    own country included), not counting pages in ``blockpage``."""
     from sklearn.neighbors import NearestNeighbors
 
     out = np.ones(len(z), np.int64)
@@ -127,5 +141,9 @@ def _site_countries(z: np.ndarray, domain: np.ndarray, country: np.ndarray, radi
         if len(rows) < SITE_COUNTRIES:
             continue
         found = NearestNeighbors(radius=radius).fit(z[rows]).radius_neighbors(z[rows])[1]
-        out[rows] = [len(set(country[rows[j]].tolist())) for j in found]
+        keep = ~blockpage[rows]
+        out[rows] = [
+            len(set(country[rows[j[keep[j]]]].tolist()) | {country[r]})
+            for r, j in zip(rows, found, strict=True)
+        ]
     return out

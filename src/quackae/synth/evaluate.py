@@ -209,8 +209,11 @@ def train_and_encode(
     if not have.all():
         raise ValueError(f"{int((~have).sum())} rows were not encoded")
     info = {
-        "best_val_loss": summary.get("best_val_loss"),
+        "best_score": summary.get("best_score"),  # of the checkpoint monitor (val_loss_seed)
+        "monitor": summary.get("monitor"),
+        "last_val_loss": summary.get("last_validation", {}).get("val_loss"),
         "epochs_run": summary.get("epochs"),
+        "stopped_by": (summary.get("stopped") or {}).get("by"),
         "stopped_early": (summary.get("epochs") or 0) < epochs,
         "test": summary.get("test"),
         "max_epochs": epochs,
@@ -297,11 +300,11 @@ def score_fold(
     if world.real_pages and (labels[real_world.is_real(world.family)] != 0).any():
         raise AssertionError("a real page's row has a label")
     det = Detector(seed=world.seed, c_combiner=c, lexical=lexical).fit(world.rf, labels, lat)
-    prob, candidate, _ = det.predict(world.rf, lat)
+    prob, candidate, _ = det.predict(world.rf, lat, labels)
     from quackae.classify.calibration import threshold_for_fpr
 
     train_neg = (labels == -1) & world.rf.scored & world.rf.evidence_allowed
-    base = det.platt(det.combiner.logit(det.features_of(world.rf, lat)[train_neg]))  # type: ignore[union-attr]
+    base = det.platt(det.combiner.logit(det.features_of(world.rf, lat, labels)[train_neg]))  # type: ignore[union-attr]
     proposal_scores = (
         score_proposals(world, labels, candidate, page) if propose_signatures else None
     )
@@ -578,6 +581,7 @@ def column_summary(
     """
     recalls, fprs = [], []
     pages = covered = 0
+    proposed = False  # a row that proposes no signatures (the seed's classifier) has no coverage
     for seed in per_seed:
         for f in seed["folds"]:
             n = {k: v for k, v in f["family_rows"].items() if k in families and v}
@@ -585,6 +589,7 @@ def column_summary(
                 hit = sum(f["family_recall"].get(k, 0.0) * v for k, v in n.items())
                 recalls.append(hit / sum(n.values()))
                 pages += sum(n.values())
+                proposed = proposed or "proposals" in f
                 got = (f.get("proposals") or {}).get("family_covered") or {}
                 covered += sum(got.get(k, 0) for k in n)
             b = {k: v for k, v in f.get("kind_rows", {}).items() if k in kinds and v}
@@ -598,7 +603,7 @@ def column_summary(
         "worst_fold_recall": r4(np.min(recalls)) if recalls else None,
         "fpr": r4(np.mean(fprs)) if fprs else None,
         "worst_fold_fpr": r4(np.max(fprs)) if fprs else None,
-        "coverage": r4(covered / pages) if pages else None,
+        "coverage": r4(covered / pages) if pages and proposed else None,
         "folds": len(recalls),
     }
 

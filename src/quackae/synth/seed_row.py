@@ -216,6 +216,13 @@ def score_fold(
             for f in sorted(families)
             if (page & (world.family == f)).any()
         },
+        "family_rows": {f: int((page & (world.family == f)).sum()) for f in sorted(families)},
+        "kind_fpr": {
+            k: _rate(hit, benign & (world.family == k))
+            for k in sorted(kinds)
+            if (benign & (world.family == k)).any()
+        },
+        "kind_rows": {k: int((benign & (world.family == k)).sum()) for k in sorted(kinds)},
         "at_target_fpr": {
             "threshold": at,
             "recall": _rate(prob >= at, page),
@@ -246,7 +253,7 @@ def run_setting(
     x, have = load_latents(encode_all(dataset, ckpt, out / "encoded", world.seed), world.rf.row_ids)
     if not have.all():
         raise ValueError(f"{int((~have).sum())} rows were not encoded")
-    plan = fold_plan(folds, world.seed)
+    plan = fold_plan(folds, world.seed, world.variants, world.real_pages)
     reported = [
         {
             "fold": i,
@@ -255,6 +262,7 @@ def run_setting(
         for i, (fams, kinds) in enumerate(plan[1:], start=1)
     ]
     return {
+        "real_pages": world.real_pages,
         "setting": dataclasses.asdict(setting),
         "autoencoder": {
             "embed_size": scale.embed_size or setting.embed_size,
@@ -311,8 +319,21 @@ def summarise(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
             "own_split_f1_censored": _mean([o["f1_censored"] for o in own]),
             "autoencoder": [r["autoencoder"] for r in runs],
             "classifier_stopped": sorted({f["classifier_stopped"] for f in folds}),
+            "cells": table_cells(runs),
         }
     return out
+
+
+def table_cells(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """One setting's cells of the evaluation table (``evaluate.table_cells``), per column.
+
+    ``runs``: that setting's ``run_setting`` result per seed. The classifier flags at the seed's
+    0.5, so a cell's FPR is what the seed's own decision rule gives; it proposes no signatures,
+    so its coverage is 0.
+    """
+    from quackae.synth.evaluate import table_cells as cells
+
+    return cells([{"folds": r["folds"], "real_pages": r.get("real_pages", False)} for r in runs])
 
 
 def _mean(values: list[float]) -> float | None:
@@ -359,4 +380,5 @@ __all__ = [
     "run_setting",
     "score_fold",
     "summarise",
+    "table_cells",
 ]
