@@ -129,14 +129,23 @@ def main() -> None:
                 )
             if args.seed_row:
                 t1 = time.perf_counter()
-                runs = seed_row.run_seed_rows(
-                    world, base / f"seed{seed}", args.folds, tuple(args.seed_row), seed_scale
-                )
+                try:
+                    runs = seed_row.run_seed_rows(
+                        world, base / f"seed{seed}", args.folds, tuple(args.seed_row), seed_scale
+                    )
+                except FloatingPointError as e:  # the seed's own settings can diverge: say so
+                    print(f"  {SEED_ROW}: not scored on seed {seed}: {e}", flush=True)
+                    continue
                 seed_runs.append(runs)
                 for name, run in runs.items():
                     print(
                         f"  {SEED_ROW} ({name}): {time.perf_counter() - t1:.0f}s; "
-                        + autoencoder_line(run["autoencoder"]),
+                        + autoencoder_line(run["autoencoder"])
+                        + "; "
+                        + "; ".join(
+                            f"{k}: {evaluate.render_cell(v)}"
+                            for k, v in seed_row.table_cells([run]).items()
+                        ),
                         flush=True,
                     )
         seed_summary = seed_row.summarise(seed_runs) if seed_runs else {}

@@ -362,7 +362,7 @@ _V1_MISMATCH = {
 }
 
 
-def _dumps(obj: dict[str, Any]) -> str:
+def dump_line(obj: dict[str, Any]) -> str:
     """Compact JSON like Go's encoder (HTML characters escaped, UTF-8 kept)."""
     text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
     for char, escaped in _GO_ESCAPES:
@@ -675,7 +675,7 @@ def _default_start(fmt: str) -> datetime:
     return datetime(2021, 10, 11, 1, 1, 1, tzinfo=timezone(timedelta(hours=-4)))
 
 
-def _tarinfo(name: str, size: int, mtime: int, directory: bool = False) -> tarfile.TarInfo:
+def tar_entry(name: str, size: int, mtime: int, directory: bool = False) -> tarfile.TarInfo:
     """A tar member header with fixed ownership and time, for byte-identical archives."""
     info = tarfile.TarInfo(name)
     info.size = size
@@ -723,7 +723,7 @@ def _generate(
             blocked = world.blocked[(vp.country.code, d_index)]
             start_ns = line_no * 37_000_000 + rng.randrange(2_000_000_000)
             obj, outcomes = _measurement(ctx, rng, vp, domain, d_index, blocked, start_ns)
-            lines.append(_dumps(obj))
+            lines.append(dump_line(obj))
             truths.extend(
                 _truth_line(line_no, i, vp, domain.name, o, fingerprinted) for i, o in outcomes
             )
@@ -818,9 +818,9 @@ def write_archive(
             gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz,
             tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
         ):
-            tar.addfile(_tarinfo(f"{stem}/", 0, mtime, directory=True))
+            tar.addfile(tar_entry(f"{stem}/", 0, mtime, directory=True))
             with results.open("rb") as fh:
-                tar.addfile(_tarinfo(f"{stem}/results.json", results.stat().st_size, mtime), fh)
-            tar.addfile(_tarinfo(f"{stem}/ips.txt", len(ips_bytes), mtime), io.BytesIO(ips_bytes))
+                tar.addfile(tar_entry(f"{stem}/results.json", results.stat().st_size, mtime), fh)
+            tar.addfile(tar_entry(f"{stem}/ips.txt", len(ips_bytes), mtime), io.BytesIO(ips_bytes))
         partial.replace(archive)
     return SynthResult(archive=archive, truth=truth, measurements=measurements, tries=tries)

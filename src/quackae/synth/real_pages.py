@@ -388,14 +388,14 @@ def render_response(
     }
 
 
-def _rfc3339(moment: datetime) -> str:
+def rfc3339(moment: datetime) -> str:
     """``2021-06-01T00:00:00.000000000+00:00``: Hyperquack's timestamp shape (nanoseconds)."""
     offset = moment.strftime("%z") or "+0000"
     stamp = moment.strftime("%Y-%m-%dT%H:%M:%S")
     return f"{stamp}.{moment.microsecond:06d}000{offset[:3]}:{offset[3:]}"
 
 
-def _control_url(seed: str) -> str:
+def control_url_for(seed: str) -> str:
     """A v2 control domain (``control-<16 hex>.com``), derived from ``seed`` (deterministic)."""
     return f"control-{hashlib.sha256(seed.encode()).hexdigest()[:16]}.com"
 
@@ -428,16 +428,16 @@ def render_measurement(
 
     def stamp(entry: dict[str, Any]) -> dict[str, Any]:
         nonlocal moment
-        entry["start_time"] = _rfc3339(moment)
+        entry["start_time"] = rfc3339(moment)
         moment += timedelta(milliseconds=250)
-        entry["end_time"] = _rfc3339(moment)
+        entry["end_time"] = rfc3339(moment)
         moment += timedelta(milliseconds=750)
         return entry
 
-    entries.append(stamp({"matches_template": True, "control_url": _control_url(vp + domain)}))
+    entries.append(stamp({"matches_template": True, "control_url": control_url_for(vp + domain)}))
     for _ in range(tries):
         entries.append(stamp({"matches_template": False, "response": response}))
-    entries.append(stamp({"matches_template": True, "control_url": _control_url(domain + vp)}))
+    entries.append(stamp({"matches_template": True, "control_url": control_url_for(domain + vp)}))
     location = {"country_name": country_name, "country_code": country_code}
     return {
         "vp": vp,

@@ -36,13 +36,13 @@ import numpy as np
 import pycountry
 
 from quackae.io.atomic import atomic_path
-from quackae.synth.archive import SynthResult, _dumps, _tarinfo
+from quackae.synth.archive import SynthResult, dump_line, tar_entry
 from quackae.synth.real_pages import (
     RealPage,
-    _control_url,
-    _rfc3339,
+    control_url_for,
     load_real_pages,
     render_measurement,
+    rfc3339,
 )
 from quackae.synth.world import COUNTRIES, build_world
 
@@ -182,8 +182,8 @@ def _expected(vp: str, domain: str, code: str, moment: datetime) -> dict[str, An
         return {
             "matches_template": True,
             **fields,
-            "start_time": _rfc3339(begin),
-            "end_time": _rfc3339(begin + timedelta(milliseconds=250)),
+            "start_time": rfc3339(begin),
+            "end_time": rfc3339(begin + timedelta(milliseconds=250)),
         }
 
     return {
@@ -191,7 +191,7 @@ def _expected(vp: str, domain: str, code: str, moment: datetime) -> dict[str, An
         "location": {"country_name": _country_name(code), "country_code": code},
         "service": "http",
         "test_url": domain,
-        "response": [entry(0, control_url=_control_url(vp + domain)), entry(1000)],
+        "response": [entry(0, control_url=control_url_for(vp + domain)), entry(1000)],
         "anomaly": False,
         "controls_failed": False,
         "stateful_block": False,
@@ -270,10 +270,10 @@ def write_real_archive(
     ):
         moment = START + timedelta(seconds=37 * line_no)
         if page is None:
-            lines.append(_dumps(_expected(vp, domain, code, moment)))
+            lines.append(dump_line(_expected(vp, domain, code, moment)))
             indices = [1]
         else:
-            lines.append(_dumps(_measurement(page, vp, code, domain, fail, moment)))
+            lines.append(dump_line(_measurement(page, vp, code, domain, fail, moment)))
             indices = list(range(1, TRIES + 1))
         for i in indices:
             truths.append(
@@ -294,7 +294,7 @@ def write_real_archive(
         gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz,
         tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
     ):
-        tar.addfile(_tarinfo(f"{STEM}/", 0, mtime, directory=True))
-        tar.addfile(_tarinfo(f"{STEM}/results.json", len(results), mtime), io.BytesIO(results))
-        tar.addfile(_tarinfo(f"{STEM}/ips.txt", len(ips_bytes), mtime), io.BytesIO(ips_bytes))
+        tar.addfile(tar_entry(f"{STEM}/", 0, mtime, directory=True))
+        tar.addfile(tar_entry(f"{STEM}/results.json", len(results), mtime), io.BytesIO(results))
+        tar.addfile(tar_entry(f"{STEM}/ips.txt", len(ips_bytes), mtime), io.BytesIO(ips_bytes))
     return SynthResult(archive=archive, truth=truth_path, measurements=len(lines), tries=tries)
