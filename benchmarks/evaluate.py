@@ -1,8 +1,8 @@
 """The evaluation table: detector variants x sets of held-out families, leave-family-out, seeded.
 
     python benchmarks/evaluate.py [--seeds 0 1 2] [--measurements 3000] [--folds 3] \
-        [--autoencoder_epochs 12] [--patience 2] [--no_variants] [--real_pages] \
-        [--seed_row defaults] [--seed_max_epochs 40] [--seed_train_batches 150] ...
+        [--autoencoder_epochs 12] [--patience 3] [--no_variants] [--real_pages] \
+        [--seed_row seed_sizes] [--seed_max_epochs 40] [--seed_train_batches 150] ...
 
 Per seed, one world with the default families and the variant families of ``synth.variants``
 (``make_world(..., variants=True)``) is generated and flattened once, and one autoencoder is
@@ -56,7 +56,9 @@ def main() -> None:
     p.add_argument("--measurements", type=int, default=3000)
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--autoencoder_epochs", type=int, default=12, help="0: no latent row")
-    p.add_argument("--patience", type=int, default=2)
+    p.add_argument(
+        "--patience", type=int, default=3, help="autoencoder validations without a better val_loss"
+    )
     p.add_argument("--no_variants", action="store_true", help="the default world only")
     p.add_argument(
         "--real_pages",

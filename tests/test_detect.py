@@ -220,3 +220,40 @@ def test_proposals_merge_one_page_split_over_templates(world):
     assert (
         sorted(accounted.tolist()) == np.flatnonzero(candidate).tolist()
     )  # every page: proposed or a reason
+
+
+def _covered(rf, found, rows: np.ndarray) -> float:
+    """The share of ``rows`` whose page a proposal matches."""
+    matcher = Matcher([], [Signature(p.fingerprint, p.pattern) for p in found])
+    return float(np.mean([matcher.match(t)[0] == 1 for t in rf.tokens.texts(rf.row_ids[rows])]))
+
+
+def test_pages_the_detector_missed_do_not_veto_their_familys_line(world):
+    """A family flagged on most of its pages gets its signature, covering the pages it missed;
+    a benign kind flagged on a few of its pages gets none (its unflagged pages outweigh them)."""
+    rf = world.rf
+    page = rf.scored & rf.has_page & rf.evidence_allowed
+    family = np.flatnonzero(page & (world.family == "tr_court_center"))
+    kind = np.flatnonzero(page & (world.family == "maintenance"))
+    assert len(family) >= 8 and len(kind) >= 10
+    rng = np.random.default_rng(0)
+    missed = rng.choice(family, max(1, len(family) // 8), replace=False)
+    flagged_benign = rng.choice(kind, max(3, len(kind) // 10), replace=False)
+    candidate = np.zeros(len(page), bool)
+    candidate[np.setdiff1d(family, missed)] = True
+    candidate[flagged_benign] = True
+    labels = world.labels.copy()
+    labels[np.concatenate([family, kind])] = 0  # neither is known
+    found = proposals.propose(rf, candidate, labels == -1, 0)
+    assert _covered(rf, found, family) >= 0.9  # the missed pages included
+    assert _covered(rf, found, kind) == 0.0
+
+
+def test_a_standard_headers_name_anchors_no_line():
+    """``Expires: [DATE]`` is on most pages; a custom header or a header's value may anchor."""
+    text = "403 Forbidden\nExpires: [DATE]\nContent-Length: 2211\nX-Filter-Verdict: deny\n"
+    lines = proposals._lines(text)
+    assert "X-Filter-Verdict: deny" in lines
+    assert not any(line.startswith(("Expires", "Content-Length")) for line in lines)
+    assert "Server: AkamaiGHost" in proposals._lines("Server: AkamaiGHost")
+    assert not proposals._lines("Set-Cookie: a=[HEX]; expires=[DATE]; path=/; HttpOnly")

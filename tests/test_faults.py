@@ -559,3 +559,12 @@ def test_10_bad_checkpoint_gives_no_pytorch_advice(dataset: Path, tmp_path: Path
         assert code == 2 and "Traceback" not in err
         line = err.strip().splitlines()[-1]
         assert str(path) in line and "weights_only" not in line and "quackae train" in line
+
+
+def test_two_encode_runs_in_one_second_name_their_shards_apart() -> None:
+    """Run ids differ (and sort in order) even within one second of one process: a resumed
+    encode must never overwrite the shard an earlier run wrote."""
+    from quackae.model.controller import new_run_id
+
+    ids = [new_run_id() for _ in range(50)]
+    assert len(set(ids)) == len(ids) and ids == sorted(ids)

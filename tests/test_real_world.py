@@ -151,3 +151,20 @@ def test_evaluate_real_pages_cli(tmp_path) -> None:
     assert "real pages (leave-page-out" in done.stdout
     result = json.loads((out / evaluate.RESULT_FILE).read_text())
     assert result["real_pages"]["folds"] == 2 and 0 <= result["real_pages"]["recall"] <= 1
+
+
+def test_a_page_cut_before_its_body_is_named_by_its_headers_and_follows_its_site(world) -> None:
+    """Akamai's real "Access Denied" page: its headers fill the 128-token budget, so the body is
+    cut; its template names the product by its headers (not a bare ``403 Forbidden``), it counts
+    as a page that says something, and the site principle clears it (3-5 countries per domain).
+    """
+    from quackae.detect.features import has_content, template_of
+
+    rf = world.rf
+    rows = np.flatnonzero(world.family == "real_cdn_access_denied")
+    assert len(rows) >= 10
+    templates = set(rf.template[rows].tolist())
+    assert templates == {t for t in templates if "| cut: AkamaiGHost;" in t}, templates
+    assert has_content(rf.template[rows]).all()
+    assert rf.site_bound is not None and rf.site_bound[rows].mean() >= 0.5
+    assert template_of("403 Forbidden\nContent-Length: 0\nServer: x\n") == "403 Forbidden"

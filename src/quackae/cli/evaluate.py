@@ -57,12 +57,14 @@ def add_evaluate_arguments(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--seed_row",
-        choices=("none", "defaults", "job_scripts", "both"),
+        choices=("none", "defaults", "job_scripts", "seed_sizes", "both", "all"),
         default="none",
         help="add the seed's latent classifier on the same folds: its autoencoder trained until "
         "val_loss_seed stops improving (3 validations; at most 40 epochs of 150 batches), with "
-        "the controller's defaults (E=128, H=512), the job scripts' settings (E=96, H=256), or "
-        "both; costly: benchmarks/seed_row.py runs it at a chosen scale (default %(default)s)",
+        "the controller's defaults (E=128, H=512, lr 0.1: diverges), the job scripts' settings "
+        "(E=96, H=256), the seed's sizes with the job scripts' learning rate (seed_sizes), the "
+        "first two (both) or all three; costly: benchmarks/evaluate.py --seed_row runs it at a "
+        "chosen scale (default %(default)s)",
     )
     p.add_argument(
         "--real_pages",
@@ -90,7 +92,11 @@ def _run(args: argparse.Namespace) -> int:
     from quackae.synth.evaluate import render, run_evaluation
 
     ae = {"epochs": args.autoencoder_epochs} if args.autoencoder_epochs > 0 else None
-    rows = {"none": (), "both": ("defaults", "job_scripts")}.get(args.seed_row, (args.seed_row,))
+    rows = {
+        "none": (),
+        "both": ("defaults", "job_scripts"),
+        "all": ("defaults", "job_scripts", "seed_sizes"),
+    }.get(args.seed_row, (args.seed_row,))
     result = run_evaluation(
         args.storage_path,
         args.seeds,

@@ -342,7 +342,6 @@ class Detector:
             "numeric": list(NUMERIC),
             "neighbours": self.neighbours,
             "radius": None if self.space is None else self.space.radius,
-            "site_radius": None if self.space is None else self.space.site_radius,
         }
         atomic_write(directory / MODEL_FILE, json.dumps(meta, indent=1))
         return directory / MODEL_FILE
@@ -380,10 +379,7 @@ class Detector:
                 neighbours=meta.get("neighbours", True),
             )
             if meta.get("radius") is not None:
-                site = float(meta.get("site_radius") or meta["radius"])
-                d.space = LatentSpace(
-                    z["space.mean"], z["space.scale"], float(meta["radius"]), site
-                )
+                d.space = LatentSpace(z["space.mean"], z["space.scale"], float(meta["radius"]))
         return d
 
 

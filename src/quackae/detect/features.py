@@ -130,7 +130,9 @@ def template_of(text: str) -> str:
     """A page's template: ``pages.page_signature``; a redirect is named by where it points.
 
     A censor's redirect keeps its target host while its status line varies (301/302/307), so
-    redirects group by the Location's scheme and host instead of by the status line.
+    redirects group by the Location's scheme and host instead of by the status line. A page cut
+    before its body by the token budget (long headers) is named by its headers' product
+    (``| cut: <Server>; <header names>``), not lumped with every bare status line.
     """
     sig = page_signature(text)
     if _REDIRECT.match(sig):
@@ -139,8 +141,30 @@ def template_of(text: str) -> str:
             return f"redirect to {where.group(1)}"
     if "| title:" not in sig and STATUS_LINE.match(sig):
         body = _first_body_line(text)
-        return f"{sig} | body: {body[:60]}" if body else sig
+        if body:
+            return f"{sig} | body: {body[:60]}"
+        return f"{sig} | cut: {_header_kind(text)}" if _declares_body(text) else sig
     return sig
+
+
+_CONTENT_LENGTH = re.compile(r"^Content-Length:\s*(\d+|\[NUM\])", re.IGNORECASE | re.MULTILINE)
+_SERVER = re.compile(r"^Server:\s*(\S[^\r\n]{0,30})", re.IGNORECASE | re.MULTILINE)
+
+
+def _declares_body(text: str) -> bool:
+    """Whether the headers announce a body the text does not show (the token budget cut it)."""
+    length = _CONTENT_LENGTH.search(text)
+    chunked = re.search(r"^Transfer-Encoding:\s*chunked", text, re.IGNORECASE | re.MULTILINE)
+    if chunked or length is None:
+        return bool(chunked)
+    return length.group(1) == "[NUM]" or int(length.group(1)) > 0
+
+
+def _header_kind(text: str) -> str:
+    """A cut page's product, by its headers: the ``Server`` value and the sorted header names."""
+    names = sorted({ln.split(":", 1)[0].lower() for ln in text.splitlines() if _HEADER.match(ln)})
+    server = _SERVER.search(text)
+    return f"{server.group(1).strip() if server else '-'}; {','.join(names)}"[:120]
 
 
 _HEADER = re.compile(r"^[A-Za-z][A-Za-z0-9-]*:\s")
@@ -261,8 +285,9 @@ SITE_COUNTRIES = 3  # a page a site gets in this many countries follows the site
 
 
 def has_content(template: np.ndarray) -> np.ndarray:
-    """Templates with a title or body line: a page that says something, not a bare status."""
-    return np.array(["| title:" in s or "| body:" in s for s in template.tolist()])
+    """Templates with a title or body line, or a body the token budget cut: a page that says
+    something, not a bare status."""
+    return np.array(["| title:" in s or "| body:" in s or "| cut:" in s for s in template.tolist()])
 
 
 def received_page(template: np.ndarray) -> np.ndarray:

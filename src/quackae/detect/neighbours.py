@@ -12,8 +12,9 @@ domain blocked in several countries gets several censors' pages, which lie near 
 
 ``radius`` is set from labelled blockpages: the median over fingerprints of the 0.9 quantile
 (``RADIUS_QUANTILE``) of the distance between two pages of one fingerprint (how far apart two
-pages of one known censor lie; at most 200 pages per fingerprint, seeded); the site principle
-uses the widest fingerprint's spread (``site_radius``). The search is scikit-learn's
+pages of one known censor lie; at most 200 pages per fingerprint, seeded). The site principle uses
+the same radius: a wider one (the widest fingerprint's spread) reached other censors' pages of a
+domain blocked in several countries (found on development worlds). The search is scikit-learn's
 ``NearestNeighbors`` (exact; tree or brute force as it chooses), over standardised, unit-length
 latents.
 """
@@ -37,17 +38,15 @@ RADIUS_QUANTILE = 0.9  # which quantile of one fingerprint's pair distances is "
 
 @dataclass
 class LatentSpace:
-    """How latents are scaled before the search, and the radii of "the same page".
+    """How latents are scaled before the search, and the radius of "the same page".
 
-    ``radius`` (a typical known family's spread) counts neighbourhood evidence; ``site_radius``
-    (the widest known family's spread) decides the site principle, whose pages (a hosting
-    network's multilingual, nonce-carrying check) vary more than one censor's template.
+    ``radius`` (a typical known family's spread) counts neighbourhood evidence and decides the
+    site principle.
     """
 
     mean: np.ndarray
     scale: np.ndarray
     radius: float
-    site_radius: float = 0.0
 
     def embed(self, x: np.ndarray) -> np.ndarray:
         """Standardised latents scaled to unit length (Euclidean distance ~ cosine)."""
@@ -77,10 +76,10 @@ def fit_space(latents: np.ndarray, pages: np.ndarray, fingerprint: np.ndarray) -
             d = np.sqrt(np.maximum(2 - 2 * z @ z.T, 0))[np.triu_indices(len(rows), 1)]
             spreads.append(float(np.quantile(d, RADIUS_QUANTILE)))
     if spreads:
-        space.radius, space.site_radius = float(np.median(spreads)), float(np.max(spreads))
+        space.radius = float(np.median(spreads))
     else:  # no labelled family: the median distance to a page's nearest neighbour
         dist, _ = _knn(space.embed(x), 2)
-        space.radius = space.site_radius = float(np.median(dist[:, -1]))
+        space.radius = float(np.median(dist[:, -1]))
     return space
 
 
@@ -121,9 +120,8 @@ def latent_evidence(
     out[use, 0] = np.log1p(_distinct(np.where(same_cc, codes["domain"][idx], -1)))
     out[use, 1] = np.log1p(_distinct(np.where(same_cc, codes["ip"][idx], -1)))
     out[use, 2] = np.log1p(_distinct(np.where(near, country[idx], -1)))
-    radius = max(space.site_radius, space.radius)
     blockpage = np.zeros(len(use), bool) if known is None else np.asarray(known, bool)[use]
-    counted = _site_countries(z, codes["domain"], country, radius, blockpage)
+    counted = _site_countries(z, codes["domain"], country, space.radius, blockpage)
     site[use] = counted >= SITE_COUNTRIES
     return out, site & has_content(rf.template)
 

@@ -4,8 +4,11 @@ Censored Planet's users work in a loop: find pages no signature names, write a s
 again. This module does the middle step. Candidate rows (the detector's ``candidate`` column)
 that received a page start as (template, country) groups; for each, a literal line of its pages
 (placeholders become "any text on the line", so the raw response matches) is chosen that occurs
-in at least ``MIN_COVERAGE`` of the group's pages and in no labelled-negative or expected page,
-no other page the detector did not flag, and no page of an accepted proposal. Groups the line
+in at least ``MIN_COVERAGE`` of the group's pages, in no labelled-negative or expected page and no
+page of an accepted proposal, and mostly on pages the detector flagged: of the undetermined pages
+the line matches, at least ``MIN_FLAGGED_SHARE`` are candidates (a censor's page the detector
+missed on a few domains does not veto its family's line; a benign page flagged on a few does not
+get a signature). Groups the line
 covers as well merge with it (one page whose template split: a status line, a header, a title
 cut by the token budget at a different point). Each proposal is then verified with the project's
 own matcher (``quackae.ingest.signatures.Matcher``); one that fails is dropped, never written.
@@ -39,9 +42,13 @@ MIN_LINE = 8
 MAX_LINE = 100
 MAX_PAGES_PER_CLUSTER = 200
 MAX_NEGATIVES = 50_000
+# of the undetermined pages a line matches, the share the detector must have flagged
+MIN_FLAGGED_SHARE = 0.75
 # why a cluster got no proposal (``propose``'s ``rejected``)
 NO_COMMON_LINE = f"no line in >= {MIN_COVERAGE:.0%} of its pages"
-COMMON_LINES_AVOIDED = "every common line is on a negative or another cluster's page"
+COMMON_LINES_AVOIDED = (
+    "every common line is on a negative or another cluster's page, or mostly on unflagged pages"
+)
 VERIFY_FAILED = "the pattern failed verification"
 
 
@@ -60,13 +67,78 @@ class Proposal:
 
 
 _PLACEHOLDER_RX = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS))
+# a standard HTTP header's name (RFC 9110, 9111, 6265 and common ones) says nothing of the page:
+# such a header line needs enough literal text in its value; a custom header's name may anchor
+_HEADER_NAME = re.compile(r"^([A-Za-z][A-Za-z0-9-]*):\s*")
+STANDARD_HEADERS = frozenset(
+    [
+        "accept-ranges",
+        "access-control-allow-origin",
+        "age",
+        "alt-svc",
+        "cache-control",
+        "connection",
+        "content-encoding",
+        "content-language",
+        "content-length",
+        "content-location",
+        "content-security-policy",
+        "content-type",
+        "date",
+        "etag",
+        "expires",
+        "keep-alive",
+        "last-modified",
+        "link",
+        "location",
+        "mime-version",
+        "p3p",
+        "pragma",
+        "referrer-policy",
+        "refresh",
+        "retry-after",
+        "server",
+        "set-cookie",
+        "strict-transport-security",
+        "transfer-encoding",
+        "upgrade",
+        "vary",
+        "via",
+        "www-authenticate",
+        "x-cache",
+        "x-content-type-options",
+        "x-frame-options",
+        "x-powered-by",
+        "x-xss-protection",
+    ]
+)
+
+
+# a cookie's standard attributes (RFC 6265) name nothing either: ``expires=[DATE]`` is no anchor
+_COOKIE_ATTRIBUTE = re.compile(
+    r"\b(?:expires|max-age|domain|path|samesite)=|\b(?:secure|httponly)\b", re.I
+)
+
+
+def _literal(line: str) -> str:
+    """A line's literal text: placeholders, a standard header's name, cookie attributes dropped."""
+    head = _HEADER_NAME.match(line)
+    if head and head.group(1).lower() in STANDARD_HEADERS:
+        line = line[head.end() :]
+    return _PLACEHOLDER_RX.sub("", _COOKIE_ATTRIBUTE.sub("", line))
+
+
 _BETWEEN_TAGS = re.compile(r"(?<=>)(?=<)")
 _IN_ATTRIBUTE = re.compile(r"[\"'?&;]")
 GAP = r"[^\r\n]*?"  # what a placeholder (domain, address, number, id) becomes in a pattern
 
 
 def _lines(text: str) -> set[str]:
-    """Lines of a normalised page with enough literal text to anchor a pattern, trimmed."""
+    """Lines of a normalised page with enough literal text to anchor a pattern, trimmed.
+
+    Enough is ``MIN_LINE`` letters or digits; a standard header counts its value's only
+    (``Expires: [DATE]`` anchors nothing).
+    """
     out = set()
     for full in text.replace("\r", "").split("\n"):
         # the whole line, its pieces between HTML tags and within attributes and URLs (one
@@ -78,7 +150,7 @@ def _lines(text: str) -> set[str]:
             *(piece for part in tagged for piece in _IN_ATTRIBUTE.split(part)),
         }:
             line = line.strip()[:MAX_LINE]
-            if len(_PLACEHOLDER_RX.sub("", line)) >= MIN_LINE:
+            if sum(ch.isalnum() for ch in _literal(line)) >= MIN_LINE:
                 out.add(line)
     return out
 
@@ -186,6 +258,50 @@ def _avoided(pattern: str, line: str, avoid: str) -> bool:
 
 
 @dataclass
+class Unflagged:
+    """The undetermined pages the detector did not flag: distinct texts and their row counts.
+
+    ``rows(pattern, line)`` counts the rows whose page a line's pattern matches, so a line can
+    be weighed against the candidate pages it matches (``MIN_FLAGGED_SHARE``).
+    """
+
+    joined: str
+    starts: np.ndarray  # offset of each distinct text in ``joined``
+    texts: list[str]
+    counts: np.ndarray
+    weight: float = 1.0  # rows each sampled row stands for
+
+    @classmethod
+    def of(cls, texts: list[str], weight: float = 1.0) -> Unflagged:
+        """From one text per (sampled) row; ``weight``: rows in all / rows sampled."""
+        counted = Counter(texts)
+        distinct = sorted(counted)
+        lengths = np.array([len(t) + 1 for t in distinct], np.int64)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if distinct else lengths
+        counts = np.array([counted[t] for t in distinct], np.int64)
+        return cls("\n".join(distinct), starts, distinct, counts, weight)
+
+    def rows(self, pattern: str, line: str) -> float:
+        """Rows whose page the pattern matches (a literal scan first: most pages lack it)."""
+        longest = max(_PLACEHOLDER_RX.split(line), key=len)
+        found: set[int] = set()
+        at = self.joined.find(longest)
+        while at >= 0:
+            i = int(np.searchsorted(self.starts, at, side="right")) - 1
+            found.add(i)
+            nxt = self.starts[i + 1] if i + 1 < len(self.starts) else len(self.joined)
+            at = self.joined.find(longest, int(nxt))
+        rx = re.compile(pattern, re.DOTALL)
+        return self.weight * int(sum(self.counts[i] for i in found if rx.search(self.texts[i])))
+
+
+def mostly_flagged(flagged_rows: float, unflagged_rows: float) -> bool:
+    """Whether the detector flagged at least ``MIN_FLAGGED_SHARE`` of the pages a line matches."""
+    total = flagged_rows + unflagged_rows
+    return total > 0 and flagged_rows >= MIN_FLAGGED_SHARE * total
+
+
+@dataclass
 class _Cluster:
     """Candidate pages with one template in one country (positions into the candidate list)."""
 
@@ -226,10 +342,14 @@ def propose(
     ``rejected``, when given, receives (group, rows, reason) for the pages left without a proposal.
     """
     cand = np.flatnonzero(candidate & rf.has_page)
-    # every page the detector does not flag counts against a line too, not only labelled negatives
-    unflagged = ~candidate & (rf.template != "(nothing received)")
-    neg_rows = _sample(np.flatnonzero((negatives | unflagged) & ~candidate), MAX_NEGATIVES, seed)
+    received = rf.template != "(nothing received)"
+    # labelled negatives and expected pages veto a line; other unflagged pages are weighed
+    hard = (negatives | ~rf.scored) & received & ~candidate
+    neg_rows = _sample(np.flatnonzero(hard), MAX_NEGATIVES, seed)
     neg_joined = "\n".join(sorted(set(rf.tokens.texts(rf.row_ids[neg_rows]))))
+    everyone = np.flatnonzero(received & ~candidate & ~hard)
+    soft = _sample(everyone, MAX_NEGATIVES, seed)
+    unflagged = Unflagged.of(rf.tokens.texts(rf.row_ids[soft]), len(everyone) / max(len(soft), 1))
     texts = rf.tokens.texts(rf.row_ids[cand])
     clusters = _clusters(rf, cand)
     group = np.zeros(len(cand), np.int64)
@@ -241,7 +361,9 @@ def propose(
     for i, c in enumerate(clusters):
         if (owner[c.members] >= 0).all():
             continue
-        found = _propose_one(rf, i, clusters, group, owner, texts, cand, neg_joined, len(out), seed)
+        found = _propose_one(
+            rf, i, clusters, group, owner, texts, cand, (neg_joined, unflagged), len(out), seed
+        )
         if isinstance(found, str):
             reasons[i] = found
             continue
@@ -276,7 +398,7 @@ def _propose_one(
     owner: np.ndarray,
     texts: list[str],
     cand: np.ndarray,
-    neg_joined: str,
+    negatives: tuple[str, Unflagged],
     number: int,
     seed: int,
 ) -> tuple[Proposal, int] | str:
@@ -284,7 +406,9 @@ def _propose_one(
 
     A line on the pages of one accepted proposal that covers at least ``MIN_COVERAGE`` of them
     is the same page (a shorter cut of its title): that proposal is replaced, keeping its number.
+    ``negatives``: the vetoing pages (newline-joined) and the weighed unflagged ones.
     """
+    neg_joined, unflagged = negatives
     taken = owner >= 0
     own = clusters[index].members[~taken[clusters[index].members]]
     lines = ranked_lines([texts[j] for j in _sample(own, MAX_PAGES_PER_CLUSTER, seed).tolist()])
@@ -297,6 +421,8 @@ def _propose_one(
         if _avoided(pattern, line, neg_joined):
             continue
         hit = _hits(pattern, line, texts)
+        if not mostly_flagged(int(hit.sum()), unflagged.rows(pattern, line)):
+            continue
         owners = set(owner[hit & taken].tolist())
         replaces = owners.pop() if len(owners) == 1 else None
         if len(owners) or (replaces is not None and hit[owner == replaces].mean() < MIN_COVERAGE):

@@ -882,7 +882,7 @@ def encode(args: ControllerConfig) -> dict[str, Any]:
         )
         config = {
             "done_rows_file": done_file,
-            "run_id": f"{int(time.time())}{os.getpid() % 1000:03d}",
+            "run_id": new_run_id(),
         }
         if args.ray_nodes == 0:
             encode_worker({"args": args.to_dict(), **config})
@@ -892,6 +892,16 @@ def encode(args: ControllerConfig) -> dict[str, Any]:
         out.finish(expected=len(dm.predict_indices()))
         info = summarise()
     return {**info, "new": info["length"] - len(done)}
+
+
+def new_run_id() -> str:
+    """A name part no other encode run gets: shards of two runs never share a name.
+
+    Nanoseconds and the process id; whole seconds were not enough (two runs a second apart in
+    one process, as when a dataset grows and encoding resumes at once, overwrote each other's
+    first shard).
+    """
+    return f"{time.time_ns()}{os.getpid() % 1000:03d}"
 
 
 # --------------------------------------------------------------------------- entry points
