@@ -124,6 +124,8 @@ def static_flags(tokens: store.DatasetTokens, row_ids: np.ndarray) -> dict[str, 
 
 _LOCATION = re.compile(r"^Location:\s*((?:[a-z]+://)?[^/\s?#]*)", re.IGNORECASE | re.MULTILINE)
 _REDIRECT = re.compile(r"^(?:HTTP/\S+\s+)?3\d\d\b")
+#: A header line ("Name: value"); group 1 is the name.
+HEADER_LINE = re.compile(r"^([A-Za-z][A-Za-z0-9-]*):\s")
 
 
 def template_of(text: str) -> str:
@@ -162,12 +164,10 @@ def _declares_body(text: str) -> bool:
 
 def _header_kind(text: str) -> str:
     """A cut page's product, by its headers: the ``Server`` value and the sorted header names."""
-    names = sorted({ln.split(":", 1)[0].lower() for ln in text.splitlines() if _HEADER.match(ln)})
+    heads = (HEADER_LINE.match(ln) for ln in text.splitlines())
+    names = sorted({h.group(1).lower() for h in heads if h})
     server = _SERVER.search(text)
     return f"{server.group(1).strip() if server else '-'}; {','.join(names)}"[:120]
-
-
-_HEADER = re.compile(r"^[A-Za-z][A-Za-z0-9-]*:\s")
 
 
 def _first_body_line(text: str) -> str:
@@ -176,7 +176,7 @@ def _first_body_line(text: str) -> str:
     status = next((i for i, ln in enumerate(lines) if STATUS_LINE.match(ln)), None)
     if status is None:
         return ""
-    return next((ln for ln in lines[status + 1 :] if not _HEADER.match(ln)), "")
+    return next((ln for ln in lines[status + 1 :] if not HEADER_LINE.match(ln)), "")
 
 
 _LOCATION_TARGET = re.compile(r"^Location:\s*(\S*)", re.IGNORECASE | re.MULTILINE)

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from quackae.detect.features import RowFeatures
+from quackae.detect.features import HEADER_LINE, RowFeatures
 from quackae.ingest.signatures import Matcher, Signature
 from quackae.ingest.tokens import PLACEHOLDERS
 from quackae.io.atomic import atomic_write
@@ -69,7 +69,6 @@ class Proposal:
 _PLACEHOLDER_RX = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS))
 # a standard HTTP header's name (RFC 9110, 9111, 6265 and common ones) says nothing of the page:
 # such a header line needs enough literal text in its value; a custom header's name may anchor
-_HEADER_NAME = re.compile(r"^([A-Za-z][A-Za-z0-9-]*):\s*")
 STANDARD_HEADERS = frozenset(
     [
         "accept-ranges",
@@ -122,7 +121,7 @@ _COOKIE_ATTRIBUTE = re.compile(
 
 def _literal(line: str) -> str:
     """A line's literal text: placeholders, a standard header's name, cookie attributes dropped."""
-    head = _HEADER_NAME.match(line)
+    head = HEADER_LINE.match(line)
     if head and head.group(1).lower() in STANDARD_HEADERS:
         line = line[head.end() :]
     return _PLACEHOLDER_RX.sub("", _COOKIE_ATTRIBUTE.sub("", line))
