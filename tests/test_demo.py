@@ -23,6 +23,7 @@ def test_small_demo_runs_every_stage(tmp_path: Path) -> None:
         "train autoencoder",
         "encode --filtered",
         "encode --evaluate",
+        "encode every row",
         "classify train",
         "classify predict + report",
         "plots",
@@ -72,3 +73,15 @@ def test_small_demo_runs_every_stage(tmp_path: Path) -> None:
             json.loads((out / f"encoded_{mode}" / "embeddings.json").read_text())["latent"]
             == "mean"
         )
+    # the detector is the default one: trained with the latents of every row of the dataset
+    encoded = pq.read_table(
+        sorted((out / "encoded" / "shards").glob("*.parquet")), columns=["row_id"]
+    )
+    assert encoded.num_rows == manifest["length"]
+    detector = json.loads((out / "detector" / "detector.json").read_text())
+    assert "latent" in detector["inputs"] and detector["radius"] > 0
+    # and the evaluation's row is of the same detector, on its world's own autoencoder
+    assert "+ latents (the default detector)" in result.stdout
+    (ae,) = summary["evaluation"]["autoencoders"]
+    assert ae["epochs_run"] == 1 and ae["last_val_loss"] > 0
+    assert "latent" in evaluation["features"]

@@ -1,11 +1,13 @@
 """``quackae demo``: the whole pipeline on bundled synthetic data, scored against ground truth.
 
-synth -> flatten -> train (ae_processor) -> encode --filtered and --evaluate -> classify train ->
-classify predict -> report -> plots -> evaluate -> detect -> HTML report. Every artefact lands
+synth -> flatten -> train (ae_processor) -> encode --filtered, --evaluate and every row ->
+classify train -> classify predict -> report -> plots -> evaluate (with its own world's
+autoencoder) -> detect (with the latents of every row) -> HTML report. Every artefact lands
 under one output folder:
 
     OUT/raw/          archives + ground-truth sidecars      OUT/dataset/        the dataset
-    OUT/autoencoder/  checkpoints, logs        OUT/encoded_filtered/, OUT/encoded_evaluate/
+    OUT/autoencoder/  checkpoints, logs        OUT/encoded_filtered/, OUT/encoded_evaluate/,
+    OUT/encoded/      latents of every row (what the detector reads)
     OUT/classifier/   classifier, metrics.json OUT/candidates/  predictions + report.md
     OUT/plots/        PNGs                                   OUT/summary.json    the final scores
     OUT/detector/, OUT/detections/  detect train/predict   OUT/report/index.html  the HTML report
@@ -28,6 +30,7 @@ MARKER = ".quackae-demo"  # marks a folder as a demo's output, which the next de
 # (format, scan, measurements per unit of --scale); a few thousand measurements in all
 EVAL_MEASUREMENTS = 3000  # per unit of --scale: the leave-family-out world
 EVAL_FOLDS = 5
+EVAL_PATIENCE = 3  # the evaluation world's autoencoder: validations without a better val_loss
 ARCHIVES = (
     ("v2", "http", 2200),
     ("v1", "https", 900),
@@ -95,7 +98,7 @@ def run_demo(
     atomic_write(
         out / MARKER, "written by `quackae demo`: this folder is replaced by the next demo run\n"
     )
-    stages = Stages(10)
+    stages = Stages(11)
     raw = out / "raw"
 
     def make_raw() -> list[Any]:
@@ -160,18 +163,19 @@ def run_demo(
         lambda _: f"checkpoints in {ae_dir}",
     )
     ckpt = summary_ae["best_checkpoint"] or summary_ae["last_checkpoint"]
-    for mode in ("filtered", "evaluate"):
+    for mode in ("filtered", "evaluate", ""):
+        folder = out / (f"encoded_{mode}" if mode else "encoded")
         encoding = common.replace(
             encode=True,
             checkpoint_path=ckpt,
             latent=latent,
-            storage_path=str(out / f"encoded_{mode}"),
-            **{mode: True},
+            storage_path=str(folder),
+            **({mode: True} if mode else {}),
         )
         stages.run(
-            f"encode --{mode}",
+            f"encode --{mode}" if mode else "encode every row",
             lambda encoding=encoding: controller.encode(encoding),
-            lambda _, mode=mode: f"-> {out / f'encoded_{mode}'}",
+            lambda _, folder=folder: f"-> {folder}",
         )
     metrics = stages.run(
         "classify train",
@@ -230,13 +234,15 @@ def run_demo(
             [seed],
             folds=EVAL_FOLDS,
             measurements=max(int(EVAL_MEASUREMENTS * scale), 400),
+            # the world's own autoencoder (unsupervised: every row), as the demo's own was trained
+            autoencoder={"epochs": epochs, "patience": EVAL_PATIENCE},
             variants=True,
         ),
         lambda r: f"-> {out / 'evaluation' / 'evaluation.json'}",
     )
     report = stages.run(
         "detect + HTML report",
-        lambda: detect_and_report(dataset, out, seed),
+        lambda: detect_and_report(dataset, out, seed, out / "encoded"),
         lambda index: f"-> {index}",
     )
     summary = {
@@ -248,7 +254,10 @@ def run_demo(
             k: metrics.get(k) for k in ("accuracy", "f1", "roc_auc", "winner", "verdict")
         },
         "truth": truth,
-        "evaluation": {k: evaluation[k] for k in ("folds", "measurements", "features", "summary")},
+        "evaluation": {
+            **{k: evaluation[k] for k in ("folds", "measurements", "features", "summary")},
+            "autoencoders": [p.get("autoencoder") for p in evaluation["per_seed"]],
+        },
         "evaluation_text": render_evaluation(evaluation),
         "table_row": table_cells(evaluation["per_seed"]),
         "plots": [str(p) for p in plots],
@@ -258,13 +267,13 @@ def run_demo(
     return summary
 
 
-def detect_and_report(dataset: Path, out: Path, seed: int) -> Path:
-    """Fit the detector on the dataset's labels, score every row, write the HTML report."""
+def detect_and_report(dataset: Path, out: Path, seed: int, embeddings: Path | None = None) -> Path:
+    """Fit the detector on the dataset's labels (and latents), score every row, write the report."""
     from quackae.detect import pipeline
     from quackae.report.site import build_report
 
-    pipeline.train(dataset, out / "detector", seed=seed)
-    pipeline.predict(dataset, out / "detector", out / "detections")
+    pipeline.train(dataset, out / "detector", embeddings=embeddings, seed=seed)
+    pipeline.predict(dataset, out / "detector", out / "detections", embeddings=embeddings)
     return build_report(dataset, out / "detections", out / "report").index
 
 
@@ -304,5 +313,12 @@ def render_summary(s: dict[str, Any]) -> str:
             "  this seed's row of the evaluation table (cell: recall / worst fold / FPR (worst "
             "fold) / proposal coverage; all rows: python benchmarks/evaluate.py):"
         )
-        lines.append("    " + render_row("+ lexical (the default detector)", s["table_row"]))
+        lines.append("    " + render_row("+ latents (the default detector)", s["table_row"]))
+        ae = next(iter(s["evaluation"].get("autoencoders") or []), None)
+        if ae:
+            lines.append(
+                f"    its world's autoencoder: {ae.get('epochs_run')} of {ae.get('max_epochs')} "
+                f"epochs (stopped by {ae.get('stopped_by')}), last val_loss "
+                f"{_fmt(ae.get('last_val_loss'))}"
+            )
     return "\n".join(lines)

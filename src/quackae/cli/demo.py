@@ -11,9 +11,9 @@ def add_demo_arguments(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="run the whole pipeline on generated data and score it against ground truth",
-        description="synth -> flatten -> train -> encode --filtered/--evaluate -> classify -> "
-        "report -> plots, all under --storage_path, then a summary scored against the "
-        "synthetic ground truth.",
+        description="synth -> flatten -> train -> encode --filtered/--evaluate/every row -> "
+        "classify -> report -> plots -> evaluate -> detect (with the latents) -> HTML report, all "
+        "under --storage_path, then a summary scored against the synthetic ground truth.",
     )
     p.add_argument(
         "--storage_path",
@@ -37,8 +37,9 @@ def add_demo_arguments(sub: argparse._SubParsersAction) -> None:
         "--autoencoder_epochs",
         type=int,
         default=8,
-        help="autoencoder epochs (default %(default)s; `quackae train` defaults to 20: the demo's "
-        "small generated dataset needs fewer)",
+        help="autoencoder epochs, at most, of the demo's autoencoder and of its evaluation world's "
+        "own one (default %(default)s; `quackae train` defaults to 20: the demo's small "
+        "generated data needs fewer)",
     )
     p.deprecate("--epochs", "--autoencoder_epochs")
     p.add_argument(

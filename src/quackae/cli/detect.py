@@ -46,7 +46,10 @@ def add_detect_arguments(sub: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         metavar="DIR",
-        help="latents of every row (quackae encode) to add the latent score (default: none)",
+        help="latents of every row (quackae encode without --filtered/--evaluate): adds the "
+        "latent score, latent-neighbourhood evidence and the latent site principle, the default "
+        "detector of the evaluation table and of `quackae demo`; without it, templates and the "
+        "lexical score only (default: none)",
     )
     t.add_argument("--seed", type=int, default=0, help="seed (default %(default)s)")
     t.add_argument(

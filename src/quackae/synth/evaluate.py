@@ -29,7 +29,12 @@ import numpy as np
 import pyarrow as pa
 
 from quackae import synth
-from quackae.detect.detector import Detector, load_latents, top_lexical_weights
+from quackae.detect.detector import (
+    Detector,
+    lexical_features,
+    load_latents,
+    top_lexical_weights,
+)
 from quackae.detect.features import RowFeatures, row_features
 from quackae.detect.proposals import propose
 from quackae.io.atomic import atomic_write
@@ -222,6 +227,24 @@ def train_and_encode(
         "hidden_size": hidden_size,
     }
     return x, info
+
+
+TOKEN_DIM = 64  # dimensions of the bag-of-tokens stand-in for the autoencoder's latents
+
+
+def token_latents(rf: RowFeatures, seed: int, dim: int = TOKEN_DIM) -> np.ndarray:
+    """Latent semantic analysis of every row: TF-IDF of the detector's token bag, truncated SVD.
+
+    The baseline an autoencoder must beat (Deerwester et al., 1990): the same detector given these
+    vectors instead of the latents shows what the latents add over a linear embedding of the same
+    tokens, with no training.
+    """
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfTransformer
+
+    x = TfidfTransformer(sublinear_tf=True).fit_transform(lexical_features(rf))
+    dim = max(1, min(dim, x.shape[1] - 1))
+    return TruncatedSVD(dim, random_state=seed).fit_transform(x).astype(np.float32)
 
 
 def fold_plan(
@@ -492,6 +515,8 @@ def run_evaluation(
             shutil.rmtree(d)
         world = make_world(d, seed, measurements, autoencoder, variants, real_pages)
         per_seed.append(evaluate_world(world, folds, lexical))
+        if world.autoencoder is not None:  # how the latents were trained, beside their figures
+            per_seed[-1]["autoencoder"] = world.autoencoder
         if seed_rows:
             seed_results.append(seed_row.run_seed_rows(world, d, folds, seed_rows, seed_scale))
             per_seed[-1]["seed_classifier"] = seed_results[-1]
