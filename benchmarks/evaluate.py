@@ -44,7 +44,7 @@ ROWS = (
     ("+ token SVD in place of latents (no autoencoder)", True, "tokens"),
     ("+ latents (the default)", True, "autoencoder"),
 )
-NO_AE, TOKENS, LATENTS = (name for name, _, latent in ROWS[1:])
+NO_AE, TOKENS, LATENTS = (row[0] for row in ROWS[1:])
 SEED_ROW = "the seed's latent classifier alone"
 
 
@@ -214,9 +214,7 @@ def main() -> None:
             )
         labelled = [r.get("real_labelled", 0) for r in next(iter(results.values()))]
         print(f"real rows a world signature had labelled (labels dropped), per seed: {labelled}")
-    for base in (NO_AE, TOKENS):
-        if LATENTS not in results:
-            break
+    for base in (NO_AE, TOKENS) if LATENTS in results else ():
         for column in evaluate.COLUMNS:
             deltas = [
                 (
